@@ -14,13 +14,21 @@ __all__ = [
     "BankMismatchError",
     "BankModelMismatchError",
     "BankShapeError",
+    "CalibrationError",
     "ClassSelectionError",
     "ConfigError",
     "DataError",
+    "ExportError",
+    "ExportInputError",
+    "ExportMappingError",
     "FilterError",
     "LetheError",
     "ModelError",
     "NonFiniteError",
+    "OnnxCheckError",
+    "ParityError",
+    "PatchError",
+    "QuantizationError",
     "TargetSelectionError",
     "TrainingError",
 ]
@@ -84,3 +92,42 @@ class BankClassCountError(BankShapeError):
 
 class BankIntegrityError(BankMismatchError):
     """The bank's stored digest does not match its contents (corrupted or tampered file)."""
+
+
+class ExportError(LetheError):
+    """Base class of ONNX export errors (export, patching, checking, signing, quantization)."""
+
+
+class ExportMappingError(ExportError):
+    """A conv/linear weight or bias is not an ONNX initializer under its torch name with its
+    exact value, so the exported graph cannot be patched by name."""
+
+
+class PatchError(ExportError, ValueError):
+    """Scales passed to :func:`lethe.export.patch` do not fit the base export."""
+
+
+class OnnxCheckError(ExportError):
+    """The ONNX model fails ``onnx.checker`` (full check) or cannot be loaded by onnxruntime."""
+
+
+class ParityError(ExportError):
+    """The ONNX model's logits differ from the torch model's by more than the threshold."""
+
+    def __init__(self, message: str, *, max_abs_diff: float, threshold: float) -> None:
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.threshold = threshold
+
+
+class ExportInputError(ExportError, ValueError):
+    """Images given for a parity check or calibration have the wrong type, dtype, shape or
+    values (they must be float32 ``[N, C, H, W]`` matching the model input)."""
+
+
+class CalibrationError(ExportInputError):
+    """Calibration images for quantization have the wrong type, dtype, shape or values."""
+
+
+class QuantizationError(ExportError):
+    """onnxruntime could not quantize the model."""

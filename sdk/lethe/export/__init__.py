@@ -1,0 +1,34 @@
+"""ONNX export for edge runtimes (DESIGN §7).
+
+Export once per base model (:func:`export_base`), then for every deletion patch the
+exported weights by name (:func:`patch`) instead of re-tracing; :func:`export_filtered` does
+fold + patch + parity in one call. :func:`quantize_int8` makes a static QDQ int8 copy
+calibrated on real retain images. Every shipped model is optimised, stripped of local
+information (stack traces, paths) and full-checked.
+"""
+
+from lethe.export._base import BASE_FORMAT, BaseExport, export_base, patchable_layers
+from lethe.export._filtered import ExportConfig, FilteredExport, export_filtered
+from lethe.export._parity import DEFAULT_PARITY_THRESHOLD, ParityReport, check_parity
+from lethe.export._patch import finalize, patch, reexport
+from lethe.export._quantize import QuantizeConfig, quantize_int8
+from lethe.export._save import save_model
+
+__all__ = [
+    "BASE_FORMAT",
+    "DEFAULT_PARITY_THRESHOLD",
+    "BaseExport",
+    "ExportConfig",
+    "FilteredExport",
+    "ParityReport",
+    "QuantizeConfig",
+    "check_parity",
+    "export_base",
+    "export_filtered",
+    "finalize",
+    "patch",
+    "patchable_layers",
+    "quantize_int8",
+    "reexport",
+    "save_model",
+]
