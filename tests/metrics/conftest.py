@@ -79,7 +79,7 @@ def train_model(
         model = make()
         gen = torch.Generator().manual_seed(seed)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        xs, ys = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y)
+        xs, ys = torch.tensor(x), torch.tensor(y)
         model.train()
         for _ in range(epochs):
             perm = torch.randperm(len(xs), generator=gen)

@@ -147,8 +147,8 @@ def test_probe_auc_separable_and_identical_features() -> None:
 
 
 def test_probe_split_needs_both_groups() -> None:
-    with pytest.raises(MetricsError, match="at least 4"):
-        probe_split(np.array([True, False, False, False, False, False]), seed=0)
+    with pytest.raises(MetricsError, match="at least 10"):
+        probe_split(np.arange(40) < 9, seed=0)
 
 
 def test_max_abs_diff() -> None:

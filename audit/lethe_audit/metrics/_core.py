@@ -36,6 +36,8 @@ PROBE_MODEL = (
     "AUC on a stratified 30% hold-out"
 )
 PROBE_TEST_SIZE = 0.3
+# With fewer, the 30% hold-out has one or two positives and the AUC is noise.
+PROBE_MIN_PER_GROUP = 10
 
 
 def _as_2d_f64(name: str, a: npt.ArrayLike) -> F64:
@@ -163,10 +165,10 @@ def probe_split(
     idx = np.arange(positives.shape[0])
     n_pos = int(positives.sum())
     n_neg = positives.shape[0] - n_pos
-    if min(n_pos, n_neg) < 4:
+    if min(n_pos, n_neg) < PROBE_MIN_PER_GROUP:
         raise MetricsError(
-            f"the feature probe needs at least 4 samples of the forgotten classes and 4 of the "
-            f"rest, got {n_pos} and {n_neg}"
+            f"the feature probe needs at least {PROBE_MIN_PER_GROUP} evaluation samples of the "
+            f"forgotten classes and as many of the rest, got {n_pos} and {n_neg}"
         )
     train_idx, test_idx = train_test_split(
         idx, test_size=PROBE_TEST_SIZE, stratify=positives, random_state=seed

@@ -29,6 +29,13 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _tensor(array: npt.NDArray[Any]) -> torch.Tensor:
+    # ImageSet arrays are read-only; torch.from_numpy would share (and warn about) them.
+    if array.flags.writeable and array.flags.c_contiguous:
+        return torch.from_numpy(array)
+    return torch.from_numpy(np.array(array, order="C", copy=True))
+
+
 @contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     # Inference must not change BatchNorm statistics or use dropout, and must leave the caller's
@@ -149,8 +156,8 @@ class TorchBackend:
         n = images.shape[0]
         with tqdm(total=n, disable=not progress, desc=desc, unit="img", leave=False) as bar:
             for start in range(0, n, self._batch_size):
-                batch = np.ascontiguousarray(images[start : start + self._batch_size])
-                yield torch.from_numpy(batch).to(self._device)
+                batch = images[start : start + self._batch_size]
+                yield _tensor(batch).to(self._device)
                 bar.update(batch.shape[0])
 
     def _forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -276,9 +283,9 @@ class TorchBackend:
             optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
         else:
             optimizer = torch.optim.Adam(params, lr=config.lr)
-        x = torch.from_numpy(np.ascontiguousarray(train_images)).to(self._device)
-        y = torch.from_numpy(np.ascontiguousarray(train_labels)).to(self._device)
-        ty = torch.from_numpy(np.ascontiguousarray(test_labels)).to(self._device)
+        x = _tensor(train_images).to(self._device)
+        y = _tensor(train_labels).to(self._device)
+        ty = _tensor(test_labels).to(self._device)
 
         def accuracy() -> float:
             correct = 0
