@@ -295,3 +295,31 @@ def test_auditor_path_runs_without_torch(timm_onnx: Path, tmp_path: Path) -> Non
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok ")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_backend_matches_cpu_and_leaves_the_module_on_cpu(
+    timm_model: nn.Module, digits: Digits
+) -> None:
+    x = digits.test.images
+    cpu = TorchBackend(timm_model)
+    gpu = TorchBackend(timm_model, device="cuda")
+    assert gpu.device.type == "cuda"
+    assert next(timm_model.parameters()).device.type == "cpu"  # the backend used a copy
+    np.testing.assert_allclose(gpu.logits(x), cpu.logits(x), atol=1e-3)
+    np.testing.assert_allclose(gpu.features(x), cpu.features(x), atol=1e-3)
+    # The random model is drawn on CPU whatever the device: the same weights on both.
+    (rand_gpu, _), (rand_cpu, _) = gpu.random_init(seed=0), cpu.random_init(seed=0)
+    for (k, a), b in zip(
+        rand_gpu.module.state_dict().items(), rand_cpu.module.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a.cpu(), b), k
+    result = evaluate(
+        gpu,
+        digits.test,
+        forget=[FORGET],
+        train_set=digits.train,
+        relearn=RelearnConfig(),
+        progress=False,
+    )
+    assert result.relearn is not None and result.relearn.model.steps == 0

@@ -180,31 +180,7 @@ def evaluate(
     # --- accuracy -------------------------------------------------------------------------------
     acc = _core.class_accuracy(z, labels, k, forget_set)
     assert acc.forget is not None and acc.retain is not None
-    if z_base is not None:
-        b = _core.class_accuracy(z_base, labels, k, forget_set)
-        assert b.forget is not None and b.retain is not None
-        base_fields = {
-            "base_forget_accuracy": b.forget,
-            "base_retain_accuracy": b.retain,
-            "base_per_class": b.per_class,
-            "forget_delta": acc.forget - b.forget,
-            "retain_delta": acc.retain - b.retain,
-            "per_class_delta": tuple(
-                None if m is None or r is None else m - r
-                for m, r in zip(acc.per_class, b.per_class, strict=True)
-            ),
-        }
-    else:
-        base_fields = dict.fromkeys(
-            (
-                "base_forget_accuracy",
-                "base_retain_accuracy",
-                "base_per_class",
-                "forget_delta",
-                "retain_delta",
-                "per_class_delta",
-            )
-        )
+    b = _core.class_accuracy(z_base, labels, k, forget_set) if z_base is not None else None
     accuracy = AccuracyMetric(
         forget_accuracy=acc.forget,
         retain_accuracy=acc.retain,
@@ -213,8 +189,18 @@ def evaluate(
         forget_samples=int(is_forget.sum()),
         retain_samples=int((~is_forget).sum()),
         unevaluated_forget_classes=unevaluated,
+        base_forget_accuracy=None if b is None else b.forget,
+        base_retain_accuracy=None if b is None else b.retain,
+        base_per_class=None if b is None else b.per_class,
+        forget_delta=None if b is None or b.forget is None else acc.forget - b.forget,
+        retain_delta=None if b is None or b.retain is None else acc.retain - b.retain,
+        per_class_delta=None
+        if b is None
+        else tuple(
+            None if m is None or r is None else m - r
+            for m, r in zip(acc.per_class, b.per_class, strict=True)
+        ),
         dataset_digest=eval_set.digest,
-        **base_fields,  # type: ignore[arg-type]
     )
 
     # --- ZRF --------------------------------------------------------------------------------
