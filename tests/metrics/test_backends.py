@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from lethe.metrics import TorchBackend, randomized_copy
 from lethe_audit.errors import BackendError, ModelInputError
 from lethe_audit.metrics import (
     ImageSet,
+    MetricsResult,
     OnnxBackend,
     Policy,
     RelearnConfig,
@@ -46,6 +48,8 @@ def test_torch_and_onnxruntime_agree_on_the_exported_model(
     r_torch = evaluate(tb, digits.test, parity_reference=ob, **kw)  # type: ignore[arg-type]
     r_onnx = evaluate(ob, digits.test, **kw)  # type: ignore[arg-type]
     assert r_torch.accuracy == r_onnx.accuracy  # every accuracy, per class, exactly
+    for r in (r_torch, r_onnx):  # plain JSON types only (no numpy scalars leak through)
+        assert MetricsResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
     assert r_torch.accuracy.retain_accuracy > 0.9  # the model did learn digits
     assert r_torch.parity is not None and r_torch.parity.max_abs_logit_diff <= 1e-4
     assert Policy(max_forget_accuracy=None, max_retain_drop=None).evaluate(r_torch).passed
@@ -245,6 +249,7 @@ def test_relearn_time_beside_base_and_retrained(
     assert r.model.accuracies[0] == 0.0  # never saw the class
     assert r.model.reached and r.model.steps >= 3
     assert r.model == r.retrained  # same model, same seed: the same run
+    assert MetricsResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     assert r.model.accuracies[-1] >= 0.5 > max(r.model.accuracies[:-1])
     for k, v in cnn_retrained.state_dict().items():
         assert torch.equal(v, before[k])  # fine-tuning happened on a copy

@@ -39,6 +39,8 @@ MIA_MAX_PER_SIDE = 5000
 _STREAM_MIA = 1
 _STREAM_RELEARN = 2
 
+F64 = npt.NDArray[np.float64]
+
 
 def _check_forget(forget: Iterable[int], num_classes: int) -> tuple[int, ...]:
     classes = list(forget)
@@ -130,7 +132,6 @@ def evaluate(
         raise MetricsError(f"seed must be a non-negative integer, got {seed!r}")
     k = eval_set.num_classes
     forget_t = _check_forget(forget, k)
-    forget_set = frozenset(forget_t)
     if train_set is not None:
         if not isinstance(train_set, ImageSet):
             raise EvaluationSetError("train_set must be a lethe_audit.metrics.ImageSet")
@@ -139,233 +140,10 @@ def evaluate(
                 f"train_set ({train_set.num_classes} classes, images {train_set.sample_shape}) "
                 f"does not match eval_set ({k} classes, images {eval_set.sample_shape})"
             )
-
-    warnings: list[str] = []
-    skipped: dict[str, str] = {}
-    counts = eval_set.class_counts()
-    unevaluated = tuple(c for c in forget_t if counts[c] == 0)
-    if len(unevaluated) == len(forget_t):
-        raise ForgetClassError(
-            f"the evaluation set has no samples of the forgotten classes {list(forget_t)}: "
-            "forget accuracy cannot be measured; evaluate on a split that contains them"
-        )
-    if unevaluated:
-        msg = (
-            f"forgotten classes {list(unevaluated)} have no evaluation samples, so nothing shows "
-            "they are forgotten"
-        )
-        if not allow_unevaluated_classes:
-            raise ForgetClassError(
-                msg + "; add samples of them to the evaluation set, or pass "
-                "allow_unevaluated_classes=True to record this as a warning"
-            )
-        warnings.append(msg)
-    is_forget = eval_set.mask(forget_t)
-    if not (~is_forget).any():
-        raise EvaluationSetError(
-            "the evaluation set only holds forgotten classes: retain accuracy needs samples of "
-            "the other classes"
-        )
-    empty_retained = [c for c in range(k) if counts[c] == 0 and c not in forget_set]
-    if empty_retained:
-        warnings.append(
-            f"retained classes {empty_retained} have no evaluation samples (per-class accuracy "
-            "null)"
-        )
-
-    images, labels = eval_set.images, eval_set.labels
-    z = _logits(model, images, k, progress=progress)
-    z_base = _logits(base, images, k, progress=progress) if base is not None else None
-
-    # --- accuracy -------------------------------------------------------------------------------
-    acc = _core.class_accuracy(z, labels, k, forget_set)
-    assert acc.forget is not None and acc.retain is not None
-    b = _core.class_accuracy(z_base, labels, k, forget_set) if z_base is not None else None
-    accuracy = AccuracyMetric(
-        forget_accuracy=acc.forget,
-        retain_accuracy=acc.retain,
-        per_class=acc.per_class,
-        class_counts=acc.counts,
-        forget_samples=int(is_forget.sum()),
-        retain_samples=int((~is_forget).sum()),
-        unevaluated_forget_classes=unevaluated,
-        base_forget_accuracy=None if b is None else b.forget,
-        base_retain_accuracy=None if b is None else b.retain,
-        base_per_class=None if b is None else b.per_class,
-        forget_delta=None if b is None or b.forget is None else acc.forget - b.forget,
-        retain_delta=None if b is None or b.retain is None else acc.retain - b.retain,
-        per_class_delta=None
-        if b is None
-        else tuple(
-            None if m is None or r is None else m - r
-            for m, r in zip(acc.per_class, b.per_class, strict=True)
-        ),
-        dataset_digest=eval_set.digest,
-    )
-
-    # --- ZRF --------------------------------------------------------------------------------
-    zrf: ZrfMetric | None = None
-    try:
-        if random_model is not None:
-            rand, rand_desc = random_model, f"given by the caller ({random_model.kind} backend)"
-        elif isinstance(model, RandomInitBackend):
-            rand, rand_desc = model.random_init(seed=seed)
-        else:
-            raise BackendError(
-                f"the {model.kind} backend cannot build a random model; pass random_model="
-            )
-        z_rand = _logits(rand, images[is_forget], k, progress=progress)
-        score, mean_js = _core.zrf_score(z[is_forget], z_rand)
-        zrf = ZrfMetric(
-            zrf=score,
-            mean_js_nats=mean_js,
-            samples=int(is_forget.sum()),
-            random_model=rand_desc,
-            dataset_digest=eval_set.digest,
-            seed=seed,
-        )
-    except BackendError as exc:
-        skipped["zrf"] = str(exc)
-
-    # --- MIA --------------------------------------------------------------------------------
-    mia: MiaMetric | None = None
-    if train_set is None:
-        skipped["mia"] = "no train_set given (members and targets are training samples)"
-    else:
-        train_forget = train_set.mask(forget_t)
-        members_all = np.flatnonzero(~train_forget).astype(np.int64)
-        targets = np.flatnonzero(train_forget).astype(np.int64)
-        nonmembers_all = np.flatnonzero(~is_forget).astype(np.int64)
-        if targets.size == 0:
-            skipped["mia"] = "train_set has no samples of the forgotten classes"
-        elif members_all.size == 0:
-            skipped["mia"] = "train_set has no samples of the retained classes"
-        else:
-            rng = np.random.default_rng([seed, _STREAM_MIA])
-            n = min(members_all.size, nonmembers_all.size, MIA_MAX_PER_SIDE)
-            members = _subsample(rng, members_all, n)
-            nonmembers = _subsample(rng, nonmembers_all, n)
-
-            def efficacy(backend: Backend, z_eval: npt.NDArray[np.float64]) -> float:
-                t_img = train_set.images
-                t_lab = train_set.labels
-                conf_mem = _core.true_label_confidence(
-                    _logits(backend, t_img[members], k, progress=progress), t_lab[members]
-                )
-                conf_non = _core.true_label_confidence(z_eval[nonmembers], labels[nonmembers])
-                conf_tgt = _core.true_label_confidence(
-                    _logits(backend, t_img[targets], k, progress=progress), t_lab[targets]
-                )
-                return _core.mia_efficacy(conf_mem, conf_non, conf_tgt)
-
-            mia = MiaMetric(
-                efficacy=efficacy(model, z),
-                base_efficacy=(
-                    efficacy(base, z_base) if base is not None and z_base is not None else None
-                ),
-                members=int(members.size),
-                non_members=int(nonmembers.size),
-                targets=int(targets.size),
-                attack=_core.MIA_ATTACK,
-                train_digest=train_set.digest,
-                dataset_digest=eval_set.digest,
-                seed=seed,
-            )
-
-    # --- feature probe ----------------------------------------------------------------------
-    probe: ProbeMetric | None = None
-    try:
-        f = _features(model, images, progress=progress)
-        train_idx, test_idx = _core.probe_split(is_forget, seed)
-
-        def optional_auc(backend: Backend | None, role: str) -> float | None:
-            if backend is None:
-                return None
-            try:
-                fb = _features(backend, images, progress=progress)
-            except BackendError as exc:
-                warnings.append(f"feature probe on the {role} model skipped: {exc}")
-                return None
-            return _core.probe_auc(fb, is_forget, train_idx, test_idx)
-
-        probe = ProbeMetric(
-            auc=_core.probe_auc(f, is_forget, train_idx, test_idx),
-            base_auc=optional_auc(base, "base"),
-            retrained_auc=optional_auc(retrained, "retrained"),
-            train_samples=int(train_idx.size),
-            test_samples=int(test_idx.size),
-            test_positives=int(is_forget[test_idx].sum()),
-            feature_dim=int(f.shape[1]),
-            probe=_core.PROBE_MODEL,
-            dataset_digest=eval_set.digest,
-            seed=seed,
-        )
-    except (BackendError, MetricsError) as exc:
-        skipped["probe"] = str(exc)
-
-    # --- relearn time ----------------------------------------------------------------------
-    relearn_metric: RelearnMetric | None = None
-    if relearn is None:
-        skipped["relearn"] = "not requested (pass relearn=RelearnConfig())"
-    elif not isinstance(model, RelearnBackend):
-        skipped["relearn"] = f"the {model.kind} backend cannot be fine-tuned (use the torch one)"
-    elif train_set is None:
-        skipped["relearn"] = "no train_set given (relearning fine-tunes on training samples)"
-    else:
-        rng = np.random.default_rng([seed, _STREAM_RELEARN])
-        chosen: list[npt.NDArray[np.int64]] = []
-        for c in forget_t:
-            idx_c = np.flatnonzero(train_set.labels == c).astype(np.int64)
-            if idx_c.size < relearn.per_class:
-                warnings.append(
-                    f"relearn: class {c} has {idx_c.size} training samples, fewer than "
-                    f"per_class={relearn.per_class}"
-                )
-            if idx_c.size:
-                chosen.append(
-                    np.sort(
-                        rng.choice(idx_c, size=min(idx_c.size, relearn.per_class), replace=False)
-                    ).astype(np.int64)
-                )
-        if not chosen:
-            skipped["relearn"] = "train_set has no samples of the forgotten classes"
-        else:
-            sel = np.concatenate(chosen)
-            rx, ry = train_set.images[sel], train_set.labels[sel]
-            tx, ty = images[is_forget], labels[is_forget]
-
-            def run(backend: Backend | None) -> RelearnRun | None:
-                if backend is None or not isinstance(backend, RelearnBackend):
-                    return None
-                return backend.relearn(rx, ry, tx, ty, config=relearn, seed=seed, progress=progress)
-
-            model_run = run(model)
-            assert model_run is not None
-            relearn_metric = RelearnMetric(
-                model=model_run,
-                base=run(base),
-                retrained=run(retrained),
-                config=relearn,
-                train_samples=int(sel.size),
-                train_digest=dataset_digest(rx, ry, k),
-                test_samples=int(tx.shape[0]),
-                dataset_digest=eval_set.digest,
-                seed=seed,
-            )
-
-    # --- ONNX parity ------------------------------------------------------------------------
-    parity: ParityMetric | None = None
-    if parity_reference is None:
-        skipped["parity"] = "no parity_reference given"
-    else:
-        z_ref = _logits(parity_reference, images, k, progress=progress)
-        parity = ParityMetric(
-            max_abs_logit_diff=_core.max_abs_diff(z, z_ref),
-            reference=parity_reference.kind,
-            samples=len(eval_set),
-            dataset_digest=eval_set.digest,
-        )
-
+    run = _Evaluation(eval_set, forget_t, seed=seed, progress=progress)
+    unevaluated = run.check_coverage(allow_unevaluated_classes=allow_unevaluated_classes)
+    z = run.logits(model, eval_set.images)
+    z_base = run.logits(base, eval_set.images) if base is not None else None
     return MetricsResult(
         format=RESULT_FORMAT,
         backend=model.kind,
@@ -374,12 +152,280 @@ def evaluate(
         seed=seed,
         samples=len(eval_set),
         dataset_digest=eval_set.digest,
-        accuracy=accuracy,
-        zrf=zrf,
-        mia=mia,
-        probe=probe,
-        relearn=relearn_metric,
-        parity=parity,
-        skipped=tuple(sorted(skipped.items())),
-        warnings=tuple(warnings),
+        accuracy=run.accuracy(z, z_base, unevaluated),
+        zrf=run.zrf(model, z, random_model),
+        mia=run.mia(model, z, base, z_base, train_set),
+        probe=run.probe(model, base, retrained),
+        relearn=run.relearn(model, base, retrained, train_set, relearn),
+        parity=run.parity(z, parity_reference),
+        skipped=tuple(sorted(run.skipped.items())),
+        warnings=tuple(run.warnings),
     )
+
+
+class _Evaluation:
+    """State shared by the metrics of one :func:`evaluate` call (warnings, skip reasons)."""
+
+    def __init__(
+        self, data: ImageSet, forget: tuple[int, ...], *, seed: int, progress: bool
+    ) -> None:
+        self.data = data
+        self.forget = forget
+        self.k = data.num_classes
+        self.is_forget = data.mask(forget)
+        self.seed = seed
+        self.progress = progress
+        self.warnings: list[str] = []
+        self.skipped: dict[str, str] = {}
+
+    def logits(self, backend: Backend, images: npt.NDArray[np.float32]) -> F64:
+        return _logits(backend, images, self.k, progress=self.progress)
+
+    def check_coverage(self, *, allow_unevaluated_classes: bool) -> tuple[int, ...]:
+        counts = self.data.class_counts()
+        unevaluated = tuple(c for c in self.forget if counts[c] == 0)
+        if len(unevaluated) == len(self.forget):
+            raise ForgetClassError(
+                f"the evaluation set has no samples of the forgotten classes {list(self.forget)}"
+                ": forget accuracy cannot be measured; evaluate on a split that contains them"
+            )
+        if unevaluated:
+            msg = (
+                f"forgotten classes {list(unevaluated)} have no evaluation samples, so nothing "
+                "shows they are forgotten"
+            )
+            if not allow_unevaluated_classes:
+                raise ForgetClassError(
+                    msg + "; add samples of them to the evaluation set, or pass "
+                    "allow_unevaluated_classes=True to record this as a warning"
+                )
+            self.warnings.append(msg)
+        if self.is_forget.all():
+            raise EvaluationSetError(
+                "the evaluation set only holds forgotten classes: retain accuracy needs samples "
+                "of the other classes"
+            )
+        empty = [c for c in range(self.k) if counts[c] == 0 and c not in self.forget]
+        if empty:
+            self.warnings.append(
+                f"retained classes {empty} have no evaluation samples (per-class accuracy null)"
+            )
+        return unevaluated
+
+    def accuracy(self, z: F64, z_base: F64 | None, unevaluated: tuple[int, ...]) -> AccuracyMetric:
+        forget = frozenset(self.forget)
+        acc = _core.class_accuracy(z, self.data.labels, self.k, forget)
+        b = (
+            None
+            if z_base is None
+            else _core.class_accuracy(z_base, self.data.labels, self.k, forget)
+        )
+        # check_coverage guarantees samples on both sides, so neither accuracy is None.
+        assert acc.forget is not None and acc.retain is not None
+        assert b is None or (b.forget is not None and b.retain is not None)
+        return AccuracyMetric(
+            forget_accuracy=acc.forget,
+            retain_accuracy=acc.retain,
+            per_class=acc.per_class,
+            class_counts=acc.counts,
+            forget_samples=int(self.is_forget.sum()),
+            retain_samples=int((~self.is_forget).sum()),
+            unevaluated_forget_classes=unevaluated,
+            base_forget_accuracy=None if b is None else b.forget,
+            base_retain_accuracy=None if b is None else b.retain,
+            base_per_class=None if b is None else b.per_class,
+            forget_delta=None if b is None or b.forget is None else acc.forget - b.forget,
+            retain_delta=None if b is None or b.retain is None else acc.retain - b.retain,
+            per_class_delta=None
+            if b is None
+            else tuple(
+                None if m is None or r is None else m - r
+                for m, r in zip(acc.per_class, b.per_class, strict=True)
+            ),
+            dataset_digest=self.data.digest,
+        )
+
+    def zrf(self, model: Backend, z: F64, random_model: Backend | None) -> ZrfMetric | None:
+        if random_model is not None:
+            rand, how = random_model, f"given by the caller ({random_model.kind} backend)"
+        elif isinstance(model, RandomInitBackend):
+            try:
+                rand, how = model.random_init(seed=self.seed)
+            except BackendError as exc:
+                self.skipped["zrf"] = str(exc)
+                return None
+        else:
+            self.skipped["zrf"] = (
+                f"the {model.kind} backend cannot build a random model; pass random_model="
+            )
+            return None
+        z_rand = self.logits(rand, self.data.images[self.is_forget])
+        score, mean_js = _core.zrf_score(z[self.is_forget], z_rand)
+        return ZrfMetric(
+            zrf=score,
+            mean_js_nats=mean_js,
+            samples=int(self.is_forget.sum()),
+            random_model=how,
+            dataset_digest=self.data.digest,
+            seed=self.seed,
+        )
+
+    def mia(
+        self,
+        model: Backend,
+        z: F64,
+        base: Backend | None,
+        z_base: F64 | None,
+        train: ImageSet | None,
+    ) -> MiaMetric | None:
+        if train is None:
+            self.skipped["mia"] = "no train_set given (members and targets are training samples)"
+            return None
+        train_forget = train.mask(self.forget)
+        members_all = np.flatnonzero(~train_forget).astype(np.int64)
+        targets = np.flatnonzero(train_forget).astype(np.int64)
+        if targets.size == 0:
+            self.skipped["mia"] = "train_set has no samples of the forgotten classes"
+            return None
+        if members_all.size == 0:
+            self.skipped["mia"] = "train_set has no samples of the retained classes"
+            return None
+        nonmembers_all = np.flatnonzero(~self.is_forget).astype(np.int64)
+        rng = np.random.default_rng([self.seed, _STREAM_MIA])
+        n = min(members_all.size, nonmembers_all.size, MIA_MAX_PER_SIDE)
+        members = _subsample(rng, members_all, n)
+        nonmembers = _subsample(rng, nonmembers_all, n)
+
+        def efficacy(backend: Backend, z_eval: F64) -> float:
+            conf = _core.true_label_confidence
+            mem = conf(self.logits(backend, train.images[members]), train.labels[members])
+            non = conf(z_eval[nonmembers], self.data.labels[nonmembers])
+            tgt = conf(self.logits(backend, train.images[targets]), train.labels[targets])
+            return _core.mia_efficacy(mem, non, tgt)
+
+        return MiaMetric(
+            efficacy=efficacy(model, z),
+            base_efficacy=None if base is None or z_base is None else efficacy(base, z_base),
+            members=int(members.size),
+            non_members=int(nonmembers.size),
+            targets=int(targets.size),
+            attack=_core.MIA_ATTACK,
+            train_digest=train.digest,
+            dataset_digest=self.data.digest,
+            seed=self.seed,
+        )
+
+    def probe(
+        self, model: Backend, base: Backend | None, retrained: Backend | None
+    ) -> ProbeMetric | None:
+        images = self.data.images
+        try:
+            f = _features(model, images, progress=self.progress)
+            train_idx, test_idx = _core.probe_split(self.is_forget, self.seed)
+        except MetricsError as exc:  # no features, or too few samples for a hold-out
+            self.skipped["probe"] = str(exc)
+            return None
+
+        def auc(features: F64) -> float:
+            return _core.probe_auc(features, self.is_forget, train_idx, test_idx)
+
+        def beside(backend: Backend | None, role: str) -> float | None:
+            if backend is None:
+                return None
+            try:
+                return auc(_features(backend, images, progress=self.progress))
+            except BackendError as exc:
+                self.warnings.append(f"feature probe on the {role} model skipped: {exc}")
+                return None
+
+        return ProbeMetric(
+            auc=auc(f),
+            base_auc=beside(base, "base"),
+            retrained_auc=beside(retrained, "retrained"),
+            train_samples=int(train_idx.size),
+            test_samples=int(test_idx.size),
+            test_positives=int(self.is_forget[test_idx].sum()),
+            feature_dim=int(f.shape[1]),
+            probe=_core.PROBE_MODEL,
+            dataset_digest=self.data.digest,
+            seed=self.seed,
+        )
+
+    def relearn(
+        self,
+        model: Backend,
+        base: Backend | None,
+        retrained: Backend | None,
+        train: ImageSet | None,
+        config: RelearnConfig | None,
+    ) -> RelearnMetric | None:
+        if config is None:
+            self.skipped["relearn"] = "not requested (pass relearn=RelearnConfig())"
+            return None
+        if not isinstance(model, RelearnBackend):
+            self.skipped["relearn"] = (
+                f"the {model.kind} backend cannot be fine-tuned (use the torch one)"
+            )
+            return None
+        if train is None:
+            self.skipped["relearn"] = (
+                "no train_set given (relearning fine-tunes on training samples)"
+            )
+            return None
+        rng = np.random.default_rng([self.seed, _STREAM_RELEARN])
+        chosen: list[npt.NDArray[np.int64]] = []
+        for c in self.forget:
+            idx = np.flatnonzero(train.labels == c).astype(np.int64)
+            if idx.size < config.per_class:
+                self.warnings.append(
+                    f"relearn: class {c} has {idx.size} training samples, fewer than "
+                    f"per_class={config.per_class}"
+                )
+            if idx.size:
+                pick = rng.choice(idx, size=min(idx.size, config.per_class), replace=False)
+                chosen.append(np.sort(pick).astype(np.int64))
+        if not chosen:
+            self.skipped["relearn"] = "train_set has no samples of the forgotten classes"
+            return None
+        sel = np.concatenate(chosen)
+        rx, ry = train.images[sel], train.labels[sel]
+        tx, ty = self.data.images[self.is_forget], self.data.labels[self.is_forget]
+
+        def run(backend: RelearnBackend) -> RelearnRun:
+            return backend.relearn(
+                rx, ry, tx, ty, config=config, seed=self.seed, progress=self.progress
+            )
+
+        def beside(backend: Backend | None, role: str) -> RelearnRun | None:
+            if backend is None:
+                return None
+            if not isinstance(backend, RelearnBackend):
+                self.warnings.append(
+                    f"relearn on the {role} model skipped: the {backend.kind} backend cannot "
+                    "be fine-tuned"
+                )
+                return None
+            return run(backend)
+
+        return RelearnMetric(
+            model=run(model),
+            base=beside(base, "base"),
+            retrained=beside(retrained, "retrained"),
+            config=config,
+            train_samples=int(sel.size),
+            train_digest=dataset_digest(rx, ry, self.k),
+            test_samples=int(tx.shape[0]),
+            dataset_digest=self.data.digest,
+            seed=self.seed,
+        )
+
+    def parity(self, z: F64, reference: Backend | None) -> ParityMetric | None:
+        if reference is None:
+            self.skipped["parity"] = "no parity_reference given"
+            return None
+        return ParityMetric(
+            max_abs_logit_diff=_core.max_abs_diff(z, self.logits(reference, self.data.images)),
+            reference=reference.kind,
+            samples=len(self.data),
+            dataset_digest=self.data.digest,
+        )
