@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +48,25 @@ class QuantizeConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_samples is not None and self.max_samples < 1:
             raise ConfigError(f"max_samples must be >= 1 or None, got {self.max_samples}")
+
+
+class _DropPerTensorFallback(logging.Filter):
+    # The quantizer logs one root-logger warning per 1-D weight (LayerNorm scales, ...) for
+    # which the per-channel axis does not exist, then quantizes it per tensor, which is the
+    # right thing; a ViT would print hundreds of these lines.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is out-of-range for weight" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_fallback_warnings() -> Iterator[None]:
+    root = logging.getLogger()
+    f = _DropPerTensorFallback()
+    root.addFilter(f)
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
 
 
 def _reader(x: npt.NDArray[np.float32], name: str, batch_size: int, progress: bool) -> Any:
@@ -105,7 +127,7 @@ def quantize_int8(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[cfg.calibration_method]
-    with tempfile.TemporaryDirectory(prefix="lethe-quant-") as td:
+    with tempfile.TemporaryDirectory(prefix="lethe-quant-") as td, _quiet_fallback_warnings():
         src, pre, out = Path(td) / "fp32.onnx", Path(td) / "pre.onnx", Path(td) / "int8.onnx"
         src.write_bytes(onnx_model.SerializeToString())
         try:
