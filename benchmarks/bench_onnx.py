@@ -41,7 +41,13 @@ CACHE = BENCH_DIR / "results" / "cache"
 DOCS = REPO_ROOT / "docs" / "benchmarks.md"
 SECTION = "onnx"
 FORGET = (3,)
-DIGITS_RECIPE: dict[str, Any] = {"arch": "resnet18", "epochs": 10, "lr": 2e-3, "filter_epochs": 8, "seed": 0}
+DIGITS_RECIPE: dict[str, Any] = {
+    "arch": "resnet18",
+    "epochs": 10,
+    "lr": 2e-3,
+    "filter_epochs": 8,
+    "seed": 0,
+}
 
 
 def _digits_model(progress: bool) -> tuple[nn.Module, Any, Any, Any, Any]:
