@@ -1,0 +1,469 @@
+"""Signed ONNX models: metadata, content hash, signature, and offline verification."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import onnx
+
+from lethe_audit import note
+from lethe_audit.errors import FormatError, ModelVerificationError, SignatureError
+
+__all__ = [
+    "MODEL_FORMAT",
+    "SIGNATURE_KEY",
+    "VARIANTS",
+    "ModelMetadata",
+    "SignedModel",
+    "content_hash",
+    "read_model",
+    "sign_model",
+    "signing_text",
+    "verify_model",
+]
+
+#: Format tag: the value of ``lethe.format`` and the first line of the signed text.
+MODEL_FORMAT = "lethe.onnx/v1"
+#: Metadata key holding the signed note (the only key the signature does not cover).
+SIGNATURE_KEY = "lethe.signature"
+#: Allowed values of ``lethe.model.variant``.
+VARIANTS = ("fp32", "int8")
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+
+_K_FORMAT = "lethe.format"
+_K_VERSION = "lethe.version"
+_K_NAME = "lethe.model.name"
+_K_BASE = "lethe.model.base_digest"
+_K_FOLDED = "lethe.model.folded_digest"
+_K_VARIANT = "lethe.model.variant"
+_K_ORIGIN = "lethe.log.origin"
+_K_SIZE = "lethe.log.size"
+_K_ROOT = "lethe.log.root"
+_K_REQUESTS = "lethe.requests"
+_K_CLASSES = "lethe.forgotten_classes"
+_KEYS = (
+    _K_FORMAT,
+    _K_VERSION,
+    _K_NAME,
+    _K_BASE,
+    _K_FOLDED,
+    _K_VARIANT,
+    _K_ORIGIN,
+    _K_SIZE,
+    _K_ROOT,
+    _K_REQUESTS,
+    _K_CLASSES,
+)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+
+
+def _single_line(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value or any(ord(c) < 0x20 for c in value):
+        raise FormatError(f"{what} must be a non-empty single line without control characters")
+    return value
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a shipped ONNX model says about itself (stored as model ``metadata_props``).
+
+    ``log_origin`` / ``log_size`` / ``log_root`` name the log state the apply was made
+    against: the latest checkpoint *before* the attestation of this model was appended (so
+    the attestation can name the final file by its SHA-256, and the attestation's index is
+    ``>= log_size``). ``requests`` are the ids of every request the model applies;
+    ``forgotten_classes`` the union of their classes. Validated at construction.
+    """
+
+    model_name: str
+    base_digest: str
+    folded_digest: str
+    log_origin: str
+    log_size: int
+    log_root: str
+    requests: tuple[str, ...]
+    forgotten_classes: tuple[int, ...]
+    lethe_version: str
+    variant: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _single_line(self.model_name, "model_name")
+        _single_line(self.lethe_version, "lethe_version")
+        _single_line(self.log_origin, "log_origin")
+        for name in ("base_digest", "folded_digest"):
+            if not isinstance(getattr(self, name), str) or not _DIGEST.fullmatch(
+                getattr(self, name)
+            ):
+                raise FormatError(f"{name} must look like sha256:<64 hex digits>")
+        if type(self.log_size) is not int or self.log_size < 0:
+            raise FormatError(f"log_size must be an integer >= 0, got {self.log_size!r}")
+        try:
+            root = base64.b64decode(self.log_root, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise FormatError("log_root must be the base64 checkpoint root hash") from None
+        if len(root) != 32:
+            raise FormatError(f"log_root must encode 32 bytes, got {len(root)}")
+        reqs = tuple(self.requests)
+        if not all(isinstance(r, str) and _REQUEST_ID.fullmatch(r) for r in reqs):
+            raise FormatError(f"requests must be request ids ({_REQUEST_ID.pattern})")
+        if len(set(reqs)) != len(reqs):
+            raise FormatError("requests must not repeat an id")
+        object.__setattr__(self, "requests", tuple(sorted(reqs)))
+        classes = tuple(self.forgotten_classes)
+        if not all(type(c) is int and c >= 0 for c in classes) or len(set(classes)) != len(classes):
+            raise FormatError("forgotten_classes must be distinct class ids (integers >= 0)")
+        object.__setattr__(self, "forgotten_classes", tuple(sorted(classes)))
+        if self.variant not in VARIANTS:
+            raise FormatError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` entries (all strings; lists as compact JSON)."""
+        return {
+            _K_FORMAT: MODEL_FORMAT,
+            _K_VERSION: self.lethe_version,
+            _K_NAME: self.model_name,
+            _K_BASE: self.base_digest,
+            _K_FOLDED: self.folded_digest,
+            _K_VARIANT: self.variant,
+            _K_ORIGIN: self.log_origin,
+            _K_SIZE: str(self.log_size),
+            _K_ROOT: self.log_root,
+            _K_REQUESTS: _compact(list(self.requests)),
+            _K_CLASSES: _compact(list(self.forgotten_classes)),
+        }
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str]) -> ModelMetadata:
+        """Read the metadata back; :class:`FormatError` if a key is missing or malformed."""
+        if props.get(_K_FORMAT) != MODEL_FORMAT:
+            raise FormatError(
+                f"not a Lethe model (metadata {_K_FORMAT} is {props.get(_K_FORMAT)!r}, "
+                f"expected {MODEL_FORMAT!r})"
+            )
+        missing = [k for k in _KEYS if k not in props]
+        if missing:
+            raise FormatError(f"the model metadata misses {missing}")
+        try:
+            size_text = props[_K_SIZE]
+            if not size_text.isdigit():
+                raise ValueError(f"{_K_SIZE} {size_text!r} is not a decimal integer")
+            requests = json.loads(props[_K_REQUESTS])
+            classes = json.loads(props[_K_CLASSES])
+            if not isinstance(requests, list) or not isinstance(classes, list):
+                raise ValueError("requests and forgotten classes must be JSON arrays")
+        except ValueError as e:
+            raise FormatError(f"malformed model metadata: {e}") from None
+        meta = cls(
+            model_name=props[_K_NAME],
+            base_digest=props[_K_BASE],
+            folded_digest=props[_K_FOLDED],
+            log_origin=props[_K_ORIGIN],
+            log_size=int(size_text),
+            log_root=props[_K_ROOT],
+            requests=tuple(requests),
+            forgotten_classes=tuple(classes),
+            lethe_version=props[_K_VERSION],
+            variant=props[_K_VARIANT],
+        )
+        if meta.to_props() != {k: props[k] for k in _KEYS}:
+            raise FormatError("model metadata is not in canonical form (sorted, compact JSON)")
+        return meta
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "base_digest": self.base_digest,
+            "folded_digest": self.folded_digest,
+            "variant": self.variant,
+            "log_origin": self.log_origin,
+            "log_size": self.log_size,
+            "log_root": self.log_root,
+            "requests": list(self.requests),
+            "forgotten_classes": list(self.forgotten_classes),
+            "lethe_version": self.lethe_version,
+        }
+
+
+def _check_self_contained(model: onnx.ModelProto) -> None:
+    tensors = list(model.graph.initializer)
+    tensors += [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL or t.external_data:
+            raise FormatError(
+                f"tensor {t.name!r} keeps its data in an external file; Lethe models are "
+                "self-contained (the content hash must cover every weight)"
+            )
+
+
+def content_hash(model: onnx.ModelProto) -> str:
+    """``sha256:<hex>`` of the model serialised deterministically without ``metadata_props``.
+
+    Covers the graph, every weight, opsets, producer and IR version; excludes only the
+    model-level metadata (which the signature covers separately). External tensor data is
+    refused (it would not be covered).
+    """
+    _check_self_contained(model)
+    bare = onnx.ModelProto()
+    bare.CopyFrom(model)
+    del bare.metadata_props[:]
+    return "sha256:" + hashlib.sha256(bare.SerializeToString(deterministic=True)).hexdigest()
+
+
+def signing_text(content: str, props: Mapping[str, str]) -> str:
+    """The note text a model signature signs.
+
+    ``lethe.onnx/v1``, then ``content <content hash>``, then one ``<key> <value>`` line per
+    metadata entry except the signature, sorted by key. Keys and values must be single-line.
+    """
+    if not _DIGEST.fullmatch(content):
+        raise FormatError(f"content hash {content!r} is not sha256:<64 hex digits>")
+    lines = [MODEL_FORMAT, f"content {content}"]
+    for key in sorted(props):
+        if key == SIGNATURE_KEY:
+            continue
+        if not _KEY.fullmatch(key):
+            raise FormatError(f"metadata key {key!r} cannot be signed (letters, digits, ._:/-)")
+        _single_line(props[key], f"metadata value of {key}")
+        lines.append(f"{key} {props[key]}")
+    return "\n".join(lines) + "\n"
+
+
+def sign_model(
+    model: onnx.ModelProto,
+    metadata: ModelMetadata,
+    signers: note.Signer | Sequence[note.Signer],
+) -> onnx.ModelProto:
+    """A copy of ``model`` with ``metadata`` and a signature over its content hash and metadata.
+
+    Any metadata the model already had is replaced. The signature is a C2SP signed note
+    (:func:`signing_text` + one Ed25519 signature line per signer) stored under
+    ``lethe.signature``; verify it with :func:`verify_model` and the signers' vkeys.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.metadata_props[:]
+    props = metadata.to_props()
+    text = signing_text(content_hash(out), props)
+    props[SIGNATURE_KEY] = note.sign(text, signers)
+    for key in sorted(props):
+        out.metadata_props.add(key=key, value=props[key])
+    return out
+
+
+@dataclass(frozen=True)
+class SignedModel:
+    """A model file as read (nothing verified): its bytes' SHA-256, content hash, metadata."""
+
+    model: onnx.ModelProto = field(repr=False)
+    sha256: str
+    content_hash: str
+    props: Mapping[str, str]
+
+    @property
+    def signature(self) -> str | None:
+        return self.props.get(SIGNATURE_KEY)
+
+    def metadata(self) -> ModelMetadata:
+        """The parsed Lethe metadata (:class:`FormatError` if absent or malformed)."""
+        return ModelMetadata.from_props(self.props)
+
+
+def read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> SignedModel:
+    """Read an ONNX model (path, bytes or proto) without verifying anything."""
+    if isinstance(source, onnx.ModelProto):
+        data = source.SerializeToString()
+        proto = source
+    else:
+        if isinstance(source, bytes):
+            data = source
+        else:
+            p = Path(source)
+            if not p.is_file():
+                raise FormatError(f"{p}: no such model file")
+            data = p.read_bytes()
+        try:
+            proto = onnx.load_model_from_string(data)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise FormatError(f"not an ONNX model: {e}") from None
+        if not proto.graph.node and not proto.graph.output:
+            raise FormatError("not an ONNX model: it has no graph")
+    props: dict[str, str] = {}
+    for entry in proto.metadata_props:
+        if entry.key in props:
+            raise FormatError(f"metadata key {entry.key!r} appears twice")
+        props[entry.key] = entry.value
+    return SignedModel(
+        model=proto,
+        sha256=hashlib.sha256(data).hexdigest(),
+        content_hash=content_hash(proto),
+        props=MappingProxyType(props),
+    )
+
+
+def _signed_lines(text: str) -> tuple[str, str | None, dict[str, str]]:
+    lines = text.rstrip("\n").split("\n")
+    header = lines[0] if lines else ""
+    content: str | None = None
+    kv: dict[str, str] = {}
+    for line in lines[1:]:
+        key, _, value = line.partition(" ")
+        if key == "content" and content is None:
+            content = value
+        else:
+            kv[key] = value
+    return header, content, kv
+
+
+def _diagnose(signed: str, model: SignedModel) -> ModelVerificationError:
+    """Say what differs between the signed text and the file."""
+    header, content, kv = _signed_lines(signed)
+    if header != MODEL_FORMAT or content is None:
+        return ModelVerificationError(
+            f"the signature is a valid signed note but not a {MODEL_FORMAT} model signature",
+            what="signature",
+        )
+    file_props = {k: v for k, v in model.props.items() if k != SIGNATURE_KEY}
+    problems: list[tuple[str, str]] = []
+    if content != model.content_hash:
+        problems.append(
+            (
+                "content",
+                f"the graph or weights changed after signing (content hash "
+                f"{model.content_hash}, signed {content})",
+            )
+        )
+    for key in sorted(set(kv) | set(file_props)):
+        if key not in file_props:
+            problems.append((f"metadata:{key}", f"metadata {key} was removed"))
+        elif key not in kv:
+            problems.append((f"metadata:{key}", f"metadata {key} was added after signing"))
+        elif kv[key] != file_props[key]:
+            problems.append(
+                (
+                    f"metadata:{key}",
+                    f"metadata {key} is {file_props[key]!r} but {kv[key]!r} was signed",
+                )
+            )
+    if not problems:  # e.g. a value with a newline that only shows in the raw text
+        problems.append(("metadata", "the metadata does not match the signed text"))
+    return ModelVerificationError(
+        "the model does not match its signature: " + "; ".join(p for _, p in problems),
+        what=problems[0][0],
+    )
+
+
+def verify_model(
+    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel,
+    verifiers: note.Verifier | Sequence[note.Verifier],
+    *,
+    receipt: str | bytes | None = None,
+    origin: str | None = None,
+) -> None:
+    """Verify a signed ONNX model offline (no torch): returns None or raises.
+
+    Checks that ``lethe.signature`` is a signed note by a trusted key, that its text equals
+    the one rebuilt from the file (recomputed content hash + every metadata entry), and that
+    the metadata is well-formed. With ``receipt`` (a Lethe deletion receipt: C2SP tlog-proof
+    carrying the logged envelope), also verifies the receipt and that its statement is the
+    applied unlearning attestation of this model (content hash or file SHA-256, digests,
+    classes, requests, log). Raises :class:`~lethe_audit.errors.ModelVerificationError` whose
+    ``what`` names the part at fault (``signature``, ``content``, ``metadata:<key>``,
+    ``receipt``), or the receipt verifier's own errors.
+    """
+    model = source if isinstance(source, SignedModel) else read_model(source)
+    sig = model.signature
+    if sig is None:
+        raise ModelVerificationError(
+            f"the model is not signed (no {SIGNATURE_KEY} metadata); sign it with the log key",
+            what="signature",
+        )
+    try:
+        note.verify(sig, verifiers)
+    except (SignatureError, FormatError) as e:
+        raise ModelVerificationError(
+            f"the model's signature does not verify: {e}", what="signature"
+        ) from e
+    signed = note.parse(sig).text
+    try:
+        expected = signing_text(model.content_hash, model.props)
+    except FormatError:
+        expected = None
+    if signed != expected:
+        raise _diagnose(signed, model)
+    meta = model.metadata()
+    if origin is not None and meta.log_origin != origin:
+        raise ModelVerificationError(
+            f"the model names log {meta.log_origin!r}, not {origin!r}",
+            what="metadata:lethe.log.origin",
+        )
+    if receipt is not None:
+        _check_receipt(model, meta, receipt, verifiers)
+
+
+def _check_receipt(
+    model: SignedModel,
+    meta: ModelMetadata,
+    receipt: str | bytes,
+    verifiers: note.Verifier | Sequence[note.Verifier],
+) -> None:
+    from lethe_audit.statements import UNLEARNING_V1
+    from lethe_audit.verify import parse_receipt, verify_receipt
+
+    verify_receipt(receipt, verifiers, origin=meta.log_origin)
+    r = parse_receipt(receipt)
+    st = r.statement
+
+    def fail(message: str) -> ModelVerificationError:
+        return ModelVerificationError(
+            f"receipt entry {r.index}: {message}",
+            what="receipt",
+            index=r.index,
+            size=r.checkpoint.size,
+        )
+
+    if st.predicate_type != UNLEARNING_V1:
+        raise fail(f"the logged statement is a {st.predicate_type}, not an unlearning attestation")
+    p = st.predicate
+    if p.get("outcome") != "applied":
+        raise fail(f"the attestation's outcome is {p.get('outcome')!r}, not 'applied'")
+    onnx_ref = p.get("onnx") or {}
+    by_content = onnx_ref.get("content_hash") == model.content_hash
+    by_file = any(s.digest.get("sha256") == model.sha256 for s in st.subject)
+    if not (by_content or by_file):
+        raise fail(
+            f"the attestation names another ONNX model (content hash "
+            f"{onnx_ref.get('content_hash')}), not this one ({model.content_hash}, file sha256 "
+            f"{model.sha256})"
+        )
+    m = p["model"]
+    for label, logged, mine in (
+        ("model name", m.get("name"), meta.model_name),
+        ("base model digest", m.get("base_digest"), meta.base_digest),
+        ("folded model digest", m.get("folded_digest"), meta.folded_digest),
+        ("forgotten classes", tuple(p.get("forgotten_classes", ())), meta.forgotten_classes),
+    ):
+        if logged != mine:
+            raise fail(f"{label} is {logged!r} in the log but {mine!r} in the model")
+    missing = sorted({q["id"] for q in p.get("requests", ())} - set(meta.requests))
+    if missing:
+        raise fail(f"requests {missing} of the attestation are not in the model's metadata")
+    if r.index < meta.log_size:
+        raise fail(
+            f"the attestation is entry {r.index} but the model names the log at size "
+            f"{meta.log_size}: it must have been logged after that state"
+        )

@@ -1,0 +1,49 @@
+"""Binding an exported model to the audit log: metadata and the log key's signature."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from lethe_audit.tlog import Checkpoint
+
+from lethe.export._filtered import FilteredExport
+from lethe_audit.model import ModelMetadata
+
+__all__ = ["model_metadata"]
+
+
+def model_metadata(
+    export: FilteredExport,
+    *,
+    model_name: str,
+    checkpoint: Checkpoint | str,
+    requests: Iterable[str],
+    variant: str = "fp32",
+) -> ModelMetadata:
+    """The metadata of a filtered export, ready for :func:`lethe_audit.model.sign_model`.
+
+    ``checkpoint`` is the log's latest checkpoint *before* this apply's attestation is
+    appended (a :class:`~lethe_audit.tlog.Checkpoint`, its body text, or the signed note);
+    ``requests`` the ids of every request the model applies. Digests, forgotten classes and
+    the Lethe version come from ``export``.
+    """
+    import base64
+
+    from lethe import __version__
+    from lethe_audit import note
+
+    if isinstance(checkpoint, str):
+        text = note.parse(checkpoint).text if "\n\n" in checkpoint else checkpoint
+        checkpoint = Checkpoint.parse(text)
+    return ModelMetadata(
+        model_name=model_name,
+        base_digest=export.base_digest,
+        folded_digest=export.folded_digest,
+        log_origin=checkpoint.origin,
+        log_size=checkpoint.size,
+        log_root=base64.b64encode(checkpoint.root).decode("ascii"),
+        requests=tuple(requests),
+        forgotten_classes=export.forget,
+        lethe_version=__version__,
+        variant=variant,
+    )
