@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +28,9 @@ def _passphrase_bytes(passphrase: str | bytes | None) -> bytes | None:
     return data
 
 
-def write_private_key(path: str | Path, signer: Signer, *, passphrase: str | bytes | None = None) -> Path:
+def write_private_key(
+    path: str | Path, signer: Signer, *, passphrase: str | bytes | None = None
+) -> Path:
     """Write ``signer``'s key as PKCS#8 PEM, created 0600; refuses to overwrite."""
     from cryptography.hazmat.primitives.serialization import (
         BestAvailableEncryption,
@@ -65,9 +67,7 @@ def generate_key_file(
     return signer
 
 
-def load_key_file(
-    path: str | Path, *, name: str, passphrase: str | bytes | None = None
-) -> Signer:
+def load_key_file(path: str | Path, *, name: str, passphrase: str | bytes | None = None) -> Signer:
     """Read an Ed25519 PEM key (PKCS#8, optionally encrypted) as a :class:`Signer`."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -172,15 +172,15 @@ class KeyRing:
         if not isinstance(raw, dict) or raw.get("format") != KEYRING_FORMAT:
             raise KeyFileError(f"{path} is not a {KEYRING_FORMAT} file")
         try:
-            entries = [KeyEntry(**e) for e in raw["keys"]]
-            for e in entries:
-                v = e.verifier()
-                if v.name != e.name or f"{v.key_id:08x}" != e.key_id:
-                    raise KeyFileError(f"{path}: key {e.key_id} does not match its vkey")
-                if e.status not in ("active", "retired"):
-                    raise KeyFileError(f"{path}: key {e.key_id} has status {e.status!r}")
-        except (KeyError, TypeError, FormatError) as e:
-            raise KeyFileError(f"{path} is malformed: {e}") from None
+            entries = [KeyEntry(**item) for item in raw["keys"]]
+            for entry in entries:
+                v = entry.verifier()
+                if v.name != entry.name or f"{v.key_id:08x}" != entry.key_id:
+                    raise KeyFileError(f"{path}: key {entry.key_id} does not match its vkey")
+                if entry.status not in ("active", "retired"):
+                    raise KeyFileError(f"{path}: key {entry.key_id} has status {entry.status!r}")
+        except (KeyError, TypeError, FormatError) as err:
+            raise KeyFileError(f"{path} is malformed: {err}") from None
         return cls(d, entries)
 
     @classmethod
@@ -195,21 +195,37 @@ class KeyRing:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as e:
             raise KeyFileError(f"cannot create key directory {d}: {e.strerror}") from None
-        ring = cls(d, ())
-        return ring._with_new_key(name, passphrase)
+        return cls(d, ())._with_new_key(name, passphrase)
 
-    def add_key(self, *, name: str | None = None, passphrase: str | bytes | None = None) -> KeyRing:
+    def add_key(
+        self,
+        *,
+        name: str | None = None,
+        passphrase: str | bytes | None = None,
+        register: Callable[[Signer], object] | None = None,
+    ) -> KeyRing:
         """Generate a new active key (same name as the current one unless given): the start of
-        a rotation. Returns the updated keyring (also written to disk)."""
-        return self._with_new_key(name or self.name, passphrase)
+        a rotation. Returns the updated keyring (also written to disk).
 
-    def retire(self, key: str) -> KeyRing:
-        """Mark a key retired (by key id or vkey); at least one key must stay active."""
+        ``register`` (e.g. :meth:`lethe_audit.log.AuditLog.add_key`) runs after the key file
+        is written and before the keyring is updated; if it raises, the new key files are
+        removed and the keyring stays as it was.
+        """
+        return self._with_new_key(name or self.name, passphrase, register)
+
+    def retire(self, key: str, *, unregister: Callable[[str], object] | None = None) -> KeyRing:
+        """Mark a key retired (by key id, ``name+id`` or vkey); one key must stay active.
+
+        ``unregister`` (e.g. :meth:`lethe_audit.log.AuditLog.retire_key`) gets the key's vkey
+        first; if it raises, the keyring is left unchanged.
+        """
         target = self.find(key)
         if target.status == "retired":
             raise KeyFileError(f"key {target.key_id} is already retired")
         if len(self.active()) < 2:
             raise KeyFileError(f"key {target.key_id} is the only active key: add one first")
+        if unregister is not None:
+            unregister(target.vkey)
         entries = [
             replace(e, status="retired", retired_at=_now()) if e is target else e
             for e in self._entries
@@ -245,11 +261,25 @@ class KeyRing:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _with_new_key(self, name: str, passphrase: str | bytes | None) -> KeyRing:
+    def _with_new_key(
+        self,
+        name: str,
+        passphrase: str | bytes | None,
+        register: Callable[[Signer], object] | None = None,
+    ) -> KeyRing:
         signer = Signer.generate(name)
         file = f"log-{signer.key_id:08x}.pem"
-        write_private_key(self.directory / file, signer, passphrase=passphrase)
-        (self.directory / f"log-{signer.key_id:08x}.vkey").write_text(signer.vkey + "\n")
+        pem = self.directory / file
+        pub = self.directory / f"log-{signer.key_id:08x}.vkey"
+        write_private_key(pem, signer, passphrase=passphrase)
+        try:
+            pub.write_text(signer.vkey + "\n")
+            if register is not None:
+                register(signer)
+        except BaseException:
+            pem.unlink(missing_ok=True)
+            pub.unlink(missing_ok=True)
+            raise
         entry = KeyEntry(
             name=name,
             key_id=f"{signer.key_id:08x}",

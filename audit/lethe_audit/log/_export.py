@@ -89,9 +89,10 @@ def _write_bundle(
     size = head.size
     files: dict[str, FileDigest] = {}
 
-    with sink.open(ENTRIES) as w, tqdm(
-        total=size, disable=not progress, unit="entry", desc="export"
-    ) as bar:
+    with (
+        sink.open(ENTRIES) as w,
+        tqdm(total=size, disable=not progress, unit="entry", desc="export") as bar,
+    ):
         for lo in range(0, size, _BATCH):
             hi = min(lo + _BATCH, size)
             q = (
@@ -114,12 +115,12 @@ def _write_bundle(
         files[ENTRIES] = w.digest()
 
     with sink.open(CHECKPOINTS) as w:
-        q = (
+        cq = (
             select(TlogCheckpoint.size, TlogCheckpoint.note)
             .where(TlogCheckpoint.size <= size)
             .order_by(TlogCheckpoint.size)
         )
-        for cp_size, note_text in conn.execute(q):
+        for cp_size, note_text in conn.execute(cq):
             line = json.dumps({"note": note_text, "size": cp_size}, sort_keys=True)
             w.write(line.encode("utf-8") + b"\n")
         files[CHECKPOINTS] = w.digest()
@@ -156,8 +157,7 @@ def _write_bundle(
         rel = f"{ATTACHMENTS_DIR}/{src.name}"
         if not safe_attachment_path(rel) or rel in seen:
             raise ExportError(
-                f"attachment name {src.name!r} is not usable (letters, digits, . _ - only; "
-                "unique)"
+                f"attachment name {src.name!r} is not usable (letters, digits, . _ - only; unique)"
             )
         seen.add(rel)
         try:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar, Union
+from typing import TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lethe_audit.errors import FormatError, LetheAuditError, LogStateError, StoreError
+from lethe_audit.errors import LetheAuditError, LogStateError, StoreError
+from lethe_audit.log._source import DatabaseHashSource
 from lethe_audit.note import Signer, Verifier
 from lethe_audit.statements import (
     Envelope,
@@ -35,7 +35,6 @@ from lethe_audit.store import (
     TlogNode,
     check_schema,
     create_engine,
-    describe,
 )
 from lethe_audit.tlog import (
     EMPTY_ROOT,
@@ -49,11 +48,9 @@ from lethe_audit.tlog import (
     verify_inclusion,
 )
 
-from lethe_audit.log._source import DatabaseHashSource
-
 #: What :meth:`AuditLog.append` takes: a statement (signed by the log's keys) or a ready
 #: envelope (which must be signed by the log's keys).
-Appendable = Union[Statement, UnlearningAttestation, LifecycleEvent, Envelope]
+Appendable = Statement | UnlearningAttestation | LifecycleEvent | Envelope
 
 #: Steps of an append, in order; the private ``_fault`` hook is called after each (tests).
 APPEND_STEPS = ("locked", "entries", "nodes", "signed", "checkpoint", "head", "commit")
@@ -185,9 +182,7 @@ class AuditLog:
 
     @staticmethod
     def _lock_head(conn: Connection) -> _Head:
-        row = conn.execute(
-            select(*_HEAD_COLUMNS).where(TlogHead.id == 1).with_for_update()
-        ).first()
+        row = conn.execute(select(*_HEAD_COLUMNS).where(TlogHead.id == 1).with_for_update()).first()
         if row is None:
             raise LogStateError(
                 "the log is not initialised: run `lethe-audit log init --db URL --keys DIR`"
@@ -195,9 +190,7 @@ class AuditLog:
         return _Head(*row)
 
     def _check_signers(self, conn: Connection, extra: Sequence[Signer] = ()) -> None:
-        active = set(
-            conn.execute(select(TlogKey.vkey).where(TlogKey.status == "active")).scalars()
-        )
+        active = set(conn.execute(select(TlogKey.vkey).where(TlogKey.status == "active")).scalars())
         mine = {s.vkey for s in (*self._signers, *extra)}
         if not mine:
             raise LogStateError("this AuditLog has no signers: load the log's active keys")
@@ -216,7 +209,9 @@ class AuditLog:
 
     # -- setup -------------------------------------------------------------------------------
 
-    def initialize(self, *, origin: str | None = None, session: Session | Connection | None = None) -> str:
+    def initialize(
+        self, *, origin: str | None = None, session: Session | Connection | None = None
+    ) -> str:
         """Create the empty log: head at size 0, signers registered, first checkpoint signed.
 
         ``origin`` defaults to the signers' key name (C2SP recommends they match).
@@ -249,7 +244,9 @@ class AuditLog:
                 ],
             )
             conn.execute(
-                insert(TlogCheckpoint).values(size=0, root=EMPTY_ROOT, note=note_text, created_at=now)
+                insert(TlogCheckpoint).values(
+                    size=0, root=EMPTY_ROOT, note=note_text, created_at=now
+                )
             )
             conn.execute(
                 insert(TlogHead).values(
@@ -282,7 +279,9 @@ class AuditLog:
             env = sign_statement(item, signers)
         elif isinstance(item, Envelope):
             env = item
-            verify_envelope(env, [s.verifier() for s in signers] or self.verifiers(active_only=True))
+            verify_envelope(
+                env, [s.verifier() for s in signers] or self.verifiers(active_only=True)
+            )
             validate_statement(Statement.from_envelope(env))
         else:
             raise TypeError(f"cannot append a {type(item).__name__}")
@@ -418,9 +417,7 @@ class AuditLog:
         return self._read(run)
 
     def verifiers(self, *, active_only: bool = False) -> list[Verifier]:
-        return [
-            k.verifier() for k in self.keys() if not active_only or k.status == "active"
-        ]
+        return [k.verifier() for k in self.keys() if not active_only or k.status == "active"]
 
     def add_key(
         self, signer: Signer, *, session: Session | Connection | None = None
@@ -467,9 +464,7 @@ class AuditLog:
         self._signers = signers
         return result
 
-    def retire_key(
-        self, key: str, *, session: Session | Connection | None = None
-    ) -> AppendResult:
+    def retire_key(self, key: str, *, session: Session | Connection | None = None) -> AppendResult:
         """End a rotation: log a ``key.rotated`` event (action ``retired``, signed by every
         active key, the retiring one included), then stop signing with ``key`` (a vkey, key
         hint ``name+id`` or hex key id)."""
@@ -563,10 +558,14 @@ class AuditLog:
         else:
             h = self._prepare(item, self._signers).leaf
         return self._read(
-            lambda conn: conn.execute(select(TlogEntry.idx).where(TlogEntry.leaf_hash == h)).scalar()
+            lambda conn: conn.execute(
+                select(TlogEntry.idx).where(TlogEntry.leaf_hash == h)
+            ).scalar()
         )
 
-    def iter_entries(self, start: int = 0, stop: int | None = None, *, batch: int = 5000) -> Iterator[tuple[int, bytes]]:
+    def iter_entries(
+        self, start: int = 0, stop: int | None = None, *, batch: int = 5000
+    ) -> Iterator[tuple[int, bytes]]:
         """``(index, envelope bytes)`` in index order, read in batches."""
         pos = start
         while stop is None or pos < stop:
@@ -627,6 +626,7 @@ class AuditLog:
         def run(conn: Connection) -> str:
             head = self._head(conn)
             n = head.size if size is None else size
+            note_text: str | None
             if size is None:
                 note_text = head.checkpoint
             else:
@@ -663,7 +663,8 @@ class AuditLog:
         from lethe_audit.log._export import export_bundle
 
         return self._read(
-            lambda conn: export_bundle(conn, Path(path), attachments=attachments, progress=progress),
+            lambda conn: export_bundle(
+                conn, Path(path), attachments=attachments, progress=progress
+            ),
             snapshot=True,
         )
-

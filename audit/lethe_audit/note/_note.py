@@ -109,9 +109,9 @@ class Verifier:
             raise SignatureError(f"invalid signature for key {self.key_hint}") from None
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Verifier)
-            and (self.name, self.public_key) == (other.name, other.public_key)
+        return isinstance(other, Verifier) and (self.name, self.public_key) == (
+            other.name,
+            other.public_key,
         )
 
     def __hash__(self) -> int:
@@ -165,8 +165,7 @@ class Signer:
         s = cls.from_seed(name, raw[1:])
         if s.key_id != want:
             raise FormatError(
-                f"private key id {hex8} does not match its name and key "
-                f"(expected {s.key_id:08x})"
+                f"private key id {hex8} does not match its name and key (expected {s.key_id:08x})"
             )
         return s
 
@@ -237,10 +236,10 @@ def _check_text(text: str) -> None:
         raise FormatError("note text must not contain control characters other than newline")
 
 
-def _as_list(items: object) -> list[object]:
+def _as_list(items: Signer | Verifier | Sequence[Signer] | Sequence[Verifier]) -> list[object]:
     if isinstance(items, (Signer, Verifier)):
         return [items]
-    return list(items)  # type: ignore[call-overload]
+    return list(items)
 
 
 def sign(text: str, signers: Signer | Sequence[Signer]) -> str:

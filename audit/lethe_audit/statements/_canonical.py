@@ -28,7 +28,7 @@ def _fast_ok(obj: Any) -> bool:
     if t is str or t is bool or obj is None:
         return True
     if t is int:
-        return -_MAX_SAFE <= obj <= _MAX_SAFE
+        return bool(-_MAX_SAFE <= obj <= _MAX_SAFE)
     if t is float:
         if not math.isfinite(obj):
             return False

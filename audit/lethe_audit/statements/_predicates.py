@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -95,7 +96,9 @@ class _Check:
             raise StatementError(f"{path} has unknown fields {sorted(extra)}", field=path)
 
     @staticmethod
-    def text(value: Any, path: str, *, max_len: int = 200, pattern: re.Pattern[str] | None = None) -> str:
+    def text(
+        value: Any, path: str, *, max_len: int = 200, pattern: re.Pattern[str] | None = None
+    ) -> str:
         if not isinstance(value, str) or not value or len(value) > max_len or "\n" in value:
             raise StatementError(
                 f"{path} must be a non-empty single-line string of at most {max_len} chars",
@@ -119,7 +122,7 @@ class _Check:
         for c in value:
             if type(c) is not int or c < 0:
                 raise StatementError(f"{path} holds {c!r}: class ids are ints >= 0", field=path)
-        if any(a >= b for a, b in zip(value, value[1:])):
+        if any(a >= b for a, b in itertools.pairwise(value)):
             raise StatementError(f"{path} must be sorted with no repeats", field=path)
         return tuple(value)
 
@@ -353,10 +356,14 @@ def validate_unlearning(p: Any) -> None:
     }
     _Check.obj(p, "predicate", keys)
     if p["outcome"] not in ("applied", "failed"):
-        raise StatementError("predicate.outcome must be 'applied' or 'failed'", field="predicate.outcome")
+        raise StatementError(
+            "predicate.outcome must be 'applied' or 'failed'", field="predicate.outcome"
+        )
     reqs = p["requests"]
     if not isinstance(reqs, (list, tuple)) or not reqs:
-        raise StatementError("predicate.requests must be a non-empty list", field="predicate.requests")
+        raise StatementError(
+            "predicate.requests must be a non-empty list", field="predicate.requests"
+        )
     covered: set[int] = set()
     ids = set()
     for i, r in enumerate(reqs):
@@ -394,7 +401,9 @@ def validate_unlearning(p: Any) -> None:
     _Check.text(meth["name"], "predicate.method.name")
     _Check.text(meth["version"], "predicate.method.version")
     if not isinstance(meth["config"], Mapping):
-        raise StatementError("predicate.method.config must be an object", field="predicate.method.config")
+        raise StatementError(
+            "predicate.method.config must be an object", field="predicate.method.config"
+        )
     _Check.json_value(meth["config"], "predicate.method.config")
     if not isinstance(p["metrics"], Mapping):
         raise StatementError("predicate.metrics must be an object", field="predicate.metrics")
@@ -402,14 +411,20 @@ def validate_unlearning(p: Any) -> None:
     pol = p["policy"]
     _Check.obj(pol, "predicate.policy", {"thresholds", "passed", "failures"})
     if not isinstance(pol["thresholds"], Mapping):
-        raise StatementError("predicate.policy.thresholds must be an object", field="predicate.policy.thresholds")
+        raise StatementError(
+            "predicate.policy.thresholds must be an object", field="predicate.policy.thresholds"
+        )
     for k, v in pol["thresholds"].items():
         _Check.number(v, f"predicate.policy.thresholds.{k}")
     if type(pol["passed"]) is not bool:
-        raise StatementError("predicate.policy.passed must be a boolean", field="predicate.policy.passed")
+        raise StatementError(
+            "predicate.policy.passed must be a boolean", field="predicate.policy.passed"
+        )
     fails = pol["failures"]
     if not isinstance(fails, (list, tuple)) or not all(isinstance(f, str) and f for f in fails):
-        raise StatementError("predicate.policy.failures must be a list of strings", field="predicate.policy.failures")
+        raise StatementError(
+            "predicate.policy.failures must be a list of strings", field="predicate.policy.failures"
+        )
     if pol["passed"] == bool(fails):
         raise StatementError(
             "predicate.policy.passed must be true exactly when there are no failures",
@@ -492,7 +507,9 @@ def validate_event(p: Any) -> None:
     if "request_id" in p:
         _Check.text(p["request_id"], "predicate.request_id", max_len=128, pattern=_REQUEST_ID)
     elif event.startswith("request."):
-        raise StatementError(f"event {event} needs predicate.request_id", field="predicate.request_id")
+        raise StatementError(
+            f"event {event} needs predicate.request_id", field="predicate.request_id"
+        )
     if "details" in p:
         if not isinstance(p["details"], Mapping):
             raise StatementError("predicate.details must be an object", field="predicate.details")
@@ -535,4 +552,3 @@ def parse_predicate(statement: Statement) -> UnlearningAttestation | LifecycleEv
     if statement.predicate_type == UNLEARNING_V1:
         return UnlearningAttestation.from_predicate(statement.predicate)
     return LifecycleEvent.from_predicate(statement.predicate)
-

@@ -25,8 +25,7 @@ class CompactRange:
             raise FormatError(f"tree size must be >= 0, got {size}")
         if len(hashes) != size.bit_count():
             raise FormatError(
-                f"a compact range of size {size} holds {size.bit_count()} hashes, "
-                f"got {len(hashes)}"
+                f"a compact range of size {size} holds {size.bit_count()} hashes, got {len(hashes)}"
             )
         for h in hashes:
             if len(h) != HASH_SIZE:

@@ -7,7 +7,7 @@ and no database. Every function returns None or raises a
 
 from __future__ import annotations
 
-from lethe_audit.verify._bundle import verify_bundle
+from lethe_audit.verify._bundle import read_manifest, verify_bundle
 from lethe_audit.verify._entry import VerifiedEntry
 from lethe_audit.verify._format import (
     BUNDLE_FORMAT,
@@ -43,6 +43,7 @@ __all__ = [
     "Receipt",
     "VerifiedEntry",
     "parse_receipt",
+    "read_manifest",
     "verify_bundle",
     "verify_receipt",
 ]

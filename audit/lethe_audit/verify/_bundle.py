@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -27,7 +28,6 @@ from lethe_audit.errors import (
 from lethe_audit.note import Verifier
 from lethe_audit.statements import Envelope, Statement
 from lethe_audit.tlog import Checkpoint, CompactRange, verify_checkpoint
-
 from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
 from lethe_audit.verify._format import (
     CHECKPOINTS,
@@ -58,7 +58,9 @@ def _read_chunk(path: str, start: int, end: int) -> list[bytes]:
     return lines[:-1]
 
 
-def _entries_chunk(path: str, start: int, end: int, vkeys: list[str]) -> tuple[bytes, int, _Fault | None]:
+def _entries_chunk(
+    path: str, start: int, end: int, vkeys: list[str]
+) -> tuple[bytes, int, _Fault | None]:
     known = {v.key_hint: v for v in map(Verifier.from_vkey, vkeys)}
     sha = hashlib.sha256
     leaves = bytearray()
@@ -87,7 +89,7 @@ def _checkpoints_chunk(
         try:
             obj = json.loads(line)
             if not isinstance(obj, dict) or set(obj) != {"note", "size"}:
-                raise FormatError("a checkpoints.jsonl line is {\"note\": ..., \"size\": N}")
+                raise FormatError('a checkpoints.jsonl line is {"note": ..., "size": N}')
             note_text, size = obj["note"], obj["size"]
             if type(note_text) is not str or type(size) is not int:
                 raise FormatError("checkpoint note must be a string and size an integer")
@@ -161,7 +163,7 @@ def _split(path: Path, parts: int) -> list[tuple[int, int]]:
             if pos > bounds[-1]:
                 bounds.append(pos)
     bounds.append(total)
-    return list(zip(bounds[:-1], bounds[1:]))
+    return list(itertools.pairwise(bounds))
 
 
 def _hash_files(root: Path, names: Sequence[str], out: dict[str, tuple[str, int]]) -> None:
@@ -179,7 +181,9 @@ def _hash_files(root: Path, names: Sequence[str], out: dict[str, tuple[str, int]
         out[name] = (h.hexdigest(), n)
 
 
-def _error(kind: str, message: str, *, index: int | None = None, size: int | None = None) -> VerificationError:
+def _error(
+    kind: str, message: str, *, index: int | None = None, size: int | None = None
+) -> VerificationError:
     cls = getattr(errors, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, VerificationError)) or kind in (
         "ConsistencyProofError",
@@ -287,13 +291,17 @@ def _verify_dir(
 
     runner = _Runner(workers)
     try:
-        e_futs = [runner.submit(_entries_chunk, str(entries_path), a, b, vkeys) for a, b in e_chunks]
+        e_futs = [
+            runner.submit(_entries_chunk, str(entries_path), a, b, vkeys) for a, b in e_chunks
+        ]
         c_futs = [
             runner.submit(_checkpoints_chunk, str(cps_path), a, b, vkeys, want_origin)
             for a, b in c_chunks
         ]
         e_results = []
-        with tqdm(total=len(e_futs) + len(c_futs), disable=not progress, desc="verify", unit="chunk") as bar:
+        with tqdm(
+            total=len(e_futs) + len(c_futs), disable=not progress, desc="verify", unit="chunk"
+        ) as bar:
             for f in e_futs:
                 e_results.append(f.result())
                 bar.update(1)
@@ -306,8 +314,10 @@ def _verify_dir(
     hasher.join()
 
     for name in names:
-        want = manifest.files[name] if name in manifest.files else next(
-            a for a in manifest.attachments if a.path == name
+        want = (
+            manifest.files[name]
+            if name in manifest.files
+            else next(a for a in manifest.attachments if a.path == name)
         )
         got_hex, got_n = digests.get(name, ("missing", -1))
         if got_n < 0:
@@ -338,7 +348,11 @@ def _verify_dir(
             k, kind, msg, size = fault
             prev = next((s for s in reversed(sizes + chunk_sizes[:k]) if s >= 0), 0)
             pos = size - 1 if size is not None and size > 0 else prev
-            where = f"checkpoint at size {size}" if size is not None else f"checkpoint line {line + k + 1}"
+            where = (
+                f"checkpoint at size {size}"
+                if size is not None
+                else f"checkpoint line {line + k + 1}"
+            )
             faults.append((pos, 1, _error(kind, f"{where}: {msg}", size=size)))
         sizes += chunk_sizes
         roots += chunk_roots
@@ -350,10 +364,16 @@ def _verify_dir(
         if s < 0:
             continue
         if s <= prev_size:
-            faults.append((max(s - 1, 0), 1, CheckpointError(
-                f"checkpoint at size {s} comes after size {prev_size}: checkpoints must grow",
-                size=s,
-            )))
+            faults.append(
+                (
+                    max(s - 1, 0),
+                    1,
+                    CheckpointError(
+                        f"checkpoint at size {s} comes after size {prev_size}: sizes must grow",
+                        size=s,
+                    ),
+                )
+            )
         prev_size = max(prev_size, s)
 
     # The tree: recompute the root at every checkpoint size.
@@ -371,12 +391,18 @@ def _verify_dir(
                 matched = i + 1
             pos_in_order += 1
     for s, _k in order[pos_in_order:]:
-        faults.append((n_entries, 2, CheckpointError(
-            f"checkpoint at size {s} covers more entries than the bundle's {n_entries}: "
-            f"entries from {n_entries} on were removed",
-            size=s,
-            index=n_entries,
-        )))
+        faults.append(
+            (
+                n_entries,
+                2,
+                CheckpointError(
+                    f"checkpoint at size {s} covers more entries than the bundle's {n_entries}: "
+                    f"entries from {n_entries} on were removed",
+                    size=s,
+                    index=n_entries,
+                ),
+            )
+        )
 
     if faults:
         faults.sort(key=lambda f: (f[0], f[1]))
@@ -445,11 +471,17 @@ def _compare(
     else:
         what = f"an entry in [{matched}, {size}) was changed, removed, inserted or moved"
         index = None
-    faults.append((matched, 2, CheckpointError(
-        f"the entries do not give the root signed in the checkpoint at size {size}: {what}",
-        size=size,
-        index=index,
-    )))
+    faults.append(
+        (
+            matched,
+            2,
+            CheckpointError(
+                f"the entries do not give the root signed in the checkpoint at size {size}: {what}",
+                size=size,
+                index=index,
+            ),
+        )
+    )
     return False
 
 
@@ -474,3 +506,19 @@ def _read_checkpoints(path: Path) -> list[Checkpoint]:
         for raw in f:
             out.append(Checkpoint.parse(note.parse(json.loads(raw)["note"]).text))
     return out
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The manifest of a bundle directory or ``.zip`` (unverified: for display)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            text = (p / MANIFEST).read_text(encoding="utf-8")
+        elif p.is_file() and zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                text = z.read(MANIFEST).decode("utf-8")
+        else:
+            raise BundleError(f"{p} is neither a bundle directory nor a .zip bundle")
+    except (OSError, KeyError, UnicodeDecodeError):
+        raise BundleError(f"{p} has no readable {MANIFEST}") from None
+    return Manifest.parse(text)

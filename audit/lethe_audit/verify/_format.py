@@ -101,7 +101,9 @@ class Manifest:
         if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
             raise bad(f"not a {BUNDLE_FORMAT} manifest")
         if doc.get("version") != BUNDLE_VERSION:
-            raise bad(f"version {doc.get('version')!r} is not supported (this reads {BUNDLE_VERSION})")
+            raise bad(
+                f"version {doc.get('version')!r} is not supported (this reads {BUNDLE_VERSION})"
+            )
         try:
             files = {}
             for name, d in doc["files"].items():
@@ -112,7 +114,14 @@ class Manifest:
             for a in doc.get("attachments", []):
                 if not safe_attachment_path(a["path"]) or not _HEX64.fullmatch(a["sha256"]):
                     raise bad(f"bad attachment entry {a.get('path')!r}")
-                atts.append(Attachment(a["path"], a["sha256"], int(a["bytes"]), a.get("media_type", "application/octet-stream")))
+                atts.append(
+                    Attachment(
+                        a["path"],
+                        a["sha256"],
+                        int(a["bytes"]),
+                        a.get("media_type", "application/octet-stream"),
+                    )
+                )
             size = doc["size"]
             if type(size) is not int or size < 0:
                 raise bad("size must be an integer >= 0")

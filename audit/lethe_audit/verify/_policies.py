@@ -14,7 +14,6 @@ from typing import Any, Protocol, runtime_checkable
 from lethe_audit.errors import FormatError, PolicyError
 from lethe_audit.statements import UNLEARNING_V1, parse_rfc3339
 from lethe_audit.tlog import Checkpoint
-
 from lethe_audit.verify._entry import VerifiedEntry
 
 

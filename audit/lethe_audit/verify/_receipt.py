@@ -16,7 +16,6 @@ from lethe_audit.errors import (
 from lethe_audit.note import Verifier
 from lethe_audit.statements import Envelope, Statement
 from lethe_audit.tlog import Checkpoint, TlogProof, leaf_hash, verify_checkpoint, verify_inclusion
-
 from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
 from lethe_audit.verify._policies import LogView, Policy
 

@@ -1,0 +1,3 @@
+from lethe_audit.cli import main
+
+main(prog_name="lethe-audit")
