@@ -471,9 +471,10 @@ def _compare(
     else:
         what = f"an entry in [{matched}, {size}) was changed, removed, inserted or moved"
         index = None
+    # Ranked at the range's last entry: an entry fault inside the range explains it better.
     faults.append(
         (
-            matched,
+            size - 1,
             2,
             CheckpointError(
                 f"the entries do not give the root signed in the checkpoint at size {size}: {what}",
