@@ -144,7 +144,7 @@ def test_key_rotation_is_logged_and_both_keys_sign(
     assert len(note.parse(after.checkpoint).signatures) == 1
     with pytest.raises(SignatureError):
         tlog.verify_checkpoint(after.checkpoint, signer.verifier())
-    keys = log.keys()
+    keys = log.signing_keys()
     assert [(k.status, k.retired_at_size) for k in keys] == [
         ("retired", retired.size),
         ("active", None),

@@ -1,3 +1,6 @@
+"""``python -m lethe_audit.cli``: the same as the ``lethe-audit`` script."""
+
 from lethe_audit.cli import main
 
-main(prog_name="lethe-audit")
+if __name__ == "__main__":
+    main(prog_name="lethe-audit")

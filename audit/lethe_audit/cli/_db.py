@@ -14,7 +14,9 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.argument("url")
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option(
+    "--revision", default="head", show_default=True, metavar="REV", help="Target revision."
+)
 @json_option
 def db_upgrade(url: str, revision: str, as_json: bool) -> None:
     """Create or migrate the database at URL to REVISION (sqlite:///PATH or

@@ -18,7 +18,12 @@ def keys() -> None:
 
 @keys.command("generate")
 @click.argument("keydir", type=_KEYDIR)
-@click.option("--name", required=True, help="Key name = log origin, e.g. example.org/lethe-log.")
+@click.option(
+    "--name",
+    required=True,
+    metavar="NAME",
+    help="Key name = log origin, e.g. example.org/lethe-log.",
+)
 @passphrase_options
 @json_option
 def keys_generate(
@@ -54,7 +59,7 @@ def keys_list(keydir: Path, as_json: bool) -> None:
 
 @keys.command("rotate")
 @click.argument("keydir", type=_KEYDIR)
-@click.option("--db", "url", required=True, help="The log database URL.")
+@click.option("--db", "url", required=True, metavar="URL", help="The log database URL.")
 @passphrase_options
 @json_option
 def keys_rotate(
@@ -81,7 +86,7 @@ def keys_rotate(
 @keys.command("retire")
 @click.argument("keydir", type=_KEYDIR)
 @click.argument("key")
-@click.option("--db", "url", required=True, help="The log database URL.")
+@click.option("--db", "url", required=True, metavar="URL", help="The log database URL.")
 @passphrase_options
 @json_option
 def keys_retire(

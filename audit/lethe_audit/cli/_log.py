@@ -17,7 +17,7 @@ from lethe_audit.cli._common import (
     want_progress,
 )
 
-_DB = click.option("--db", "url", required=True, help="The log database URL.")
+_DB = click.option("--db", "url", required=True, metavar="URL", help="The log database URL.")
 _KEYS = click.option(
     "--keys",
     "keydir",
@@ -43,7 +43,7 @@ def _open(url: str, keydir: Path | None, secret: bytes | None) -> Any:
 @log.command("init")
 @_DB
 @_KEYS
-@click.option("--origin", help="Log origin (default: the key name).")
+@click.option("--origin", metavar="ORIGIN", help="Log origin (default: the key name).")
 @passphrase_options
 @json_option
 def log_init(
@@ -79,8 +79,10 @@ def _parse_detail(values: tuple[str, ...]) -> dict[str, Any] | None:
 @_DB
 @_KEYS
 @click.argument("file", required=False, type=click.File("rb"))
-@click.option("--event", help="Append a lifecycle event of this name instead of FILE.")
-@click.option("--request-id", help="The event's request id.")
+@click.option(
+    "--event", metavar="NAME", help="Append a lifecycle event of this name instead of FILE."
+)
+@click.option("--request-id", metavar="ID", help="The event's request id.")
 @click.option(
     "--detail",
     "details",
@@ -88,7 +90,7 @@ def _parse_detail(values: tuple[str, ...]) -> dict[str, Any] | None:
     metavar="KEY=VALUE",
     help="Event detail (JSON value or text). Repeatable.",
 )
-@click.option("--at", "at", help="Event time, RFC 3339 UTC (default: now).")
+@click.option("--at", "at", metavar="TIME", help="Event time, RFC 3339 UTC (default: now).")
 @passphrase_options
 @json_option
 def log_append(
@@ -196,6 +198,7 @@ def log_export(
 @click.option(
     "--size",
     type=click.IntRange(min=1),
+    metavar="N",
     help="Prove against the checkpoint of this size (default: latest).",
 )
 @click.option(

@@ -24,7 +24,9 @@ def receipt() -> None:
 @receipt.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @key_option
-@click.option("--origin", help="Require the receipt to come from this log origin.")
+@click.option(
+    "--origin", metavar="ORIGIN", help="Require the receipt to come from this log origin."
+)
 @policy_options
 @json_option
 def receipt_verify(

@@ -22,14 +22,16 @@ from lethe_audit.cli._common import (
 @click.command("verify")
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @key_option
-@click.option("--origin", help="Require the bundle to be of this log origin.")
+@click.option("--origin", metavar="ORIGIN", help="Require the bundle to be of this log origin.")
 @click.option(
     "--checkpoint",
     "checkpoint_file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="A checkpoint you saw earlier: the log must extend it (nothing rewritten).",
 )
-@click.option("--workers", type=click.IntRange(min=1), help="Processes (default: all cores).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), metavar="N", help="Processes (default: all cores)."
+)
 @policy_options
 @progress_option
 @json_option

@@ -398,7 +398,7 @@ class AuditLog:
 
     # -- keys --------------------------------------------------------------------------------
 
-    def keys(self) -> list[KeyRecord]:
+    def signing_keys(self) -> list[KeyRecord]:
         """Every key the log has used, oldest first."""
 
         def run(conn: Connection) -> list[KeyRecord]:
@@ -417,7 +417,9 @@ class AuditLog:
         return self._read(run)
 
     def verifiers(self, *, active_only: bool = False) -> list[Verifier]:
-        return [k.verifier() for k in self.keys() if not active_only or k.status == "active"]
+        return [
+            k.verifier() for k in self.signing_keys() if not active_only or k.status == "active"
+        ]
 
     def add_key(
         self, signer: Signer, *, session: Session | Connection | None = None
