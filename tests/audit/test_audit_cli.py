@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pytest
 from _audit_helpers import attestation
 from click.testing import CliRunner
 
