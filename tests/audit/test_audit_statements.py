@@ -42,6 +42,27 @@ def test_canonical_json_is_rfc8785(value: Any) -> None:
     assert S.canonical_json(value) == want
 
 
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_loads_canonical_accepts_exactly_the_canonical_bytes(value: Any) -> None:
+    try:
+        canonical = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        return
+    assert S.canonical_json(S.loads_canonical(canonical, "x")) == canonical
+    variants = {
+        json.dumps(value).encode(),
+        json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(),
+        json.dumps(value, sort_keys=True, separators=(",", ":")).encode(),
+    }
+    for data in variants:
+        if data == canonical:
+            S.loads_canonical(data, "x")
+        else:
+            with pytest.raises(FormatError):
+                S.loads_canonical(data, "x")
+
+
 def test_canonical_json_known_answers() -> None:
     assert S.canonical_json({"b": [1e21, 1e-7, 5.0, -0.0, 0.1], "a": "é\n"}) == (
         '{"a":"é\\n","b":[1e+21,1e-7,5,0,0.1]}'.encode()
@@ -49,6 +70,20 @@ def test_canonical_json_known_answers() -> None:
     for bad in [float("nan"), 2**53, {1: 2}]:
         with pytest.raises(FormatError):
             S.canonical_json(bad)
+    for text in [
+        b'{"a":1e-07}',
+        b'{"a":5.0}',
+        b'{"a":-0}',
+        b"[NaN]",
+        b'{"b":1,"a":2}',
+        b'{"a":1,"a":1}',
+        b"[9007199254740993]",
+    ]:
+        with pytest.raises(FormatError):
+            S.loads_canonical(text, "x")
+    assert S.loads_canonical(b'{"a":[1e-7,1e+21,0.5,"\\u0001"]}', "x") == {
+        "a": [1e-7, 1e21, 0.5, "\x01"]
+    }
 
 
 def test_pae_matches_the_dsse_spec_example() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 import rfc8785
@@ -20,6 +21,7 @@ import rfc8785
 from lethe_audit.errors import FormatError
 
 _MAX_SAFE = 2**53 - 1
+_FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xf4]")
 _BMP_END = "\U00010000"
 
 
@@ -65,12 +67,55 @@ def canonical_json(obj: Any) -> bytes:
         raise FormatError(f"value cannot be written as canonical JSON: {e}") from None
 
 
+class _Literals:
+    """json.loads hooks that note number literals the json.dumps shortcut cannot reproduce."""
+
+    __slots__ = ("exact",)
+
+    def __init__(self) -> None:
+        self.exact = True
+
+    def float_(self, text: str) -> float:
+        if "e" in text or "E" in text or text.endswith(".0"):
+            self.exact = False
+        return float(text)
+
+    def int_(self, text: str) -> int | float:
+        value = int(text)
+        if -_MAX_SAFE <= value <= _MAX_SAFE:
+            return value
+        # JSON numbers are doubles: a big integer literal is canonical only as the double's
+        # ECMAScript form, which rfc8785 checks on the float.
+        self.exact = False
+        return float(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def loads_canonical(data: bytes, what: str) -> Any:
-    """Parse JSON that must already be in canonical form; FormatError otherwise."""
+    """Parse JSON that must already be in canonical form; FormatError otherwise.
+
+    Re-serialises and compares. The number hooks and a scan for 4-byte UTF-8 sequences (the
+    only characters whose key order differs between code points and UTF-16) tell whether the
+    fast ``json.dumps`` form is exact; otherwise the check goes through ``rfc8785``.
+    """
+    lits = _Literals()
     try:
-        obj = json.loads(data)
+        obj = json.loads(
+            data, parse_float=lits.float_, parse_int=lits.int_, parse_constant=_reject_constant
+        )
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"{what} is not valid JSON: {e}") from None
-    if canonical_json(obj) != data:
+    if lits.exact and (data.isascii() or not _FOUR_BYTE_UTF8.search(data)):
+        again = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            same = again.encode("utf-8") == data
+        except UnicodeEncodeError:
+            same = False
+    else:
+        same = canonical_json(obj) == data
+    if not same:
         raise FormatError(f"{what} is not in RFC 8785 canonical form")
     return obj
