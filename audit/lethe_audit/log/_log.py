@@ -535,11 +535,12 @@ class AuditLog:
 
         return Checkpoint.parse(note.parse(self.checkpoint()).text)
 
-    @property
     def origin(self) -> str:
+        """The log origin (its checkpoints' first line)."""
         return self._read(lambda conn: self._head(conn).origin)
 
     def size(self) -> int:
+        """The number of entries."""
         return self._read(lambda conn: self._head(conn).size)
 
     def entry(self, index: int) -> bytes:

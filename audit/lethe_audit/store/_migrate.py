@@ -23,11 +23,16 @@ def migrations_dir() -> Path:
     Looked up next to the source tree (editable installs, checkouts) and then where a wheel
     installs it (``<prefix>/share/lethe/migrations``).
     """
+    import site
+    import sysconfig
+
     import lethe_audit
 
     candidates = [
         Path(lethe_audit.__file__).resolve().parents[2] / "migrations",
+        Path(sysconfig.get_path("data")) / "share" / "lethe" / "migrations",
         Path(sys.prefix) / "share" / "lethe" / "migrations",
+        Path(site.getuserbase()) / "share" / "lethe" / "migrations",
     ]
     for c in candidates:
         if (c / "env.py").is_file():
