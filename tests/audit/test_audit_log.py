@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from _audit_helpers import attestation, event
 from sqlalchemy.orm import Session
 
 from lethe_audit import note, store, tlog
@@ -18,6 +17,7 @@ from lethe_audit import statements as S
 from lethe_audit.errors import LogStateError, SignatureError, StatementError
 from lethe_audit.log import APPEND_STEPS, AuditLog
 from lethe_audit.verify import verify_bundle, verify_receipt
+from tests.audit._audit_helpers import attestation, event
 
 
 def _leaves(log: AuditLog) -> list[bytes]:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import rfc8785
-from _audit_helpers import attestation, event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lethe_audit import note
 from lethe_audit import statements as S
 from lethe_audit.errors import FormatError, SignatureError, StatementError
+from tests.audit._audit_helpers import attestation, event
 
 json_values = st.recursive(
     st.none()

@@ -81,7 +81,7 @@ def test_unsupported_urls_are_refused() -> None:
 
 
 def test_entries_and_checkpoints_are_append_only(db_url: str, log_factory: object) -> None:
-    from _audit_helpers import event
+    from tests.audit._audit_helpers import event
 
     log = log_factory(db_url)  # type: ignore[operator]
     log.append_many([event(1), event(2)])  # two leaves: one interior node

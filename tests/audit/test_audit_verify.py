@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from _audit_helpers import attestation, event
 
 from lethe_audit import note, tlog
 from lethe_audit import statements as S
@@ -39,6 +38,7 @@ from lethe_audit.verify import (
     verify_bundle,
     verify_receipt,
 )
+from tests.audit._audit_helpers import attestation, event
 
 N = 12
 

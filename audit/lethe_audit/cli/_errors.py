@@ -36,6 +36,14 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.LogStateError: 22,
         E.KeyFileError: 30,
         E.ExportError: 31,
+        E.MetricsError: 40,
+        E.EvaluationSetError: 41,
+        E.ForgetClassError: 42,
+        E.ModelInputError: 43,
+        E.BackendError: 44,
+        E.ResultFormatError: 45,
+        E.PolicyConfigError: 46,
+        E.PolicyViolationError: 47,
     }
 )
 

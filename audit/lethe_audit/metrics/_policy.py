@@ -1,0 +1,282 @@
+"""Pass/fail policy over a :class:`MetricsResult` (torch-free: auditors use it too)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lethe_audit.errors import PolicyConfigError, PolicyViolationError, ResultFormatError
+from lethe_audit.metrics._result import MetricsResult
+from lethe_audit.metrics._serial import from_jsonable, to_jsonable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["OFF", "CheckOutcome", "Policy", "Verdict"]
+
+OFF = "off"
+"""The config-file / CLI spelling of a disabled threshold (TOML has no null)."""
+
+# Metrics are ratios of counts and sums of floats: a value equal to its threshold up to rounding
+# (0.985 − 0.965 = 0.020000000000000018) must not fail a "≤ 0.02" check.
+_TOLERANCE = 1e-12
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One policy check: its measured value, threshold, and the failure reason if it failed."""
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The policy's decision: ``passed`` and one human-readable reason per failed check."""
+
+    passed: bool
+    reasons: tuple[str, ...]
+    checks: tuple[CheckOutcome, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = to_jsonable(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        verdict = from_jsonable(cls, data)
+        if verdict.passed != all(c.passed for c in verdict.checks):
+            raise ResultFormatError("verdict.passed disagrees with its checks")
+        return verdict
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Thresholds that decide whether an apply may publish (``None`` = check off).
+
+    Defaults: forget accuracy ≤ 0.01, retain accuracy drop (base − model) ≤ 0.02, ONNX parity
+    max |Δlogit| ≤ 1e-4. ZRF, MIA efficacy, probe AUC and relearn steps are reported but not
+    gated unless a threshold is set. A threshold that is set requires its metric: an
+    unmeasured metric fails the check (turn the check off explicitly, e.g. ``max_parity=None``
+    for an auditor who re-measures only the ONNX model). A forgotten class without evaluation
+    samples fails unless ``allow_unevaluated_classes`` is true.
+    """
+
+    max_forget_accuracy: float | None = 0.01
+    max_retain_drop: float | None = 0.02
+    max_parity: float | None = 1e-4
+    min_zrf: float | None = None
+    min_mia_efficacy: float | None = None
+    max_probe_auc: float | None = None
+    min_relearn_steps: int | None = None
+    allow_unevaluated_classes: bool = False
+
+    def __post_init__(self) -> None:
+        unit = (
+            "max_forget_accuracy",
+            "max_retain_drop",
+            "min_zrf",
+            "min_mia_efficacy",
+            "max_probe_auc",
+        )
+        for name in unit:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1:
+                raise PolicyConfigError(f"{name} must be a number in [0, 1] or off, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        p = self.max_parity
+        if p is not None:
+            if (
+                isinstance(p, bool)
+                or not isinstance(p, int | float)
+                or not (math.isfinite(p) and p >= 0)
+            ):
+                raise PolicyConfigError(
+                    f"max_parity must be a finite number >= 0 or off, got {p!r}"
+                )
+            object.__setattr__(self, "max_parity", float(p))
+        r = self.min_relearn_steps
+        if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
+            raise PolicyConfigError(f"min_relearn_steps must be an integer >= 0 or off, got {r!r}")
+        if not isinstance(self.allow_unevaluated_classes, bool):
+            raise PolicyConfigError(
+                "allow_unevaluated_classes must be true or false, got "
+                f"{self.allow_unevaluated_classes!r}"
+            )
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The configurable keys, as spelled in TOML and (with dashes) on the command line."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, base: Policy | None = None) -> Policy:
+        """``base`` (default: the defaults) with ``values`` applied; ``"off"`` disables a check."""
+        if not isinstance(values, Mapping):
+            raise PolicyConfigError(f"a policy must be a table of thresholds, got {values!r}")
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise PolicyConfigError(
+                f"unknown policy keys {unknown}; valid keys are {list(cls.keys())}"
+            )
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            if value == OFF and key != "allow_unevaluated_classes":
+                changes[key] = None
+            elif isinstance(value, str):
+                raise PolicyConfigError(f"{key}: expected a number or {OFF!r}, got {value!r}")
+            else:
+                changes[key] = value
+        return dataclasses.replace(base if base is not None else cls(), **changes)
+
+    @classmethod
+    def from_toml(
+        cls, path: str | os.PathLike[str], *, table: str = "policy", base: Policy | None = None
+    ) -> Policy:
+        """Read the ``[policy]`` table of a TOML file (other tables are ignored).
+
+        A file without that table yields ``base`` (the defaults) unchanged.
+        """
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise PolicyConfigError(f"cannot read policy file {os.fspath(path)!r}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyConfigError(f"{os.fspath(path)!r} is not valid TOML: {exc}") from exc
+        section = data.get(table, {})
+        if not isinstance(section, Mapping):
+            raise PolicyConfigError(f"[{table}] in {os.fspath(path)!r} must be a table")
+        return cls.from_mapping(section, base=base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``None`` = off), e.g. for the attestation next to the verdict."""
+        out: dict[str, Any] = to_jsonable(self)
+        return out
+
+    # --- decision -----------------------------------------------------------------------------
+
+    def evaluate(self, result: MetricsResult) -> Verdict:
+        """Run every enabled check on ``result``."""
+        checks: list[CheckOutcome] = []
+
+        def upper(name: str, label: str, value: float | None, thr: float | None, how: str) -> None:
+            check(name, label, value, thr, how, lambda v, t: v <= t + _TOLERANCE, ">")
+
+        def lower(name: str, label: str, value: float | None, thr: float | None, how: str) -> None:
+            check(name, label, value, thr, how, lambda v, t: v >= t - _TOLERANCE, "<")
+
+        def check(
+            name: str,
+            label: str,
+            value: float | None,
+            thr: float | None,
+            how: str,
+            ok: Callable[[float, float], bool],
+            op: str,
+        ) -> None:
+            if thr is None:
+                return
+            if value is None:
+                reason = f"{label} not measured" + (f": {how}" if how else "")
+                checks.append(CheckOutcome(name, False, None, thr, reason))
+            elif ok(value, thr):
+                checks.append(CheckOutcome(name, True, value, thr, None))
+            else:
+                reason = f"{label} {_fmt(value)} {op} {_fmt(thr)}"
+                checks.append(CheckOutcome(name, False, value, thr, reason))
+
+        acc = result.accuracy
+        upper(
+            "max_forget_accuracy",
+            "forget accuracy",
+            acc.forget_accuracy,
+            self.max_forget_accuracy,
+            "",
+        )
+        upper(
+            "max_retain_drop",
+            "retain accuracy drop",
+            acc.retain_drop,
+            self.max_retain_drop,
+            "evaluate with base= (the unfiltered model)",
+        )
+        upper(
+            "max_parity",
+            "ONNX parity max |Δlogit|",
+            None if result.parity is None else result.parity.max_abs_logit_diff,
+            self.max_parity,
+            "evaluate with parity_reference= (the exported model), or turn "
+            'the check off (max_parity = "off")',
+        )
+        lower(
+            "min_zrf",
+            "ZRF",
+            None if result.zrf is None else result.zrf.zrf,
+            self.min_zrf,
+            dict(result.skipped).get("zrf", ""),
+        )
+        lower(
+            "min_mia_efficacy",
+            "MIA efficacy",
+            None if result.mia is None else result.mia.efficacy,
+            self.min_mia_efficacy,
+            dict(result.skipped).get("mia", ""),
+        )
+        upper(
+            "max_probe_auc",
+            "feature probe AUC",
+            None if result.probe is None else result.probe.auc,
+            self.max_probe_auc,
+            dict(result.skipped).get("probe", ""),
+        )
+        relearn_steps: float | None = None
+        if result.relearn is not None:
+            run = result.relearn.model
+            # A run that never reached the threshold took at least max_steps.
+            relearn_steps = float(run.steps)
+        lower(
+            "min_relearn_steps",
+            "relearn steps",
+            relearn_steps,
+            None if self.min_relearn_steps is None else float(self.min_relearn_steps),
+            dict(result.skipped).get("relearn", ""),
+        )
+
+        missing = acc.unevaluated_forget_classes
+        if missing and not self.allow_unevaluated_classes:
+            checks.append(
+                CheckOutcome(
+                    "unevaluated_forget_classes",
+                    False,
+                    float(len(missing)),
+                    0.0,
+                    f"forgotten classes {list(missing)} have no evaluation samples",
+                )
+            )
+        reasons = tuple(c.reason for c in checks if not c.passed and c.reason is not None)
+        return Verdict(passed=not reasons, reasons=reasons, checks=tuple(checks))
+
+    def check(self, result: MetricsResult) -> None:
+        """``None`` if ``result`` passes; :class:`PolicyViolationError` with the reasons if not."""
+        verdict = self.evaluate(result)
+        if not verdict.passed:
+            raise PolicyViolationError(verdict.reasons)

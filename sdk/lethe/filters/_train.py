@@ -1,0 +1,349 @@
+"""One training round that learns the filters of every class at once (DESIGN §3)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from lethe._io import atomic_write_bytes
+from lethe.errors import ConfigError, TargetSelectionError, TrainingError
+from lethe.filters._apply import ScaleInjector
+from lethe.filters._bank import FilterBank
+
+__all__ = ["TrainConfig", "sample_forget_sets", "train"]
+
+_CKPT_FORMAT = "lethe/filter-train-checkpoint/v1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of filter training; defaults follow what the prototype measured.
+
+    Loss = ``retain_weight`` * CE(retain) + ``forget_weight`` / mean(min(CE(forget), cap))
+    + ``sparsity_weight`` * mean(1 - alpha). Each sample gets a random set of
+    1..``max_set_size`` classes: forget samples' sets contain their own class, retain
+    samples' sets exclude it, so that products of rows (multi-class deletions) compose.
+    alpha = sigmoid(theta), theta starts at ``theta_init`` (alpha ~ 0.95), Adam with ``lr``.
+    """
+
+    epochs: int = 8
+    lr: float = 0.3
+    batch_size: int = 128
+    max_set_size: int = 5
+    forget_fraction: float = 0.5
+    retain_weight: float = 1.0
+    forget_weight: float = 1.0
+    sparsity_weight: float = 0.1
+    forget_ce_cap: float = 5.0
+    theta_init: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(f"filter training: {msg}")
+
+        if self.epochs < 1:
+            bad(f"epochs must be >= 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad(f"lr must be a positive number, got {self.lr}")
+        if self.batch_size < 2:
+            bad(
+                "batch_size must be >= 2 (forget and retain samples share a batch), "
+                f"got {self.batch_size}"
+            )
+        if self.max_set_size < 1:
+            bad(f"max_set_size must be >= 1, got {self.max_set_size}")
+        if not 0.0 < self.forget_fraction < 1.0:
+            bad(f"forget_fraction must be strictly between 0 and 1, got {self.forget_fraction}")
+        for name in ("retain_weight", "forget_weight", "sparsity_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                bad(f"{name} must be a non-negative number, got {v}")
+        if not self.forget_ce_cap > 0:
+            bad(f"forget_ce_cap must be positive, got {self.forget_ce_cap}")
+        if not math.isfinite(self.theta_init):
+            bad("theta_init must be finite")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown filter-training options {unknown}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**dict(values))
+
+
+def sample_forget_sets(
+    labels: torch.Tensor, num_classes: int, cfg: TrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random class sets per sample: (membership mask [B, N_c] float, is-forget [B] bool).
+
+    A forget sample's set holds its own class plus up to k-1 others; a retain sample's set
+    holds k classes, never its own.
+    """
+    b = len(labels)
+    k_max = min(cfg.max_set_size, num_classes - 1)
+    k = torch.randint(1, k_max + 1, (b,), generator=gen)
+    is_forget = torch.rand(b, generator=gen) < cfg.forget_fraction
+    r = torch.rand(b, num_classes, generator=gen)
+    rows = torch.arange(b)
+    # Own class first for forget samples, last (never picked, k <= N_c - 1) for retain ones.
+    r[rows, labels] = torch.where(is_forget, -1.0, 2.0)
+    ranks = r.argsort(dim=1).argsort(dim=1)
+    member = (ranks < k.view(-1, 1)).to(torch.float32)
+    return member, is_forget
+
+
+def _as_dataset(data: Any) -> Dataset[Any]:
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = data
+        x = torch.as_tensor(x)
+        y = torch.as_tensor(y)
+        if len(x) != len(y):
+            raise TrainingError(f"train_data has {len(x)} images but {len(y)} labels")
+        return TensorDataset(x, y.long())
+    raise TrainingError(
+        "train_data must be a torch Dataset of (image, label) or a tuple (images, labels)"
+    )
+
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _save_checkpoint(
+    path: Path,
+    *,
+    epoch_done: int,
+    cfg: TrainConfig,
+    bank: FilterBank,
+    theta: Mapping[str, torch.Tensor],
+    opt: torch.optim.Optimizer,
+) -> None:
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name, p in theta.items():
+        tensors[f"theta/{name}"] = p.detach().cpu().contiguous()
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                tensors[f"adam.{key}/{name}"] = st[key].detach().cpu().contiguous()
+        if "step" in st:
+            tensors[f"adam.step/{name}"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(
+                1
+            )
+    meta = {
+        "format": _CKPT_FORMAT,
+        "epoch_done": str(epoch_done),
+        "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        "bank_digest": bank.digest,
+    }
+    atomic_write_bytes(path, bytes(save(tensors, metadata=meta)))
+
+
+def _load_checkpoint(
+    path: Path,
+    *,
+    cfg: TrainConfig,
+    bank: FilterBank,
+    theta: Mapping[str, torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+) -> int:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise TrainingError(f"{path}: unreadable training checkpoint ({exc})") from exc
+    if meta.get("format") != _CKPT_FORMAT:
+        raise TrainingError(f"{path}: not a Lethe filter-training checkpoint")
+    if json.loads(meta["config"]) != cfg.to_dict():
+        raise TrainingError(
+            f"{path}: checkpoint was written with another training config; resume with the "
+            "same options or delete the checkpoint"
+        )
+    if meta.get("bank_digest") != bank.digest:
+        raise TrainingError(f"{path}: checkpoint belongs to another filter bank")
+    with torch.no_grad():
+        for name, p in theta.items():
+            p.copy_(tensors[f"theta/{name}"].to(p.device))
+            if f"adam.step/{name}" in tensors:
+                opt.state[p] = {
+                    "step": tensors[f"adam.step/{name}"].reshape(()).clone(),
+                    "exp_avg": tensors[f"adam.exp_avg/{name}"].to(p.device),
+                    "exp_avg_sq": tensors[f"adam.exp_avg_sq/{name}"].to(p.device),
+                }
+    return int(meta["epoch_done"])
+
+
+def train(
+    model: nn.Module,
+    bank: FilterBank,
+    train_data: Any,
+    *,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    resume: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    **config: Any,
+) -> FilterBank:
+    """Learn every class's filter rows in one round; returns a new :class:`FilterBank`.
+
+    The backbone stays frozen (no weight gets a gradient) and in eval mode (BatchNorm uses its
+    running statistics); only the filter logits train. ``config`` holds
+    :class:`TrainConfig` fields. With ``checkpoint``, progress is saved after every epoch and
+    (``resume=True``) picked up again; a run is deterministic on CPU for a given seed.
+    The model runs where its parameters are (move it to CUDA first to train there).
+    """
+    cfg = TrainConfig.from_mapping(config)
+    bank.check_compatible(model)
+    dataset = _as_dataset(train_data)
+    try:
+        n_samples = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        n_samples = -1
+    if n_samples == 0:
+        raise TrainingError("train_data is empty")
+    dev = _device(model)
+    n_classes = bank.num_classes
+
+    init = bank.alpha
+    theta: dict[str, torch.nn.Parameter] = {}
+    for name, a in init.items():
+        t = torch.logit(a.clamp(1e-6, 1 - 1e-6)).clamp(max=cfg.theta_init)
+        theta[name] = torch.nn.Parameter(t.to(dev))
+    opt = torch.optim.Adam(theta.values(), lr=cfg.lr)
+
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists() and resume:
+        start_epoch = _load_checkpoint(ckpt, cfg=cfg, bank=bank, theta=theta, opt=opt)
+
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if distributed else 1
+
+    was_training = model.training
+    grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    injector = ScaleInjector(model, {t.name: t.kind for t in bank.targets})
+    from tqdm.auto import tqdm
+
+    stats: dict[str, float] = {}
+    try:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for epoch in range(start_epoch, cfg.epochs):
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            if distributed:
+                from torch.utils.data.distributed import DistributedSampler
+
+                sampler: Any = DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
+                sampler.set_epoch(epoch)
+                loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+            else:
+                loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+            totals = {
+                "loss": 0.0,
+                "forget_hit": 0.0,
+                "forget_n": 0.0,
+                "retain_hit": 0.0,
+                "retain_n": 0.0,
+                "batches": 0.0,
+            }
+            bar = tqdm(
+                loader, desc=f"filters {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False
+            )
+            for xb, yb in bar:
+                yb = yb.long()
+                member, is_forget = sample_forget_sets(yb, n_classes, cfg, gen)
+                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+                member, is_forget = member.to(dev), is_forget.to(dev)
+                # Product of the selected rows == exp(sum of log rows); logsigmoid is stable.
+                injector.set_scales(
+                    {n: torch.exp(member @ F.logsigmoid(th)) for n, th in theta.items()}
+                )
+                if totals["batches"] == 0 and epoch == start_epoch:
+                    injector.reset_calls()
+                logits = model(xb)
+                if totals["batches"] == 0 and epoch == start_epoch:
+                    never = injector.uncalled()
+                    if never:
+                        raise TargetSelectionError(
+                            f"layers {never} are never called through their forward, so a "
+                            "filter cannot act on them; exclude them from the targets"
+                        )
+                ce = F.cross_entropy(logits.float(), yb, reduction="none")
+                loss = logits.new_zeros(())
+                retain = ~is_forget
+                if bool(retain.any()):
+                    loss = loss + cfg.retain_weight * ce[retain].mean()
+                if bool(is_forget.any()):
+                    capped = ce[is_forget].clamp(max=cfg.forget_ce_cap).mean()
+                    loss = loss + cfg.forget_weight / (capped + 1e-6)
+                if cfg.sparsity_weight:
+                    alphas = torch.cat([torch.sigmoid(th).flatten() for th in theta.values()])
+                    loss = loss + cfg.sparsity_weight * (1 - alphas).mean()
+                if not bool(torch.isfinite(loss)):
+                    raise TrainingError("filter training diverged (non-finite loss); lower lr")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if distributed:
+                    for th in theta.values():
+                        if th.grad is not None:
+                            torch.distributed.all_reduce(th.grad)
+                            th.grad /= world
+                opt.step()
+                with torch.no_grad():
+                    pred = logits.argmax(1)
+                    totals["loss"] += float(loss)
+                    totals["batches"] += 1
+                    totals["forget_hit"] += float((pred[is_forget] == yb[is_forget]).sum())
+                    totals["forget_n"] += float(is_forget.sum())
+                    totals["retain_hit"] += float((pred[retain] == yb[retain]).sum())
+                    totals["retain_n"] += float(retain.sum())
+                stats = {
+                    "loss": totals["loss"] / totals["batches"],
+                    "forget_acc": totals["forget_hit"] / max(totals["forget_n"], 1.0),
+                    "retain_acc": totals["retain_hit"] / max(totals["retain_n"], 1.0),
+                }
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.3f}",
+                    forget=f"{stats['forget_acc']:.3f}",
+                    retain=f"{stats['retain_acc']:.3f}",
+                )
+            bar.close()
+            if ckpt is not None and (not distributed or torch.distributed.get_rank() == 0):
+                _save_checkpoint(
+                    ckpt, epoch_done=epoch + 1, cfg=cfg, bank=bank, theta=theta, opt=opt
+                )
+            if on_epoch is not None:
+                on_epoch(epoch, dict(stats))
+    finally:
+        injector.remove()
+        for n, p in model.named_parameters():
+            p.requires_grad_(grad_flags[n])
+        model.train(was_training)
+
+    with torch.no_grad():
+        alpha = {n: torch.sigmoid(th).detach().cpu() for n, th in theta.items()}
+    return bank.with_alpha(alpha, train_config=cfg.to_dict())
