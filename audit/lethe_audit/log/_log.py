@@ -425,7 +425,10 @@ class AuditLog:
         self, signer: Signer, *, session: Session | Connection | None = None
     ) -> AppendResult:
         """Start a key rotation: register ``signer`` as active (old and new keys now both
-        sign) and log a ``key.rotated`` event (action ``added``) signed by both."""
+        sign) and log a ``key.rotated`` event (action ``added``) signed by both.
+
+        This object signs with the new key from now on; if a caller's ``session`` is rolled
+        back instead of committed, open a new AuditLog with the old keys."""
         if signer.vkey in {s.vkey for s in self._signers}:
             raise LogStateError(f"key {signer.key_hint} is already one of this log's signers")
         signers = [*self._signers, signer]
