@@ -348,10 +348,19 @@ def verify_breakdown(bundle: Path, sample: int) -> dict[str, Any]:
 
 
 def bench_verify(bundle: Path, n: int, workers: int, progress: bool) -> dict[str, Any]:
+    import resource
+
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     signer = note.Signer.from_seed(ORIGIN, SEED)
+    c0 = cpu()
     t = time.perf_counter()
     verify_bundle(bundle, [signer.verifier()], workers=workers, progress=progress)
     seconds = time.perf_counter() - t
+    cpu_seconds = cpu() - c0  # worker processes have exited, so their time is counted
     checkpoints = sum(1 for _ in (bundle / "checkpoints.jsonl").open("rb"))
     return {
         "entries": n,
@@ -359,6 +368,10 @@ def bench_verify(bundle: Path, n: int, workers: int, progress: bool) -> dict[str
         "workers": workers,
         "seconds": round(seconds, 1),
         "entries_per_second": round(n / seconds),
+        # What the run cost in CPU: on an otherwise idle machine with `workers` cores the
+        # wall-clock time would be about cpu_seconds / workers.
+        "cpu_seconds": round(cpu_seconds, 1),
+        "idle_machine_estimate_seconds": round(cpu_seconds / workers, 1),
         "load_average_1min_after": round(os.getloadavg()[0], 1),
         "breakdown": verify_breakdown(bundle, min(20_000, n)),
     }
