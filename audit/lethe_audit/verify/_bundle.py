@@ -166,6 +166,13 @@ def _split(path: Path, parts: int) -> list[tuple[int, int]]:
     return list(itertools.pairwise(bounds))
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _hash_files(root: Path, names: Sequence[str], out: dict[str, tuple[str, int]]) -> None:
     for name in names:
         h = hashlib.sha256()
@@ -284,7 +291,7 @@ def _verify_dir(
     entries_path, cps_path = root / ENTRIES, root / CHECKPOINTS
     if workers is None:
         big = entries_path.stat().st_size + cps_path.stat().st_size > PARALLEL_THRESHOLD
-        workers = (os.cpu_count() or 1) if big else 1
+        workers = _usable_cpus() if big else 1
     workers = max(1, workers)
     e_chunks = _split(entries_path, workers * 4 if workers > 1 else 1)
     c_chunks = _split(cps_path, workers * 2 if workers > 1 else 1)
