@@ -144,24 +144,44 @@ def _runners(
     return out
 
 
+Samples = dict[str, dict[str, list[float]]]
+
+
 def _measure_throughput(
     models: dict[str, Any], x: np.ndarray, *, seconds: float, rounds: int, threads: int | None
-) -> dict[str, dict[str, float]]:
-    """Median images/s over ``rounds`` interleaved rounds (every model once per round), so a
-    change of machine load hits all models alike and the folded/original ratios stay fair."""
+) -> Samples:
+    """Images/s of every model in ``rounds`` interleaved rounds (model -> batch -> samples).
+
+    Every model runs once per round, so a change of machine load hits all models alike; the
+    order is reversed every other round because the position in a round matters (measured:
+    the second of two identical onnxruntime sessions ran ~20% slower at batch 1).
+    """
     xs = {b: np.ascontiguousarray(x[:b]) for b in (1, 64)}
     runners = _runners(models, xs, threads)
-    res: dict[str, dict[str, list[float]]] = {n: {"1": [], "64": []} for n in models}
-    for _ in range(rounds):
+    res: Samples = {n: {"1": [], "64": []} for n in models}
+    for r in range(rounds):
+        order = list(runners.items())
+        if r % 2:
+            order.reverse()
         for b in (1, 64):
-            for name, run in runners.items():
+            for name, run in order:
                 res[name][str(b)].append(_throughput(functools.partial(run, b), b, seconds))
-    return {n: {b: statistics.median(v) for b, v in d.items()} for n, d in res.items()}
+    return res
 
 
-def _ratios(tp: dict[str, dict[str, float]], pairs: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def _medians(samples: Samples) -> dict[str, dict[str, float]]:
+    return {n: {b: statistics.median(v) for b, v in d.items()} for n, d in samples.items()}
+
+
+def _ratios(samples: Samples, pairs: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """Median over rounds of the per-round ratio (paired: same round, same machine load)."""
     return {
-        label: {b: tp[new][b] / tp[old][b] for b in ("1", "64")}
+        label: {
+            b: statistics.median(
+                n / o for n, o in zip(samples[new][b], samples[old][b], strict=True)
+            )
+            for b in ("1", "64")
+        }
         for label, (new, old) in pairs.items()
     }
 
@@ -233,9 +253,10 @@ def bench_digits(
         "ort_int8_original": int8_original,
         "ort_int8_folded": int8,
     }
-    tp = _measure_throughput(models, x_test, seconds=seconds, rounds=rounds, threads=threads)
+    samples = _measure_throughput(models, x_test, seconds=seconds, rounds=rounds, threads=threads)
+    tp = _medians(samples)
     ratios = _ratios(
-        tp,
+        samples,
         {
             "folded_vs_original_torch": ("torch_folded", "torch_original"),
             "folded_vs_original_ort_fp32": ("ort_fp32_folded", "ort_fp32_original"),
@@ -280,6 +301,7 @@ def bench_digits(
             },
         },
         "images_per_s": tp,
+        "images_per_s_samples": samples,
         "ratios": ratios,
     }
 
@@ -318,7 +340,8 @@ def bench_vit(*, seconds: float, rounds: int, repeats: int, threads: int | None)
         "ort_fp32_folded": fp32,
         "ort_int8_folded": int8,
     }
-    tp = _measure_throughput(models, x, seconds=seconds, rounds=rounds, threads=threads)
+    samples = _measure_throughput(models, x, seconds=seconds, rounds=rounds, threads=threads)
+    tp = _medians(samples)
     return {
         "model": {"arch": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 4},
         "note": "random weights and random-input calibration: throughput only, no accuracy",
@@ -331,7 +354,7 @@ def bench_vit(*, seconds: float, rounds: int, repeats: int, threads: int | None)
         "file_bytes": {"fp32": fp32.ByteSize(), "int8": int8.ByteSize()},
         "images_per_s": tp,
         "ratios": _ratios(
-            tp,
+            samples,
             {
                 "folded_vs_original_torch": ("torch_folded", "torch_original"),
                 "folded_vs_original_ort_fp32": ("ort_fp32_folded", "ort_fp32_original"),
@@ -394,8 +417,10 @@ def _section(result: dict[str, Any]) -> str:
         f"CPU: {m['cpu']}, {m['cpu_count']} cores (shared; load average at start "
         f"{m['load_average_at_start']}), torch {m['torch']}, onnxruntime {m['onnxruntime']}, "
         f"onnxscript {m['onnxscript']}. Digits ResNet-18 at 1x32x32 (the tests' recipe), "
-        f"class {d['forget'][0]} forgotten. Throughput is the median of "
-        f"{result['settings']['rounds']} interleaved rounds.",
+        f"class {d['forget'][0]} forgotten. Throughput: median of "
+        f"{result['settings']['rounds']} interleaved rounds of {result['settings']['seconds']:g} s "
+        "per model and batch size (order reversed every other round); ratios: median of the "
+        "per-round ratios.",
         "",
         "| model | images/s, batch 1 | images/s, batch 64 |",
         "|---|---|---|",

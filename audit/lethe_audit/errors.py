@@ -1,26 +1,155 @@
-"""Exceptions raised by :mod:`lethe_audit`.
+"""Every exception `lethe_audit` raises.
 
-Every error the package raises on purpose derives from :class:`LetheAuditError`, so callers can
-catch one root. Messages say what went wrong and what to do about it.
+One root, :class:`LetheAuditError`; a flat list of domain subclasses below it. Verification
+failures carry the entry index and/or checkpoint size at fault (``None`` where it does not
+apply), so tools can point at the exact place a log was tampered with.
+
+The CLI maps these classes to exit codes in one place (``lethe_audit.cli._errors``).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "BundleError",
+    "CheckpointError",
+    "ConsistencyProofError",
+    "EntryError",
     "EvaluationSetError",
+    "ExportError",
     "ForgetClassError",
+    "FormatError",
+    "InclusionProofError",
+    "KeyFileError",
     "LetheAuditError",
+    "LogStateError",
     "MetricsError",
     "ModelInputError",
+    "ModelVerificationError",
     "PolicyConfigError",
+    "PolicyError",
     "PolicyViolationError",
+    "ProofError",
+    "ReceiptError",
     "ResultFormatError",
+    "SchemaError",
+    "SignatureError",
+    "StatementError",
+    "StoreError",
+    "VerificationError",
 ]
 
 
 class LetheAuditError(Exception):
-    """Root of every error raised by :mod:`lethe_audit`."""
+    """Root of every error raised by `lethe_audit`."""
+
+
+# --- malformed input ------------------------------------------------------------------------
+
+
+class FormatError(LetheAuditError):
+    """Bytes that do not follow their format: a signed note, checkpoint, vkey, DSSE envelope,
+    tlog-proof, receipt or bundle file that cannot even be parsed."""
+
+
+class StatementError(FormatError):
+    """An in-toto statement or Lethe predicate that is not well-formed.
+
+    ``field`` names the offending field as a dotted path (e.g. ``predicate.requests[0].classes``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+class VerificationError(LetheAuditError):
+    """Something did not verify. ``index`` is the log entry at fault and ``size`` the checkpoint
+    (tree size) at fault, each ``None`` where it does not apply."""
+
+    def __init__(self, message: str, *, index: int | None = None, size: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.size = size
+
+
+class ProofError(VerificationError):
+    """A Merkle proof does not verify."""
+
+
+class InclusionProofError(ProofError):
+    """An inclusion proof for entry ``index`` in the tree of ``size`` leaves does not verify."""
+
+
+class ConsistencyProofError(ProofError):
+    """A consistency proof between tree sizes ``size1`` and ``size2`` does not verify.
+
+    ``size`` (the checkpoint at fault) is the newer one, ``size2``."""
+
+    def __init__(self, message: str, *, size1: int, size2: int) -> None:
+        super().__init__(message, size=size2)
+        self.size1 = size1
+        self.size2 = size2
+
+
+class SignatureError(VerificationError):
+    """A signature (signed note or DSSE envelope) is invalid, or no trusted key signed."""
+
+
+class CheckpointError(VerificationError):
+    """A checkpoint is wrong: unknown origin, sizes out of order, or a root that does not match
+    the entries (the log was rewritten or forked)."""
+
+
+class EntryError(VerificationError):
+    """A log entry is wrong: not a canonical DSSE envelope, or its statement is not
+    well-formed."""
+
+
+class BundleError(VerificationError):
+    """An auditor bundle is incomplete or inconsistent (missing files, wrong counts or
+    digests)."""
+
+
+class ReceiptError(VerificationError):
+    """A deletion receipt does not verify (envelope, proof and checkpoint do not agree)."""
+
+
+class PolicyError(VerificationError):
+    """A verification policy rejected an otherwise valid log or receipt. ``policy`` names it."""
+
+    def __init__(
+        self, message: str, *, policy: str, index: int | None = None, size: int | None = None
+    ) -> None:
+        super().__init__(message, index=index, size=size)
+        self.policy = policy
+
+
+# --- storage and keys -----------------------------------------------------------------------
+
+
+class StoreError(LetheAuditError):
+    """The log database cannot be used (connection, constraint or transaction failure)."""
+
+
+class SchemaError(StoreError):
+    """The database schema is not at the head migration. Run ``lethe-audit db upgrade URL``."""
+
+
+class LogStateError(StoreError):
+    """The stored log is not in the state the call needs (not initialised, already
+    initialised, a key not registered, an index out of range)."""
+
+
+class ExportError(LetheAuditError):
+    """A bundle or receipt cannot be written (target exists, unreadable attachment, I/O)."""
+
+
+class KeyFileError(LetheAuditError):
+    """A key file or keyring cannot be read, written or decrypted."""
 
 
 # --- verification metrics and policy (lethe_audit.metrics) --------------------------------------
@@ -64,3 +193,19 @@ class PolicyViolationError(MetricsError):
 
 
 # --- end of the metrics block --------------------------------------------------------------------
+
+
+# --- exported ONNX models (lethe_audit.model) -------------------------------------------------
+
+
+class ModelVerificationError(VerificationError):
+    """A signed ONNX model does not verify. ``what`` names the part at fault: ``"signature"``
+    (missing, malformed or by no trusted key), ``"content"`` (graph or weights changed),
+    ``"metadata:<key>"`` (a metadata entry changed, added or removed) or ``"receipt"`` (the
+    receipt's attestation is not about this model)."""
+
+    def __init__(
+        self, message: str, *, what: str, index: int | None = None, size: int | None = None
+    ) -> None:
+        super().__init__(message, index=index, size=size)
+        self.what = what

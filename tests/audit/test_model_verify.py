@@ -172,7 +172,9 @@ def _flip_signature(model: onnx.ModelProto) -> onnx.ModelProto:
     name, b64 = line.rstrip("\n").split(" ")
     raw = bytearray(base64.b64decode(b64))
     raw[-1] ^= 0x01
-    return _set_prop(model, SIGNATURE_KEY, f"{text}\u2014 {name} {base64.b64encode(raw).decode()}\n")
+    return _set_prop(
+        model, SIGNATURE_KEY, f"{text}\u2014 {name} {base64.b64encode(raw).decode()}\n"
+    )
 
 
 TAMPERS = {
@@ -286,12 +288,12 @@ def _attestation(meta: ModelMetadata, file_sha256: str, content: str) -> S.Unlea
 
 
 @pytest.fixture
-def logged(
-    tmp_path: Path, signer: note.Signer, log_factory: Any
-) -> dict[str, Any]:
+def logged(tmp_path: Path, signer: note.Signer, log_factory: Any) -> dict[str, Any]:
     """A signed model, its attestation in a real SQLite log, and a receipt for it."""
     log = log_factory(f"sqlite:///{tmp_path / 'log.db'}")
-    log.append(S.LifecycleEvent("request.received", "2024-05-01T12:00:00Z", request_id="req-000001"))
+    log.append(
+        S.LifecycleEvent("request.received", "2024-05-01T12:00:00Z", request_id="req-000001")
+    )
     head = log.head()
     meta = metadata(head)
     model = sign_model(tiny_model(), meta, signer)
@@ -363,9 +365,7 @@ def test_cli_model_verify(logged: dict[str, Any], tmp_path: Path) -> None:
     assert doc["ok"] is False and doc["error"]["what"] == "content"
     assert doc["error"]["type"] == "ModelVerificationError"
 
-    res = runner.invoke(
-        main, [*args, "--receipt", str(logged["other"])]
-    )
+    res = runner.invoke(main, [*args, "--receipt", str(logged["other"])])
     assert res.exit_code == 50 and "names another ONNX model" in res.stderr
 
     res = runner.invoke(main, ["model", "info", str(logged["path"]), "--json"])

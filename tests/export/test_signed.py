@@ -53,7 +53,9 @@ def shipped(
 
     res = export_filtered(d.model, d.bank, FORGET, parity_inputs=d.x_test[:64], base=d.base)
     checkpoint = log.checkpoint()  # the log state the apply starts from (signed note text)
-    meta = model_metadata(res, model_name="digits-resnet18", checkpoint=checkpoint, requests=["req-1"])
+    meta = model_metadata(
+        res, model_name="digits-resnet18", checkpoint=checkpoint, requests=["req-1"]
+    )
     path, sha = save_model(sign_model(res.model, meta, signer), root / "digits.onnx")
 
     retain = d.x_train[d.train.y != FORGET[0]][:128]

@@ -8,7 +8,6 @@ unfiltered model. The feature probe (and ZRF, MIA, relearn time) exist to expose
 
 from __future__ import annotations
 
-import pytest
 from torch import nn
 
 from lethe.metrics import TorchBackend
@@ -60,22 +59,3 @@ def test_head_masking_passes_accuracy_but_the_probe_still_sees_the_class(
     assert probe.feature_dim == 64 and probe.test_positives > 10
     # A policy that gates on the probe rejects the baseline.
     assert not Policy(max_parity=None, max_probe_auc=0.9).evaluate(result).passed
-
-
-@pytest.mark.skip(reason="needs lethe.filters")
-def test_trained_filter_bank_passes_the_default_policy_for_a_single_class() -> None:
-    """TODO(lead, after merging lethe.filters): the issue-4 acceptance test for the method.
-
-    Sketch (names from the filter-core brief; adjust to the merged API):
-      bank = lethe.filters.train(model, digits.train, ...)          # all classes, one round
-      folded = lethe.filters.fold(model, bank, forget=[FORGET])   # plain nn.Module
-      onnx_model = export(folded)                                   # §7, dynamo, optimize=False
-      result = evaluate(TorchBackend(folded), digits.test, forget=[FORGET],
-                        base=TorchBackend(model), train_set=digits.train,
-                        parity_reference=OnnxBackend(onnx_model),
-                        retrained=TorchBackend(cnn_retrained), relearn=RelearnConfig())
-      assert Policy().evaluate(result).passed                        # default policy
-      assert not Policy().evaluate(<same, unfiltered model>).passed
-      # and, unlike head masking, the probe AUC drops below the unfiltered model's:
-      assert result.probe.auc < result.probe.base_auc
-    """

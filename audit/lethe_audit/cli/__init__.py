@@ -1,10 +1,12 @@
-"""The ``lethe-audit`` CLI (auditors; never imports torch)."""
+"""`lethe-audit`: the auditor's command line (click). Entry point :func:`main`.
 
-import click
+Add a command by writing a module here and registering it in ``_app._register``; errors go
+through the one map in ``_errors`` (no per-command handling).
+"""
 
-__all__ = ["main"]
+from __future__ import annotations
 
+from lethe_audit.cli._app import LetheAuditGroup, main
+from lethe_audit.cli._errors import EXIT_CODES, exit_code
 
-@click.group()
-def main() -> None:
-    """Verify Lethe's audit log, receipts and exported models offline."""
+__all__ = ["EXIT_CODES", "LetheAuditGroup", "exit_code", "main"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lethe_audit.tlog import Checkpoint
-
 from lethe.export._filtered import FilteredExport
 from lethe_audit.model import ModelMetadata
+from lethe_audit.tlog import Checkpoint
 
 __all__ = ["model_metadata"]
 

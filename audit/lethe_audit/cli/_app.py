@@ -1,0 +1,42 @@
+"""The `lethe-audit` click group and its error handling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from lethe_audit._version import __version__
+from lethe_audit.cli._common import JSON_META
+from lethe_audit.cli._errors import report
+from lethe_audit.errors import LetheAuditError
+
+
+class LetheAuditGroup(click.Group):
+    """A click group that turns LetheAuditError into the exit code of the error map."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LetheAuditError as e:
+            ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
+
+
+@click.group(cls=LetheAuditGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lethe-audit")
+def main() -> None:
+    """Verify Lethe's signed deletion log: bundles, receipts, keys and the log database.
+
+    Needs no PyTorch. Exit codes name the failure (see docs/cli-audit.md).
+    """
+
+
+def _register() -> None:
+    from lethe_audit.cli import _db, _keys, _log, _model, _receipt, _verify
+
+    groups = (_db.db, _keys.keys, _log.log, _model.model, _receipt.receipt, _verify.verify)
+    for group in groups:
+        main.add_command(group)
+
+
+_register()

@@ -1,0 +1,73 @@
+"""The one error map of `lethe-audit`: exception class -> exit code, message to stderr.
+
+Commands just raise; :class:`~lethe_audit.cli._app.LetheAuditGroup` turns any
+:class:`~lethe_audit.errors.LetheAuditError` into its exit code here. An error class without
+an entry gets the code of its nearest listed base class, so new subclasses need no change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import click
+
+from lethe_audit import errors as E
+
+#: 0 = success, 2 = usage error (click). Every other code names one failure class.
+EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
+    {
+        E.LetheAuditError: 1,
+        E.FormatError: 3,
+        E.StatementError: 4,
+        E.VerificationError: 10,
+        E.ProofError: 11,
+        E.InclusionProofError: 12,
+        E.ConsistencyProofError: 13,
+        E.SignatureError: 14,
+        E.CheckpointError: 15,
+        E.EntryError: 16,
+        E.BundleError: 17,
+        E.ReceiptError: 18,
+        E.PolicyError: 19,
+        E.StoreError: 20,
+        E.SchemaError: 21,
+        E.LogStateError: 22,
+        E.KeyFileError: 30,
+        E.ExportError: 31,
+        E.MetricsError: 40,
+        E.EvaluationSetError: 41,
+        E.ForgetClassError: 42,
+        E.ModelInputError: 43,
+        E.BackendError: 44,
+        E.ResultFormatError: 45,
+        E.PolicyConfigError: 46,
+        E.PolicyViolationError: 47,
+        E.ModelVerificationError: 50,
+    }
+)
+
+
+def exit_code(exc: BaseException) -> int:
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def report(exc: E.LetheAuditError, *, as_json: bool) -> int:
+    """Print the error (stderr; and a JSON object on stdout in --json mode); return the code."""
+    code = exit_code(exc)
+    click.echo(f"lethe-audit: error: {exc}", err=True)
+    if as_json:
+        doc: dict[str, object] = {
+            "ok": False,
+            "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code},
+        }
+        for attr in ("index", "size", "field", "policy", "what"):
+            value = getattr(exc, attr, None)
+            if value is not None:
+                doc["error"][attr] = value  # type: ignore[index]
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    return code

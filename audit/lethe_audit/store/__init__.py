@@ -1,0 +1,53 @@
+"""Storage: SQLAlchemy 2 models of the whole Lethe database, the engine factory, migrations.
+
+- :class:`Base` / :data:`metadata`: every table of the project (other parts add theirs here,
+  plus an Alembic revision in ``migrations/versions/``).
+- :func:`create_engine`: the only way Lethe opens a database (SQLite pragmas and
+  ``BEGIN IMMEDIATE``; PostgreSQL pool).
+- :func:`upgrade` / :func:`downgrade` / :func:`check_schema`: the schema is created and changed
+  only by the Alembic history (``lethe-audit db upgrade URL``).
+"""
+
+from __future__ import annotations
+
+from lethe_audit.store._engine import READ_ONLY, create_engine, describe
+from lethe_audit.store._migrate import (
+    alembic_config,
+    check_schema,
+    current_revisions,
+    downgrade,
+    head_revisions,
+    migrations_dir,
+    upgrade,
+)
+from lethe_audit.store._models import (
+    NAMING_CONVENTION,
+    Base,
+    TlogCheckpoint,
+    TlogEntry,
+    TlogHead,
+    TlogKey,
+    TlogNode,
+    metadata,
+)
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "READ_ONLY",
+    "Base",
+    "TlogCheckpoint",
+    "TlogEntry",
+    "TlogHead",
+    "TlogKey",
+    "TlogNode",
+    "alembic_config",
+    "check_schema",
+    "create_engine",
+    "current_revisions",
+    "describe",
+    "downgrade",
+    "head_revisions",
+    "metadata",
+    "migrations_dir",
+    "upgrade",
+]

@@ -1,0 +1,49 @@
+"""Offline verification: auditor bundles, deletion receipts, and policies.
+
+Needs only the log's public key(s) (vkey strings, :meth:`lethe_audit.note.Verifier.from_vkey`)
+and no database. Every function returns None or raises a
+:class:`~lethe_audit.errors.VerificationError` subclass naming the entry / checkpoint at fault.
+"""
+
+from __future__ import annotations
+
+from lethe_audit.verify._bundle import read_manifest, verify_bundle
+from lethe_audit.verify._entry import VerifiedEntry
+from lethe_audit.verify._format import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    Attachment,
+    FileDigest,
+    Manifest,
+)
+from lethe_audit.verify._policies import (
+    AllOf,
+    AnyOf,
+    ConsistentWith,
+    DeadlinesMet,
+    LogView,
+    MetricThreshold,
+    Policy,
+)
+from lethe_audit.verify._receipt import Receipt, parse_receipt, verify_receipt
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "AllOf",
+    "AnyOf",
+    "Attachment",
+    "ConsistentWith",
+    "DeadlinesMet",
+    "FileDigest",
+    "LogView",
+    "Manifest",
+    "MetricThreshold",
+    "Policy",
+    "Receipt",
+    "VerifiedEntry",
+    "parse_receipt",
+    "read_manifest",
+    "verify_bundle",
+    "verify_receipt",
+]

@@ -1,0 +1,532 @@
+"""Offline verification of an auditor bundle, end to end, in parallel across CPU cores."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from lethe_audit import errors, note
+from lethe_audit.errors import (
+    BundleError,
+    CheckpointError,
+    FormatError,
+    VerificationError,
+)
+from lethe_audit.note import Verifier
+from lethe_audit.statements import Envelope, Statement
+from lethe_audit.tlog import Checkpoint, CompactRange, verify_checkpoint
+from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
+from lethe_audit.verify._format import (
+    CHECKPOINTS,
+    ENTRIES,
+    KEYS,
+    MANIFEST,
+    Manifest,
+    safe_attachment_path,
+)
+from lethe_audit.verify._policies import LogView, Policy
+
+#: Below this many bytes of entries, worker processes cost more than they save.
+PARALLEL_THRESHOLD = 4 << 20
+
+# A fault found by a worker: (position in its chunk, error class name, message, size or None).
+_Fault = tuple[int, str, str, "int | None"]
+
+
+# --- workers (module level: they run in other processes) ------------------------------------
+
+
+def _read_chunk(path: str, start: int, end: int) -> list[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    lines = data.split(b"\n")
+    # Chunks end right after a newline, so the last split piece is empty.
+    return lines[:-1]
+
+
+def _entries_chunk(
+    path: str, start: int, end: int, vkeys: list[str]
+) -> tuple[bytes, int, _Fault | None]:
+    known = {v.key_hint: v for v in map(Verifier.from_vkey, vkeys)}
+    sha = hashlib.sha256
+    leaves = bytearray()
+    fault: _Fault | None = None
+    lines = _read_chunk(path, start, end)
+    for k, line in enumerate(lines):
+        leaves += sha(b"\x00" + line).digest()
+        if fault is None:
+            try:
+                check_entry(line, known)
+            except VerificationError as e:
+                fault = (k, type(e).__name__, str(e), None)
+    return bytes(leaves), len(lines), fault
+
+
+def _checkpoints_chunk(
+    path: str, start: int, end: int, vkeys: list[str], origin: str
+) -> tuple[list[int], bytes, int, _Fault | None]:
+    verifiers = [Verifier.from_vkey(v) for v in vkeys]
+    sizes: list[int] = []
+    roots = bytearray()
+    fault: _Fault | None = None
+    lines = _read_chunk(path, start, end)
+    for k, line in enumerate(lines):
+        size = None
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict) or set(obj) != {"note", "size"}:
+                raise FormatError('a checkpoints.jsonl line is {"note": ..., "size": N}')
+            note_text, size = obj["note"], obj["size"]
+            if type(note_text) is not str or type(size) is not int:
+                raise FormatError("checkpoint note must be a string and size an integer")
+            cp = Checkpoint.parse(note.parse(note_text).text)
+            if cp.size != size:
+                raise FormatError(f"line says size {size} but its checkpoint says {cp.size}")
+            sizes.append(cp.size)
+            roots += cp.root
+            if fault is None:
+                verify_checkpoint(note_text, verifiers, origin=origin)
+        except (VerificationError, FormatError, ValueError) as e:
+            if fault is None:
+                fault = (k, type(e).__name__, str(e), size)
+            if len(sizes) == k:  # unreadable line: keep positions aligned
+                sizes.append(-1)
+                roots += bytes(32)
+    return sizes, bytes(roots), len(lines), fault
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@contextmanager
+def _bundle_dir(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield path
+        return
+    if not path.is_file():
+        raise BundleError(f"{path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise BundleError(f"{path} is neither a bundle directory nor a .zip bundle")
+    tmp = Path(tempfile.mkdtemp(prefix="lethe-bundle-"))
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                name = info.filename
+                if info.is_dir():
+                    continue
+                if name not in (MANIFEST, ENTRIES, CHECKPOINTS, KEYS) and not safe_attachment_path(
+                    name
+                ):
+                    raise BundleError(f"{path}: unexpected member {name!r} in the archive")
+                target = tmp / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, target.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _split(path: Path, parts: int) -> list[tuple[int, int]]:
+    """Byte ranges of ``path`` that each hold whole lines."""
+    total = path.stat().st_size
+    if total == 0:
+        return []
+    with path.open("rb") as f:
+        f.seek(total - 1)
+        if f.read(1) != b"\n":
+            raise BundleError(f"{path.name} does not end with a newline (truncated?)")
+        bounds = [0]
+        for k in range(1, parts):
+            pos = max(bounds[-1], total * k // parts)
+            if pos >= total:
+                break
+            f.seek(pos)
+            f.readline()
+            pos = f.tell()
+            if pos >= total:
+                break
+            if pos > bounds[-1]:
+                bounds.append(pos)
+    bounds.append(total)
+    return list(itertools.pairwise(bounds))
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _hash_files(root: Path, names: Sequence[str], out: dict[str, tuple[str, int]]) -> None:
+    for name in names:
+        h = hashlib.sha256()
+        n = 0
+        try:
+            with (root / name).open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    h.update(chunk)
+                    n += len(chunk)
+        except OSError:
+            out[name] = ("missing", -1)
+            continue
+        out[name] = (h.hexdigest(), n)
+
+
+def _error(
+    kind: str, message: str, *, index: int | None = None, size: int | None = None
+) -> VerificationError:
+    cls = getattr(errors, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, VerificationError)) or kind in (
+        "ConsistencyProofError",
+        "PolicyError",
+    ):
+        cls = VerificationError
+    return cls(message, index=index, size=size)
+
+
+@dataclass(frozen=True)
+class _Result:
+    leaves: bytes
+    sizes: list[int]
+    roots: bytes
+
+
+class _Runner:
+    """Runs chunk jobs in worker processes (or inline for small bundles)."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = (
+            ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+            if workers > 1
+            else None
+        )
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        f: Future[Any] = Future()
+        f.set_result(fn(*args))
+        return f
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
+# --- the verifier ---------------------------------------------------------------------------
+
+
+def verify_bundle(
+    path: str | Path,
+    verifiers: Verifier | Sequence[Verifier],
+    *,
+    origin: str | None = None,
+    policies: Sequence[Policy] = (),
+    workers: int | None = None,
+    progress: bool = False,
+) -> None:
+    """Verify an auditor bundle end to end with the log's public key(s).
+
+    Checks the manifest and file digests; every checkpoint's signature (by a trusted key),
+    origin and order; every entry (canonical DSSE envelope, signature by a trusted key,
+    well-formed statement); the Merkle root recomputed from all entries at *every* checkpoint
+    size (which makes every pair of checkpoints consistent: each is a prefix of the next);
+    the attachments' digests; then each policy. Returns None or raises the
+    :class:`~lethe_audit.errors.VerificationError` subclass of the earliest fault, naming the
+    entry index and/or checkpoint size.
+
+    ``workers``: processes for signature checks (default: all cores for large bundles).
+    """
+    trusted = [verifiers] if isinstance(verifiers, Verifier) else list(verifiers)
+    known = known_keys(trusted)
+    if not known:
+        raise VerificationError("no trusted keys given: pass the log's vkey")
+    vkeys = [v.vkey for v in known.values()]
+    with _bundle_dir(Path(path)) as root:
+        _verify_dir(root, vkeys, origin, policies, workers, progress)
+
+
+def _verify_dir(
+    root: Path,
+    vkeys: list[str],
+    origin: str | None,
+    policies: Sequence[Policy],
+    workers: int | None,
+    progress: bool,
+) -> None:
+    from tqdm import tqdm
+
+    try:
+        manifest = Manifest.parse((root / MANIFEST).read_text(encoding="utf-8"))
+    except OSError:
+        raise BundleError(f"{root} has no {MANIFEST}: not a bundle") from None
+    for name in (ENTRIES, CHECKPOINTS, KEYS):
+        if name not in manifest.files or not (root / name).is_file():
+            raise BundleError(f"the bundle lacks {name}")
+    if origin is not None and manifest.origin != origin:
+        raise CheckpointError(f"the bundle is for log {manifest.origin!r}, expected {origin!r}")
+    want_origin = manifest.origin
+
+    digests: dict[str, tuple[str, int]] = {}
+    names = [ENTRIES, CHECKPOINTS, KEYS, *(a.path for a in manifest.attachments)]
+    hasher = threading.Thread(target=_hash_files, args=(root, names, digests), daemon=True)
+    hasher.start()
+
+    entries_path, cps_path = root / ENTRIES, root / CHECKPOINTS
+    if workers is None:
+        big = entries_path.stat().st_size + cps_path.stat().st_size > PARALLEL_THRESHOLD
+        workers = _usable_cpus() if big else 1
+    workers = max(1, workers)
+    e_chunks = _split(entries_path, workers * 4 if workers > 1 else 1)
+    c_chunks = _split(cps_path, workers * 2 if workers > 1 else 1)
+
+    runner = _Runner(workers)
+    try:
+        e_futs = [
+            runner.submit(_entries_chunk, str(entries_path), a, b, vkeys) for a, b in e_chunks
+        ]
+        c_futs = [
+            runner.submit(_checkpoints_chunk, str(cps_path), a, b, vkeys, want_origin)
+            for a, b in c_chunks
+        ]
+        e_results = []
+        with tqdm(
+            total=len(e_futs) + len(c_futs), disable=not progress, desc="verify", unit="chunk"
+        ) as bar:
+            for f in e_futs:
+                e_results.append(f.result())
+                bar.update(1)
+            c_results = []
+            for g in c_futs:
+                c_results.append(g.result())
+                bar.update(1)
+    finally:
+        runner.close()
+    hasher.join()
+
+    for name in names:
+        want = (
+            manifest.files[name]
+            if name in manifest.files
+            else next(a for a in manifest.attachments if a.path == name)
+        )
+        got_hex, got_n = digests.get(name, ("missing", -1))
+        if got_n < 0:
+            raise BundleError(f"the bundle lacks {name}")
+        if (got_hex, got_n) != (want.sha256, want.bytes):
+            raise BundleError(
+                f"{name} does not match the manifest's digest (corrupted or edited file)"
+            )
+
+    faults: list[tuple[int, int, VerificationError]] = []
+
+    # Entries: absolute indices and the first fault of each chunk.
+    leaves = bytearray()
+    n_entries = 0
+    for chunk_leaves, count, fault in e_results:
+        if fault is not None:
+            i = n_entries + fault[0]
+            faults.append((i, 0, _error(fault[1], f"entry {i}: {fault[2]}", index=i)))
+        leaves += chunk_leaves
+        n_entries += count
+
+    # Checkpoints: signatures, origin, order.
+    sizes: list[int] = []
+    roots = bytearray()
+    line = 0
+    for chunk_sizes, chunk_roots, count, fault in c_results:
+        if fault is not None:
+            k, kind, msg, size = fault
+            prev = next((s for s in reversed(sizes + chunk_sizes[:k]) if s >= 0), 0)
+            pos = size - 1 if size is not None and size > 0 else prev
+            where = (
+                f"checkpoint at size {size}"
+                if size is not None
+                else f"checkpoint line {line + k + 1}"
+            )
+            faults.append((pos, 1, _error(kind, f"{where}: {msg}", size=size)))
+        sizes += chunk_sizes
+        roots += chunk_roots
+        line += count
+    if not sizes:
+        raise BundleError("the bundle has no checkpoints")
+    prev_size = -1
+    for s in sizes:
+        if s < 0:
+            continue
+        if s <= prev_size:
+            faults.append(
+                (
+                    max(s - 1, 0),
+                    1,
+                    CheckpointError(
+                        f"checkpoint at size {s} comes after size {prev_size}: sizes must grow",
+                        size=s,
+                    ),
+                )
+            )
+        prev_size = max(prev_size, s)
+
+    # The tree: recompute the root at every checkpoint size.
+    order = sorted((s, k) for k, s in enumerate(sizes) if s >= 0)
+    compact = CompactRange()
+    matched = 0
+    pos_in_order = 0
+    while pos_in_order < len(order) and order[pos_in_order][0] == 0:
+        _compare(compact, order[pos_in_order][1], roots, 0, faults)
+        pos_in_order += 1
+    for i in range(n_entries):
+        compact.append(bytes(leaves[32 * i : 32 * i + 32]))
+        while pos_in_order < len(order) and order[pos_in_order][0] == i + 1:
+            if _compare(compact, order[pos_in_order][1], roots, matched, faults):
+                matched = i + 1
+            pos_in_order += 1
+    for s, _k in order[pos_in_order:]:
+        faults.append(
+            (
+                n_entries,
+                2,
+                CheckpointError(
+                    f"checkpoint at size {s} covers more entries than the bundle's {n_entries}: "
+                    f"entries from {n_entries} on were removed",
+                    size=s,
+                    index=n_entries,
+                ),
+            )
+        )
+
+    if faults:
+        faults.sort(key=lambda f: (f[0], f[1]))
+        raise faults[0][2]
+
+    # The manifest must describe the last checkpoint, and it must cover every entry.
+    last_line = _last_line(cps_path)
+    try:
+        last_note = json.loads(last_line)["note"]
+    except (ValueError, KeyError, TypeError):
+        raise BundleError("the last line of checkpoints.jsonl is unreadable") from None
+    last = Checkpoint.parse(note.parse(last_note).text)
+    if last_note != manifest.checkpoint or (manifest.size, manifest.root) != (last.size, last.root):
+        raise BundleError("the manifest does not describe the bundle's last checkpoint")
+    if n_entries != last.size:
+        raise BundleError(
+            f"the bundle has {n_entries} entries but its last checkpoint covers {last.size}: "
+            "entries beyond a signed checkpoint prove nothing"
+        )
+
+    if policies:
+        checkpoints = _read_checkpoints(cps_path)
+        leaf_bytes = bytes(leaves)
+
+        def entries() -> Iterator[VerifiedEntry]:
+            # Already verified above: parse only.
+            with entries_path.open("rb") as f:
+                for index, raw in enumerate(f):
+                    envelope = Envelope.from_json(raw.rstrip(b"\n"))
+                    yield VerifiedEntry(index, envelope, Statement.from_envelope(envelope))
+
+        def root_at(size: int) -> bytes:
+            from lethe_audit.tlog import root as tree_root
+
+            if not 0 <= size <= n_entries:
+                raise ValueError(f"size {size} is outside the log")
+            return tree_root([leaf_bytes[32 * i : 32 * i + 32] for i in range(size)])
+
+        view = LogView(
+            origin=want_origin,
+            size=last.size,
+            root=last.root,
+            checkpoints=checkpoints,
+            entries=entries,
+            root_at=root_at,
+            complete=True,
+        )
+        for p in policies:
+            p.verify(view)
+
+
+def _compare(
+    compact: CompactRange,
+    k: int,
+    roots: bytearray,
+    matched: int,
+    faults: list[tuple[int, int, VerificationError]],
+) -> bool:
+    size = compact.size
+    want = bytes(roots[32 * k : 32 * k + 32])
+    if compact.root() == want:
+        return True
+    if size == matched + 1:
+        what = f"entry {matched} was changed, removed, inserted or moved"
+        index: int | None = matched
+    else:
+        what = f"an entry in [{matched}, {size}) was changed, removed, inserted or moved"
+        index = None
+    # Ranked at the range's last entry: an entry fault inside the range explains it better.
+    faults.append(
+        (
+            size - 1,
+            2,
+            CheckpointError(
+                f"the entries do not give the root signed in the checkpoint at size {size}: {what}",
+                size=size,
+                index=index,
+            ),
+        )
+    )
+    return False
+
+
+def _last_line(path: Path) -> bytes:
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        pos = max(0, end - 65536)
+        while True:
+            f.seek(pos)
+            data = f.read(end - pos)
+            body = data.rstrip(b"\n")
+            cut = body.rfind(b"\n")
+            if cut >= 0 or pos == 0:
+                return body[cut + 1 :]
+            pos = max(0, pos - 65536)
+
+
+def _read_checkpoints(path: Path) -> list[Checkpoint]:
+    out = []
+    with path.open("rb") as f:
+        for raw in f:
+            out.append(Checkpoint.parse(note.parse(json.loads(raw)["note"]).text))
+    return out
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The manifest of a bundle directory or ``.zip`` (unverified: for display)."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            text = (p / MANIFEST).read_text(encoding="utf-8")
+        elif p.is_file() and zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                text = z.read(MANIFEST).decode("utf-8")
+        else:
+            raise BundleError(f"{p} is neither a bundle directory nor a .zip bundle")
+    except (OSError, KeyError, UnicodeDecodeError):
+        raise BundleError(f"{p} has no readable {MANIFEST}") from None
+    return Manifest.parse(text)
