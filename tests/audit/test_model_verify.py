@@ -308,8 +308,17 @@ def logged(tmp_path: Path, signer: note.Signer, log_factory: Any) -> dict[str, A
     event = log.append(
         S.LifecycleEvent("request.approved", "2024-05-02T12:00:00Z", request_id="req-000001")
     ).index
-    out = {"path": path, "model": model, "meta": meta, "vkey": signer.vkey}
-    for name, i in (("receipt", index), ("other", other), ("event", event)):
+    # Names this very file, but a different folded model than the one the file says it is.
+    wrong_digest = log.append(
+        _attestation(
+            metadata(head, folded_digest="sha256:" + "9" * 64),
+            hashlib.sha256(data).hexdigest(),
+            content_hash(model),
+        )
+    ).index
+    out = {"path": path, "model": model, "meta": meta, "vkey": signer.vkey, "signer": signer}
+    receipts = (("receipt", index), ("other", other), ("event", event), ("digest", wrong_digest))
+    for name, i in receipts:
         p = tmp_path / f"{name}.tlog-proof"
         p.write_text(log.receipt(i))
         out[name] = p
@@ -324,6 +333,22 @@ def test_receipt_binds_the_model(logged: dict[str, Any]) -> None:
     assert err.value.what == "receipt" and err.value.index == 2
     with pytest.raises(ModelVerificationError, match="not an unlearning attestation"):
         verify_model(logged["path"], keys, receipt=logged["event"].read_bytes())
+    with pytest.raises(ModelVerificationError, match="folded model digest"):
+        verify_model(logged["path"], keys, receipt=logged["digest"].read_bytes())
+
+
+def test_receipt_must_come_after_the_named_log_state(logged: dict[str, Any]) -> None:
+    """A model claiming a log state later than its own attestation is refused."""
+    meta = logged["meta"]
+    later = ModelMetadata(**{**meta.to_dict(), "log_size": 5})
+    model = sign_model(tiny_model(), later, logged["signer"])
+    with pytest.raises(ModelVerificationError, match="logged after that state") as err:
+        verify_model(
+            model,
+            [note.Verifier.from_vkey(logged["vkey"])],
+            receipt=logged["receipt"].read_bytes(),
+        )
+    assert err.value.what == "receipt"
 
 
 def test_tampered_receipt_fails_its_inclusion_proof(logged: dict[str, Any]) -> None:

@@ -41,8 +41,8 @@ def patchable_layers(model: nn.Module) -> dict[str, int]:
     return out
 
 
-def _tensor_names(layer: str, model_or_shapes: nn.Module) -> list[str]:
-    m = model_or_shapes.get_submodule(layer)
+def _tensor_names(layer: str, model: nn.Module) -> list[str]:
+    m = model.get_submodule(layer)
     names = [f"{layer}.weight"]
     if isinstance(getattr(m, "bias", None), torch.Tensor):
         names.append(f"{layer}.bias")
