@@ -1,86 +1,204 @@
-"""``lethe demo``: the whole story on the embedded digits data."""
+"""``lethe demo``: the whole story on the embedded defaults (digits, SQLite, local keys)."""
 
 from __future__ import annotations
 
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = ["DemoConfig", "run_demo"]
+
+MODEL_NAME = "digits-resnet18"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """What the demo trains and where it keeps the project (a fresh temporary folder unless
+    ``project_dir`` is given)."""
+
+    project_dir: Path | None = None
     arch: str = "resnet18"
     image_size: int = 32
     base_epochs: int = 10
     filter_epochs: int = 8
+    forget: tuple[str, str] = ("3", "7")
     seed: int = 0
+    relearn: bool = True
     progress: bool = True
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Train a small timm classifier on digits, train its filter bank, measure every class."""
+def _say(log: Callable[[str], None] | None, msg: str) -> None:
+    if log is not None:
+        log(msg)
+
+
+def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train, register, file two requests from "an app", approve, apply, export, verify.
+
+    Returns the numbers ``lethe demo --json`` prints.
+    """
+    import onnxruntime as ort
+    import torch
+
     from lethe.data import load_digits, stratified_split, to_dataset
-    from lethe.filters import FilterBank, filtered, train
-    from lethe.models import ModelSpec, create_model, fit, predict
+    from lethe.models import ModelSpec, accuracy, create_model, fit, save_checkpoint
+    from lethe.workflow import Lethe
+    from lethe_audit.model import verify_model
+    from lethe_audit.verify import verify_receipt
 
+    t_start = time.perf_counter()
+    project = (
+        Path(cfg.project_dir) if cfg.project_dir else Path(tempfile.mkdtemp(prefix="lethe-demo-"))
+    )
     torch.manual_seed(cfg.seed)
-    spec = ModelSpec(
-        arch=cfg.arch, num_classes=10, in_chans=1, input_size=(cfg.image_size, cfg.image_size)
-    )
-    data = load_digits()
-    train_arr, test_arr = stratified_split(data, test_fraction=0.25, seed=cfg.seed)
-    pre = spec.preprocess
-    train_ds, test_ds = to_dataset(train_arr, pre), to_dataset(test_arr, pre)
-
-    t0 = time.perf_counter()
-    model = create_model(spec, seed=cfg.seed)
-    fit(
-        model,
-        train_ds,
-        epochs=cfg.base_epochs,
-        lr=2e-3,
-        seed=cfg.seed,
-        progress=cfg.progress,
-        desc="base model",
-    )
-    t_base = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    bank = FilterBank.init(model, 10, class_names=data.classes)
-    bank = train(
-        model, bank, train_ds, epochs=cfg.filter_epochs, seed=cfg.seed, progress=cfg.progress
-    )
-    t_filters = time.perf_counter() - t0
-
-    x, y = test_ds.tensors
-    base_pred = predict(model, x).argmax(1)
-    rows = []
-    for c in range(bank.num_classes):
-        pred = predict(filtered(model, bank, [c]), x).argmax(1)
-        own, rest = y == c, y != c
-        rows.append(
-            {
-                "class": c,
-                "name": bank.class_names[c],
-                "n_test": int(own.sum()),
-                "class_acc_before": float((base_pred[own] == c).double().mean()),
-                "class_acc_after": float((pred[own] == c).double().mean()),
-                "others_acc_before": float((base_pred[rest] == y[rest]).double().mean()),
-                "others_acc_after": float((pred[rest] == y[rest]).double().mean()),
-            }
+    _say(log, f"project: {project}")
+    lt = Lethe.init(project)
+    try:
+        data = load_digits()
+        train_arr, test_arr = stratified_split(data, test_fraction=0.25, seed=cfg.seed)
+        spec = ModelSpec(
+            arch=cfg.arch, num_classes=10, in_chans=1, input_size=(cfg.image_size, cfg.image_size)
         )
-    return {
-        "dataset": "digits",
-        "model": spec.to_dict(),
-        "base_accuracy": float((base_pred == y).double().mean()),
-        "n_train": len(train_arr),
-        "n_test": len(test_arr),
-        "bank_digest": bank.digest,
-        "filtered_layers": len(bank.targets),
-        "seconds": {"base_training": round(t_base, 2), "filter_training": round(t_filters, 2)},
-        "classes": rows,
-    }
+        _say(log, f"training a timm {cfg.arch} on digits ({len(train_arr)} images)...")
+        model = create_model(spec, seed=cfg.seed)
+        train_ds = to_dataset(train_arr, spec.preprocess)
+        fit(
+            model,
+            train_ds,
+            epochs=cfg.base_epochs,
+            lr=2e-3,
+            seed=cfg.seed,
+            progress=cfg.progress,
+            desc="base model",
+        )
+        base_acc = accuracy(model, to_dataset(test_arr, spec.preprocess))
+        work = project / "work"
+        ckpt = save_checkpoint(model, spec, work / "digits-resnet18.safetensors")
+
+        _say(log, "registering the model (base ONNX export)...")
+        if not any(m.name == MODEL_NAME for m in lt.models()):
+            lt.register_model(MODEL_NAME, ckpt, eval_data=test_arr, train_data=train_arr)
+        _say(log, "training the filter bank (every class, one round)...")
+        t0 = time.perf_counter()
+        lt.train_filters(MODEL_NAME, epochs=cfg.filter_epochs, seed=cfg.seed, progress=cfg.progress)
+        t_filters = time.perf_counter() - t0
+
+        # What an app does: file requests for two people, each for one class.
+        r1 = lt.file(
+            subject="alice@example.com",
+            classes=[cfg.forget[0]],
+            legal_basis="gdpr-17-1-b",
+            idempotency_key="demo-app-request-1",
+        )
+        r2 = lt.file(
+            subject="bob@example.com",
+            classes=[cfg.forget[1]],
+            legal_basis="gdpr-17-1-a",
+            idempotency_key="demo-app-request-2",
+        )
+        _say(log, f"an app filed {r1.id} and {r2.id}; the DPO approves them...")
+        lt.approve(r1.id, actor="dpo", reason="identity verified")
+        lt.approve(r2.id, actor="dpo", reason="identity verified")
+
+        _say(log, "applying: compose, fold, verify, log, export, publish...")
+        t0 = time.perf_counter()
+        res = lt.apply(MODEL_NAME, relearn=cfg.relearn, progress=cfg.progress)
+        t_apply = time.perf_counter() - t0
+        m = res.metrics
+        acc = m["accuracy"]
+
+        # Edge check: verify the signed ONNX model, then run it with onnxruntime.
+        onnx_path = Path(res.onnx_path) if res.onnx_path else None
+        onnx_verified = False
+        onnx_acc = None
+        if onnx_path is not None:
+            receipt_text = lt.receipt(r1.id)
+            verify_model(onnx_path, lt.verifiers(), receipt=receipt_text)
+            onnx_verified = True
+            sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            x = spec.preprocess.numpy(test_arr.x)
+            logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+            keep = ~torch.isin(
+                torch.from_numpy(test_arr.y), torch.tensor(list(res.forgotten_classes))
+            ).numpy()
+            onnx_acc = float((logits.argmax(1)[keep] == test_arr.y[keep]).mean())
+
+        receipt_path = project / "receipts" / f"{r1.id}.tlog-proof"
+        receipt_path.parent.mkdir(parents=True, exist_ok=True)
+        receipt_path.write_text(lt.receipt(r1.id), encoding="utf-8")
+        verify_receipt(receipt_path.read_bytes(), lt.verifiers())
+        receipt_verified = True
+
+        lt.verify_log()
+        log_verified = True
+
+        bundle = (
+            lt.export_bundle(project / "audit-bundle.zip")
+            if not (project / "audit-bundle.zip").exists()
+            else project / "audit-bundle.zip"
+        )
+        vkey = lt.keyring.active()[0].vkey
+        report_path = _maybe_report(bundle, vkey, project)
+
+        def g(section: str, key: str) -> Any:
+            v = m.get(section)
+            return v.get(key) if isinstance(v, dict) else None
+
+        relearn = m.get("relearn") or {}
+        return {
+            "project_dir": str(project),
+            "model": MODEL_NAME,
+            "arch": cfg.arch,
+            "base_accuracy": base_acc,
+            "forgotten_classes": list(res.forgotten_classes),
+            "requests": [r1.id, r2.id],
+            "forget_accuracy": acc["forget_accuracy"],
+            "retain_accuracy": acc["retain_accuracy"],
+            "base_forget_accuracy": acc.get("base_forget_accuracy"),
+            "base_retain_accuracy": acc.get("base_retain_accuracy"),
+            "per_class_before": acc.get("base_per_class"),
+            "per_class_after": acc.get("per_class"),
+            "zrf": g("zrf", "zrf"),
+            "mia_efficacy": g("mia", "efficacy"),
+            "base_mia_efficacy": g("mia", "base_efficacy"),
+            "probe_auc": g("probe", "auc"),
+            "base_probe_auc": g("probe", "base_auc"),
+            "relearn_steps": (relearn.get("model") or {}).get("steps"),
+            "base_relearn_steps": (relearn.get("base") or {}).get("steps"),
+            "policy_passed": res.passed,
+            "policy_reasons": res.verdict.get("reasons", []),
+            "onnx_parity": g("parity", "max_abs_logit_diff"),
+            "onnx_path": str(onnx_path) if onnx_path else None,
+            "onnx_verified": onnx_verified,
+            "onnx_retain_accuracy": onnx_acc,
+            "log_size": lt.log.size(),
+            "log_verified": log_verified,
+            "receipt_path": str(receipt_path),
+            "receipt_verified": receipt_verified,
+            "bundle_path": str(bundle),
+            "report_path": str(report_path) if report_path else None,
+            "vkey": vkey,
+            "seconds": {
+                "filter_training": round(t_filters, 2),
+                "apply": round(t_apply, 2),
+                "total": round(time.perf_counter() - t_start, 2),
+            },
+        }
+    finally:
+        lt.close()
+
+
+def _maybe_report(bundle: Path, vkey: str, project: Path) -> Path | None:
+    """The auditor report, when the report module is available."""
+    import importlib
+
+    try:
+        report = importlib.import_module("lethe_audit.report")
+    except ImportError:  # the reports module is not part of this version yet
+        return None
+    out = project / "report.html"
+    report.write_report(bundle, [vkey], out)
+    return out

@@ -8,6 +8,7 @@ Messages say what went wrong *and* what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "ApplyError",
     "BankClassCountError",
     "BankFormatError",
     "BankIntegrityError",
@@ -22,15 +23,28 @@ __all__ = [
     "ExportInputError",
     "ExportMappingError",
     "FilterError",
+    "IdempotencyConflictError",
+    "InvalidTransitionError",
     "LetheError",
     "ModelError",
+    "ModelRegistrationError",
     "NonFiniteError",
+    "NothingToApplyError",
     "OnnxCheckError",
     "ParityError",
     "PatchError",
+    "PolicyFailedError",
+    "ProjectError",
     "QuantizationError",
+    "ReceiptUnavailableError",
+    "RequestError",
+    "SampleLevelRequestError",
     "TargetSelectionError",
     "TrainingError",
+    "UnknownClassError",
+    "UnknownModelError",
+    "UnknownRequestError",
+    "WorkflowError",
 ]
 
 
@@ -131,3 +145,64 @@ class CalibrationError(ExportInputError):
 
 class QuantizationError(ExportError):
     """onnxruntime could not quantize the model."""
+
+
+class WorkflowError(LetheError):
+    """Base class of deletion-workflow errors (projects, models, requests, applies)."""
+
+
+class ProjectError(WorkflowError):
+    """The project directory or database is missing, not initialised, or already exists."""
+
+
+class UnknownModelError(WorkflowError, LookupError):
+    """No model of that name is registered."""
+
+
+class ModelRegistrationError(WorkflowError):
+    """A model, its data or its filter bank cannot be registered as asked."""
+
+
+class RequestError(WorkflowError, ValueError):
+    """A deletion request is malformed (subject, classes, legal basis, key)."""
+
+
+class UnknownClassError(RequestError):
+    """A request names a class the model does not have."""
+
+
+class SampleLevelRequestError(RequestError):
+    """A request asks to delete individual samples; Lethe unlearns whole classes."""
+
+
+class UnknownRequestError(WorkflowError, LookupError):
+    """No request with that id exists."""
+
+
+class InvalidTransitionError(WorkflowError):
+    """The request is not in a state that allows this action (e.g. approving a rejected one)."""
+
+
+class IdempotencyConflictError(WorkflowError):
+    """An idempotency key was reused for a request with different contents."""
+
+
+class ApplyError(WorkflowError):
+    """An apply cannot run (no filter bank, no data, artefacts missing)."""
+
+
+class NothingToApplyError(ApplyError):
+    """No approved request waits for this model."""
+
+
+class PolicyFailedError(ApplyError):
+    """The filtered model failed the verification policy; nothing was published."""
+
+    def __init__(self, message: str, *, reasons: tuple[str, ...] = (), apply_id: str = "") -> None:
+        super().__init__(message)
+        self.reasons = reasons
+        self.apply_id = apply_id
+
+
+class ReceiptUnavailableError(WorkflowError):
+    """The request has no applied deletion to prove yet."""

@@ -279,7 +279,7 @@ def fit(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     model.train()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
+    bar = tqdm(total=steps, desc=desc, disable=None if progress else True, leave=False)
     try:
         for epoch in range(epochs):
             total, n = 0.0, 0

@@ -63,6 +63,17 @@ def test_loads_canonical_accepts_exactly_the_canonical_bytes(value: Any) -> None
                 S.loads_canonical(data, "x")
 
 
+@pytest.mark.parametrize(
+    "number", [1e-5, 2.8e-5, 1e-7, 1e-4, 0.1, 1e20, 1.2345678901234568e20, 1e21, 5e-324]
+)
+def test_floats_where_python_and_ecmascript_disagree_round_trip(number: float) -> None:
+    # Python writes 1e-05 where ECMAScript writes 0.00001 (and 1e+20 vs 100000000000000000000).
+    doc = {"metrics": {"parity": number, "list": [number, -number]}}
+    data = S.canonical_json(doc)
+    assert data == rfc8785.dumps(doc)
+    assert S.loads_canonical(data, "x") == doc
+
+
 def test_canonical_json_known_answers() -> None:
     assert S.canonical_json({"b": [1e21, 1e-7, 5.0, -0.0, 0.1], "a": "é\n"}) == (
         '{"a":"é\\n","b":[1e+21,1e-7,5,0,0.1]}'.encode()

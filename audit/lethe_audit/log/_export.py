@@ -91,7 +91,7 @@ def _write_bundle(
 
     with (
         sink.open(ENTRIES) as w,
-        tqdm(total=size, disable=not progress, unit="entry", desc="export") as bar,
+        tqdm(total=size, disable=None if progress else True, unit="entry", desc="export") as bar,
     ):
         for lo in range(0, size, _BATCH):
             hi = min(lo + _BATCH, size)

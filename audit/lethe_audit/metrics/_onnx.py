@@ -294,7 +294,7 @@ class OnnxBackend:
         step = fixed if isinstance(fixed, int) and fixed > 0 else self._batch_size
         chunks: list[list[npt.NDArray[Any]]] = [[] for _ in outputs]
         with tqdm(
-            total=n, disable=not progress, desc="onnxruntime", unit="img", leave=False
+            total=n, disable=None if progress else True, desc="onnxruntime", unit="img", leave=False
         ) as bar:
             for start in range(0, n, step):
                 batch = images[start : start + step]

@@ -76,9 +76,12 @@ class _Literals:
         self.exact = True
 
     def float_(self, text: str) -> float:
-        if "e" in text or "E" in text or text.endswith(".0"):
+        value = float(text)
+        # json.dumps writes repr(value): the shortcut is exact only if that is this literal.
+        # ECMAScript and Python disagree e.g. on 1e-5 ("0.00001" vs "1e-05").
+        if repr(value) != text or "e" in text or "E" in text or text.endswith(".0"):
             self.exact = False
-        return float(text)
+        return value
 
     def int_(self, text: str) -> int | float:
         value = int(text)

@@ -30,11 +30,23 @@ from lethe_audit.store._models import (
     TlogNode,
     metadata,
 )
+from lethe_audit.store._workflow import (
+    REQUEST_STATUSES,
+    ApplyRow,
+    ModelRow,
+    RequestRow,
+    SubjectKeyRow,
+)
 
 __all__ = [
     "NAMING_CONVENTION",
     "READ_ONLY",
+    "REQUEST_STATUSES",
+    "ApplyRow",
     "Base",
+    "ModelRow",
+    "RequestRow",
+    "SubjectKeyRow",
     "TlogCheckpoint",
     "TlogEntry",
     "TlogHead",

@@ -28,6 +28,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any, *, memory: bool) -> Non
             cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, so shredding a subject-commitment key
+        # does not leave the key readable in free pages of the file.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
     finally:
         cur.close()

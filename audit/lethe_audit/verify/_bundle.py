@@ -307,7 +307,10 @@ def _verify_dir(
         ]
         e_results = []
         with tqdm(
-            total=len(e_futs) + len(c_futs), disable=not progress, desc="verify", unit="chunk"
+            total=len(e_futs) + len(c_futs),
+            disable=None if progress else True,
+            desc="verify",
+            unit="chunk",
         ) as bar:
             for f in e_futs:
                 e_results.append(f.result())

@@ -76,7 +76,9 @@ def _reader(x: npt.NDArray[np.float32], name: str, batch_size: int, progress: bo
     class _Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
             self._start = 0
-            self._bar = tqdm(total=len(x), desc="calibrate", disable=not progress, leave=False)
+            self._bar = tqdm(
+                total=len(x), desc="calibrate", disable=None if progress else True, leave=False
+            )
 
         def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
             if self._start >= len(x):

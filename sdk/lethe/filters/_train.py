@@ -271,7 +271,10 @@ def train(
                 "batches": 0.0,
             }
             bar = tqdm(
-                loader, desc=f"filters {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False
+                loader,
+                desc=f"filters {epoch + 1}/{cfg.epochs}",
+                disable=None if progress else True,
+                leave=False,
             )
             for xb, yb in bar:
                 yb = yb.long()

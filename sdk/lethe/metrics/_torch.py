@@ -154,7 +154,9 @@ class TorchBackend:
         self, images: npt.NDArray[np.float32], desc: str, progress: bool
     ) -> Iterator[torch.Tensor]:
         n = images.shape[0]
-        with tqdm(total=n, disable=not progress, desc=desc, unit="img", leave=False) as bar:
+        with tqdm(
+            total=n, disable=None if progress else True, desc=desc, unit="img", leave=False
+        ) as bar:
             for start in range(0, n, self._batch_size):
                 batch = images[start : start + self._batch_size]
                 yield _tensor(batch).to(self._device)
@@ -302,7 +304,12 @@ class TorchBackend:
         loss_fn = nn.CrossEntropyLoss()
         with (
             torch.random.fork_rng(devices=[]),
-            tqdm(total=config.max_steps, disable=not progress, desc="relearn", leave=False) as bar,
+            tqdm(
+                total=config.max_steps,
+                disable=None if progress else True,
+                desc="relearn",
+                leave=False,
+            ) as bar,
         ):
             torch.default_generator.manual_seed(seed)
             for step in range(1, config.max_steps + 1):

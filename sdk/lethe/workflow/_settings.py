@@ -1,4 +1,7 @@
-"""Where a Lethe project lives and how it is configured (arguments > environment > TOML > defaults)."""
+"""Where a Lethe project lives and how it is configured.
+
+Precedence: explicit arguments > ``LETHE_*`` environment variables > TOML file > defaults.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +73,9 @@ class Settings:
             )
         object.__setattr__(self, "origin", origin)
         if not isinstance(self.due_days, int) or not 1 <= self.due_days <= 366:
-            raise ConfigError(f"due_days must be a whole number of days in 1..366, got {self.due_days!r}")
+            raise ConfigError(
+                f"due_days must be a whole number of days in 1..366, got {self.due_days!r}"
+            )
         object.__setattr__(self, "policy", dict(self.policy))
 
     @property
@@ -97,8 +102,12 @@ class Settings:
         from_env = {attr: environ[var] for var, attr in _ENV.items() if environ.get(var)}
         pdir = Path(project_dir or from_env.pop("project_dir", None) or Path.cwd())
         from_env.pop("project_dir", None)
-        cfg_path = Path(config) if config else (
-            Path(environ["LETHE_CONFIG"]) if environ.get("LETHE_CONFIG") else pdir / CONFIG_NAME
+        cfg_path = (
+            Path(config)
+            if config
+            else (
+                Path(environ["LETHE_CONFIG"]) if environ.get("LETHE_CONFIG") else pdir / CONFIG_NAME
+            )
         )
         file_values: dict[str, Any] = {}
         policy: dict[str, Any] = {}
@@ -158,7 +167,9 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ConfigError(f"{path}: cannot read TOML ({exc})") from exc
     unknown_tables = set(data) - {"lethe", "policy"}
     if unknown_tables:
-        raise ConfigError(f"{path}: unknown tables {sorted(unknown_tables)} (expected [lethe], [policy])")
+        raise ConfigError(
+            f"{path}: unknown tables {sorted(unknown_tables)} (expected [lethe], [policy])"
+        )
     lethe = dict(data.get("lethe", {}))
     unknown = set(lethe) - _FIELDS
     if unknown:

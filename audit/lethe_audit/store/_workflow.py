@@ -1,0 +1,130 @@
+"""Tables of the deletion workflow: registered models, requests, subject keys, applies.
+
+They live beside the log's tables (one database, one Alembic history) so that a request's
+state change and its log entry commit in the same transaction. None of them is the log: the
+log is ``tlog_entries``; these rows may change (a request moves through its states).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from lethe_audit.store._models import Base
+
+__all__ = ["REQUEST_STATUSES", "ApplyRow", "ModelRow", "RequestRow", "SubjectKeyRow"]
+
+#: received -> approved | rejected -> applied | failed; superseded when a later apply covers it.
+REQUEST_STATUSES = ("received", "approved", "rejected", "applied", "failed", "superseded")
+
+_UTC = DateTime(timezone=True)
+
+
+class ModelRow(Base):
+    """A deployed model registered with Lethe (paths are relative to the project directory)."""
+
+    __tablename__ = "wf_models"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: ``lethe.models.ModelSpec`` as JSON: rebuilds the module tree.
+    spec: Mapped[str] = mapped_column(Text, nullable=False)
+    #: Class names as a JSON list (index = class id). Never copied into the log.
+    class_names: Mapped[str] = mapped_column(Text, nullable=False)
+    checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False)
+    base_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    eval_data_path: Mapped[str] = mapped_column(Text, nullable=False)
+    eval_data_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    train_data_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    train_data_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bank_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bank_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    base_onnx_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    base_onnx_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The apply whose artefacts are published now (None: the unfiltered model).
+    current_apply_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+
+
+class RequestRow(Base):
+    """One deletion request. The data subject's identifier is never stored: only an HMAC
+    commitment under a per-request key kept in :class:`SubjectKeyRow`."""
+
+    __tablename__ = "wf_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('received', 'approved', 'rejected', 'applied', 'failed', 'superseded')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(
+        String(100), ForeignKey("wf_models.name"), nullable=False, index=True
+    )
+    subject_commitment: Mapped[str] = mapped_column(String(80), nullable=False)
+    #: Sorted class ids as a JSON list.
+    classes: Mapped[str] = mapped_column(Text, nullable=False)
+    legal_basis: Mapped[str] = mapped_column(String(64), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    #: Same key -> same request (unique), never a duplicate, even across processes.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True, unique=True)
+    received_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    due_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    decided_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
+    decided_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    applied_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
+    #: The latest apply attempt that covered this request (applied or failed).
+    apply_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shredded_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
+    #: Index of the request's ``request.received`` log entry.
+    received_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class SubjectKeyRow(Base):
+    """The per-request HMAC key of a subject commitment; deleting it is crypto-shredding."""
+
+    __tablename__ = "wf_subject_keys"
+
+    request_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("wf_requests.id"), primary_key=True
+    )
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+
+
+class ApplyRow(Base):
+    """One apply attempt: what it covered, what it measured, where it was logged."""
+
+    __tablename__ = "wf_applies"
+    __table_args__ = (CheckConstraint("outcome IN ('applied', 'failed')", name="outcome_known"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(
+        String(100), ForeignKey("wf_models.name"), nullable=False, index=True
+    )
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    #: JSON lists: the union of forgotten class ids; the request ids covered.
+    forgotten_classes: Mapped[str] = mapped_column(Text, nullable=False)
+    request_ids: Mapped[str] = mapped_column(Text, nullable=False)
+    folded_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    bank_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    onnx_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    onnx_content_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    #: Relative paths of the published artefacts (None for a failed attempt).
+    artifact_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metrics: Mapped[str] = mapped_column(Text, nullable=False)
+    verdict: Mapped[str] = mapped_column(Text, nullable=False)
+    log_index: Mapped[int] = mapped_column(BigInteger, nullable=False)

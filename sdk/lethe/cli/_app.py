@@ -1,0 +1,98 @@
+"""The ``lethe`` click group, its global options and error handling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from lethe.errors import LetheError
+from lethe_audit._version import __version__
+from lethe_audit.cli._common import JSON_META
+from lethe_audit.errors import LetheAuditError
+
+if TYPE_CHECKING:
+    from lethe.workflow import Lethe
+
+
+@dataclass
+class ProjectRef:
+    """Where the command's project is; opened on first use (some commands never need it)."""
+
+    project_dir: Path | None
+    config: Path | None
+    _opened: Any = None
+
+    def open(self) -> Lethe:
+        if self._opened is None:
+            from lethe.workflow import Lethe
+
+            self._opened = Lethe.open(self.project_dir, config=self.config)
+        return self._opened  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+class LetheGroup(click.Group):
+    """Turns Lethe and lethe_audit errors into the exit codes of the one error map."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from lethe.cli._errors import report
+
+        try:
+            return super().invoke(ctx)
+        except (LetheError, LetheAuditError) as e:
+            ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
+
+
+@click.group(cls=LetheGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lethe")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="LETHE_PROJECT_DIR",
+    help="Project directory (default: $LETHE_PROJECT_DIR, else the current directory).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    envvar="LETHE_CONFIG",
+    help="Settings file (default: <project>/lethe.toml).",
+)
+@click.pass_context
+def main(ctx: click.Context, project_dir: Path | None, config: Path | None) -> None:
+    """Lethe: turn deletion requests into verified, signed unlearning of deployed classifiers.
+
+    Admin commands over one project (database, log keys, registered models). Exit codes name
+    the failure (see docs/cli.md).
+    """
+    ref = ProjectRef(project_dir, config)
+    ctx.obj = ref
+    ctx.call_on_close(ref.close)
+
+
+def _register() -> None:
+    from lethe.cli import _demo, _models, _project, _requests
+
+    for cmd in (
+        _project.init,
+        _project.db,
+        _project.keys,
+        _models.model,
+        _models.filters,
+        _requests.request,
+        _requests.apply,
+        _requests.export,
+        _requests.log,
+        _requests.receipt,
+        _demo.demo,
+    ):
+        main.add_command(cmd)
+
+
+_register()

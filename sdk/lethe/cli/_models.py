@@ -1,0 +1,252 @@
+"""``lethe model`` and ``lethe filters``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lethe.cli._app import ProjectRef
+from lethe_audit.cli._common import emit, json_option
+
+
+@click.group()
+def model() -> None:
+    """Registered models (the deployed classifiers Lethe filters)."""
+
+
+@model.command("register")
+@click.argument("name")
+@click.option(
+    "--checkpoint",
+    required=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Weights as safetensors (a Lethe checkpoint, or a plain state dict with --arch).",
+)
+@click.option(
+    "--eval-data",
+    required=True,
+    help="Held-out data: a .npz, an ImageFolder dir, or a dataset name.",
+)
+@click.option("--train-data", help="Training data (for filter training, MIA and relearn metrics).")
+@click.option("--class-names", help="Comma-separated class names (default: from the data).")
+@click.option("--arch", help="timm architecture, for a plain state dict.")
+@click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes (with --arch).")
+@click.option(
+    "--in-chans",
+    type=click.Choice(["1", "3"]),
+    default="3",
+    show_default=True,
+    help="Input channels (with --arch).",
+)
+@click.option("--input-size", help="Input size HxW, e.g. 32x32 (with --arch).")
+@click.option("--small-stem", is_flag=True, help="ResNet stem for small images (with --arch).")
+@click.option(
+    "--bank",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Attach this filter bank too.",
+)
+@click.option(
+    "--no-onnx", is_flag=True, help="Skip the base ONNX export (done at registration by default)."
+)
+@json_option
+@click.pass_obj
+def model_register(
+    ref: ProjectRef,
+    name: str,
+    checkpoint: Path,
+    eval_data: str,
+    train_data: str | None,
+    class_names: str | None,
+    arch: str | None,
+    num_classes: int | None,
+    in_chans: str,
+    input_size: str | None,
+    small_stem: bool,
+    bank: Path | None,
+    no_onnx: bool,
+    as_json: bool,
+) -> None:
+    """Register a deployed model NAME with its evaluation (and training) data."""
+    spec: dict[str, Any] | None = None
+    if arch is not None:
+        if num_classes is None or input_size is None:
+            raise click.UsageError("--arch needs --num-classes and --input-size")
+        try:
+            h, w = (int(v) for v in input_size.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter("use HxW, e.g. 32x32", param_hint="--input-size") from None
+        spec = {
+            "arch": arch,
+            "num_classes": num_classes,
+            "in_chans": int(in_chans),
+            "input_size": [h, w],
+            "small_stem": small_stem,
+        }
+    names = [c.strip() for c in class_names.split(",")] if class_names else None
+    info = ref.open().register_model(
+        name,
+        checkpoint,
+        eval_data=eval_data,
+        train_data=train_data,
+        class_names=names,
+        spec=spec,
+        bank=bank,
+        export_onnx=not no_onnx,
+    )
+    emit(
+        {"model": info.to_dict()},
+        as_json,
+        f"registered {info.name} (digest {info.base_digest[:16]}...)",
+    )
+
+
+@model.command("list")
+@json_option
+@click.pass_obj
+def model_list(ref: ProjectRef, as_json: bool) -> None:
+    """List registered models."""
+    infos = ref.open().models()
+    text = (
+        "\n".join(
+            f"{m.name:20} {m.spec['arch']:24} classes={len(m.class_names):<4} "
+            f"bank={'yes' if m.bank_digest else 'no ':3} published={m.current_apply_id or '-'}"
+            for m in infos
+        )
+        or "no models registered"
+    )
+    emit({"models": [m.to_dict() for m in infos]}, as_json, text)
+
+
+@model.command("show")
+@click.argument("name", required=False)
+@json_option
+@click.pass_obj
+def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
+    """Show one model: spec, classes, digests, what is published."""
+    lt = ref.open()
+    info = lt.model(name)
+    published = lt.published(info.name)
+    data = {
+        "model": info.to_dict(),
+        "published": {k: str(v) for k, v in published.items()} if published else None,
+    }
+    lines = [
+        f"name:        {info.name}",
+        f"arch:        {info.spec['arch']} in={info.spec['in_chans']}x{info.spec['input_size']}",
+        f"digest:      {info.base_digest}",
+        f"bank:        {info.bank_digest or '-'}",
+        f"base onnx:   {info.base_onnx_sha256 or '-'}",
+        f"published:   {info.current_apply_id or '- (unfiltered)'}",
+        "classes:     " + ", ".join(f"{i}={n}" for i, n in enumerate(info.class_names)),
+    ]
+    emit(data, as_json, "\n".join(lines))
+
+
+@click.group()
+def filters() -> None:
+    """The filter bank of a model: train it, inspect it, explain it."""
+
+
+@filters.command("train")
+@click.argument("name", required=False)
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (default 8).")
+@click.option("--lr", type=float, help="Adam learning rate on the filter logits (default 0.3).")
+@click.option("--batch-size", type=click.IntRange(min=2), help="Batch size (default 128).")
+@click.option(
+    "--max-set-size", type=click.IntRange(min=1), help="Classes per random forget set (default 5)."
+)
+@click.option("--seed", type=int, help="Seed (default 0).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_obj
+def filters_train(
+    ref: ProjectRef,
+    name: str | None,
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    max_set_size: int | None,
+    seed: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Train the filters of every class in one round and attach the bank (resumable)."""
+    config = {
+        k: v
+        for k, v in {
+            "epochs": epochs,
+            "lr": lr,
+            "batch_size": batch_size,
+            "max_set_size": max_set_size,
+            "seed": seed,
+        }.items()
+        if v is not None
+    }
+    lt = ref.open()
+    stats: list[dict[str, float]] = []
+    bank = lt.train_filters(
+        name, progress=not quiet and not as_json, on_epoch=lambda e, s: stats.append(s), **config
+    )
+    data = {"bank_digest": bank.digest, "layers": len(bank.targets), "epochs": stats}
+    last = stats[-1] if stats else {}
+    emit(
+        data,
+        as_json,
+        f"trained bank {bank.digest[:16]}... ({len(bank.targets)} layers); "
+        f"last epoch forget acc {last.get('forget_acc', float('nan')):.3f}, "
+        f"retain acc {last.get('retain_acc', float('nan')):.3f}",
+    )
+
+
+@filters.command("show")
+@click.argument("name", required=False)
+@json_option
+@click.pass_obj
+def filters_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
+    """Show the attached bank: manifest and the share of channels each class switches off."""
+    from lethe.filters import suppression_by_layer
+
+    bank = ref.open().load_bank(name)
+    sup = suppression_by_layer(bank)
+    per_class = {
+        bank.class_names[c]: round(float(sup[c].mean()), 4) for c in range(bank.num_classes)
+    }
+    manifest = bank.manifest
+    data = {"manifest": manifest, "suppressed_share_by_class": per_class}
+    lines = [
+        f"bank {bank.digest}",
+        f"layers {len(bank.targets)}, classes {bank.num_classes}",
+        f"trained with {json.dumps(bank.train_config, sort_keys=True)}",
+        "share of channels suppressed (alpha < 0.5), mean over layers:",
+    ]
+    lines += [f"  {k}: {v:.3f}" for k, v in per_class.items()]
+    emit(data, as_json, "\n".join(lines))
+
+
+@filters.command("explain")
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the PNG figures.",
+)
+@click.option("--classes", help="Comma-separated class names or ids (default: all).")
+@json_option
+@click.pass_obj
+def filters_explain(
+    ref: ProjectRef, name: str | None, out_dir: Path, classes: str | None, as_json: bool
+) -> None:
+    """Write PNG heatmaps of alpha per layer, a class x layer summary and the class overlap."""
+    from lethe.filters import explain
+
+    bank = ref.open().load_bank(name)
+    ids = list(bank.class_ids([c.strip() for c in classes.split(",")])) if classes else None
+    res = explain(bank, out_dir, classes=ids)
+    files = [str(p) for p in (*res.layer_figures.values(), res.summary_figure, res.overlap_figure)]
+    emit({"files": files}, as_json, f"wrote {len(files)} figures to {out_dir}")

@@ -1,0 +1,322 @@
+"""``lethe request``, ``lethe apply``, ``lethe export``, ``lethe log``, ``lethe receipt``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lethe.cli._app import ProjectRef
+from lethe_audit.cli._common import emit, json_option
+from lethe_audit.metrics import policy_options
+
+
+def _request_line(r: Any) -> str:
+    flag = " OVERDUE" if r.overdue else ""
+    return (
+        f"{r.id}  {r.status:10} model={r.model} classes={','.join(r.class_names)} "
+        f"basis={r.legal_basis} due={r.due_at:%Y-%m-%d}{flag}"
+    )
+
+
+@click.group()
+def request() -> None:
+    """Deletion requests: file, list, show, approve, reject, shred."""
+
+
+@request.command("file")
+@click.option(
+    "--subject",
+    required=True,
+    help="The data subject's identifier (never stored: only a keyed commitment).",
+)
+@click.option(
+    "--class",
+    "classes",
+    required=True,
+    multiple=True,
+    help="Class name or id to forget (repeatable).",
+)
+@click.option(
+    "--legal-basis", required=True, help="Code such as gdpr-17-1-b (see docs/workflow.md)."
+)
+@click.option("--model", help="Registered model (optional when only one is registered).")
+@click.option("--idempotency-key", help="Same key -> same request, never a duplicate.")
+@click.option(
+    "--sample", "samples", multiple=True, help="A sample id (refused: Lethe forgets whole classes)."
+)
+@json_option
+@click.pass_obj
+def request_file(
+    ref: ProjectRef,
+    subject: str,
+    classes: tuple[str, ...],
+    legal_basis: str,
+    model: str | None,
+    idempotency_key: str | None,
+    samples: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """File a deletion request (what an app does through the SDK)."""
+    r = ref.open().file(
+        subject=subject,
+        classes=list(classes),
+        legal_basis=legal_basis,
+        model=model,
+        idempotency_key=idempotency_key,
+        samples=list(samples) or None,
+    )
+    emit(
+        {"request": r.to_dict(include_subject_key=True)},
+        as_json,
+        f"filed {r.id} ({r.status}), due {r.due_at:%Y-%m-%d}",
+    )
+
+
+@request.command("list")
+@click.option(
+    "--status",
+    multiple=True,
+    type=click.Choice(["received", "approved", "rejected", "applied", "failed", "superseded"]),
+    help="Only these states (repeatable).",
+)
+@click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
+@click.option("--model", help="Only this model's requests.")
+@json_option
+@click.pass_obj
+def request_list(
+    ref: ProjectRef, status: tuple[str, ...], overdue: bool, model: str | None, as_json: bool
+) -> None:
+    """List requests, oldest first."""
+    rs = ref.open().list(
+        status=list(status) or None, overdue=True if overdue else None, model=model
+    )
+    emit(
+        {"requests": [r.to_dict() for r in rs]},
+        as_json,
+        "\n".join(_request_line(r) for r in rs) or "no requests",
+    )
+
+
+@request.command("show")
+@click.argument("request_id")
+@json_option
+@click.pass_obj
+def request_show(ref: ProjectRef, request_id: str, as_json: bool) -> None:
+    """Show one request."""
+    r = ref.open().get(request_id)
+    d = r.to_dict()
+    emit({"request": d}, as_json, "\n".join(f"{k:18} {v}" for k, v in d.items()))
+
+
+def _decide(action: str) -> Any:
+    @click.argument("request_id")
+    @click.option(
+        "--actor", required=True, help="Who decides (kept in the database, not in the log)."
+    )
+    @click.option("--reason", required=action == "reject", help="Why (required to reject).")
+    @json_option
+    @click.pass_obj
+    def cmd(
+        ref: ProjectRef, request_id: str, actor: str, reason: str | None, as_json: bool
+    ) -> None:
+        lt = ref.open()
+        r = (
+            lt.approve(request_id, actor=actor, reason=reason)
+            if action == "approve"
+            else lt.reject(request_id, actor=actor, reason=reason or "")
+        )
+        emit({"request": r.to_dict()}, as_json, f"{r.id} is {r.status}")
+
+    cmd.__doc__ = {
+        "approve": "Approve a received (or failed) request for the next apply.",
+        "reject": "Reject a request that is not applied yet.",
+    }[action]
+    return cmd
+
+
+request.command("approve")(_decide("approve"))
+request.command("reject")(_decide("reject"))
+
+
+@request.command("shred")
+@click.argument("request_id")
+@click.option("--actor", required=True, help="Who shreds (kept in the database).")
+@json_option
+@click.pass_obj
+def request_shred(ref: ProjectRef, request_id: str, actor: str, as_json: bool) -> None:
+    """Destroy the key of the subject commitment (crypto-shredding). Logged."""
+    r = ref.open().shred(request_id, actor=actor)
+    emit({"request": r.to_dict()}, as_json, f"{r.id}: subject link destroyed")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric (faster).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@policy_options
+@json_option
+@click.pass_obj
+def apply(
+    ref: ProjectRef, name: str | None, no_relearn: bool, quiet: bool, policy: Any, as_json: bool
+) -> None:
+    """Apply every approved request of a model: fold, verify, log, export, publish.
+
+    Exits 0 when the model was published (or nothing waited), 73 when the policy failed
+    (nothing published, requests marked failed, the attempt logged).
+    """
+    from lethe.errors import NothingToApplyError
+
+    lt = ref.open()
+    try:
+        res = lt.apply(
+            name,
+            relearn=not no_relearn,
+            progress=not quiet and not as_json,
+            policy=_project_policy(lt.settings.policy),
+        )
+    except NothingToApplyError as e:
+        emit({"applied": False, "message": str(e)}, as_json, str(e))
+        return
+    acc = res.metrics.get("accuracy") or {}
+    lines = [
+        f"{res.id}: {res.outcome} classes={list(res.forgotten_classes)} log index {res.log_index}",
+        f"forget acc {acc.get('forget_accuracy')}, retain acc {acc.get('retain_accuracy')} "
+        f"(base {acc.get('base_retain_accuracy')})",
+    ]
+    if not res.passed:
+        lines += [f"policy failed: {r}" for r in res.verdict.get("reasons", [])]
+    else:
+        lines.append(f"published {res.onnx_path}")
+    emit({"apply": res.to_dict()}, as_json, "\n".join(lines))
+    if not res.passed:
+        from lethe.cli._errors import EXIT_CODES
+        from lethe.errors import PolicyFailedError
+
+        sys.exit(EXIT_CODES[PolicyFailedError])
+
+
+def _project_policy(settings_policy: Mapping[str, Any]) -> Any:
+    """The project's ``[policy]`` table, then ``--policy-file``, then thresholds given on the
+    command line (or environment): each layer overrides the one before."""
+    from lethe_audit.metrics import Policy
+
+    ctx = click.get_current_context()
+    src = click.core.ParameterSource
+    policy = Policy.from_mapping(settings_policy)
+    if ctx.params.get("policy_file"):
+        import tomllib
+
+        with open(ctx.params["policy_file"], "rb") as fh:
+            table = tomllib.load(fh).get("policy", {})
+        policy = Policy.from_mapping(table, base=policy)
+    given = {
+        k: v
+        for k, v in ctx.params.items()
+        if k in Policy.keys()  # noqa: SIM118 - a classmethod, not a dict
+        and v is not None
+        and ctx.get_parameter_source(k) in (src.COMMANDLINE, src.ENVIRONMENT)
+    }
+    return Policy.from_mapping(given, base=policy) if given else policy
+
+
+@click.group()
+def export() -> None:
+    """Export the published model."""
+
+
+@export.command("onnx")
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the ONNX file.",
+)
+@click.option(
+    "--quantize", type=click.Choice(["int8"]), help="Static QDQ int8, calibrated on retain data."
+)
+@json_option
+@click.pass_obj
+def export_onnx(
+    ref: ProjectRef, name: str | None, out: Path, quantize: str | None, as_json: bool
+) -> None:
+    """Write the published, signed ONNX model (optionally int8-quantized and re-verified)."""
+    from lethe.workflow._exporting import export_published
+
+    res = export_published(ref.open(), name, out, quantize=quantize)
+    emit(res, as_json, f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)")
+
+
+@click.group()
+def log() -> None:
+    """The signed audit log."""
+
+
+@log.command("show")
+@click.option(
+    "--start", type=click.IntRange(min=0), default=0, show_default=True, help="First entry."
+)
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Entries to show."
+)
+@json_option
+@click.pass_obj
+def log_show(ref: ProjectRef, start: int, limit: int, as_json: bool) -> None:
+    """List log entries (predicate type, event or outcome, request ids)."""
+    from lethe.workflow._exporting import describe_entries
+
+    rows = describe_entries(ref.open(), start=start, limit=limit)
+    text = "\n".join(f"{r['index']:6}  {r['kind']:28} {r['summary']}" for r in rows) or "empty log"
+    emit({"entries": rows}, as_json, text)
+
+
+@log.command("checkpoint")
+@json_option
+@click.pass_obj
+def log_checkpoint(ref: ProjectRef, as_json: bool) -> None:
+    """Print the latest signed checkpoint (a C2SP signed note)."""
+    lt = ref.open()
+    cp = lt.log.checkpoint()
+    emit({"checkpoint": cp, "size": lt.log.size()}, as_json, cp.rstrip("\n"))
+
+
+@log.command("verify")
+@json_option
+@click.pass_obj
+def log_verify(ref: ProjectRef, as_json: bool) -> None:
+    """Verify the whole log offline (signatures, root, checkpoints, statements)."""
+    lt = ref.open()
+    lt.verify_log()
+    size = lt.log.size()
+    emit({"verified": True, "size": size}, as_json, f"log verified: {size} entries")
+
+
+@click.command()
+@click.argument("request_id")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Receipt file to write.",
+)
+@json_option
+@click.pass_obj
+def receipt(ref: ProjectRef, request_id: str, out: Path, as_json: bool) -> None:
+    """Write a request's receipt (C2SP tlog-proof with the signed attestation)."""
+    from lethe._io import atomic_write_bytes
+
+    text = ref.open().receipt(request_id)
+    atomic_write_bytes(out, text.encode("utf-8"))
+    emit(
+        {"path": str(out), "request_id": request_id},
+        as_json,
+        f"wrote {out}; check it with `lethe-audit receipt verify {out} --key VKEY`",
+    )

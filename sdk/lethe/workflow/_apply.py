@@ -1,0 +1,427 @@
+"""Apply: compose every approved and applied request of a model, fold, verify, log, publish.
+
+Crash safety (DESIGN §5): the new artefacts are written (fsynced) into a fresh
+``models/<name>/applies/<apply id>/`` folder *before* the one database transaction that appends
+the signed attestation, moves the requests and points the model at the new apply. Until that
+commit nothing refers to the folder; after it, everything does. The ``published`` symlink (what
+edge distribution reads) is swapped atomically after the commit and repaired from the database
+by the next apply if a crash fell in between. A failing policy publishes nothing, logs a
+``failed`` attestation and marks the new requests failed with the reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from lethe.errors import ApplyError, NothingToApplyError
+from lethe.workflow._lock import apply_lock
+from lethe.workflow._types import ApplyResult
+from lethe_audit.statements import (
+    LifecycleEvent,
+    MethodRef,
+    ModelRef,
+    OnnxRef,
+    PolicyVerdict,
+    RequestRecord,
+    UnlearningAttestation,
+    rfc3339,
+)
+from lethe_audit.store import ApplyRow, ModelRow, RequestRow
+
+if TYPE_CHECKING:
+    from lethe.workflow._project import Lethe
+
+__all__ = ["METHOD_NAME", "apply_result", "published_paths", "run_apply"]
+
+METHOD_NAME = "weight-filtering"
+_COVERED = ("approved", "applied", "superseded")
+PARITY_SAMPLES = 256
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def _record(row: RequestRow) -> RequestRecord:
+    assert row.decided_at is not None
+    return RequestRecord(
+        id=row.id,
+        subject_commitment=row.subject_commitment,
+        classes=tuple(json.loads(row.classes)),
+        legal_basis=row.legal_basis,
+        received_at=rfc3339(_aware(row.received_at)),
+        due_at=rfc3339(_aware(row.due_at)),
+        approved_at=rfc3339(_aware(row.decided_at)),
+    )
+
+
+def _thresholds(policy: Any) -> dict[str, float]:
+    return {
+        k: v
+        for k, v in policy.to_dict().items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _fsync_dir(p: Path) -> None:
+    from lethe._io import fsync_dir
+
+    fsync_dir(p)
+
+
+def _published_link(lt: Lethe, name: str) -> Path:
+    return lt.model_dir(name) / "published"
+
+
+def _swap_link(link: Path, target: str) -> None:
+    tmp = link.with_name(f".published.{secrets.token_hex(4)}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def _reconcile(lt: Lethe, name: str) -> None:
+    """Make the filesystem agree with the database (the source of truth) after a crash."""
+    mdir = lt.model_dir(name)
+    with lt._read() as s:
+        row = s.get(ModelRow, name)
+        assert row is not None
+        current = row.current_apply_id
+        known = {
+            a.id for a in s.execute(select(ApplyRow).where(ApplyRow.model_name == name)).scalars()
+        }
+    applies = mdir / "applies"
+    if applies.is_dir():
+        for d in applies.iterdir():
+            # Written by an apply that never committed: nothing refers to it.
+            if d.is_dir() and d.name not in known:
+                shutil.rmtree(d, ignore_errors=True)
+    link = _published_link(lt, name)
+    for stale in mdir.glob(".published.*"):
+        stale.unlink(missing_ok=True)
+    if current is None:
+        return
+    target = f"applies/{current}"
+    if not link.is_symlink() or os.readlink(link) != target:
+        _swap_link(link, target)
+
+
+def published_paths(lt: Lethe, name: str) -> dict[str, Path] | None:
+    with lt._read() as s:
+        row = s.get(ModelRow, name)
+        assert row is not None
+        current = row.current_apply_id
+    if current is None:
+        return None
+    d = lt.model_dir(name) / "applies" / current
+    return {"dir": d, "checkpoint": d / "model.safetensors", "onnx": d / "model.onnx"}
+
+
+def apply_result(lt: Lethe, row: ApplyRow) -> ApplyResult:
+    paths: tuple[str | None, str | None] = (None, None)
+    if row.artifact_dir:
+        d = lt._abs(row.artifact_dir)
+        paths = (str(d / "model.safetensors"), str(d / "model.onnx"))
+    return ApplyResult.from_row(row, checkpoint=lt.log.checkpoint(), paths=paths)
+
+
+def run_apply(
+    lt: Lethe,
+    model: str | None,
+    *,
+    relearn: bool,
+    progress: bool,
+    policy: Any,
+    fault: Callable[[str], None] | None,
+) -> ApplyResult:
+    from lethe.metrics import TorchBackend
+    from lethe_audit.metrics import ImageSet, OnnxBackend, Policy, RelearnConfig, evaluate
+
+    step = fault or (lambda _s: None)
+    name = lt.model(model).name
+    pol = policy if policy is not None else Policy.from_mapping(lt.settings.policy)
+    with apply_lock(lt.engine, lt.model_dir(name), name):
+        _reconcile(lt, name)
+        with lt._read() as s:
+            mrow = s.get(ModelRow, name)
+            assert mrow is not None
+            rows = list(
+                s.execute(
+                    select(RequestRow)
+                    .where(RequestRow.model_name == name, RequestRow.status.in_(_COVERED))
+                    .order_by(RequestRow.received_at, RequestRow.id)
+                ).scalars()
+            )
+            base_onnx = mrow.base_onnx_path
+        new = [r for r in rows if r.status == "approved"]
+        if not new:
+            raise NothingToApplyError(f"no approved request waits for model {name!r}")
+        snapshot = {r.id: r.status for r in rows}
+        forget = tuple(sorted({c for r in rows for c in json.loads(r.classes)}))
+        started = _now()
+        step("start")
+
+        model_t, spec = lt.load_model(name)
+        bank = lt.load_bank(name)
+        bank.check_compatible(model_t)
+        eval_arr = lt.data(name, split="eval")
+        info = lt.model(name)
+        train_arr = lt.data(name, split="train") if info.train_data_digest else None
+        pre = spec.preprocess
+        eval_x = pre.numpy(eval_arr.x)
+        eval_set = ImageSet(eval_x, eval_arr.y, spec.num_classes)
+        train_set = (
+            ImageSet(pre.numpy(train_arr.x), train_arr.y, spec.num_classes)
+            if train_arr is not None
+            else None
+        )
+        step("before_fold")
+
+        from lethe.errors import ParityError
+        from lethe.export import BaseExport, ExportConfig, export_filtered
+
+        base = BaseExport.load(lt._abs(base_onnx), model=model_t) if base_onnx else None
+        failures: list[str] = []
+        try:
+            export = export_filtered(
+                model_t,
+                bank,
+                forget,
+                parity_inputs=eval_x[:PARITY_SAMPLES],
+                base=base,
+                input_shape=(spec.in_chans, *spec.input_size),
+                # The policy judges parity below; here only a gross breach stops the export.
+                config=ExportConfig(parity_threshold=1e3),
+            )
+        except ParityError as exc:
+            raise ApplyError(f"the exported model does not match the folded model: {exc}") from exc
+        folded = export.folded
+        step("after_fold")
+
+        result = evaluate(
+            TorchBackend(folded),
+            eval_set,
+            forget=forget,
+            base=TorchBackend(model_t),
+            train_set=train_set,
+            parity_reference=OnnxBackend(export.model.SerializeToString()),
+            relearn=RelearnConfig() if relearn and train_set is not None else None,
+            seed=0,
+            progress=progress,
+        )
+        verdict = pol.evaluate(result)
+        failures = list(verdict.reasons)
+        metrics = result.to_dict()
+        step("verified")
+
+        apply_id = "apply-" + secrets.token_hex(8)
+        method = MethodRef(METHOD_NAME, _version(), dict(bank.train_config))
+        model_ref = ModelRef(name, f"sha256:{info.base_digest}", export.folded_digest)
+        if failures:
+            return _record_failure(
+                lt,
+                name,
+                apply_id,
+                new,
+                forget,
+                started,
+                model_ref,
+                bank.digest,
+                method,
+                metrics,
+                pol,
+                failures,
+                step,
+            )
+
+        from lethe.export import model_metadata, save_model, sign_model
+        from lethe.models import save_checkpoint
+        from lethe_audit.model import content_hash
+
+        checkpoint_before = lt.log.checkpoint()
+        meta = model_metadata(
+            export, model_name=name, checkpoint=checkpoint_before, requests=[r.id for r in rows]
+        )
+        signed = sign_model(export.model, meta, list(lt.log.signers))
+        adir = lt.model_dir(name) / "applies" / apply_id
+        adir.mkdir(parents=True)
+        save_checkpoint(folded, spec, adir / "model.safetensors", extra={"apply_id": apply_id})
+        _, onnx_sha = save_model(signed, adir / "model.onnx")
+        _fsync_dir(adir)
+        step("artifacts_written")
+
+        applied_at = _now()
+        attestation = UnlearningAttestation(
+            outcome="applied",
+            requests=tuple(_record(r) for r in rows),
+            forgotten_classes=forget,
+            applied_at=rfc3339(applied_at),
+            model=model_ref,
+            filter_bank_digest=f"sha256:{bank.digest}",
+            method=method,
+            metrics=metrics,
+            policy=PolicyVerdict(_thresholds(pol), True, ()),
+            onnx=OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed)),
+        )
+        with lt._write() as s:
+            locked = {
+                r.id: r
+                for r in s.execute(
+                    select(RequestRow).where(RequestRow.id.in_(list(snapshot))).with_for_update()
+                    if lt.engine.dialect.name == "postgresql"
+                    else select(RequestRow).where(RequestRow.id.in_(list(snapshot)))
+                ).scalars()
+            }
+            changed = [rid for rid, st in snapshot.items() if locked[rid].status != st]
+            if changed:
+                raise ApplyError(
+                    f"requests {changed} changed state while applying; nothing was published, "
+                    "run `lethe apply` again"
+                )
+            entry = lt.log.append(attestation.to_statement(onnx_name=f"{name}.onnx"), session=s)
+            step("logged")
+            for rid, st in snapshot.items():
+                r = locked[rid]
+                r.apply_id = apply_id
+                if st == "approved":
+                    r.status = "applied"
+                    r.applied_at = applied_at
+                    r.failure_reason = None
+                elif st == "applied":
+                    r.status = "superseded"
+                    s.flush()
+                    lt.log.append(
+                        LifecycleEvent(
+                            "request.superseded",
+                            rfc3339(applied_at),
+                            request_id=rid,
+                            details={"apply_log_index": entry.index},
+                        ),
+                        session=s,
+                    )
+            s.add(
+                ApplyRow(
+                    id=apply_id,
+                    model_name=name,
+                    outcome="applied",
+                    started_at=started,
+                    finished_at=_now(),
+                    forgotten_classes=json.dumps(list(forget)),
+                    request_ids=json.dumps([r.id for r in rows]),
+                    folded_digest=export.folded_digest.removeprefix("sha256:"),
+                    bank_digest=bank.digest,
+                    onnx_sha256=onnx_sha,
+                    onnx_content_hash=content_hash(signed),
+                    artifact_dir=lt._rel(adir),
+                    metrics=json.dumps(metrics, sort_keys=True),
+                    verdict=json.dumps(_verdict(pol, True, [])),
+                    log_index=entry.index,
+                )
+            )
+            mrow2 = s.get(ModelRow, name)
+            assert mrow2 is not None
+            mrow2.current_apply_id = apply_id
+            s.flush()
+            step("before_commit")
+        step("committed")
+        _swap_link(_published_link(lt, name), f"applies/{apply_id}")
+        step("published")
+        with lt._read() as s:
+            arow = s.get(ApplyRow, apply_id)
+            assert arow is not None
+            res = apply_result(lt, arow)
+        return _with_new(res, [r.id for r in new])
+
+
+def _verdict(policy: Any, passed: bool, reasons: list[str]) -> dict[str, Any]:
+    return {"passed": passed, "reasons": list(reasons), "thresholds": _thresholds(policy)}
+
+
+def _with_new(res: ApplyResult, new: list[str]) -> ApplyResult:
+    from dataclasses import replace
+
+    return replace(res, new_request_ids=tuple(new))
+
+
+def _version() -> str:
+    from lethe import __version__
+
+    return __version__
+
+
+def _record_failure(
+    lt: Lethe,
+    name: str,
+    apply_id: str,
+    new: list[RequestRow],
+    forget: tuple[int, ...],
+    started: datetime,
+    model_ref: ModelRef,
+    bank_digest: str,
+    method: MethodRef,
+    metrics: dict[str, Any],
+    policy: Any,
+    failures: list[str],
+    step: Callable[[str], None],
+) -> ApplyResult:
+    now = _now()
+    attestation = UnlearningAttestation(
+        outcome="failed",
+        requests=tuple(_record(r) for r in new),
+        forgotten_classes=forget,
+        applied_at=rfc3339(now),
+        model=model_ref,
+        filter_bank_digest=f"sha256:{bank_digest}",
+        method=method,
+        metrics=metrics,
+        policy=PolicyVerdict(_thresholds(policy), False, tuple(failures)),
+        onnx=None,
+    )
+    reason = "; ".join(failures)
+    with lt._write() as s:
+        entry = lt.log.append(attestation.to_statement(), session=s)
+        for r in new:
+            row = s.get(RequestRow, r.id)
+            assert row is not None
+            if row.status != "approved":
+                continue
+            row.status = "failed"
+            row.failure_reason = reason
+            row.apply_id = apply_id
+        s.add(
+            ApplyRow(
+                id=apply_id,
+                model_name=name,
+                outcome="failed",
+                started_at=started,
+                finished_at=now,
+                forgotten_classes=json.dumps(list(forget)),
+                request_ids=json.dumps([r.id for r in new]),
+                folded_digest=(model_ref.folded_digest or "").removeprefix("sha256:"),
+                bank_digest=bank_digest,
+                onnx_sha256=None,
+                onnx_content_hash=None,
+                artifact_dir=None,
+                metrics=json.dumps(metrics, sort_keys=True),
+                verdict=json.dumps(_verdict(policy, False, failures)),
+                log_index=entry.index,
+            )
+        )
+    step("failure_logged")
+    with lt._read() as s:
+        arow = s.get(ApplyRow, apply_id)
+        assert arow is not None
+        return _with_new(apply_result(lt, arow), [r.id for r in new])

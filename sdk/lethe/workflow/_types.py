@@ -1,0 +1,230 @@
+"""The workflow's value objects, as apps and admins see them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from lethe_audit.statements import rfc3339
+from lethe_audit.store import ApplyRow, ModelRow, RequestRow
+
+__all__ = ["ApplyResult", "DeletionRequest", "ModelInfo"]
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes for timezone-aware columns: they were stored as UTC.
+    if t is None:
+        return None
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return rfc3339(t) if t is not None else None
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """A deletion request. ``subject_key`` is the per-request HMAC key (hex) that lets the data
+    subject check the commitment in their receipt; ``None`` once shredded."""
+
+    id: str
+    model: str
+    classes: tuple[int, ...]
+    class_names: tuple[str, ...]
+    legal_basis: str
+    status: str
+    subject_commitment: str
+    received_at: datetime
+    due_at: datetime
+    idempotency_key: str | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    decision_reason: str | None = None
+    applied_at: datetime | None = None
+    apply_id: str | None = None
+    failure_reason: str | None = None
+    shredded_at: datetime | None = None
+    subject_key: str | None = field(default=None, repr=False)
+
+    @property
+    def overdue(self) -> bool:
+        """Still open (not applied, rejected or superseded) after its due date."""
+        open_ = self.status in ("received", "approved", "failed")
+        return open_ and datetime.now(timezone.utc) > self.due_at
+
+    @property
+    def shredded(self) -> bool:
+        return self.shredded_at is not None
+
+    @classmethod
+    def from_row(
+        cls, row: RequestRow, class_names: tuple[str, ...], subject_key: bytes | None
+    ) -> DeletionRequest:
+        classes = tuple(json.loads(row.classes))
+        return cls(
+            id=row.id,
+            model=row.model_name,
+            classes=classes,
+            class_names=tuple(class_names[c] for c in classes),
+            legal_basis=row.legal_basis,
+            status=row.status,
+            subject_commitment=row.subject_commitment,
+            received_at=_aware(row.received_at),  # type: ignore[arg-type]
+            due_at=_aware(row.due_at),  # type: ignore[arg-type]
+            idempotency_key=row.idempotency_key,
+            decided_at=_aware(row.decided_at),
+            decided_by=row.decided_by,
+            decision_reason=row.decision_reason,
+            applied_at=_aware(row.applied_at),
+            apply_id=row.apply_id,
+            failure_reason=row.failure_reason,
+            shredded_at=_aware(row.shredded_at),
+            subject_key=subject_key.hex() if subject_key is not None else None,
+        )
+
+    def to_dict(self, *, include_subject_key: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "model": self.model,
+            "classes": list(self.classes),
+            "class_names": list(self.class_names),
+            "legal_basis": self.legal_basis,
+            "status": self.status,
+            "overdue": self.overdue,
+            "subject_commitment": self.subject_commitment,
+            "received_at": _iso(self.received_at),
+            "due_at": _iso(self.due_at),
+            "idempotency_key": self.idempotency_key,
+            "decided_at": _iso(self.decided_at),
+            "decided_by": self.decided_by,
+            "decision_reason": self.decision_reason,
+            "applied_at": _iso(self.applied_at),
+            "apply_id": self.apply_id,
+            "failure_reason": self.failure_reason,
+            "shredded_at": _iso(self.shredded_at),
+        }
+        if include_subject_key:
+            d["subject_key"] = self.subject_key
+        return d
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A registered model and what is published for it now."""
+
+    name: str
+    spec: dict[str, Any]
+    class_names: tuple[str, ...]
+    base_digest: str
+    checkpoint_path: str
+    eval_data_digest: str
+    train_data_digest: str | None
+    bank_digest: str | None
+    base_onnx_sha256: str | None
+    current_apply_id: str | None
+    registered_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ModelRow) -> ModelInfo:
+        return cls(
+            name=row.name,
+            spec=json.loads(row.spec),
+            class_names=tuple(json.loads(row.class_names)),
+            base_digest=row.base_digest,
+            checkpoint_path=row.checkpoint_path,
+            eval_data_digest=row.eval_data_digest,
+            train_data_digest=row.train_data_digest,
+            bank_digest=row.bank_digest,
+            base_onnx_sha256=row.base_onnx_sha256,
+            current_apply_id=row.current_apply_id,
+            registered_at=_aware(row.registered_at),  # type: ignore[arg-type]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "class_names": list(self.class_names),
+            "base_digest": self.base_digest,
+            "checkpoint_path": self.checkpoint_path,
+            "eval_data_digest": self.eval_data_digest,
+            "train_data_digest": self.train_data_digest,
+            "bank_digest": self.bank_digest,
+            "base_onnx_sha256": self.base_onnx_sha256,
+            "current_apply_id": self.current_apply_id,
+            "registered_at": _iso(self.registered_at),
+        }
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What one apply did: outcome, classes, metrics, verdict, log entry, artefacts."""
+
+    id: str
+    model: str
+    outcome: str  # "applied" | "failed"
+    forgotten_classes: tuple[int, ...]
+    request_ids: tuple[str, ...]
+    new_request_ids: tuple[str, ...]
+    folded_digest: str
+    metrics: dict[str, Any]
+    verdict: dict[str, Any]
+    log_index: int
+    checkpoint: str
+    onnx_sha256: str | None = None
+    onnx_content_hash: str | None = None
+    checkpoint_path: str | None = None
+    onnx_path: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "applied"
+
+    @classmethod
+    def from_row(
+        cls, row: ApplyRow, *, checkpoint: str, paths: tuple[str | None, str | None]
+    ) -> ApplyResult:
+        return cls(
+            id=row.id,
+            model=row.model_name,
+            outcome=row.outcome,
+            forgotten_classes=tuple(json.loads(row.forgotten_classes)),
+            request_ids=tuple(json.loads(row.request_ids)),
+            new_request_ids=(),
+            folded_digest=row.folded_digest,
+            metrics=json.loads(row.metrics),
+            verdict=json.loads(row.verdict),
+            log_index=row.log_index,
+            checkpoint=checkpoint,
+            onnx_sha256=row.onnx_sha256,
+            onnx_content_hash=row.onnx_content_hash,
+            checkpoint_path=paths[0],
+            onnx_path=paths[1],
+            started_at=_aware(row.started_at),
+            finished_at=_aware(row.finished_at),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "outcome": self.outcome,
+            "passed": self.passed,
+            "forgotten_classes": list(self.forgotten_classes),
+            "request_ids": list(self.request_ids),
+            "new_request_ids": list(self.new_request_ids),
+            "folded_digest": self.folded_digest,
+            "metrics": self.metrics,
+            "verdict": self.verdict,
+            "log_index": self.log_index,
+            "onnx_sha256": self.onnx_sha256,
+            "onnx_content_hash": self.onnx_content_hash,
+            "checkpoint_path": self.checkpoint_path,
+            "onnx_path": self.onnx_path,
+            "started_at": _iso(self.started_at),
+            "finished_at": _iso(self.finished_at),
+        }
