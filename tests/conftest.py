@@ -71,13 +71,35 @@ def _build_digits(dest: Path, seed: int) -> None:
     bank.save(dest / "bank.safetensors")
 
 
+def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``$LETHE_TEST_CACHE`` (kept between runs, keyed by the code that builds the cache), else
+    a folder of this run shared by its xdist workers."""
+    env = os.environ.get("LETHE_TEST_CACHE")
+    if env:
+        Path(env).mkdir(parents=True, exist_ok=True)
+        return Path(env)
+    base = tmp_path_factory.getbasetemp()
+    # xdist workers get sibling base dirs; their common parent belongs to this run only.
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def _code_key() -> str:
+    """Digest of everything that decides the cached artefacts (code and recipe)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1] / "sdk" / "lethe"
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for sub in ("models.py", "_digest.py", "filters", "data"):
+        p = root / sub
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSetup]:
     """A resnet18 trained on digits (base ~0.98) and its trained filter bank."""
-    base = tmp_path_factory.getbasetemp()
-    # xdist workers get sibling base dirs; their common parent belongs to this run only.
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    shared = root / "lethe-digits-cache"
+    shared = _cache_root(tmp_path_factory) / f"lethe-digits-{_code_key()}"
     shared.mkdir(parents=True, exist_ok=True)
     with open(shared / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

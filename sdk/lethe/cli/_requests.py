@@ -253,6 +253,30 @@ def export_onnx(
     emit(res, as_json, f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)")
 
 
+@export.command("eval-data")
+@click.argument("name", required=False)
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The .npz to write.",
+)
+@json_option
+@click.pass_obj
+def export_eval_data(ref: ProjectRef, name: str | None, out: Path, as_json: bool) -> None:
+    """Write the evaluation set for auditors (.npz: preprocessed float32 x, int y)."""
+    from lethe.workflow._exporting import export_eval_data as run
+
+    res = run(ref.open(), name, out)
+    emit(
+        res,
+        as_json,
+        f"wrote {res['path']} ({res['samples']} samples, digest {res['dataset_digest'][:16]}...)",
+    )
+
+
 @click.group()
 def log() -> None:
     """The signed audit log."""

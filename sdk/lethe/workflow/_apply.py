@@ -40,11 +40,11 @@ from lethe_audit.store import ApplyRow, ModelRow, RequestRow
 if TYPE_CHECKING:
     from lethe.workflow._project import Lethe
 
-__all__ = ["METHOD_NAME", "apply_result", "published_paths", "run_apply"]
+__all__ = ["METHOD_NAME", "apply_result", "figure_files", "published_paths", "run_apply"]
 
 METHOD_NAME = "weight-filtering"
 _COVERED = ("approved", "applied", "superseded")
-PARITY_SAMPLES = 256
+PARITY_SAMPLES = 32
 
 
 def _now() -> datetime:
@@ -200,7 +200,7 @@ def run_apply(
                 model_t,
                 bank,
                 forget,
-                parity_inputs=eval_x[:PARITY_SAMPLES],
+                parity_inputs=eval_x[:PARITY_SAMPLES],  # a gross check; evaluate() measures all
                 base=base,
                 input_shape=(spec.in_chans, *spec.input_size),
                 # The policy judges parity below; here only a gross breach stops the export.
@@ -260,6 +260,7 @@ def run_apply(
         adir.mkdir(parents=True)
         save_checkpoint(folded, spec, adir / "model.safetensors", extra={"apply_id": apply_id})
         _, onnx_sha = save_model(signed, adir / "model.onnx")
+        figures = _write_figures(bank, forget, adir, apply_id)
         _fsync_dir(adir)
         step("artifacts_written")
 
@@ -293,6 +294,19 @@ def run_apply(
                 )
             entry = lt.log.append(attestation.to_statement(onnx_name=f"{name}.onnx"), session=s)
             step("logged")
+            lt.log.append(
+                LifecycleEvent(
+                    "apply.figures",
+                    rfc3339(applied_at),
+                    details={
+                        "apply_id": apply_id,
+                        "model": name,
+                        "log_index": entry.index,
+                        "attachments": figures,
+                    },
+                ),
+                session=s,
+            )
             for rid, st in snapshot.items():
                 r = locked[rid]
                 r.apply_id = apply_id
@@ -344,6 +358,38 @@ def run_apply(
             assert arow is not None
             res = apply_result(lt, arow)
         return _with_new(res, [r.id for r in new])
+
+
+def _write_figures(bank: Any, forget: tuple[int, ...], adir: Path, apply_id: str) -> dict[str, str]:
+    """The bank's explainability figures for this apply, named for the auditor bundle; their
+    digests are logged (``apply.figures``) so a report can show them as authenticated."""
+    import hashlib
+
+    from lethe.filters import explain
+
+    res = explain(bank, adir / "figures-tmp", layers=[])
+    out: dict[str, str] = {}
+    for kind, src in (
+        ("alpha_summary", res.summary_figure),
+        ("channel_overlap", res.overlap_figure),
+    ):
+        dest = adir / f"{apply_id}.{kind}.png"
+        os.replace(src, dest)
+        out[dest.name] = "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest()
+    shutil.rmtree(adir / "figures-tmp", ignore_errors=True)
+    del forget  # every class is shown; the report highlights the forgotten ones
+    return out
+
+
+def figure_files(lt: Lethe) -> list[Path]:
+    """Figure files of every successful apply (attachments for the auditor bundle)."""
+    with lt._read() as s:
+        rows = list(s.execute(select(ApplyRow).where(ApplyRow.outcome == "applied")).scalars())
+    files: list[Path] = []
+    for r in rows:
+        if r.artifact_dir:
+            files += sorted(lt._abs(r.artifact_dir).glob(f"{r.id}.*.png"))
+    return files
 
 
 def _verdict(policy: Any, passed: bool, reasons: list[str]) -> dict[str, Any]:

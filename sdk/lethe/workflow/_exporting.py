@@ -12,7 +12,7 @@ from lethe.errors import ApplyError
 if TYPE_CHECKING:
     from lethe.workflow._project import Lethe
 
-__all__ = ["describe_entries", "export_published"]
+__all__ = ["describe_entries", "export_eval_data", "export_published"]
 
 CALIBRATION_SAMPLES = 256
 
@@ -175,3 +175,31 @@ def describe_entries(lt: Lethe, *, start: int = 0, limit: int = 50) -> list[dict
             }
         )
     return rows
+
+
+def export_eval_data(lt: Lethe, name: str | None, out: str | Path) -> dict[str, Any]:
+    """Write the model's evaluation set as the auditor consumes it: ``x`` float32, preprocessed
+    NCHW (exactly the model input), ``y`` int64 labels; no class names (they can be personal
+    data). Its digest equals the ``dataset_digest`` of the logged metrics."""
+    import io
+
+    import numpy as np
+
+    from lethe._io import atomic_write_bytes
+    from lethe_audit.metrics import ImageSet
+
+    info = lt.model(name)
+    _, spec = lt.load_model(info.name)
+    arr = lt.data(info.name, split="eval")
+    x = spec.preprocess.numpy(arr.x).astype(np.float32)
+    y = arr.y.astype(np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=y)
+    path = atomic_write_bytes(out, buf.getvalue())
+    digest = ImageSet(x, y, spec.num_classes).digest
+    return {
+        "path": str(path),
+        "samples": len(y),
+        "dataset_digest": digest,
+        "input_shape": list(x.shape[1:]),
+    }

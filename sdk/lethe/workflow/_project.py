@@ -806,9 +806,15 @@ class Lethe:
 
         return published_paths(self, self.model(model).name)
 
-    def export_bundle(self, path: str | Path, *, attachments: Sequence[Any] = ()) -> Path:
-        """Write the auditor bundle (entries, checkpoints, keys, attachments)."""
-        return self._log.export_bundle(path, attachments=attachments)
+    def export_bundle(
+        self, path: str | Path, *, attachments: Sequence[str | Path] = (), figures: bool = True
+    ) -> Path:
+        """Write the auditor bundle (entries, checkpoints, keys) with the filter figures of every
+        applied deletion (their digests are in the log) and any extra ``attachments``."""
+        from lethe.workflow._apply import figure_files
+
+        extra = figure_files(self) if figures else []
+        return self._log.export_bundle(Path(path), attachments=[*extra, *attachments])
 
     def verify_log(self, *, workers: int | None = None) -> None:
         """Export the log to a temporary bundle and verify it end to end (returns or raises)."""
