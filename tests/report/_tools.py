@@ -8,6 +8,7 @@ Tests skip when a tool is missing locally; the project's `.ci/run` installs Debi
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -110,7 +111,9 @@ class _Pipe:
             self.events.append(msg)
         return msg
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> Any:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> Any:
         self._id += 1
         msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
         if session:
@@ -135,10 +138,8 @@ class _Pipe:
                 return msg
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(AssertionError, OSError):
             self.call("Browser.close")
-        except (AssertionError, OSError):
-            pass
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

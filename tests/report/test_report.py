@@ -119,7 +119,7 @@ def test_golden_json_report(fixed: Any) -> None:
     assert report.passed and report.error is None
     doc = normalise(report.to_dict())
     assert doc["format"] == REPORT_FORMAT
-    assert list(json.loads(report.to_json()))[0] == "headline"
+    assert next(iter(json.loads(report.to_json()))) == "headline"
     check_golden("report.json", doc)
 
 
@@ -196,7 +196,9 @@ def test_authenticated_figures_are_shown_others_listed(fixed: Any) -> None:
     srcs = set(_img_sources(html))
     assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
     shown = {base64.b64decode(s.split(",", 1)[1]) for s in srcs}
-    assert shown == {(B.DATA / f"{k}.png").read_bytes() for k in ("alpha_summary", "channel_overlap")}
+    assert shown == {
+        (B.DATA / f"{k}.png").read_bytes() for k in ("alpha_summary", "channel_overlap")
+    }
     assert "unauthenticated" in html
     assert report.to_pdf().startswith(b"%PDF")
 
@@ -272,7 +274,9 @@ def test_tampered_entry_yields_a_report_naming_it(
     assert not report.data["verification"]["passed"]
     # Every format says it first.
     assert json.loads(report.to_json())["headline"] == report.headline
-    assert report.to_json().splitlines()[1].startswith('  "headline": "Verification FAILED at entry 4')
+    assert (
+        report.to_json().splitlines()[1].startswith('  "headline": "Verification FAILED at entry 4')
+    )
     html = report.to_html()
     assert first_line(html).startswith(want)
     assert f"<title>{want}" in html
@@ -340,14 +344,26 @@ def test_cli_report_formats_and_json(fixed: Any, tmp_path: Path) -> None:
     runner = CliRunner()
     for name, magic in (("r.html", b"<!DOCTYPE html>"), ("r.pdf", b"%PDF"), ("r.json", b"{")):
         out = tmp_path / name
-        res = runner.invoke(main, ["report", str(fixed.bundle_zip), "--key", B.vkey(), "-o", str(out)])
+        res = runner.invoke(
+            main, ["report", str(fixed.bundle_zip), "--key", B.vkey(), "-o", str(out)]
+        )
         assert res.exit_code == 0, res.output
         assert out.read_bytes().startswith(magic)
         assert res.output.startswith("Verification passed")
     out = tmp_path / "report.data"
     res = runner.invoke(
         main,
-        ["report", str(fixed.bundle), "--key", B.vkey(), "-o", str(out), "--format", "json", "--json"],
+        [
+            "report",
+            str(fixed.bundle),
+            "--key",
+            B.vkey(),
+            "-o",
+            str(out),
+            "--format",
+            "json",
+            "--json",
+        ],
     )
     assert res.exit_code == 0, res.output
     info = json.loads(res.stdout)
@@ -532,3 +548,55 @@ def test_remeasure_of_an_unsigned_model_and_bad_data(
     assert res.exit_code == EXIT_CODES[E.ReportError]
     with pytest.raises(E.ReportError, match="both"):
         build_report(p["bundle"], [B.vkey()], model=p["model"])
+
+
+# An import hook, not ``sys.modules[name] = None``: scipy (via scikit-learn, used by the
+# feature probe) looks torch up in sys.modules and would trip over a None entry, which a
+# machine without torch never has.
+TORCH_FREE = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "timm", "lethe"):
+            raise ImportError(f"{name} is blocked: lethe_audit must not need it")
+        return None
+sys.meta_path.insert(0, Block())
+from pathlib import Path
+from lethe_audit.report import build_receipt_page, build_report
+bundle, onnx_bundle, model, data, receipt, vkey = sys.argv[1:7]
+r = build_report(bundle, [vkey])
+assert r.to_pdf().startswith(b"%PDF") and r.to_html() and r.to_json()
+r = build_report(onnx_bundle, [vkey], model=model, eval_data=data)
+assert r.data["remeasure"]["agrees"] and r.to_pdf().startswith(b"%PDF")
+page = build_receipt_page(Path(receipt), [vkey], request_id=sys.argv[7])
+assert page.to_html() and page.to_text()
+leaked = [m for m in ("torch", "timm", "lethe") if m in sys.modules]
+assert not leaked, leaked
+print("ok")
+"""
+
+
+def test_reports_need_no_torch(fixed: Any, attested_model: dict[str, Path]) -> None:
+    import subprocess
+
+    root = Path(lethe_audit.__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = [
+        fixed.bundle,
+        attested_model["bundle"],
+        attested_model["model"],
+        attested_model["same"],
+        fixed.receipts["applied"],
+        B.vkey(),
+        B.REQ_A,
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

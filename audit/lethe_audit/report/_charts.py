@@ -84,10 +84,11 @@ def per_class_accuracy(
             (-bar, before_key, BEFORE),
             (0.0, after_key, FORGOTTEN if r.get("forgotten") else AFTER),
         ):
-            v = r.get(key)
-            if v is None:
+            got = r.get(key)
+            if got is None:
                 continue
-            h = plot_h * max(0.0, min(1.0, float(v)))
+            # A thin bar for 0, so that "0%" reads differently from "not measured".
+            h = max(plot_h * max(0.0, min(1.0, float(got))), 1.5)
             out.append(
                 f'<rect x="{x0 + offset:.1f}" y="{base_y - h:.1f}" width="{bar:.1f}" '
                 f'height="{h:.1f}" fill="{color}"/>'

@@ -37,7 +37,7 @@ def num(x: Any) -> str:
     v = float(x) + 0.0  # no "-0"
     if v == 0:
         return "0"
-    if (abs(v) < 1e-3 or abs(v) >= 1e5):
+    if abs(v) < 1e-3 or abs(v) >= 1e5:
         return f"{v:.3e}"
     return f"{v:.4g}"
 

@@ -83,6 +83,4 @@ def render_receipt(data: Mapping[str, Any]) -> str:
                 height=200,
             )
         )
-    return str(
-        env.get_template("receipt.html.j2").render(r=data, css=_css(env), chart=chart)
-    )
+    return str(env.get_template("receipt.html.j2").render(r=data, css=_css(env), chart=chart))

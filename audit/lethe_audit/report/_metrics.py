@@ -85,7 +85,13 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
     if result.zrf is not None:
         row("zrf", "ZRF (1 − mean JS to a random model)", None, result.zrf.zrf, unit="score")
     if result.mia is not None:
-        row("mia_efficacy", "MIA efficacy", result.mia.base_efficacy, result.mia.efficacy, unit="share")
+        row(
+            "mia_efficacy",
+            "MIA efficacy",
+            result.mia.base_efficacy,
+            result.mia.efficacy,
+            unit="share",
+        )
     if result.probe is not None:
         row(
             "probe_auc",

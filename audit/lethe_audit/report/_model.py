@@ -369,7 +369,9 @@ def _figures(
         log_index = d.get("log_index")
         named = d.get("attachments")
         if not isinstance(log_index, int) or not isinstance(named, Mapping):
-            warnings.append(f"entry {index}: an {FIGURES_EVENT} event without log_index/attachments")
+            warnings.append(
+                f"entry {index}: an {FIGURES_EVENT} event without log_index/attachments"
+            )
             continue
         if log_index not in by_index or by_index[log_index]["outcome"] != "applied":
             warnings.append(
@@ -401,7 +403,7 @@ def _figures(
             {
                 "path": f.path,
                 "sha256": f.sha256,
-                "bytes": f.bytes,
+                "bytes": f.size,
                 "media_type": f.media_type,
                 "authenticated": ok,
                 "apply_index": apply_index,

@@ -52,7 +52,7 @@ class _Doc:
 
         doc = self
 
-        class _PDF(FPDF):  # type: ignore[misc]
+        class _PDF(FPDF):
             def footer(self) -> None:
                 self.set_y(-12)
                 doc.font(size=8, color=MUTED)
@@ -95,7 +95,9 @@ class _Doc:
         mono: bool = False,
         color: tuple[int, int, int] = (31, 35, 40),
     ) -> None:
-        self.pdf.set_font(self.mono if mono else self.family, "B" if bold and not mono else "", size)
+        self.pdf.set_font(
+            self.mono if mono else self.family, "B" if bold and not mono else "", size
+        )
         self.pdf.set_text_color(*color)
 
     def heading(self, text: str, level: int = 2) -> None:
@@ -105,9 +107,7 @@ class _Doc:
             self.pdf.add_page()
         self.pdf.ln(3 if level > 2 else 5)
         self.font(size=size, bold=True)
-        self.pdf.multi_cell(
-            0, size * 0.5, self.t(text), align="L", new_x="LMARGIN", new_y="NEXT"
-        )
+        self.pdf.multi_cell(0, size * 0.5, self.t(text), align="L", new_x="LMARGIN", new_y="NEXT")
         if level <= 2:
             y = self.pdf.get_y() + 0.5
             self.pdf.set_draw_color(208, 215, 222)
@@ -126,9 +126,7 @@ class _Doc:
         mono: bool = False,
     ) -> None:
         self.font(size=size, bold=bold, color=color, mono=mono)
-        self.pdf.multi_cell(
-            0, size * 0.48, self.t(text), align="L", new_x="LMARGIN", new_y="NEXT"
-        )
+        self.pdf.multi_cell(0, size * 0.48, self.t(text), align="L", new_x="LMARGIN", new_y="NEXT")
         self.pdf.ln(1)
 
     def banner(self, text: str, ok: bool) -> None:
@@ -297,7 +295,8 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
                         c["label"],
                         _fmt.num(c["value"]),
                         f"{c['op']} {_fmt.num(c['threshold'])}",
-                        _ok(c["passed"], "pass", "FAIL") + (f" {c['reason']}" if c["reason"] else ""),
+                        _ok(c["passed"], "pass", "FAIL")
+                        + (f" {c['reason']}" if c["reason"] else ""),
                     )
                     for c in rc["checks"]
                 ]
@@ -434,10 +433,12 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             doc.pdf.add_page()
         flag = f" [{q['deadline']['state'].upper()}]" if q["overdue"] else ""
         doc.heading(f"Request {q['id']} ({q['status']}){flag}", 3)
-        events = "; ".join(f"#{e['index']} {e['event']} ({_fmt.when(e['at'])})" for e in q["events"])
+        events = "; ".join(
+            f"#{e['index']} {e['event']} ({_fmt.when(e['at'])})" for e in q["events"]
+        )
         if q["covered_by"]:
-            events += ("; " if events else "") + "applied in #" + ", #".join(
-                map(str, q["covered_by"])
+            events += (
+                ("; " if events else "") + "applied in #" + ", #".join(map(str, q["covered_by"]))
             )
         if q["failed_applies"]:
             events += "; failed applies #" + ", #".join(map(str, q["failed_applies"]))
@@ -556,7 +557,9 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     doc.heading("Check it yourself")
     doc.para("Everything above can be re-checked offline with the log's public key and no PyTorch:")
     lines = ["pip install lethe-sdk"]
-    lines += [f"lethe-audit verify {bundle['name']} --key '{k['vkey']}'" for k in ver["trusted_keys"]]
+    lines += [
+        f"lethe-audit verify {bundle['name']} --key '{k['vkey']}'" for k in ver["trusted_keys"]
+    ]
     if ver["trusted_keys"]:
         lines.append(
             f"lethe-audit report {bundle['name']} --key '{ver['trusted_keys'][0]['vkey']}' "
@@ -566,7 +569,9 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     doc.para(
         "A data subject checks their own receipt with lethe-audit receipt show RECEIPT --key VKEY."
     )
-    doc.para(f"{r['format']} · {r['generator']} · generated {r['generated_at']}", size=7.5, color=MUTED)
+    doc.para(
+        f"{r['format']} · {r['generator']} · generated {r['generated_at']}", size=7.5, color=MUTED
+    )
     return doc.output()
 
 
@@ -574,7 +579,9 @@ def _remeasure(doc: _Doc, rm: Mapping[str, Any]) -> None:
     doc.heading("Re-measured model")
     model, data = rm["model"], rm["eval_data"]
     target = (
-        f"entry #{model['attestation_index']}" if model["attestation_index"] is not None else "no entry"
+        f"entry #{model['attestation_index']}"
+        if model["attestation_index"] is not None
+        else "no entry"
     )
     doc.para(
         f"The model {model['name']} was run with {rm['backend']} on {data['name']} "
@@ -586,7 +593,8 @@ def _remeasure(doc: _Doc, rm: Mapping[str, Any]) -> None:
     else:
         attested = "NO applied attestation names this file"
         if model["attestation_index"] is not None:
-            attested += f"; compared with the latest apply of its model (entry #{model['attestation_index']})"
+            index = model["attestation_index"]
+            attested += f"; compared with the latest apply of its model (entry #{index})"
     digest = data["dataset_digest"] + (
         " (equals the logged digest)"
         if data["digest_matches"]

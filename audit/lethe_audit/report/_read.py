@@ -74,7 +74,7 @@ class SignedCheckpoint:
 class AttachmentFile:
     path: str
     sha256: str | None  # actual digest, None when the file is missing
-    bytes: int
+    size: int
     media_type: str
     listed_sha256: str | None  # the manifest's digest
     data: bytes | None = field(default=None, repr=False)

@@ -145,7 +145,11 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
         "max_forget_accuracy": thr.get("max_forget_accuracy"),
         "max_retain_drop": thr.get("max_retain_drop"),
         "passed": att.policy.passed,
-        "failures": list(att.policy.failures),
+        # A reason that lists class ids may name other subjects' classes: summarise it.
+        "failures": [
+            f if "classes [" not in f else "a check on the forgotten classes as a group"
+            for f in att.policy.failures
+        ],
     }
     try:
         result = MetricsResult.from_dict(att.metrics)
@@ -189,8 +193,9 @@ def build_receipt_page(
 
     ``receipt`` is a path (``os.PathLike``) or the receipt's text/bytes. ``request_id`` picks
     the subject's request when the receipt's attestation covers several (with only one it is
-    taken; a file named ``<request id>.tlog-proof``, as ``lethe`` writes them, names its own). ``subject`` and ``subject_key`` (hex) recompute the HMAC commitment and say whether
-    it is this request's; neither is written to the page. A receipt that does not verify still
+    taken; a file named ``<request id>.tlog-proof``, as ``lethe`` writes them, names its own).
+    ``subject`` and ``subject_key`` (hex) recompute the HMAC commitment and say whether it is
+    this request's; neither is written to the page. A receipt that does not verify still
     yields a page that says so (``ReceiptPage.error``).
     """
     from lethe_audit.verify import parse_receipt, verify_receipt
@@ -256,6 +261,7 @@ def build_receipt_page(
         "sections": [],
         "commands": [],
     }
+    commitment: str | None
     if isinstance(predicate, UnlearningAttestation):
         hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
         own = _pick(predicate, request_id, subject, key, hint)
@@ -278,7 +284,9 @@ def build_receipt_page(
         commitment = own.subject_commitment
     elif isinstance(predicate, LifecycleEvent) and predicate.request_id is not None:
         if request_id is not None and request_id != predicate.request_id:
-            raise ReportError(f"this receipt is about request {predicate.request_id}, not {request_id}")
+            raise ReportError(
+                f"this receipt is about request {predicate.request_id}, not {request_id}"
+            )
         d = dict(predicate.details or {})
         doc["kind"] = "event"
         doc["event"] = predicate.event
@@ -454,10 +462,7 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
                 "request is yours. (Neither is shown here.)"
             )
         else:
-            mine = (
-                "The identifier and key you gave do NOT match this request's subject "
-                "commitment."
-            )
+            mine = "The identifier and key you gave do NOT match this request's subject commitment."
     section("Is this receipt genuine?", proof, mine)
     d["sections"] = sections
 

@@ -78,7 +78,10 @@ def remeasure(
         pass
     try:
         verify_model(signed, list(verifiers))
-        signature = {"verified": True, "message": "signed by a trusted key; content and metadata match"}
+        signature = {
+            "verified": True,
+            "message": "signed by a trusted key; content and metadata match",
+        }
     except LetheAuditError as e:
         signature = {"verified": False, "message": str(e)}
 
