@@ -275,7 +275,7 @@ def test_tampered_entry_yields_a_report_naming_it(
     # Every format says it first.
     assert json.loads(report.to_json())["headline"] == report.headline
     assert (
-        report.to_json().splitlines()[1].startswith('  "headline": "Verification FAILED at entry 4')
+        report.to_json().splitlines()[0].startswith('{"headline": "Verification FAILED at entry 4')
     )
     html = report.to_html()
     assert first_line(html).startswith(want)

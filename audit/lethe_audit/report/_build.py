@@ -45,8 +45,12 @@ class Report:
         return copy.deepcopy(dict(self.data))
 
     def to_json(self) -> str:
-        """The JSON report; ``headline`` is its first key."""
-        return json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
+        """The JSON report. Its first line is ``{"headline": "...",``, so that the verdict
+        is the first thing ``head -1`` shows, as in the HTML and PDF."""
+        text = json.dumps(self.data, indent=2, ensure_ascii=False)
+        if text.startswith('{\n  "headline"'):
+            text = "{" + text[4:]
+        return text + "\n"
 
     def to_html(self) -> str:
         """One self-contained HTML file: inline CSS, inline SVG charts, images as data URIs."""

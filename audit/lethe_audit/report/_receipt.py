@@ -360,7 +360,7 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
     if d["kind"] == "unlearning":
         model = d["model"]["name"]
         section(
-            "What was deleted",
+            "What was deleted" if d["outcome"] == "applied" else "What you asked to delete",
             f"Your request asked the operator to make the image classifier “{model}” forget "
             f"{what_classes}. Classes appear here only by number: the log holds no names, and "
             "the operator knows which person or category each number stands for.",
@@ -396,8 +396,9 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
                 for c in m["classes"]
             )
             verified_parts.append(
-                f"Before the new model was published it was tested on {m['samples']} images it "
-                f"had never been trained on. How often it still recognised your classes: {per}."
+                f"Before a changed model is published it is tested on images it was never "
+                f"trained on ({m['samples']} here). How often it still recognised your classes: "
+                f"{per}."
             )
         if m["retain_after"] is not None:
             verified_parts.append(
