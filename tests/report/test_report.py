@@ -192,9 +192,12 @@ def test_authenticated_figures_are_shown_others_listed(fixed: Any) -> None:
     assert "differs" in rows[f"{B.APPLY_ID}.extra.png"]["reason"]
     assert not rows["operator-notes.txt"]["authenticated"]
     html = report.to_html()
-    # The apply covers two requests: each request's section shows its figures.
-    srcs = set(_img_sources(html))
+    # The apply covers two requests: it is shown in full in the first one's section, and the
+    # second one's section refers to it with a summary of its own class.
+    srcs = _img_sources(html)
     assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert html.count(f'together with request <a href="#request-{B.REQ_A}">') == 1
+    assert "class 7 100.00% → 0.00%" in html
     shown = {base64.b64decode(s.split(",", 1)[1]) for s in srcs}
     assert shown == {
         (B.DATA / f"{k}.png").read_bytes() for k in ("alpha_summary", "channel_overlap")

@@ -56,9 +56,10 @@ class _Doc:
             def footer(self) -> None:
                 self.set_y(-12)
                 doc.font(size=8, color=MUTED)
-                self.cell(0, 6, doc.t(f"{title} · page {self.page_no()}/{{nb}}"), align="C")
+                self.cell(0, 6, doc.t(f"{title} · page {self.page_no()}/{{nbpages}}"), align="C")
 
         self.pdf = _PDF(format="A4", unit="mm")
+        self.pdf.alias_nb_pages("{nbpages}")  # wide enough for any page count
         self.pdf.set_margins(14, 14, 14)
         self.pdf.set_auto_page_break(True, margin=16)
         self.pdf.set_title(title)
@@ -350,6 +351,28 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
                 doc.para(caption, size=8, color=MUTED)
 
 
+def _in_short(a: Mapping[str, Any], classes: Sequence[int]) -> str:
+    parts = [
+        f"policy {_ok(a['policy']['passed'], 'passed', 'FAILED')}",
+        f"inclusion proof {_ok(a['inclusion']['verified'])}",
+    ]
+    m = a["metrics"]
+    if m.get("structured"):
+        for row in m["rows"][:2]:
+            before = _fmt.value(row["before"], row["unit"])
+            after = _fmt.value(row["after"], row["unit"])
+            parts.append(f"{row['label'].lower()} {before} → {after}")
+        for c in m["per_class"]:
+            if c["class"] in classes:
+                parts.append(f"class {c['class']} {_fmt.pct(c['before'])} → {_fmt.pct(c['after'])}")
+    text = "Its section shows the metrics, digests, inclusion proof and figures of that apply. "
+    text += "In short: " + ", ".join(parts)
+    text += f"; filtered model {a['model']['folded_digest']}"
+    if a.get("onnx"):
+        text += f", ONNX sha256 {a['onnx']['sha256']}"
+    return text + "."
+
+
 def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     doc = _Doc(f"Lethe audit report · {r['log']['origin'] or 'unknown log'}")
     ver = r["verification"]
@@ -428,6 +451,11 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     shown = [q for q in r["requests"] if q["status"] != "rejected"]
     if not shown:
         doc.para("No deletion requests in this log.")
+    # An apply that covers several requests is shown in full once, in the first one's section.
+    first: dict[int, str] = {}
+    for q in shown:
+        if q["apply_index"] is not None:
+            first.setdefault(q["apply_index"], q["id"])
     for k, q in enumerate(shown):
         if k and doc.pdf.get_y() > doc.pdf.h / 2:
             doc.pdf.add_page()
@@ -460,13 +488,21 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
                 ("Log entries", events or _fmt.DASH),
             ]
         )
-        if q["apply_index"] is not None:
+        if q["apply_index"] is not None and first[q["apply_index"]] == q["id"]:
             a = applies[q["apply_index"]]
             doc.heading(f"Applied by log entry #{q['apply_index']}", 4)
             _apply(doc, a, images, others=len(a["request_ids"]) - 1)
             if len(q["covered_by"]) > 1:
                 later = ", #".join(map(str, q["covered_by"][1:]))
                 doc.para(f"Later applies also cover this request: #{later}.", size=8, color=MUTED)
+        elif q["apply_index"] is not None:
+            a = applies[q["apply_index"]]
+            doc.heading(
+                f"Applied by log entry #{q['apply_index']}, together with request "
+                f"{first[q['apply_index']]}",
+                4,
+            )
+            doc.para(_in_short(a, q["classes"]))
         elif q["failed_applies"]:
             doc.para(
                 f"Not applied: the latest attempt (entry #{q['failed_applies'][-1]}) failed "
