@@ -10,6 +10,8 @@ Subpackages (import the one you need; this package imports nothing heavy):
 - :mod:`lethe_audit.log` — the log service (:class:`~lethe_audit.log.AuditLog`)
 - :mod:`lethe_audit.verify` — offline verification of bundles and receipts, policies
 - :mod:`lethe_audit.metrics` — verification metrics on onnxruntime
+- :mod:`lethe_audit.model` — signed ONNX models
+- :mod:`lethe_audit.report` — auditor reports (HTML, PDF, JSON) and receipt pages
 - :mod:`lethe_audit.cli` — the ``lethe-audit`` command line
 - :mod:`lethe_audit.errors` — every exception (root :class:`~lethe_audit.errors.LetheAuditError`)
 """

@@ -31,6 +31,7 @@ __all__ = [
     "PolicyViolationError",
     "ProofError",
     "ReceiptError",
+    "ReportError",
     "ResultFormatError",
     "SchemaError",
     "SignatureError",
@@ -209,3 +210,12 @@ class ModelVerificationError(VerificationError):
     ) -> None:
         super().__init__(message, index=index, size=size)
         self.what = what
+
+
+# --- auditor reports (lethe_audit.report) -----------------------------------------------------
+
+
+class ReportError(LetheAuditError):
+    """A report or receipt page cannot be made from what was given: unreadable evaluation data,
+    a request that is not in the receipt, an output file that cannot be written. (A bundle that
+    fails verification still yields a report; its error is the verifier's own.)"""

@@ -32,9 +32,17 @@ def main() -> None:
 
 
 def _register() -> None:
-    from lethe_audit.cli import _db, _keys, _log, _model, _receipt, _verify
+    from lethe_audit.cli import _db, _keys, _log, _model, _receipt, _report, _verify
 
-    groups = (_db.db, _keys.keys, _log.log, _model.model, _receipt.receipt, _verify.verify)
+    groups = (
+        _db.db,
+        _keys.keys,
+        _log.log,
+        _model.model,
+        _receipt.receipt,
+        _report.report,
+        _verify.verify,
+    )
     for group in groups:
         main.add_command(group)
 

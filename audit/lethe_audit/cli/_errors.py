@@ -45,6 +45,7 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.PolicyConfigError: 46,
         E.PolicyViolationError: 47,
         E.ModelVerificationError: 50,
+        E.ReportError: 60,
     }
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -59,3 +60,80 @@ def receipt_verify(
         f"OK: entry {r.index} ({r.statement.predicate_type}) is in log {r.checkpoint.origin} "
         f"at size {r.checkpoint.size}",
     )
+
+
+@receipt.command("show")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@key_option
+@click.option(
+    "--request",
+    "request_id",
+    metavar="ID",
+    help="Your request id, when the receipt covers several requests.",
+)
+@click.option(
+    "--subject",
+    metavar="ID",
+    help="Your identifier: check that the request's commitment is yours (needs --subject-key).",
+)
+@click.option(
+    "--subject-key",
+    metavar="HEX",
+    help="The commitment key you were given with your request (hex).",
+)
+@click.option(
+    "--origin", metavar="ORIGIN", help="Require the receipt to come from this log origin."
+)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the page as self-contained HTML (.json: JSON, .txt: text) instead of printing.",
+)
+@json_option
+def receipt_show(
+    file: Path,
+    keys: tuple[str, ...],
+    request_id: str | None,
+    subject: str | None,
+    subject_key: str | None,
+    origin: str | None,
+    out: Path | None,
+    as_json: bool,
+) -> None:
+    """Explain a receipt FILE to its data subject in plain language (what was deleted, when,
+    how it was verified, how to check it), verified with the log's key (--key VKEY).
+
+    Shows only the subject's own request. A receipt that does not verify still gets its page;
+    the command then exits with the verification error's code.
+    """
+    from lethe_audit.report import build_receipt_page
+
+    if (subject is None) != (subject_key is None):
+        raise click.UsageError("--subject and --subject-key go together")
+    page = build_receipt_page(
+        file,
+        load_verifiers(keys),
+        request_id=request_id,
+        subject=subject,
+        subject_key=subject_key,
+        origin=origin,
+    )
+    if out is not None:
+        page.write(out)
+    if page.error is not None:
+        if out is not None:
+            click.echo(f"wrote {out}: {page.headline}", err=True)
+        elif not as_json:
+            click.echo(page.to_text(), err=True)
+        raise page.error
+    if as_json:
+        doc = page.to_dict()
+        if out is not None:
+            doc["file"] = str(out)
+        click.echo(json.dumps({"ok": True, **doc}, indent=2, ensure_ascii=False))
+    elif out is not None:
+        click.echo(f"{page.headline}\nwrote {out}")
+    else:
+        click.echo(page.to_text(), nl=False)

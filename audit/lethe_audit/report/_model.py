@@ -1,0 +1,442 @@
+"""The report model: one JSON-ready dict that the HTML, PDF and JSON reports are made from."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from lethe_audit._version import __version__
+from lethe_audit.errors import VerificationError
+from lethe_audit.note import Verifier
+from lethe_audit.report import _metrics
+from lethe_audit.report._read import BundleContents, Inclusion, inclusions
+from lethe_audit.statements import LifecycleEvent, UnlearningAttestation, parse_rfc3339, rfc3339
+
+REPORT_FORMAT = "lethe.report.v1"
+FIGURES_EVENT = "apply.figures"
+#: Figure kinds the apply step writes, in display order, with their captions.
+FIGURE_KINDS = {
+    "alpha_summary": "Share of each filtered layer's channels that each class suppresses (α)",
+    "channel_overlap": "Overlap of the suppressed channel sets between classes",
+}
+#: Log entries listed one by one in the timeline (larger logs get counts only).
+TIMELINE_LIMIT = 500
+#: Checkpoints listed one by one (the newest ones).
+CHECKPOINT_LIMIT = 20
+
+_PREFIX = re.compile(r"^(entry \d+|checkpoint at size \d+|checkpoint line \d+): ")
+
+
+def b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _t(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_rfc3339(text)
+    except ValueError:
+        return None
+
+
+def _days(delta_seconds: float) -> float:
+    return round(delta_seconds / 86400, 2)
+
+
+def error_dict(e: VerificationError | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {
+        "type": type(e).__name__,
+        "message": str(e),
+        "index": e.index,
+        "size": e.size,
+    }
+
+
+def headline(error: VerificationError | None, located: VerificationError | None, size: int) -> str:
+    """The report's first line."""
+    if error is None:
+        return (
+            f"Verification passed: all {size} log entries, every checkpoint and every signature "
+            "verified with the trusted key(s)."
+        )
+    fault = located if located is not None else error
+    where = None
+    if fault.index is not None:
+        where = f"entry {fault.index}"
+    elif fault.size is not None:
+        where = f"the checkpoint at size {fault.size}"
+    why = _PREFIX.sub("", str(fault))
+    text = "Verification FAILED" + (f" at {where}" if where else "") + f": {why}"
+    if located is not None:
+        text += f" (first error: {error})"
+    return text + ". Nothing below is trustworthy."
+
+
+def _deadline(r: dict[str, Any], now: datetime) -> dict[str, Any]:
+    due = _t(r["due_at"])
+    closed_at = r["applied_at"] or r["rejected_at"]
+    closed = _t(closed_at)
+    if due is None:
+        return {"state": "unknown", "days": None}
+    if closed is not None:
+        late = (closed - due).total_seconds()
+        if late > 0:
+            return {"state": "late", "days": _days(late)}
+        return {"state": "met", "days": _days(-late)}
+    left = (due - now).total_seconds()
+    if left < 0:
+        return {"state": "overdue", "days": _days(-left)}
+    return {"state": "open", "days": _days(left)}
+
+
+def _new_request(rid: str) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "status": "unknown",
+        "model": None,
+        "classes": [],
+        "legal_basis": None,
+        "subject_commitment": None,
+        "received_at": None,
+        "due_at": None,
+        "approved_at": None,
+        "applied_at": None,
+        "rejected_at": None,
+        "shredded_at": None,
+        "apply_index": None,
+        "covered_by": [],
+        "failed_applies": [],
+        "events": [],
+    }
+
+
+def _event_summary(p: LifecycleEvent) -> str:
+    d = dict(p.details or {})
+    parts = []
+    if p.request_id:
+        parts.append(p.request_id)
+    for key in ("model", "classes", "legal_basis", "variant", "apply_id", "log_index"):
+        if key in d:
+            parts.append(f"{key}={d[key]}")
+    return " ".join(str(x) for x in parts)
+
+
+def build(
+    contents: BundleContents,
+    *,
+    bundle_name: str,
+    verifiers: Sequence[Verifier],
+    error: VerificationError | None,
+    located: VerificationError | None,
+    now: datetime,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The report dict, and the bytes of the authenticated figures (keyed by attachment path)."""
+    passed = error is None
+    trusted_vkeys = {v.vkey for v in verifiers}
+    manifest = contents.manifest
+    size = len(contents.entries)
+    warnings: list[str] = []
+    if contents.manifest_problem:
+        warnings.append(contents.manifest_problem)
+    warnings.extend(contents.checkpoint_problems)
+
+    requests: dict[str, dict[str, Any]] = {}
+    applies: list[dict[str, Any]] = []
+    figure_events: list[tuple[int, LifecycleEvent]] = []
+    timeline: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter()
+    unreadable: list[dict[str, Any]] = []
+
+    def req(rid: str) -> dict[str, Any]:
+        if rid not in requests:
+            requests[rid] = _new_request(rid)
+        return requests[rid]
+
+    for e in contents.entries:
+        p = e.predicate
+        if p is None:
+            counts["unreadable"] += 1
+            unreadable.append({"index": e.index, "problem": e.problem})
+            continue
+        if isinstance(p, LifecycleEvent):
+            counts[f"event {p.event}"] += 1
+            timeline.append(
+                {"index": e.index, "kind": p.event, "at": p.at, "summary": _event_summary(p)}
+            )
+            if p.event == FIGURES_EVENT:
+                figure_events.append((e.index, p))
+            if p.request_id is None or not p.event.startswith("request."):
+                continue
+            r = req(p.request_id)
+            r["events"].append({"index": e.index, "event": p.event, "at": p.at})
+            d = dict(p.details or {})
+            if p.event == "request.received":
+                r["received_at"] = p.at
+                r["status"] = "received"
+                r["model"] = d.get("model", r["model"])
+                if isinstance(d.get("classes"), list):
+                    r["classes"] = [c for c in d["classes"] if isinstance(c, int)]
+                r["legal_basis"] = d.get("legal_basis", r["legal_basis"])
+                r["subject_commitment"] = d.get("subject_commitment", r["subject_commitment"])
+                r["due_at"] = d.get("due_at", r["due_at"])
+            elif p.event == "request.approved":
+                r["approved_at"] = p.at
+                if r["status"] in ("received", "failed", "unknown"):
+                    r["status"] = "approved"
+            elif p.event == "request.rejected":
+                r["rejected_at"] = p.at
+                r["status"] = "rejected"
+            elif p.event == "request.shredded":
+                r["shredded_at"] = p.at
+        else:
+            assert isinstance(p, UnlearningAttestation)
+            counts[f"attestation {p.outcome}"] += 1
+            timeline.append(
+                {
+                    "index": e.index,
+                    "kind": f"unlearning.{p.outcome}",
+                    "at": p.applied_at,
+                    "summary": f"model={p.model.name} classes={list(p.forgotten_classes)} "
+                    f"requests={len(p.requests)}",
+                }
+            )
+            policy = p.policy.to_dict()
+            applies.append(
+                {
+                    "index": e.index,
+                    "outcome": p.outcome,
+                    "applied_at": p.applied_at,
+                    "model": p.model.to_dict(),
+                    "filter_bank_digest": p.filter_bank_digest,
+                    "method": p.method.to_dict(),
+                    "onnx": None if p.onnx is None else p.onnx.to_dict(),
+                    "forgotten_classes": list(p.forgotten_classes),
+                    "request_ids": [q.id for q in p.requests],
+                    "policy": policy,
+                    "metrics": _metrics.view(p.metrics, policy),
+                    "inclusion": None,
+                    "figures": [],
+                }
+            )
+            for q in p.requests:
+                r = req(q.id)
+                r["classes"] = list(q.classes)
+                r["legal_basis"] = q.legal_basis
+                r["subject_commitment"] = q.subject_commitment
+                r["received_at"] = q.received_at
+                r["due_at"] = q.due_at
+                r["approved_at"] = q.approved_at
+                r["model"] = p.model.name
+                if p.outcome == "applied":
+                    r["covered_by"].append(e.index)
+                    if r["apply_index"] is None:
+                        r["apply_index"] = e.index
+                        r["applied_at"] = p.applied_at
+                    r["status"] = "applied"
+                else:
+                    r["failed_applies"].append(e.index)
+                    if r["status"] != "applied":
+                        r["status"] = "failed"
+
+    # Inclusion proofs of every attestation against the latest trusted checkpoint.
+    proofs = inclusions(contents, [a["index"] for a in applies])
+    for a in applies:
+        a["inclusion"] = _inclusion_dict(proofs[a["index"]])
+
+    figures, attachment_rows = _figures(contents, applies, figure_events, warnings)
+
+    for r in requests.values():
+        r["deadline"] = _deadline(r, now)
+        r["overdue"] = r["deadline"]["state"] in ("late", "overdue")
+    req_list = list(requests.values())
+    summary = {
+        "requests": len(req_list),
+        "applied": sum(r["status"] == "applied" for r in req_list),
+        "failed": sum(r["status"] == "failed" for r in req_list),
+        "rejected": sum(r["status"] == "rejected" for r in req_list),
+        "pending": sum(r["status"] in ("received", "approved") for r in req_list),
+        "overdue": sum(r["overdue"] for r in req_list),
+        "shredded": sum(r["shredded_at"] is not None for r in req_list),
+        "applies": sum(a["outcome"] == "applied" for a in applies),
+        "failed_applies": sum(a["outcome"] == "failed" for a in applies),
+    }
+    for a in applies:
+        if a["metrics"].get("structured") and a["metrics"]["recheck"]["agrees_with_log"] is False:
+            warnings.append(
+                f"entry {a['index']}: the logged verdict (passed={a['policy']['passed']}) does "
+                "not follow from the logged metrics and thresholds"
+            )
+    for u in unreadable:
+        warnings.append(f"entry {u['index']} cannot be read: {u['problem']}")
+
+    latest = contents.latest
+    cps = contents.checkpoints
+    log = {
+        "origin": manifest.origin if manifest is not None else None,
+        "size": size,
+        "root": b64(latest.root) if latest is not None else None,
+        "checkpoint_size": latest.size if latest is not None else None,
+        "checkpoints": {
+            "count": len(cps),
+            "trusted": sum(c.trusted for c in cps),
+            "listed": [
+                {"size": c.size, "root": b64(c.root), "trusted": c.trusted}
+                for c in cps[-CHECKPOINT_LIMIT:]
+            ],
+        },
+        "keys": [
+            {
+                "name": k.get("name"),
+                "key_id": k.get("key_id"),
+                "vkey": k.get("vkey"),
+                "status": k.get("status"),
+                "added_at_size": k.get("added_at_size"),
+                "retired_at_size": k.get("retired_at_size"),
+                "trusted": k.get("vkey") in trusted_vkeys,
+            }
+            for k in contents.keys
+        ],
+        "entry_counts": dict(sorted(counts.items())),
+        "timeline": timeline[:TIMELINE_LIMIT],
+        "timeline_truncated": len(timeline) > TIMELINE_LIMIT,
+        "attachments": attachment_rows,
+    }
+    doc: dict[str, Any] = {
+        "headline": headline(error, located, size),
+        "format": REPORT_FORMAT,
+        "generator": f"lethe-audit {__version__}",
+        "generated_at": rfc3339(now.replace(microsecond=0)),
+        "bundle": {
+            "name": PurePosixPath(bundle_name).name,
+            "created_at": manifest.created_at if manifest is not None else None,
+            "generator": manifest.generator if manifest is not None else None,
+        },
+        "verification": {
+            "passed": passed,
+            "error": error_dict(error),
+            "located": error_dict(located),
+            "trusted_keys": [
+                {"name": v.name, "key_hint": v.key_hint, "vkey": v.vkey} for v in verifiers
+            ],
+        },
+        "summary": summary,
+        "log": log,
+        "requests": req_list,
+        "applies": applies,
+        "remeasure": None,
+        "warnings": warnings,
+    }
+    return doc, figures
+
+
+def _inclusion_dict(inc: Inclusion) -> dict[str, Any]:
+    return {
+        "verified": inc.verified,
+        "checkpoint_size": inc.size,
+        "root": b64(inc.root),
+        "proof": [b64(h) for h in inc.proof],
+        "message": inc.message,
+    }
+
+
+def _figure_kind(name: str) -> str:
+    for kind in FIGURE_KINDS:
+        if name.endswith(f".{kind}.png"):
+            return kind
+    return "other"
+
+
+def _figures(
+    contents: BundleContents,
+    applies: list[dict[str, Any]],
+    events: list[tuple[int, LifecycleEvent]],
+    warnings: list[str],
+) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """Attach each attachment whose digest a logged ``apply.figures`` event names to its apply."""
+    by_index = {a["index"]: a for a in applies}
+    files = {a.path: a for a in contents.attachments}
+    claims: dict[str, tuple[int, int, str]] = {}  # path -> (event index, apply index, digest)
+    for index, ev in events:
+        d = ev.details if isinstance(ev.details, Mapping) else {}
+        log_index = d.get("log_index")
+        named = d.get("attachments")
+        if not isinstance(log_index, int) or not isinstance(named, Mapping):
+            warnings.append(
+                f"entry {index}: an {FIGURES_EVENT} event without log_index/attachments"
+            )
+            continue
+        if log_index not in by_index or by_index[log_index]["outcome"] != "applied":
+            warnings.append(
+                f"entry {index}: {FIGURES_EVENT} names entry {log_index}, which is not an "
+                "applied attestation in this bundle"
+            )
+            continue
+        for name, digest in named.items():
+            if not isinstance(name, str) or not isinstance(digest, str):
+                continue
+            path = name if name.startswith("attachments/") else f"attachments/{name}"
+            claims[path] = (index, log_index, digest.removeprefix("sha256:"))
+    images: dict[str, bytes] = {}
+    rows = []
+    for f in contents.attachments:
+        claim = claims.get(f.path)
+        reason: str | None = None
+        apply_index = None
+        if f.sha256 is None:
+            reason = "the file is missing from the bundle"
+        elif claim is None:
+            reason = f"no logged {FIGURES_EVENT} event names this file"
+        elif claim[2] != f.sha256:
+            reason = f"its digest differs from the one logged in entry {claim[0]}"
+        else:
+            apply_index = claim[1]
+        ok = reason is None
+        rows.append(
+            {
+                "path": f.path,
+                "sha256": f.sha256,
+                "bytes": f.size,
+                "media_type": f.media_type,
+                "authenticated": ok,
+                "apply_index": apply_index,
+                "event_index": claim[0] if claim is not None else None,
+                "reason": reason,
+            }
+        )
+        if ok and apply_index is not None:
+            name = PurePosixPath(f.path).name
+            embeddable = f.data is not None and f.media_type in ("image/png", "image/jpeg")
+            by_index[apply_index]["figures"].append(
+                {
+                    "path": f.path,
+                    "name": name,
+                    "kind": _figure_kind(name),
+                    "caption": FIGURE_KINDS.get(_figure_kind(name), name),
+                    "sha256": f.sha256,
+                    "media_type": f.media_type,
+                    "event_index": claim[0] if claim is not None else None,
+                    "embedded": embeddable,
+                }
+            )
+            if embeddable and f.data is not None:
+                images[f.path] = f.data
+    for a in applies:
+        order = list(FIGURE_KINDS)
+        a["figures"].sort(
+            key=lambda g: (order.index(g["kind"]) if g["kind"] in order else 99, g["name"])
+        )
+    for row in rows:
+        if not row["authenticated"]:
+            warnings.append(f"attachment {row['path']} is unauthenticated: {row['reason']}")
+    missing = sorted(set(claims) - set(files))
+    for path in missing:
+        warnings.append(f"entry {claims[path][0]} logs figure {path}, which is not in the bundle")
+    return images, rows

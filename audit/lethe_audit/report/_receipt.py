@@ -1,0 +1,489 @@
+"""The receipt page: one deletion receipt explained to its data subject in plain language.
+
+It shows only the subject's own request. An attestation covers every request of one apply;
+the others' ids, commitments and classes never reach the page (nor does the union of
+forgotten classes, which would reveal them).
+"""
+
+from __future__ import annotations
+
+import binascii
+import copy
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from lethe_audit._version import __version__
+from lethe_audit.errors import LetheAuditError, MetricsError, ReportError, VerificationError
+from lethe_audit.note import Verifier
+from lethe_audit.report import _fmt, _read
+from lethe_audit.report._model import _deadline, error_dict
+from lethe_audit.statements import (
+    LifecycleEvent,
+    RequestRecord,
+    UnlearningAttestation,
+    hmac_commitment,
+    parse_predicate,
+    rfc3339,
+)
+
+RECEIPT_PAGE_FORMAT = "lethe.receipt-page.v1"
+
+_EVENT_WORDS = {
+    "request.received": "was received",
+    "request.approved": "was approved",
+    "request.rejected": "was rejected",
+    "request.shredded": "had the key of its subject commitment destroyed (crypto-shredding)",
+    "request.superseded": "is covered by a newer version of the model",
+}
+
+
+@dataclass(frozen=True)
+class ReceiptPage:
+    """A rendered receipt: ``data`` (JSON-ready) and the verification ``error`` (or None)."""
+
+    data: Mapping[str, Any] = field(repr=False)
+    error: VerificationError | None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None
+
+    @property
+    def headline(self) -> str:
+        return str(self.data["headline"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(dict(self.data))
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
+
+    def to_html(self) -> str:
+        """A self-contained HTML page (inline CSS and chart, no scripts, no fetches)."""
+        from lethe_audit.report._html import render_receipt
+
+        return render_receipt(self.data)
+
+    def to_text(self) -> str:
+        """The page as plain text (what ``lethe-audit receipt show`` prints)."""
+        d = self.data
+        lines = [d["headline"], ""]
+        for section in d["sections"]:
+            lines.append(section["title"])
+            lines.extend(f"  {p}" for p in section["paragraphs"])
+            lines.append("")
+        lines.append("Check it yourself:")
+        lines.extend(f"  {c}" for c in d["commands"])
+        return "\n".join(lines) + "\n"
+
+    def write(self, out: str | os.PathLike[str]) -> Path:
+        """Write the HTML page (or JSON / text by the suffix ``.json`` / ``.txt``)."""
+        from lethe_audit.report._build import write_atomic
+
+        path = Path(out)
+        suffix = path.suffix.lower()
+        text = (
+            self.to_json()
+            if suffix == ".json"
+            else self.to_text()
+            if suffix == ".txt"
+            else self.to_html()
+        )
+        write_atomic(path, text.encode("utf-8"))
+        return path
+
+
+def _pick(
+    att: UnlearningAttestation,
+    request_id: str | None,
+    subject: str | None,
+    key: bytes | None,
+    hint: str | None,
+) -> RequestRecord:
+    if request_id is None and hint is not None and len(att.requests) > 1:
+        # `lethe` names receipt files after their request: <request id>.tlog-proof
+        request_id = hint if any(r.id == hint for r in att.requests) else None
+    if request_id is not None:
+        for r in att.requests:
+            if r.id == request_id:
+                return r
+        raise ReportError(
+            f"request {request_id} is not in this receipt: check the request id you were given"
+        )
+    if len(att.requests) == 1:
+        return att.requests[0]
+    if subject is not None and key is not None:
+        mine = [r for r in att.requests if r.subject_commitment == hmac_commitment(key, subject)]
+        if len(mine) == 1:
+            return mine[0]
+        raise ReportError(
+            "no request in this receipt matches the identifier and key given: check both, or "
+            "name your request with --request ID"
+        )
+    raise ReportError(
+        f"this receipt covers {len(att.requests)} requests of one change to the model: name "
+        "yours with --request ID (the id you were given when you filed it), or give "
+        "--subject and --subject-key to find it"
+    )
+
+
+def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str, Any]:
+    """Only the subject's own classes, the retained classes' accuracy, and the rule."""
+    from lethe_audit.metrics import MetricsResult
+
+    thr = dict(att.policy.thresholds)
+    out: dict[str, Any] = {
+        "classes": [],
+        "samples": None,
+        "retain_before": None,
+        "retain_after": None,
+        "max_forget_accuracy": thr.get("max_forget_accuracy"),
+        "max_retain_drop": thr.get("max_retain_drop"),
+        "passed": att.policy.passed,
+        # A reason that lists class ids may name other subjects' classes: summarise it.
+        "failures": [
+            f if "classes [" not in f else "a check on the forgotten classes as a group"
+            for f in att.policy.failures
+        ],
+    }
+    try:
+        result = MetricsResult.from_dict(att.metrics)
+    except (MetricsError, TypeError, ValueError):
+        return out
+    acc = result.accuracy
+    out["samples"] = result.samples
+    out["retain_before"] = acc.base_retain_accuracy
+    out["retain_after"] = acc.retain_accuracy
+    for c in classes:
+        if 0 <= c < result.num_classes:
+            out["classes"].append(
+                {
+                    "class": c,
+                    "samples": acc.class_counts[c],
+                    "before": None if acc.base_per_class is None else acc.base_per_class[c],
+                    "after": acc.per_class[c],
+                    "forgotten": True,
+                }
+            )
+    return out
+
+
+def _classes_phrase(classes: Sequence[int]) -> str:
+    if len(classes) == 1:
+        return f"class {classes[0]}"
+    return "classes " + ", ".join(map(str, classes[:-1])) + f" and {classes[-1]}"
+
+
+def build_receipt_page(
+    receipt: bytes | str | os.PathLike[str],
+    verifiers: Sequence[str | Verifier] | str | Verifier,
+    *,
+    request_id: str | None = None,
+    subject: str | None = None,
+    subject_key: str | None = None,
+    origin: str | None = None,
+    now: datetime | None = None,
+) -> ReceiptPage:
+    """Verify a deletion receipt and explain it to its data subject.
+
+    ``receipt`` is a path (``os.PathLike``) or the receipt's text/bytes. ``request_id`` picks
+    the subject's request when the receipt's attestation covers several (with only one it is
+    taken; a file named ``<request id>.tlog-proof``, as ``lethe`` writes them, names its own).
+    ``subject`` and ``subject_key`` (hex) recompute the HMAC commitment and say whether it is
+    this request's; neither is written to the page. A receipt that does not verify still
+    yields a page that says so (``ReceiptPage.error``).
+    """
+    from lethe_audit.verify import parse_receipt, verify_receipt
+
+    if isinstance(receipt, os.PathLike):
+        p = Path(receipt)
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise ReportError(f"cannot read receipt {p.name}: {e.strerror}") from None
+        name = p.name
+    else:
+        data = receipt.encode("utf-8") if isinstance(receipt, str) else bytes(receipt)
+        name = "RECEIPT"
+    if (subject is None) != (subject_key is None):
+        raise ReportError("checking the commitment needs both the identifier and its key")
+    key: bytes | None = None
+    if subject_key is not None:
+        try:
+            key = bytes.fromhex(subject_key.strip())
+        except (ValueError, binascii.Error):
+            raise ReportError("the subject key must be hexadecimal") from None
+        if len(key) < 16:
+            raise ReportError("the subject key is too short (Lethe gives 32 bytes, 64 hex digits)")
+    trusted = _read.as_verifiers(verifiers)
+    when = now or datetime.now(timezone.utc)
+
+    parsed = parse_receipt(data)
+    error: VerificationError | None = None
+    try:
+        verify_receipt(data, trusted, origin=origin)
+    except VerificationError as e:
+        error = e
+    try:
+        predicate = parse_predicate(parsed.statement)
+    except LetheAuditError as e:
+        raise ReportError(f"the receipt's entry is not a Lethe statement: {e}") from None
+
+    vkey = trusted[0].vkey if trusted else "VKEY"
+    cp = parsed.checkpoint
+    doc: dict[str, Any] = {
+        "headline": "",
+        "format": RECEIPT_PAGE_FORMAT,
+        "generator": f"lethe-audit {__version__}",
+        "generated_at": rfc3339(when.replace(microsecond=0)),
+        "receipt": {
+            "name": PurePosixPath(name).name,
+            "origin": cp.origin,
+            "index": parsed.index,
+            "checkpoint_size": cp.size,
+            "root": _read_root(cp.root),
+        },
+        "verification": {"passed": error is None, "error": error_dict(error)},
+        "kind": None,
+        "outcome": None,
+        "event": None,
+        "request": None,
+        "applied_at": None,
+        "model": None,
+        "metrics": None,
+        "shared": False,
+        "subject_check": None,
+        "sections": [],
+        "commands": [],
+    }
+    commitment: str | None
+    if isinstance(predicate, UnlearningAttestation):
+        hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
+        own = _pick(predicate, request_id, subject, key, hint)
+        doc["kind"] = "unlearning"
+        doc["outcome"] = predicate.outcome
+        doc["applied_at"] = predicate.applied_at
+        doc["shared"] = len(predicate.requests) > 1
+        doc["model"] = {
+            "name": predicate.model.name,
+            "folded_digest": predicate.model.folded_digest,
+            "onnx_sha256": None if predicate.onnx is None else predicate.onnx.sha256,
+        }
+        doc["metrics"] = _own_metrics(predicate, own.classes)
+        req = own.to_dict()
+        closed = predicate.applied_at if predicate.outcome == "applied" else None
+        req["deadline"] = _deadline(
+            {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
+        )
+        doc["request"] = req
+        commitment = own.subject_commitment
+    elif isinstance(predicate, LifecycleEvent) and predicate.request_id is not None:
+        if request_id is not None and request_id != predicate.request_id:
+            raise ReportError(
+                f"this receipt is about request {predicate.request_id}, not {request_id}"
+            )
+        d = dict(predicate.details or {})
+        doc["kind"] = "event"
+        doc["event"] = predicate.event
+        classes = [c for c in d.get("classes", []) if isinstance(c, int)]
+        doc["request"] = {
+            "id": predicate.request_id,
+            "classes": classes,
+            "legal_basis": d.get("legal_basis"),
+            "received_at": predicate.at if predicate.event == "request.received" else None,
+            "due_at": d.get("due_at"),
+            "approved_at": predicate.at if predicate.event == "request.approved" else None,
+            "subject_commitment": d.get("subject_commitment"),
+            "at": predicate.at,
+        }
+        commitment = d.get("subject_commitment")
+    else:
+        kind = predicate.event if isinstance(predicate, LifecycleEvent) else "statement"
+        raise ReportError(
+            f"entry {parsed.index} is a {kind} about no deletion request: not a deletion receipt"
+        )
+    if subject is not None and key is not None:
+        if commitment is None:
+            doc["subject_check"] = {"matches": None}
+        else:
+            doc["subject_check"] = {"matches": hmac_commitment(key, subject) == commitment}
+    _explain(doc, vkey)
+    return ReceiptPage(data=doc, error=error)
+
+
+def _read_root(root: bytes) -> str:
+    import base64
+
+    return base64.b64encode(root).decode("ascii")
+
+
+def _explain(d: dict[str, Any], vkey: str) -> None:
+    req = d["request"]
+    rid = req["id"]
+    ver = d["verification"]
+    rc = d["receipt"]
+    sections: list[dict[str, Any]] = []
+
+    def section(title: str, *paragraphs: str) -> None:
+        sections.append({"title": title, "paragraphs": [p for p in paragraphs if p]})
+
+    classes = req.get("classes") or []
+    what_classes = _classes_phrase(classes) if classes else "the classes named in your request"
+    if not ver["passed"]:
+        head = (
+            f"This receipt did NOT verify: {ver['error']['message']}. Do not rely on what it "
+            "says; ask the operator for a new receipt."
+        )
+    elif d["kind"] == "unlearning" and d["outcome"] == "applied":
+        head = (
+            f"Your deletion request {rid} was carried out on {_fmt.when(d['applied_at'])}, and "
+            "this receipt verified."
+        )
+    elif d["kind"] == "unlearning":
+        head = (
+            f"Your deletion request {rid} was attempted on {_fmt.when(d['applied_at'])} but the "
+            "result did not pass its checks, so nothing was changed yet. The receipt verified."
+        )
+    else:
+        word = _EVENT_WORDS.get(d["event"], f"has the event {d['event']}")
+        head = (
+            f"Your deletion request {rid} {word} on {_fmt.when(req['at'])}; this receipt "
+            "verified. It is not yet a receipt of the deletion itself."
+        )
+    d["headline"] = head
+
+    if d["kind"] == "unlearning":
+        model = d["model"]["name"]
+        section(
+            "What was deleted" if d["outcome"] == "applied" else "What you asked to delete",
+            f"Your request asked the operator to make the image classifier “{model}” forget "
+            f"{what_classes}. Classes appear here only by number: the log holds no names, and "
+            "the operator knows which person or category each number stands for.",
+            "The same change to the model also carried out other people's requests; they are "
+            "not shown here."
+            if d["shared"]
+            else "",
+        )
+        dl = req["deadline"]
+        timing = {
+            "met": "within the legal deadline",
+            "late": f"after the deadline ({_fmt.deadline(dl)})",
+            "open": f"the deadline has not passed ({_fmt.deadline(dl)})",
+            "overdue": f"the deadline has passed ({_fmt.deadline(dl)})",
+        }.get(dl["state"], "")
+        done = (
+            f"carried out on {_fmt.when(d['applied_at'])}"
+            if d["outcome"] == "applied"
+            else f"attempted on {_fmt.when(d['applied_at'])} without success"
+        )
+        section(
+            "When",
+            f"Received on {_fmt.when(req['received_at'])} (legal basis {req['legal_basis']}), "
+            f"due by {_fmt.when(req['due_at'])}, approved on {_fmt.when(req['approved_at'])}, "
+            f"{done}: {timing}.",
+        )
+        m = d["metrics"]
+        verified_parts = []
+        if m["classes"] and m["samples"]:
+            per = "; ".join(
+                f"class {c['class']}: {_fmt.pct(c['before'])} of its {c['samples']} test images "
+                f"before, {_fmt.pct(c['after'])} after"
+                for c in m["classes"]
+            )
+            verified_parts.append(
+                f"Before a changed model is published it is tested on images it was never "
+                f"trained on ({m['samples']} here). How often it still recognised your classes: "
+                f"{per}."
+            )
+        if m["retain_after"] is not None:
+            verified_parts.append(
+                "On the classes that were not deleted its accuracy went from "
+                f"{_fmt.pct(m['retain_before'])} to {_fmt.pct(m['retain_after'])}."
+            )
+        rules = []
+        if m["max_forget_accuracy"] is not None:
+            rules.append(
+                f"deleted classes recognised in at most {_fmt.pct(m['max_forget_accuracy'])} of "
+                "their test images"
+            )
+        if m["max_retain_drop"] is not None:
+            rules.append(
+                f"the other classes' accuracy falling by at most {100 * m['max_retain_drop']:.1f} "
+                "percentage points"
+            )
+        if rules:
+            verdict = "it passed" if m["passed"] else "it did NOT pass"
+            verified_parts.append(f"The operator's rule required {' and '.join(rules)}: {verdict}.")
+        if not m["passed"] and m["failures"]:
+            verified_parts.append("What failed: " + "; ".join(m["failures"]) + ".")
+        if d["outcome"] == "applied":
+            verified_parts.append(
+                "Only then was the model published, and a signed record of this was added to a "
+                f"tamper-evident log (entry {rc['index']} of {rc['origin']})."
+            )
+        else:
+            verified_parts.append(
+                "Because of that, nothing was published; the operator must try again. The "
+                f"attempt itself is recorded in the tamper-evident log (entry {rc['index']})."
+            )
+        section("How it was verified", *verified_parts)
+    else:
+        section(
+            "What this receipt records",
+            f"The log recorded that your request {rid} {_EVENT_WORDS.get(d['event'], d['event'])} "
+            f"on {_fmt.when(req['at'])}"
+            + (f", asking to delete {what_classes}" if classes else "")
+            + (f", due by {_fmt.when(req['due_at'])}" if req.get("due_at") else "")
+            + ".",
+            "Ask the operator for the receipt of the deletion once it is carried out.",
+        )
+
+    if ver["passed"]:
+        proof = (
+            f"This receipt verified with the log's public key: the log signed its state at "
+            f"{rc['checkpoint_size']} entries, and the proof shows your record is entry "
+            f"{rc['index']} of it. Nobody can change or remove the record without breaking "
+            "that signature."
+        )
+    else:
+        proof = f"This receipt did NOT verify: {ver['error']['message']}."
+    check = d["subject_check"]
+    mine = ""
+    if check is not None:
+        if check["matches"] is None:
+            mine = "This record carries no subject commitment to compare your identifier with."
+        elif check["matches"]:
+            mine = (
+                "The identifier and key you gave match this request's subject commitment: the "
+                "request is yours. (Neither is shown here.)"
+            )
+        else:
+            mine = "The identifier and key you gave do NOT match this request's subject commitment."
+    section("Is this receipt genuine?", proof, mine)
+    d["sections"] = sections
+
+    name = rc["name"]
+    cmds = [
+        "pip install lethe-sdk",
+        f"lethe-audit receipt verify {name} --key '{vkey}'",
+        f"lethe-audit receipt show {name} --key '{vkey}' --request {rid} "
+        "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
+    ]
+    if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
+        cmds.append(f"lethe-audit model verify MODEL.onnx --key '{vkey}' --receipt {name}")
+    d["commands"] = cmds
+
+
+def write_receipt_page(
+    receipt: bytes | str | os.PathLike[str],
+    verifiers: Sequence[str | Verifier] | str | Verifier,
+    out: str | os.PathLike[str],
+    **options: Any,
+) -> Path:
+    """Build the receipt page (options as :func:`build_receipt_page`) and write it as HTML."""
+    return build_receipt_page(receipt, verifiers, **options).write(out)
