@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-import click
 from click.testing import CliRunner
 
 from lethe_audit import errors as E
 from lethe_audit import statements as S
+from lethe_audit import store
 from lethe_audit.cli import EXIT_CODES, exit_code, main
 from lethe_audit.keys import KeyRing
+from tests._cli_docs import check_documented
 from tests.audit._audit_helpers import attestation
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli-audit.md"
@@ -38,7 +38,7 @@ def run_json(*args: str, code: int = 0) -> dict[str, Any]:
 def test_full_flow(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'lethe.db'}"
     keys = tmp_path / "keys"
-    assert run_json("db", "upgrade", url)["revision"] == ["0001_audit_log"]
+    assert run_json("db", "upgrade", url)["revision"] == list(store.head_revisions())
     assert run_json("db", "current", url)["at_head"] is True
     key = run_json("keys", "generate", str(keys), "--name", "example.org/lethe-cli")["key"]
     assert (keys / key["file"]).stat().st_mode & 0o777 == 0o600
@@ -175,34 +175,5 @@ def test_every_error_class_has_its_own_exit_code() -> None:
     assert exit_code(NewError("x")) == EXIT_CODES[E.SignatureError]
 
 
-def _commands(group: click.Group, prefix: str = "lethe-audit") -> dict[str, click.Command]:
-    out: dict[str, click.Command] = {}
-    for name, cmd in group.commands.items():
-        path = f"{prefix} {name}"
-        if isinstance(cmd, click.Group):
-            out.update(_commands(cmd, path))
-        else:
-            out[path] = cmd
-    return out
-
-
 def test_docs_describe_every_command_and_option() -> None:
-    text = DOC.read_text(encoding="utf-8")
-    sections = dict(
-        (m.group(1), m.group(2))
-        for m in re.finditer(r"^### `(lethe-audit[^`]*)`\n(.*?)(?=^#{1,3} |\Z)", text, re.M | re.S)
-    )
-    commands = _commands(main)
-    assert set(sections) == set(commands), "docs/cli-audit.md and the click commands differ"
-    for path, cmd in commands.items():
-        body = sections[path]
-        for param in cmd.params:
-            if isinstance(param, click.Option):
-                for flag in [*param.opts, *param.secondary_opts]:
-                    if flag in ("-h", "--help"):
-                        continue
-                    assert f"`{flag}" in body, f"{path}: option {flag} is not documented"
-            elif isinstance(param, click.Argument):
-                assert (param.name or "").upper() in body, f"{path}: argument {param.name} missing"
-    for code in EXIT_CODES.values():
-        assert f"| {code} |" in text
+    check_documented(DOC, main, "lethe-audit", EXIT_CODES.values())

@@ -65,9 +65,14 @@ def explain(
     classes: list[int] | None = None,
     layers: list[str] | None = None,
     threshold: float = 0.5,
+    class_labels: bool = True,
 ) -> ExplainResult:
     """Write PNG heatmaps of alpha per layer (rows: classes), a class x layer summary of
-    suppressed channels, and the class-overlap matrix, into ``out_dir``."""
+    suppressed channels, and the class-overlap matrix, into ``out_dir``.
+
+    ``class_labels=False`` labels classes by id only: class names can be personal data (people
+    in face recognition), so figures that leave the organisation (auditor bundles) omit them.
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -80,7 +85,11 @@ def explain(
     unknown = [n for n in names if n not in bank.target_names]
     if unknown:
         raise ConfigError(f"unknown layers {unknown}; the bank filters {list(bank.target_names)}")
-    labels = [f"{c}: {bank.class_names[c]}" for c in rows]
+
+    def label(c: int) -> str:
+        return f"{c}: {bank.class_names[c]}" if class_labels else f"class {c}"
+
+    labels = [label(c) for c in rows]
     alpha = bank.alpha
     figs: dict[str, Path] = {}
     for name in names:
@@ -120,9 +129,7 @@ def explain(
     im = ax.imshow(ov, cmap="Blues", vmin=0.0, vmax=1.0)
     ticks = [f"{i}" for i in range(bank.num_classes)]
     ax.set_xticks(range(bank.num_classes), ticks, fontsize=7)
-    ax.set_yticks(
-        range(bank.num_classes), [f"{i}: {n}" for i, n in enumerate(bank.class_names)], fontsize=7
-    )
+    ax.set_yticks(range(bank.num_classes), [label(i) for i in range(bank.num_classes)], fontsize=7)
     ax.set_title("overlap of suppressed channels (Jaccard)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()

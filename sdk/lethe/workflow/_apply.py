@@ -367,7 +367,7 @@ def _write_figures(bank: Any, forget: tuple[int, ...], adir: Path, apply_id: str
 
     from lethe.filters import explain
 
-    res = explain(bank, adir / "figures-tmp", layers=[])
+    res = explain(bank, adir / "figures-tmp", layers=[], class_labels=False)
     out: dict[str, str] = {}
     for kind, src in (
         ("alpha_summary", res.summary_figure),

@@ -1,0 +1,171 @@
+"""The `lethe` admin CLI through click's CliRunner, and its reference docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from lethe.cli import main
+from lethe.cli._errors import EXIT_CODES
+from lethe_audit.cli import main as audit_main
+from tests._cli_docs import check_documented
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+
+
+def run(project: Path, *args: str, code: int = 0) -> dict[str, Any]:
+    result = CliRunner().invoke(main, ["--project", str(project), *args, "--json"])
+    assert result.exit_code == code, (result.output, result.exception)
+    doc: dict[str, Any] = json.loads(result.stdout)
+    assert doc["ok"] is (code == 0) or (code == 132 and doc["ok"] is True)
+    return doc
+
+
+def test_docs_describe_every_command_option_and_exit_code() -> None:
+    check_documented(DOC, main, "lethe", [c for c in EXIT_CODES.values() if c >= 100])
+
+
+def test_exit_codes_are_distinct_per_error_class() -> None:
+    codes = list(EXIT_CODES.values())
+    assert len(codes) == len(set(codes)), "two error classes share an exit code"
+    assert all(0 < c < 256 for c in codes)
+
+
+def test_admin_flow_through_the_cli(project_dir: Path, tmp_path: Path) -> None:
+    p = project_dir
+    assert [m["name"] for m in run(p, "model", "list")["models"]] == ["digits"]
+    assert run(p, "model", "show")["model"]["spec"]["arch"] == "resnet18"
+    assert run(p, "filters", "show")["manifest"]["format"] == "lethe/filter-bank/v1"
+    figs = run(p, "filters", "explain", "-o", str(tmp_path / "figs"), "--classes", "3,5")["files"]
+    assert len(figs) > 3 and all(Path(f).is_file() for f in figs)
+    a = run(
+        p,
+        "request",
+        "file",
+        "--subject",
+        "a@example.com",
+        "--class",
+        "3",
+        "--legal-basis",
+        "gdpr-17-1-b",
+        "--idempotency-key",
+        "cli-1",
+    )["request"]
+    assert a["status"] == "received" and len(a["subject_key"]) == 64
+    again = run(
+        p,
+        "request",
+        "file",
+        "--subject",
+        "a@example.com",
+        "--class",
+        "3",
+        "--legal-basis",
+        "gdpr-17-1-b",
+        "--idempotency-key",
+        "cli-1",
+    )["request"]
+    assert again["id"] == a["id"]
+    b = run(
+        p,
+        "request",
+        "file",
+        "--subject",
+        "b@example.com",
+        "--class",
+        "8",
+        "--legal-basis",
+        "gdpr-17-1-a",
+    )["request"]
+    assert (
+        run(p, "request", "approve", a["id"], "--actor", "dpo")["request"]["status"] == "approved"
+    )
+    rejected = run(p, "request", "reject", b["id"], "--actor", "dpo", "--reason", "duplicate")
+    assert rejected["request"]["status"] == "rejected"
+    assert run(p, "request", "shred", b["id"], "--actor", "dpo")["request"]["shredded_at"]
+    assert [r["id"] for r in run(p, "request", "list", "--status", "approved")["requests"]] == [
+        a["id"]
+    ]
+    assert run(p, "request", "show", a["id"])["request"]["classes"] == [3]
+
+    applied = run(p, "apply", "--no-relearn", "--quiet")["apply"]
+    assert applied["passed"] and applied["forgotten_classes"] == [3]
+    assert run(p, "apply")["applied"] is False  # nothing waits: exit 0 with a message
+    receipt = tmp_path / "a.tlog-proof"
+    run(p, "receipt", a["id"], "-o", str(receipt))
+    vkey = run(p, "keys", "show")["keys"][0]["vkey"]
+    ok = CliRunner().invoke(audit_main, ["receipt", "verify", str(receipt), "--key", vkey])
+    assert ok.exit_code == 0, ok.output
+    assert run(p, "log", "verify")["verified"] is True
+    kinds = [e["kind"] for e in run(p, "log", "show", "--limit", "100")["entries"]]
+    assert "unlearning.applied" in kinds and "request.rejected" in kinds
+    assert run(p, "log", "checkpoint")["checkpoint"].startswith("test.example/lethe-log\n")
+
+    onnx = run(p, "export", "onnx", "-o", str(tmp_path / "m.onnx"))
+    assert onnx["variant"] == "fp32" and Path(onnx["path"]).is_file()
+    ev = run(p, "export", "eval-data", "-o", str(tmp_path / "eval.npz"))
+    assert ev["dataset_digest"] == applied["metrics"]["accuracy"]["dataset_digest"]
+    q = run(p, "export", "onnx", "-o", str(tmp_path / "m8.onnx"), "--quantize", "int8")
+    assert q["variant"] == "int8" and q["int8_bytes"] < q["fp32_bytes"] / 2
+    assert q["metrics"]["forget_accuracy"] <= 0.01 and q["metrics"]["passed"]
+    check = CliRunner().invoke(audit_main, ["model", "verify", q["path"], "--key", vkey])
+    assert check.exit_code == 0, check.output
+
+    rot = run(p, "keys", "rotate")
+    assert len(rot["new"]) == 1
+    assert len([k for k in run(p, "keys", "show")["keys"] if k["status"] == "active"]) == 2
+    assert run(p, "log", "verify")["verified"] is True
+
+
+def test_errors_map_to_their_exit_codes(project_dir: Path) -> None:
+    p = project_dir
+    base = ["request", "file", "--subject", "x@example.com", "--legal-basis", "gdpr-17-1-b"]
+    assert run(p, *base, "--class", "3", "--sample", "img1.png", code=126)["error"]["type"] == (
+        "SampleLevelRequestError"
+    )
+    assert run(p, *base, "--class", "zebra", code=125)["error"]["type"] == "UnknownClassError"
+    assert (
+        run(p, "request", "show", "req-missing", code=127)["error"]["type"] == "UnknownRequestError"
+    )
+    r = run(p, *base, "--class", "2")["request"]
+    run(p, "request", "reject", r["id"], "--actor", "dpo", "--reason", "no")
+    assert run(p, "request", "approve", r["id"], "--actor", "dpo", code=128)
+    assert run(p, "receipt", r["id"], "-o", "/dev/null", code=133)
+    assert run(p, "model", "show", "nope", code=122)
+    empty = p.parent / "not-a-project"
+    empty.mkdir()
+    assert run(empty, "model", "list", code=21)["error"]["type"] == "SchemaError"
+
+
+def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> None:
+    p = project_dir
+    r = run(
+        p,
+        "request",
+        "file",
+        "--subject",
+        "y@example.com",
+        "--class",
+        "6",
+        "--legal-basis",
+        "gdpr-17-1-b",
+    )["request"]
+    run(p, "request", "approve", r["id"], "--actor", "dpo")
+    out = run(p, "apply", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=132)["apply"]
+    assert out["outcome"] == "failed" and out["verdict"]["reasons"]
+    assert run(p, "request", "show", r["id"])["request"]["status"] == "failed"
+    assert run(p, "model", "show")["published"] is None
+
+
+def test_init_and_db_upgrade(tmp_path: Path) -> None:
+    p = tmp_path / "fresh"
+    info = run(p, "init", "--origin", "example.org/fresh-log")
+    assert info["log_size"] == 0 and info["origin"] == "example.org/fresh-log"
+    assert (p / "lethe.toml").is_file() and (p / "keys" / "keyring.json").is_file()
+    again = run(p, "init")
+    assert again["vkeys"] == info["vkeys"]  # idempotent: the key is kept
+    assert run(p, "db", "upgrade")["revisions"]
+    assert run(p, "keys", "generate", code=121)["error"]["type"] == "ProjectError"
