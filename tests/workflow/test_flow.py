@@ -204,7 +204,7 @@ def test_register_refuses_bad_input(lt: Lethe, tmp_path: Path, digits) -> None: 
     from lethe.filters import FilterBank
     from lethe.models import ModelSpec, create_model, save_checkpoint
 
-    train, test = digits.data()
+    _, test = digits.data()
     with pytest.raises(ModelRegistrationError, match="already registered"):
         lt.register_model(MODEL, digits.model_path, eval_data=test)
     with pytest.raises(ModelRegistrationError, match="lower-case"):
