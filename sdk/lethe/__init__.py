@@ -1,11 +1,16 @@
 """Lethe: verified, signed class unlearning for deployed image classifiers.
 
-Submodules: :mod:`lethe.filters` (the method), :mod:`lethe.data` (datasets),
-:mod:`lethe.models` (building and training classifiers), :mod:`lethe.errors`.
+- :class:`Lethe` (:mod:`lethe.workflow`): a project: file, approve, apply deletion requests,
+  receipts and the signed log.
+- :mod:`lethe.filters`: the method (per-class weight filters, trained once, composed, folded).
+- :mod:`lethe.metrics`, :mod:`lethe.export`, :mod:`lethe.data`, :mod:`lethe.models`,
+  :mod:`lethe.errors`.
 """
+
+from lethe_audit._version import __version__
 
 from lethe._digest import model_digest
 from lethe.errors import LetheError
-from lethe_audit._version import __version__
+from lethe.workflow import Lethe
 
-__all__ = ["LetheError", "__version__", "model_digest"]
+__all__ = ["Lethe", "LetheError", "__version__", "model_digest"]
