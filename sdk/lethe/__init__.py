@@ -7,10 +7,9 @@
   :mod:`lethe.errors`.
 """
 
-from lethe_audit._version import __version__
-
 from lethe._digest import model_digest
 from lethe.errors import LetheError
 from lethe.workflow import Lethe
+from lethe_audit._version import __version__
 
 __all__ = ["Lethe", "LetheError", "__version__", "model_digest"]

@@ -34,8 +34,9 @@ from lethe.export._base import _prove, torch_export
 from lethe.export._proto import ort_session, run_session
 from lethe.filters import fold
 from lethe.models import predict
+from tests._helpers import random_bank
 
-from ._helpers import TrapNet, find_local_paths, random_bank
+from ._helpers import TrapNet, find_local_paths
 
 ARCHS: dict[str, Any] = {
     "trap": (TrapNet, (1, 12, 12)),

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from lethe import model_digest
-from lethe.filters import FilterBank, filtered, fold
+from lethe.filters import filtered, fold
 from lethe.models import ModelSpec, create_model
+from tests._helpers import random_bank
 
 
 class PlainCNN(nn.Module):
@@ -46,19 +47,6 @@ def _models() -> dict[str, tuple[nn.Module, tuple[int, int, int]]]:
     }
 
 
-def _random_bank(model: nn.Module, seed: int) -> FilterBank:
-    bank = FilterBank.init(model, 10)
-    g = torch.Generator().manual_seed(seed)
-    alpha = {}
-    for name, a in bank.alpha.items():
-        # Mostly in [0.6, 1] so the signal survives depth, plus exact zeros and ones.
-        r = 0.6 + 0.4 * torch.rand(a.shape, generator=g)
-        r[torch.rand(a.shape, generator=g) < 0.05] = 0.0
-        r[torch.rand(a.shape, generator=g) < 0.05] = 1.0
-        alpha[name] = r
-    return bank.with_alpha(alpha)
-
-
 @pytest.mark.parametrize("arch", ["resnet", "vit", "convnext", "depthwise", "plain"])
 @pytest.mark.parametrize("forget", [[3], [1, 4, 7]])
 def test_fold_equals_filtered(arch: str, forget: list[int]) -> None:
@@ -66,7 +54,7 @@ def test_fold_equals_filtered(arch: str, forget: list[int]) -> None:
     model, shape = _models()[arch]
     model.eval()
     digest_before = model_digest(model)
-    bank = _random_bank(model, seed=1)
+    bank = random_bank(model, seed=1)
     x = torch.randn(6, *shape)
     with torch.no_grad():
         base = model(x)
@@ -86,7 +74,7 @@ def test_fold_equals_filtered(arch: str, forget: list[int]) -> None:
 
 def test_fold_set_is_product_of_rows_in_sorted_order() -> None:
     model, _ = _models()["plain"]
-    bank = _random_bank(model, seed=2)
+    bank = random_bank(model, seed=2)
     s = bank.scales([7, 1, 4, 4])
     for name, a in bank.alpha.items():
         assert torch.equal(s[name], a[1] * a[4] * a[7])

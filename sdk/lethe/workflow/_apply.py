@@ -16,14 +16,18 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from lethe._io import fsync_dir
 from lethe.errors import ApplyError, NothingToApplyError
 from lethe.workflow._lock import apply_lock
+from lethe.workflow._time import now as utcnow
+from lethe.workflow._time import utc
 from lethe.workflow._types import ApplyResult
 from lethe_audit.statements import (
     LifecycleEvent,
@@ -47,14 +51,6 @@ _COVERED = ("approved", "applied", "superseded")
 PARITY_SAMPLES = 32
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
-
 def _record(row: RequestRow) -> RequestRecord:
     assert row.decided_at is not None
     return RequestRecord(
@@ -62,9 +58,9 @@ def _record(row: RequestRow) -> RequestRecord:
         subject_commitment=row.subject_commitment,
         classes=tuple(json.loads(row.classes)),
         legal_basis=row.legal_basis,
-        received_at=rfc3339(_aware(row.received_at)),
-        due_at=rfc3339(_aware(row.due_at)),
-        approved_at=rfc3339(_aware(row.decided_at)),
+        received_at=rfc3339(utc(row.received_at)),
+        due_at=rfc3339(utc(row.due_at)),
+        approved_at=rfc3339(utc(row.decided_at)),
     )
 
 
@@ -76,12 +72,6 @@ def _thresholds(policy: Any) -> dict[str, float]:
     }
 
 
-def _fsync_dir(p: Path) -> None:
-    from lethe._io import fsync_dir
-
-    fsync_dir(p)
-
-
 def _published_link(lt: Lethe, name: str) -> Path:
     return lt.model_dir(name) / "published"
 
@@ -90,7 +80,7 @@ def _swap_link(link: Path, target: str) -> None:
     tmp = link.with_name(f".published.{secrets.token_hex(4)}")
     os.symlink(target, tmp)
     os.replace(tmp, link)
-    _fsync_dir(link.parent)
+    fsync_dir(link.parent)
 
 
 def _reconcile(lt: Lethe, name: str) -> None:
@@ -171,7 +161,7 @@ def run_apply(
             raise NothingToApplyError(f"no approved request waits for model {name!r}")
         snapshot = {r.id: r.status for r in rows}
         forget = tuple(sorted({c for r in rows for c in json.loads(r.classes)}))
-        started = _now()
+        started = utcnow()
         step("start")
 
         model_t, spec = lt.load_model(name)
@@ -227,25 +217,20 @@ def run_apply(
         metrics = result.to_dict()
         step("verified")
 
-        apply_id = "apply-" + secrets.token_hex(8)
-        method = MethodRef(METHOD_NAME, _version(), dict(bank.train_config))
-        model_ref = ModelRef(name, f"sha256:{info.base_digest}", export.folded_digest)
+        attempt = _Attempt(
+            apply_id="apply-" + secrets.token_hex(8),
+            model=name,
+            started=started,
+            forget=forget,
+            model_ref=ModelRef(name, f"sha256:{info.base_digest}", export.folded_digest),
+            bank_digest=bank.digest,
+            method=MethodRef(METHOD_NAME, _version(), dict(bank.train_config)),
+            metrics=metrics,
+            policy=pol,
+        )
+        apply_id = attempt.apply_id
         if failures:
-            return _record_failure(
-                lt,
-                name,
-                apply_id,
-                new,
-                forget,
-                started,
-                model_ref,
-                bank.digest,
-                method,
-                metrics,
-                pol,
-                failures,
-                step,
-            )
+            return _record_failure(lt, attempt, new, failures, step)
 
         from lethe.export import model_metadata, save_model, sign_model
         from lethe.models import save_checkpoint
@@ -260,23 +245,13 @@ def run_apply(
         adir.mkdir(parents=True)
         save_checkpoint(folded, spec, adir / "model.safetensors", extra={"apply_id": apply_id})
         _, onnx_sha = save_model(signed, adir / "model.onnx")
-        figures = _write_figures(bank, forget, adir, apply_id)
-        _fsync_dir(adir)
+        figures = _write_figures(bank, adir, apply_id)
+        fsync_dir(adir)
         step("artifacts_written")
 
-        applied_at = _now()
-        attestation = UnlearningAttestation(
-            outcome="applied",
-            requests=tuple(_record(r) for r in rows),
-            forgotten_classes=forget,
-            applied_at=rfc3339(applied_at),
-            model=model_ref,
-            filter_bank_digest=f"sha256:{bank.digest}",
-            method=method,
-            metrics=metrics,
-            policy=PolicyVerdict(_thresholds(pol), True, ()),
-            onnx=OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed)),
-        )
+        applied_at = utcnow()
+        onnx_ref = OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed))
+        attestation = attempt.attestation(rows, at=applied_at, failures=[], onnx=onnx_ref)
         with lt._write() as s:
             locked = {
                 r.id: r
@@ -327,22 +302,12 @@ def run_apply(
                         session=s,
                     )
             s.add(
-                ApplyRow(
-                    id=apply_id,
-                    model_name=name,
-                    outcome="applied",
-                    started_at=started,
-                    finished_at=_now(),
-                    forgotten_classes=json.dumps(list(forget)),
-                    request_ids=json.dumps([r.id for r in rows]),
-                    folded_digest=export.folded_digest.removeprefix("sha256:"),
-                    bank_digest=bank.digest,
-                    onnx_sha256=onnx_sha,
-                    onnx_content_hash=content_hash(signed),
-                    artifact_dir=lt._rel(adir),
-                    metrics=json.dumps(metrics, sort_keys=True),
-                    verdict=json.dumps(_verdict(pol, True, [])),
+                attempt.row(
+                    rows,
                     log_index=entry.index,
+                    failures=[],
+                    onnx=onnx_ref,
+                    artifact_dir=lt._rel(adir),
                 )
             )
             mrow2 = s.get(ModelRow, name)
@@ -360,7 +325,7 @@ def run_apply(
         return _with_new(res, [r.id for r in new])
 
 
-def _write_figures(bank: Any, forget: tuple[int, ...], adir: Path, apply_id: str) -> dict[str, str]:
+def _write_figures(bank: Any, adir: Path, apply_id: str) -> dict[str, str]:
     """The bank's explainability figures for this apply, named for the auditor bundle; their
     digests are logged (``apply.figures``) so a report can show them as authenticated."""
     import hashlib
@@ -377,7 +342,6 @@ def _write_figures(bank: Any, forget: tuple[int, ...], adir: Path, apply_id: str
         os.replace(src, dest)
         out[dest.name] = "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest()
     shutil.rmtree(adir / "figures-tmp", ignore_errors=True)
-    del forget  # every class is shown; the report highlights the forgotten ones
     return out
 
 
@@ -390,6 +354,64 @@ def figure_files(lt: Lethe) -> list[Path]:
         if r.artifact_dir:
             files += sorted(lt._abs(r.artifact_dir).glob(f"{r.id}.*.png"))
     return files
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """What an apply attempt decided, turned into its attestation and its database row."""
+
+    apply_id: str
+    model: str
+    started: datetime
+    forget: tuple[int, ...]
+    model_ref: ModelRef
+    bank_digest: str
+    method: MethodRef
+    metrics: dict[str, Any]
+    policy: Any
+
+    def attestation(
+        self, requests: list[RequestRow], *, at: datetime, failures: list[str], onnx: OnnxRef | None
+    ) -> UnlearningAttestation:
+        return UnlearningAttestation(
+            outcome="failed" if failures else "applied",
+            requests=tuple(_record(r) for r in requests),
+            forgotten_classes=self.forget,
+            applied_at=rfc3339(at),
+            model=self.model_ref,
+            filter_bank_digest=f"sha256:{self.bank_digest}",
+            method=self.method,
+            metrics=self.metrics,
+            policy=PolicyVerdict(_thresholds(self.policy), not failures, tuple(failures)),
+            onnx=onnx,
+        )
+
+    def row(
+        self,
+        requests: list[RequestRow],
+        *,
+        log_index: int,
+        failures: list[str],
+        onnx: OnnxRef | None,
+        artifact_dir: str | None,
+    ) -> ApplyRow:
+        return ApplyRow(
+            id=self.apply_id,
+            model_name=self.model,
+            outcome="failed" if failures else "applied",
+            started_at=self.started,
+            finished_at=utcnow(),
+            forgotten_classes=json.dumps(list(self.forget)),
+            request_ids=json.dumps([r.id for r in requests]),
+            folded_digest=(self.model_ref.folded_digest or "").removeprefix("sha256:"),
+            bank_digest=self.bank_digest,
+            onnx_sha256=onnx.sha256 if onnx else None,
+            onnx_content_hash=onnx.content_hash if onnx else None,
+            artifact_dir=artifact_dir,
+            metrics=json.dumps(self.metrics, sort_keys=True),
+            verdict=json.dumps(_verdict(self.policy, not failures, failures)),
+            log_index=log_index,
+        )
 
 
 def _verdict(policy: Any, passed: bool, reasons: list[str]) -> dict[str, Any]:
@@ -410,32 +432,12 @@ def _version() -> str:
 
 def _record_failure(
     lt: Lethe,
-    name: str,
-    apply_id: str,
+    attempt: _Attempt,
     new: list[RequestRow],
-    forget: tuple[int, ...],
-    started: datetime,
-    model_ref: ModelRef,
-    bank_digest: str,
-    method: MethodRef,
-    metrics: dict[str, Any],
-    policy: Any,
     failures: list[str],
     step: Callable[[str], None],
 ) -> ApplyResult:
-    now = _now()
-    attestation = UnlearningAttestation(
-        outcome="failed",
-        requests=tuple(_record(r) for r in new),
-        forgotten_classes=forget,
-        applied_at=rfc3339(now),
-        model=model_ref,
-        filter_bank_digest=f"sha256:{bank_digest}",
-        method=method,
-        metrics=metrics,
-        policy=PolicyVerdict(_thresholds(policy), False, tuple(failures)),
-        onnx=None,
-    )
+    attestation = attempt.attestation(new, at=utcnow(), failures=failures, onnx=None)
     reason = "; ".join(failures)
     with lt._write() as s:
         entry = lt.log.append(attestation.to_statement(), session=s)
@@ -446,28 +448,12 @@ def _record_failure(
                 continue
             row.status = "failed"
             row.failure_reason = reason
-            row.apply_id = apply_id
+            row.apply_id = attempt.apply_id
         s.add(
-            ApplyRow(
-                id=apply_id,
-                model_name=name,
-                outcome="failed",
-                started_at=started,
-                finished_at=now,
-                forgotten_classes=json.dumps(list(forget)),
-                request_ids=json.dumps([r.id for r in new]),
-                folded_digest=(model_ref.folded_digest or "").removeprefix("sha256:"),
-                bank_digest=bank_digest,
-                onnx_sha256=None,
-                onnx_content_hash=None,
-                artifact_dir=None,
-                metrics=json.dumps(metrics, sort_keys=True),
-                verdict=json.dumps(_verdict(policy, False, failures)),
-                log_index=entry.index,
-            )
+            attempt.row(new, log_index=entry.index, failures=failures, onnx=None, artifact_dir=None)
         )
     step("failure_logged")
     with lt._read() as s:
-        arow = s.get(ApplyRow, apply_id)
+        arow = s.get(ApplyRow, attempt.apply_id)
         assert arow is not None
         return _with_new(apply_result(lt, arow), [r.id for r in new])

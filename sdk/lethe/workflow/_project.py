@@ -11,7 +11,7 @@ import shutil
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from lethe.errors import (
     UnknownRequestError,
 )
 from lethe.workflow._settings import CONFIG_NAME, Settings
+from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult, DeletionRequest, ModelInfo
 from lethe_audit.errors import LogStateError
 from lethe_audit.keys import KeyRing
@@ -66,14 +67,6 @@ LEGAL_BASES = {
 _LEGAL_BASIS = re.compile(r"[a-z0-9][a-z0-9:._-]{0,63}")
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 _MAX_SUBJECT = 1024
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _aware(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
 def normalize_subject(subject: str) -> str:
@@ -363,7 +356,7 @@ class Lethe:
             if export_onnx:
                 onnx_path, onnx_sha = self._export_base(model, model_spec, mdir)
             digest = model_digest(model)
-            now = _now()
+            now = utcnow()
             with self._write() as s:
                 s.add(
                     ModelRow(
@@ -460,7 +453,7 @@ class Lethe:
             self._log.append(
                 LifecycleEvent(
                     "model.bank_attached",
-                    rfc3339(_now()),
+                    rfc3339(utcnow()),
                     details={"model": name, "filter_bank_digest": f"sha256:{bank.digest}"},
                 ),
                 session=s,
@@ -579,7 +572,7 @@ class Lethe:
                 return self._check_same(existing, model_name, ids, legal_basis)
         key = secrets.token_bytes(32)
         rid = "req-" + secrets.token_hex(12)
-        now = _now()
+        now = utcnow()
         due = now + timedelta(days=self._settings.due_days)
         commitment = hmac_commitment(key, subj)
         try:
@@ -698,7 +691,7 @@ class Lethe:
                     f"request {request_id} is {row.status}; it can be {to} only when "
                     f"{' or '.join(allowed)}"
                 )
-            now = _now()
+            now = utcnow()
             row.status = to
             row.decided_at = now
             row.decided_by = actor.strip()
@@ -748,7 +741,7 @@ class Lethe:
             key = s.get(SubjectKeyRow, row.id)
             if key is not None:
                 s.delete(key)
-            now = _now()
+            now = utcnow()
             row.shredded_at = now
             s.flush()
             self._log.append(

@@ -7,21 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from lethe_audit.statements import rfc3339
+from lethe.workflow._time import iso, utc
 from lethe_audit.store import ApplyRow, ModelRow, RequestRow
 
 __all__ = ["ApplyResult", "DeletionRequest", "ModelInfo"]
-
-
-def _aware(t: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes for timezone-aware columns: they were stored as UTC.
-    if t is None:
-        return None
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
-
-
-def _iso(t: datetime | None) -> str | None:
-    return rfc3339(t) if t is not None else None
 
 
 @dataclass(frozen=True)
@@ -71,16 +60,16 @@ class DeletionRequest:
             legal_basis=row.legal_basis,
             status=row.status,
             subject_commitment=row.subject_commitment,
-            received_at=_aware(row.received_at),  # type: ignore[arg-type]
-            due_at=_aware(row.due_at),  # type: ignore[arg-type]
+            received_at=utc(row.received_at),
+            due_at=utc(row.due_at),
             idempotency_key=row.idempotency_key,
-            decided_at=_aware(row.decided_at),
+            decided_at=utc(row.decided_at),
             decided_by=row.decided_by,
             decision_reason=row.decision_reason,
-            applied_at=_aware(row.applied_at),
+            applied_at=utc(row.applied_at),
             apply_id=row.apply_id,
             failure_reason=row.failure_reason,
-            shredded_at=_aware(row.shredded_at),
+            shredded_at=utc(row.shredded_at),
             subject_key=subject_key.hex() if subject_key is not None else None,
         )
 
@@ -94,16 +83,16 @@ class DeletionRequest:
             "status": self.status,
             "overdue": self.overdue,
             "subject_commitment": self.subject_commitment,
-            "received_at": _iso(self.received_at),
-            "due_at": _iso(self.due_at),
+            "received_at": iso(self.received_at),
+            "due_at": iso(self.due_at),
             "idempotency_key": self.idempotency_key,
-            "decided_at": _iso(self.decided_at),
+            "decided_at": iso(self.decided_at),
             "decided_by": self.decided_by,
             "decision_reason": self.decision_reason,
-            "applied_at": _iso(self.applied_at),
+            "applied_at": iso(self.applied_at),
             "apply_id": self.apply_id,
             "failure_reason": self.failure_reason,
-            "shredded_at": _iso(self.shredded_at),
+            "shredded_at": iso(self.shredded_at),
         }
         if include_subject_key:
             d["subject_key"] = self.subject_key
@@ -139,7 +128,7 @@ class ModelInfo:
             bank_digest=row.bank_digest,
             base_onnx_sha256=row.base_onnx_sha256,
             current_apply_id=row.current_apply_id,
-            registered_at=_aware(row.registered_at),  # type: ignore[arg-type]
+            registered_at=utc(row.registered_at),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +143,7 @@ class ModelInfo:
             "bank_digest": self.bank_digest,
             "base_onnx_sha256": self.base_onnx_sha256,
             "current_apply_id": self.current_apply_id,
-            "registered_at": _iso(self.registered_at),
+            "registered_at": iso(self.registered_at),
         }
 
 
@@ -204,8 +193,8 @@ class ApplyResult:
             onnx_content_hash=row.onnx_content_hash,
             checkpoint_path=paths[0],
             onnx_path=paths[1],
-            started_at=_aware(row.started_at),
-            finished_at=_aware(row.finished_at),
+            started_at=utc(row.started_at),
+            finished_at=utc(row.finished_at),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -225,6 +214,6 @@ class ApplyResult:
             "onnx_content_hash": self.onnx_content_hash,
             "checkpoint_path": self.checkpoint_path,
             "onnx_path": self.onnx_path,
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
         }
