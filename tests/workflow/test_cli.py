@@ -169,3 +169,15 @@ def test_init_and_db_upgrade(tmp_path: Path) -> None:
     assert again["vkeys"] == info["vkeys"]  # idempotent: the key is kept
     assert run(p, "db", "upgrade")["revisions"]
     assert run(p, "keys", "generate", code=121)["error"]["type"] == "ProjectError"
+
+
+def test_filters_train_attaches_a_new_bank(project_dir: Path) -> None:
+    p = project_dir
+    before = run(p, "model", "show")["model"]["bank_digest"]
+    out = run(
+        p, "filters", "train", "--epochs", "1", "--batch-size", "256", "--seed", "5", "--quiet"
+    )
+    assert out["bank_digest"] != before and len(out["epochs"]) == 1
+    assert run(p, "model", "show")["model"]["bank_digest"] == out["bank_digest"]
+    assert run(p, "filters", "show")["manifest"]["train_config"]["seed"] == 5
+    assert not (p / "models" / "digits" / "filter-train.ckpt").exists()  # cleaned up
