@@ -64,6 +64,8 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
         )
         _say(log, f"training a timm {cfg.arch} on digits ({len(train_arr)} images)...")
         model = create_model(spec, seed=cfg.seed)
+        if torch.cuda.is_available():
+            model.cuda()
         train_ds = to_dataset(train_arr, spec.preprocess)
         fit(
             model,
@@ -76,7 +78,7 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
         )
         base_acc = accuracy(model, to_dataset(test_arr, spec.preprocess))
         work = project / "work"
-        ckpt = save_checkpoint(model, spec, work / "digits-resnet18.safetensors")
+        ckpt = save_checkpoint(model.cpu(), spec, work / "digits-resnet18.safetensors")
 
         _say(log, "registering the model (base ONNX export)...")
         if not any(m.name == MODEL_NAME for m in lt.models()):

@@ -174,7 +174,7 @@ def filters_train(
     as_json: bool,
 ) -> None:
     """Train the filters of every class in one round and attach the bank (resumable)."""
-    config = {
+    config: dict[str, Any] = {
         k: v
         for k, v in {
             "epochs": epochs,

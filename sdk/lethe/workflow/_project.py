@@ -466,13 +466,16 @@ class Lethe:
         *,
         progress: bool = True,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+        device: str | None = None,
         **config: Any,
     ) -> Any:
         """Train the model's filter bank (all classes, one round) on its stored training data
-        and attach it. Resumes from the project's training checkpoint after an interruption."""
+        and attach it. Resumes from the project's training checkpoint after an interruption.
+        Runs on ``device`` (default: CUDA when available, else the CPU)."""
+        import torch
+
         from lethe.data import to_dataset
         from lethe.filters import FilterBank, train
-        from lethe.models import ModelSpec
 
         info = self.model(name)
         if info.train_data_digest is None:
@@ -480,9 +483,9 @@ class Lethe:
                 f"model {info.name!r} has no training data; register it with train_data"
             )
         model, spec = self.load_model(info.name)
-        spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
         ds = to_dataset(self.data(info.name, split="train"), spec.preprocess)
         bank = FilterBank.init(model, spec.num_classes, class_names=info.class_names)
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         ckpt = self.model_dir(info.name) / "filter-train.ckpt"
         trained = train(
             model, bank, ds, progress=progress, checkpoint=ckpt, on_epoch=on_epoch, **config
