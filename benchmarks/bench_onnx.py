@@ -22,23 +22,18 @@ import argparse
 import functools
 import hashlib
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-RESULTS = BENCH_DIR / "results" / "onnx.json"
-CACHE = BENCH_DIR / "results" / "cache"
-DOCS = REPO_ROOT / "docs" / "benchmarks.md"
+from benchmarks._common import CACHE, DOCS, RESULTS_DIR, machine, update_docs
+
+RESULTS = RESULTS_DIR / "onnx.json"
 SECTION = "onnx"
 FORGET = (3,)
 DIGITS_RECIPE: dict[str, Any] = {
@@ -365,35 +360,6 @@ def bench_vit(*, seconds: float, rounds: int, repeats: int, threads: int | None)
     }
 
 
-def _machine() -> dict[str, Any]:
-    import onnx
-    import onnxruntime
-    import onnxscript
-
-    import lethe
-
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "onnxscript": onnxscript.__version__,
-        "lethe": lethe.__version__,
-    }
-
-
 def _fmt(v: float) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
@@ -468,22 +434,6 @@ def _section(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def update_docs(path: Path, body: str) -> None:
-    """Replace this benchmark's section (between its markers) in ``docs/benchmarks.md``."""
-    begin, end = f"<!-- BEGIN {SECTION} -->", f"<!-- END {SECTION} -->"
-    block = f"{begin}\n{body.strip()}\n{end}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("--seconds", type=float, default=1.0, help="time per throughput sample")
@@ -503,7 +453,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     result: dict[str, Any] = {
         "format": "lethe-bench/onnx/v1",
-        "machine": _machine(),
+        "machine": machine("onnx", "onnxruntime", "onnxscript", "lethe"),
         "settings": {
             "seconds": args.seconds,
             "rounds": args.rounds,
@@ -523,7 +473,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     if not args.no_docs:
-        update_docs(DOCS, _section(result))
+        update_docs(DOCS, SECTION, _section(result))
     print(_section(result))
     return result
 

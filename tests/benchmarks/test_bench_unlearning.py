@@ -1,0 +1,105 @@
+"""The unlearning benchmark's code paths at toy size (a few batches), so they cannot rot.
+
+The numbers mean nothing here (a base model trained one epoch on 120 images); only the shape of
+the results, the documents and the cache are checked. Real numbers come from real runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_unlearning as bench
+from lethe.data import default_data_dir
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (default_data_dir() / "mnist").is_dir(),
+        reason="needs ../shared/data/mnist (present in CI)",
+    ),
+]
+
+
+def _run(tmp_path: Path, *extra: str) -> dict:
+    return bench.main(
+        [
+            "--preset", "toy",
+            "--out", str(tmp_path / "result.json"),
+            "--docs", str(tmp_path / "benchmarks.md"),
+            "--figures", str(tmp_path / "figures"),
+            "--cache", str(tmp_path / "cache"),
+            "--quiet",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def test_toy_preset_runs_every_method_and_writes_json_docs_and_plots(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--only", "mnist_cnn")
+    assert json.loads((tmp_path / "result.json").read_text()) == json.loads(
+        json.dumps(result, sort_keys=True)
+    )
+    s = result["setups"]["mnist_cnn"]
+    assert set(s["comparison"]) == set(bench.METHODS)
+    # One single class and one set of each size, the same for every method.
+    forget_sets = {m: [r["forget"] for r in rows] for m, rows in s["comparison"].items()}
+    assert len({json.dumps(v) for v in forget_sets.values()}) == 1
+    assert [len(f) for f in forget_sets["lethe"]] == [1, 2, 3, 5]
+    row = s["comparison"]["lethe"][0]
+    for key in ("forget_acc", "retain_acc", "mia", "probe_auc", "probe_auc_base", "zrf"):
+        assert row[key] is not None and 0.0 <= row[key] <= 1.0, key
+    assert row["relearn_steps"] is not None
+    # Coverage: every class alone, then the seeded sets.
+    assert [r["forget"] for r in s["lethe_coverage"][:10]] == [[c] for c in range(10)]
+    assert s["gaps_to_retrain"]["retrain"]["retain_acc"] == 0.0
+    cost = s["cost"]
+    assert cost["any_class_seconds"]["lethe"] == cost["lethe_round_seconds"] > 0
+    assert cost["any_class_seconds"]["retrain"] == pytest.approx(
+        10 * cost["per_class_seconds"]["retrain"]
+    )
+    assert {"single_forget_worst", "epoch_ratio", "retrain_all_vs_round"} <= set(s["targets"])
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "<!-- BEGIN unlearning-toy -->" in md and "<!-- END unlearning-toy -->" in md
+    assert "| NegGrad+ |" in md and "| SSD |" in md
+    pngs = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert pngs == ["bench-toy-cost-quality.png", "bench-toy-mnist_cnn-classes.png"]
+    assert all((tmp_path / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert str(tmp_path) not in md
+
+
+def test_base_model_and_bank_are_cached_by_digest(tmp_path: Path) -> None:
+    first = _run(tmp_path, "--only", "mnist_vit", "--methods", "lethe")
+    second = _run(tmp_path, "--only", "mnist_vit", "--methods", "lethe")
+    a, b = first["setups"]["mnist_vit"], second["setups"]["mnist_vit"]
+    assert not a["base"]["cached"] and b["base"]["cached"]
+    assert not a["lethe_round"]["cached"] and b["lethe_round"]["cached"]
+    assert a["base"]["digest"] == b["base"]["digest"]
+    assert a["lethe_coverage"] == [
+        {**r, "fold_seconds": a["lethe_coverage"][i]["fold_seconds"]}
+        for i, r in enumerate(b["lethe_coverage"])
+    ]
+    assert set(a["comparison"]) == {"lethe"}
+    assert "gaps_to_retrain" in a and a["gaps_to_retrain"] == {}  # no retrain, no gaps
+
+
+def test_forget_sets_are_seeded_and_distinct() -> None:
+    preset = bench.PRESETS["full"]
+    a = bench.forget_sets(10, preset, 3, salt=3)
+    assert a == bench.forget_sets(10, preset, 3, salt=3)
+    assert a != bench.forget_sets(10, preset, 3, salt=4)
+    assert [len(s) for s in a] == [2, 2, 2, 3, 3, 3, 5, 5, 5]
+    assert len({tuple(s) for s in a}) == 9
+    # Never asks for more distinct sets than exist.
+    assert len(bench.forget_sets(3, preset, 10, salt=0)) == 3  # only the pairs of 3 classes
+
+
+def test_unknown_preset_setup_or_method_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        bench.run("nope")
+    with pytest.raises(SystemExit, match="unknown setups/methods"):
+        bench.run("toy", only=["mnist_nope"])
+    with pytest.raises(SystemExit, match="unknown setups/methods"):
+        bench.run("toy", methods=["magic"])
