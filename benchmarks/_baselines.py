@@ -191,22 +191,23 @@ def retrain(
     :func:`lethe.models.fit` (AdamW, cosine schedule) on the samples whose label is not in
     ``forget``; ``fit_kwargs`` go to it unchanged (``weight_decay``, ``augment_pad``, ...).
     """
-    retain, _ = _split(train, forget)
-    _need(retain, "retain", forget)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = make_model()
     fit_kwargs.setdefault("desc", "retrain")
-    fit(
-        model,
-        retain,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        **fit_kwargs,
-    )
+    return _fit_on_retain(
+        model, train, forget, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+        progress=progress, **fit_kwargs,
+    )  # fmt: skip
+
+
+def _fit_on_retain(
+    model: nn.Module, train: TensorDataset, forget: Sequence[int], **fit_kwargs: Any
+) -> nn.Module:
+    """:func:`lethe.models.fit` of ``model`` (in place) on the samples not in ``forget``."""
+    retain, _ = _split(train, forget)
+    _need(retain, "retain", forget)
+    fit(model, retain, **fit_kwargs)
     return model.eval()
 
 
@@ -226,20 +227,10 @@ def finetune(
     Training is :func:`lethe.models.fit` (AdamW, its default weight decay, cosine schedule,
     train mode so BatchNorm statistics adapt to the retain distribution).
     """
-    retain, _ = _split(train, forget)
-    _need(retain, "retain", forget)
-    out = _copy(model)
-    fit(
-        out,
-        retain,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        progress=progress,
-        desc="finetune",
-    )
-    return out.eval()
+    return _fit_on_retain(
+        _copy(model), train, forget, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+        progress=progress, desc="finetune",
+    )  # fmt: skip
 
 
 def neggrad_plus(

@@ -111,6 +111,16 @@ class Recipe:
         d["arch_kwargs"] = dict(self.arch_kwargs)
         return d
 
+    def fit_options(self) -> dict[str, Any]:
+        """:func:`lethe.models.fit` options of the base model (and of retraining)."""
+        return {
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "augment_flip": self.augment_flip,
+            "augment_pad": self.augment_pad,
+        }
+
     def base_key(self) -> dict[str, Any]:
         """The fields that decide the base model (its cache key ignores the baselines')."""
         d = self.to_dict()
@@ -226,7 +236,13 @@ PRESETS: dict[str, Preset] = {
         lethe_sets_per_size=5,
         recipes={
             "mnist_resnet18": {"epochs": 3, "filter_epochs": 6},
-            "mnist_vit": {"epochs": 20, "filter_epochs": 6},
+            # Patch 7 (16 tokens): a ViT from scratch on 3,000 images needs many epochs, and
+            # patch 4 (49 tokens) reached only 60 % in 20 epochs on 2 CPU cores.
+            "mnist_vit": {
+                "epochs": 40,
+                "filter_epochs": 6,
+                "arch_kwargs": {"patch_size": 7, "depth": 6},
+            },
         },
     ),
     # The complete tables: every backbone on MNIST and CIFAR-10 (hours; meant for a GPU).
@@ -344,17 +360,9 @@ def base_model(
     else:
         t = time.perf_counter()
         fit(
-            model,
-            data.train,
-            epochs=recipe.epochs,
-            lr=recipe.lr,
-            batch_size=recipe.batch_size,
-            seed=seed,
-            augment_flip=recipe.augment_flip,
-            augment_pad=recipe.augment_pad,
-            progress=progress,
-            desc=f"{name} base",
-        )
+            model, data.train, seed=seed, progress=progress, desc=f"{name} base",
+            **recipe.fit_options(),
+        )  # fmt: skip
         info = {"train_seconds": time.perf_counter() - t, "cache_key": key, "cached": False}
         cache.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -574,17 +582,7 @@ def run_method(
             torch.manual_seed(seed)
             return setup.make(data.in_chans, data.size, data.num_classes).to(_device())
 
-        out = B.retrain(
-            make,
-            data.train,
-            forget,
-            epochs=recipe.epochs,
-            lr=recipe.lr,
-            batch_size=recipe.batch_size,
-            seed=seed,
-            augment_flip=recipe.augment_flip,
-            augment_pad=recipe.augment_pad,
-        )
+        out = B.retrain(make, data.train, forget, seed=seed, **recipe.fit_options())
     elif method == "finetune":
         out = B.finetune(
             model, data.train, forget, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
@@ -963,15 +961,13 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
             for size, rows in sorted(groups.items()):
                 fa = [r["forget_acc"] for r in rows]
                 dr = [r["retain_drop"] for r in rows]
-                key = "single" if size == 1 else "sets"
-                ok = t.get(f"{key}_forget_worst", {}).get("met") and t.get(
-                    f"{key}_retain_drop_worst", {}
-                ).get("met")
-                limit = "≤ 1 %, ≤ 2 pts" if size == 1 else "≤ 1 %, ≤ 3 pts"
+                limit = 0.02 if size == 1 else 0.03
+                ok = max(fa) <= 0.01 and max(dr) <= limit
                 lines.append(
                     f"| {'single class' if size == 1 else f'{size} classes'} | {len(rows)} | "
                     f"{_pct(_mean(fa))} / {_pct(_max(fa))} | {100 * (_mean(dr) or 0):.1f} / "
-                    f"{100 * (_max(dr) or 0):.1f} | {limit}{' ✓' if ok else ' ✗'} |"
+                    f"{100 * (_max(dr) or 0):.1f} | ≤ 1 %, ≤ {100 * limit:.0f} pts"
+                    f"{' ✓' if ok else ' ✗'} |"
                 )
         comp = s.get("comparison")
         if comp:
@@ -1023,6 +1019,8 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
                     f"retrain costs {cost['one_retrain_vs_lethe']:.2f}× the round."
                 )
         if "lethe_apply_seconds" in cost:
+            if "lethe_vs_cheapest" not in cost and "retrain_all_vs_lethe" not in cost:
+                lines.append("")
             lines.append(
                 f"- Apply one deletion (compose + fold, torch): "
                 f"{cost['lethe_apply_seconds']:.3f} s{_mark(t.get('apply_seconds'))}; ONNX "
