@@ -103,3 +103,15 @@ def test_unknown_preset_setup_or_method_is_refused() -> None:
         bench.run("toy", only=["mnist_nope"])
     with pytest.raises(SystemExit, match="unknown setups/methods"):
         bench.run("toy", methods=["magic"])
+
+
+def test_single_classes_are_all_or_a_seeded_sample_per_dataset() -> None:
+    full = bench.PRESETS["full"]
+    assert bench.sampled_singles(10, full, "mnist") == list(range(10))
+    cifar = bench.sampled_singles(10, full, "cifar10")
+    assert len(cifar) == 5 and cifar == sorted(set(cifar))
+    assert cifar == bench.sampled_singles(10, full, "cifar10")
+    assert set(bench.PRESETS["full"].setups) >= {
+        "mnist_cnn", "mnist_resnet18", "mnist_vit", "fashion_mnist_resnet18",
+        "cifar10_resnet18", "cifar10_vit",
+    }  # fmt: skip
