@@ -218,6 +218,11 @@ class Preset:
         return replace(SETUPS[name].recipe, **dict(self.recipes.get(name, {})))
 
 
+# The CPU-sized MNIST ResNet-18 of the filters and compare presets: one definition, so that
+# compare reuses the base model and bank filters cached.
+_CPU_MNIST = Preset(setups=(), train_per_class=300, test_per_class=100, lethe_sets_per_size=5)
+_CPU_RESNET18 = {"epochs": 3, "filter_epochs": 6}
+
 PRESETS: dict[str, Preset] = {
     # The whole comparison on the plain CNN, in minutes on 2 CPU cores.
     "quick": Preset(
@@ -229,15 +234,13 @@ PRESETS: dict[str, Preset] = {
         recipes={"mnist_cnn": {"epochs": 4, "filter_epochs": 8}},
     ),
     # Issue 2's benchmark: Lethe alone on MNIST with a ResNet-18 and a small ViT.
-    "filters": Preset(
+    "filters": replace(
+        _CPU_MNIST,
         setups=("mnist_resnet18", "mnist_vit"),
         methods=("lethe",),
-        train_per_class=300,
-        test_per_class=100,
         singles=0,
-        lethe_sets_per_size=5,
         recipes={
-            "mnist_resnet18": {"epochs": 3, "filter_epochs": 6},
+            "mnist_resnet18": _CPU_RESNET18,
             # Patch 7 (16 tokens): a ViT from scratch on 3,000 images needs many epochs, and
             # patch 4 (49 tokens) reached only 60 % in 20 epochs on 2 CPU cores.
             "mnist_vit": {
@@ -249,14 +252,12 @@ PRESETS: dict[str, Preset] = {
     ),
     # The comparison on the filters preset's ResNet-18 (same cached base model and bank), two
     # single classes: what 2 CPU cores can afford (~30 min); the full preset does it all.
-    "compare": Preset(
+    "compare": replace(
+        _CPU_MNIST,
         setups=("mnist_resnet18",),
-        train_per_class=300,
-        test_per_class=100,
         singles=2,
         sets_per_size=0,
-        lethe_sets_per_size=5,
-        recipes={"mnist_resnet18": {"epochs": 3, "filter_epochs": 6}},
+        recipes={"mnist_resnet18": _CPU_RESNET18},
     ),
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
     # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.
