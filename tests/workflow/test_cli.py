@@ -41,33 +41,11 @@ def test_admin_flow_through_the_cli(project_dir: Path, tmp_path: Path) -> None:
     assert run(p, "filters", "show")["manifest"]["format"] == "lethe/filter-bank/v1"
     figs = run(p, "filters", "explain", "-o", str(tmp_path / "figs"), "--classes", "3,5")["files"]
     assert len(figs) > 3 and all(Path(f).is_file() for f in figs)
-    a = run(
-        p,
-        "request",
-        "file",
-        "--subject",
-        "a@example.com",
-        "--class",
-        "3",
-        "--legal-basis",
-        "gdpr-17-1-b",
-        "--idempotency-key",
-        "cli-1",
-    )["request"]
+    file_a = ["request", "file", "--subject", "a@example.com", "--class", "3"]
+    file_a += ["--legal-basis", "gdpr-17-1-b", "--idempotency-key", "cli-1"]
+    a = run(p, *file_a)["request"]
     assert a["status"] == "received" and len(a["subject_key"]) == 64
-    again = run(
-        p,
-        "request",
-        "file",
-        "--subject",
-        "a@example.com",
-        "--class",
-        "3",
-        "--legal-basis",
-        "gdpr-17-1-b",
-        "--idempotency-key",
-        "cli-1",
-    )["request"]
+    again = run(p, *file_a)["request"]
     assert again["id"] == a["id"]
     b = run(
         p,

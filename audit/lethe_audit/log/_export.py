@@ -11,6 +11,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from lethe_audit._version import __version__
 from lethe_audit.errors import ExportError, LogStateError, StoreError
+from lethe_audit.log._log import KEY_COLUMNS, KeyRecord
 from lethe_audit.store import TlogCheckpoint, TlogEntry, TlogHead, TlogKey
 from lethe_audit.verify._format import (
     ATTACHMENTS_DIR,
@@ -126,23 +128,9 @@ def _write_bundle(
         files[CHECKPOINTS] = w.digest()
 
     keys = [
-        {
-            "vkey": k.vkey,
-            "name": k.name,
-            "key_id": k.key_id,
-            "status": k.status,
-            "added_at_size": k.added_at_size,
-            "retired_at_size": k.retired_at_size,
-        }
+        asdict(KeyRecord(*k))
         for k in conn.execute(
-            select(
-                TlogKey.vkey,
-                TlogKey.name,
-                TlogKey.key_id,
-                TlogKey.status,
-                TlogKey.added_at_size,
-                TlogKey.retired_at_size,
-            )
+            select(*KEY_COLUMNS)
             .where(TlogKey.added_at_size <= size)
             .order_by(TlogKey.added_at_size, TlogKey.vkey)
         )

@@ -73,6 +73,17 @@ class AppendResult:
     duplicate: bool = False
 
 
+# The columns of a KeyRecord, in its field order.
+KEY_COLUMNS = (
+    TlogKey.vkey,
+    TlogKey.name,
+    TlogKey.key_id,
+    TlogKey.status,
+    TlogKey.added_at_size,
+    TlogKey.retired_at_size,
+)
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """A log signing key as the database records it."""
@@ -403,14 +414,7 @@ class AuditLog:
 
         def run(conn: Connection) -> list[KeyRecord]:
             rows = conn.execute(
-                select(
-                    TlogKey.vkey,
-                    TlogKey.name,
-                    TlogKey.key_id,
-                    TlogKey.status,
-                    TlogKey.added_at_size,
-                    TlogKey.retired_at_size,
-                ).order_by(TlogKey.added_at_size, TlogKey.added_at)
+                select(*KEY_COLUMNS).order_by(TlogKey.added_at_size, TlogKey.added_at)
             )
             return [KeyRecord(*r) for r in rows]
 

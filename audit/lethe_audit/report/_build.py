@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -21,7 +20,7 @@ FORMATS: tuple[str, ...] = ("html", "pdf", "json")
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(_model.VerifiedDocument):
     """A finished report: the JSON-ready ``data`` (every number the HTML and PDF show), the
     authenticated figure images (``figures``, keyed by bundle path), and ``error``, the
     verification error when the bundle did not verify (``None`` when it did)."""
@@ -29,20 +28,6 @@ class Report:
     data: Mapping[str, Any] = field(repr=False)
     figures: Mapping[str, bytes] = field(repr=False)
     error: VerificationError | None
-
-    @property
-    def passed(self) -> bool:
-        """True when the bundle verified."""
-        return self.error is None
-
-    @property
-    def headline(self) -> str:
-        """The report's first line: the verification result."""
-        return str(self.data["headline"])
-
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy of the report model (plain JSON types)."""
-        return copy.deepcopy(dict(self.data))
 
     def to_json(self) -> str:
         """The JSON report. Its first line is ``{"headline": "...",``, so that the verdict

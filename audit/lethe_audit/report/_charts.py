@@ -108,3 +108,15 @@ def per_class_accuracy(
     )
     out.append("</svg>")
     return "\n".join(out)
+
+
+def remeasured_accuracy(rows: Sequence[dict[str, Any]]) -> str:
+    """:func:`per_class_accuracy` of logged against re-measured (ONNX) accuracies."""
+    return per_class_accuracy(
+        rows,
+        title="Per-class accuracy: logged vs re-measured",
+        before_key="logged",
+        after_key="measured",
+        before_label="logged (after)",
+        after_label="re-measured",
+    )

@@ -41,16 +41,7 @@ def render_report(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     remeasure_chart = None
     rm = data.get("remeasure")
     if rm is not None:
-        remeasure_chart = Markup(
-            _charts.per_class_accuracy(
-                rm["per_class"],
-                title="Per-class accuracy: logged vs re-measured",
-                before_key="logged",
-                after_key="measured",
-                before_label="logged (after)",
-                after_label="re-measured",
-            )
-        )
+        remeasure_chart = Markup(_charts.remeasured_accuracy(rm["per_class"]))
     images = {
         path: "data:image/png;base64," + base64.b64encode(blob).decode("ascii")
         for path, blob in figures.items()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,29 @@ from lethe_audit.note import Verifier
 from lethe_audit.report import _metrics
 from lethe_audit.report._read import BundleContents, Inclusion, inclusions
 from lethe_audit.statements import LifecycleEvent, UnlearningAttestation, parse_rfc3339, rfc3339
+
+
+class VerifiedDocument:
+    """What a report and a receipt page share: the JSON-ready ``data`` and the verification
+    ``error`` (``None`` when the bundle or receipt verified)."""
+
+    data: Mapping[str, Any]
+    error: VerificationError | None
+
+    @property
+    def passed(self) -> bool:
+        """True when verification passed."""
+        return self.error is None
+
+    @property
+    def headline(self) -> str:
+        """The first line: the verification result."""
+        return str(self.data["headline"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of the document model (plain JSON types)."""
+        return copy.deepcopy(dict(self.data))
+
 
 REPORT_FORMAT = "lethe.report.v1"
 FIGURES_EVENT = "apply.figures"

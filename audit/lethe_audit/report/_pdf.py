@@ -310,20 +310,8 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
             doc.para(str(rc["note"]), size=8, color=MUTED)
         doc.heading("Per-class accuracy", 4)
         doc.svg(_charts.per_class_accuracy(m["per_class"]), width=min(doc.width, 170))
-        doc.table(
-            [
-                (
-                    f"{c['class']}" + (" (forgotten)" if c["forgotten"] else ""),
-                    c["samples"],
-                    _fmt.pct(c["before"]),
-                    _fmt.pct(c["after"]),
-                    _fmt.pp(c["delta"]),
-                )
-                for c in m["per_class"]
-            ],
-            header=("Class", "Samples", "Before", "After", "Change"),
-            numeric=(0, 1, 2, 3, 4),
-            highlight=[c["forgotten"] for c in m["per_class"]],
+        _per_class_table(
+            doc, m["per_class"], ("before", "after", "delta"), ("Before", "After", "Change")
         )
         for w in m["warnings"]:
             doc.para(w, size=8, color=WARN)
@@ -679,30 +667,14 @@ def _remeasure(doc: _Doc, rm: Mapping[str, Any]) -> None:
             numeric=(1, 2),
         )
     doc.svg(
-        _charts.per_class_accuracy(
-            rm["per_class"],
-            title="Per-class accuracy: logged vs re-measured",
-            before_key="logged",
-            after_key="measured",
-            before_label="logged (after)",
-            after_label="re-measured",
-        ),
+        _charts.remeasured_accuracy(rm["per_class"]),
         width=min(doc.width, 170),
     )
-    doc.table(
-        [
-            (
-                f"{c['class']}" + (" (forgotten)" if c["forgotten"] else ""),
-                c["samples"],
-                _fmt.pct(c["logged"]),
-                _fmt.pct(c["measured"]),
-                _fmt.pp(c["difference"]),
-            )
-            for c in rm["per_class"]
-        ],
-        header=("Class", "Samples", "Logged", "Re-measured", "Difference"),
-        numeric=(0, 1, 2, 3, 4),
-        highlight=[c["forgotten"] for c in rm["per_class"]],
+    _per_class_table(
+        doc,
+        rm["per_class"],
+        ("logged", "measured", "difference"),
+        ("Logged", "Re-measured", "Difference"),
     )
     extra = rm["extra"]
     doc.para(
@@ -789,3 +761,25 @@ def _log(doc: _Doc, r: Mapping[str, Any]) -> None:
     )
     if log["timeline_truncated"]:
         doc.para(f"Only the first {len(log['timeline'])} entries are listed.", size=8, color=MUTED)
+
+
+def _per_class_table(
+    doc: _Doc, rows: Sequence[Mapping[str, Any]], keys: tuple[str, str, str], labels: Sequence[str]
+) -> None:
+    """Per-class accuracies, two columns and their difference, forgotten classes highlighted."""
+    first, second, diff = keys
+    doc.table(
+        [
+            (
+                f"{c['class']}" + (" (forgotten)" if c["forgotten"] else ""),
+                c["samples"],
+                _fmt.pct(c[first]),
+                _fmt.pct(c[second]),
+                _fmt.pp(c[diff]),
+            )
+            for c in rows
+        ],
+        header=("Class", "Samples", *labels),
+        numeric=(0, 1, 2, 3, 4),
+        highlight=[c["forgotten"] for c in rows],
+    )

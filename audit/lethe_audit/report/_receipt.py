@@ -8,7 +8,6 @@ forgotten classes, which would reveal them).
 from __future__ import annotations
 
 import binascii
-import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from lethe_audit._version import __version__
 from lethe_audit.errors import LetheAuditError, MetricsError, ReportError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _fmt, _read
-from lethe_audit.report._model import _deadline, error_dict
+from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict
 from lethe_audit.statements import (
     LifecycleEvent,
     RequestRecord,
@@ -43,22 +42,11 @@ _EVENT_WORDS = {
 
 
 @dataclass(frozen=True)
-class ReceiptPage:
+class ReceiptPage(VerifiedDocument):
     """A rendered receipt: ``data`` (JSON-ready) and the verification ``error`` (or None)."""
 
     data: Mapping[str, Any] = field(repr=False)
     error: VerificationError | None
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None
-
-    @property
-    def headline(self) -> str:
-        return str(self.data["headline"])
-
-    def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(dict(self.data))
 
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,18 @@ class ProjectRef:
     def close(self) -> None:
         if self._opened is not None:
             self._opened.close()
+
+
+def out_option(help: str, *, folder: bool = False) -> Callable[[Any], Any]:
+    """The required ``-o/--out`` path of commands that write a file (or, ``folder``, a folder)."""
+    return click.option(
+        "-o",
+        "--out",
+        "out_dir" if folder else "out",
+        required=True,
+        type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
+        help=help,
+    )
 
 
 class LetheGroup(click.Group):

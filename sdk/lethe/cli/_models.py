@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from lethe.cli._app import ProjectRef
+from lethe.cli._app import ProjectRef, out_option
 from lethe_audit.cli._common import emit, json_option
 
 
@@ -228,14 +228,7 @@ def filters_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
 
 @filters.command("explain")
 @click.argument("name", required=False)
-@click.option(
-    "-o",
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the PNG figures.",
-)
+@out_option("Folder for the PNG figures.", folder=True)
 @click.option("--classes", help="Comma-separated class names or ids (default: all).")
 @json_option
 @click.pass_obj

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from lethe.cli._app import ProjectRef
+from lethe.cli._app import ProjectRef, out_option
 from lethe_audit.cli._common import emit, json_option
 from lethe_audit.metrics import policy_options
 
@@ -230,14 +230,7 @@ def export() -> None:
 
 @export.command("onnx")
 @click.argument("name", required=False)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the ONNX file.",
-)
+@out_option("Where to write the ONNX file.")
 @click.option(
     "--quantize", type=click.Choice(["int8"]), help="Static QDQ int8, calibrated on retain data."
 )
@@ -255,14 +248,7 @@ def export_onnx(
 
 @export.command("eval-data")
 @click.argument("name", required=False)
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The .npz to write.",
-)
+@out_option("The .npz to write.")
 @json_option
 @click.pass_obj
 def export_eval_data(ref: ProjectRef, name: str | None, out: Path, as_json: bool) -> None:
@@ -323,14 +309,7 @@ def log_verify(ref: ProjectRef, as_json: bool) -> None:
 
 @click.command()
 @click.argument("request_id")
-@click.option(
-    "-o",
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Receipt file to write.",
-)
+@out_option("Receipt file to write.")
 @json_option
 @click.pass_obj
 def receipt(ref: ProjectRef, request_id: str, out: Path, as_json: bool) -> None:
