@@ -196,7 +196,8 @@ SETUPS: dict[str, Setup] = {
 class Preset:
     """How much of the benchmark to run.
 
-    ``train_per_class`` / ``test_per_class``: seeded per-class subsample (``None``: all).
+    ``train_per_class`` / ``test_per_class``: seeded per-class subsample (``None``: all);
+    ``per_class_by_dataset`` overrides the pair per dataset.
     ``singles``: how many single classes the comparison samples (``None``: all);
     ``singles_by_dataset`` overrides it per dataset.
     ``recipes``: per-setup overrides of :class:`Recipe` fields (smaller budgets for quick runs).
@@ -206,6 +207,7 @@ class Preset:
     methods: tuple[str, ...] = METHODS
     train_per_class: int | None = None
     test_per_class: int | None = None
+    per_class_by_dataset: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
     singles: int | None = None
     singles_by_dataset: Mapping[str, int] = field(default_factory=dict)
     sets_per_size: int = 1
@@ -216,6 +218,11 @@ class Preset:
 
     def recipe(self, name: str) -> Recipe:
         return replace(SETUPS[name].recipe, **dict(self.recipes.get(name, {})))
+
+    def per_class(self, dataset: str) -> tuple[int | None, int | None]:
+        """(train, test) images per class for ``dataset`` (``None``: all)."""
+        default = (self.train_per_class, self.test_per_class)
+        return self.per_class_by_dataset.get(dataset, default)
 
 
 # The CPU-sized MNIST ResNet-18 of the filters and compare presets: one definition, so that
@@ -275,6 +282,23 @@ PRESETS: dict[str, Preset] = {
         sets_per_size=3,
         lethe_sets_per_size=20,
     ),
+    # Sized for one lent GPU (an H200) under the device tool's limits: 10-minute calls and 64 MiB
+    # of data per call. MNIST and Fashion-MNIST are whole; CIFAR-10 is a seeded subsample (the
+    # whole set is 134 MB). benchmarks/README.md has the command lines (ViTs: Lethe alone).
+    "gpu": Preset(
+        setups=(
+            "mnist_cnn",
+            "mnist_resnet18",
+            "mnist_vit",
+            "fashion_mnist_resnet18",
+            "cifar10_resnet18",
+            "cifar10_vit",
+        ),
+        per_class_by_dataset={"cifar10": (1800, 500)},
+        singles=3,
+        sets_per_size=1,
+        lethe_sets_per_size=10,
+    ),
     # The test suite's size: every code path, a few batches.
     "toy": Preset(
         setups=("mnist_cnn", "mnist_vit"),
@@ -327,8 +351,9 @@ def load_data(dataset: str, preset: Preset) -> Data:
     from lethe.data import Preprocess, load_dataset
     from lethe_audit.metrics import ImageSet
 
-    train = _per_class(load_dataset(dataset, split="train"), preset.train_per_class, preset.seed)
-    test = _per_class(load_dataset(dataset, split="test"), preset.test_per_class, preset.seed + 1)
+    n_train, n_test = preset.per_class(dataset)
+    train = _per_class(load_dataset(dataset, split="train"), n_train, preset.seed)
+    test = _per_class(load_dataset(dataset, split="test"), n_test, preset.seed + 1)
     c = train.channels
     pre = Preprocess((c, *train.image_size), (0.5,) * c, (0.5,) * c)
     tr, te = pre(train.x), pre(test.x)
@@ -633,10 +658,34 @@ def _max(xs: Sequence[float | None]) -> float | None:
     return float(max(vals)) if vals else None
 
 
+class Deadline:
+    """When to stop starting new work (``None``: never), so that a run in a time-limited
+    session ends with complete results for what it did and a list of what it skipped."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self._at = None if seconds is None else time.monotonic() + seconds
+
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at
+
+
 def run_setup(
-    name: str, preset: Preset, *, cache: Path, progress: bool, log: Callable[[str], None]
+    name: str,
+    preset: Preset,
+    *,
+    cache: Path,
+    progress: bool,
+    log: Callable[[str], None],
+    deadline: Deadline | None = None,
+    save: Callable[[dict[str, Any]], None] = lambda _out: None,
 ) -> dict[str, Any]:
-    """Every measurement of one setup, as a JSON-ready dict."""
+    """Every measurement of one setup, as a JSON-ready dict.
+
+    ``save`` gets the partial result after each finished step (for a run that may be cut
+    short); past ``deadline`` no new comparison run starts and the skipped ones are listed in
+    ``skipped_at_deadline``.
+    """
+    deadline = deadline or Deadline(None)
     from lethe.metrics import TorchBackend
 
     setup = SETUPS[name]
@@ -686,6 +735,8 @@ def run_setup(
                  "fold_seconds": seconds}
             )  # fmt: skip
         out["lethe_coverage"] = cover
+        _finish(out, {}, data.num_classes, [])
+        save(out)
 
     singles = sampled_singles(data.num_classes, preset, setup.dataset)
     if preset.singles == 0:
@@ -693,24 +744,42 @@ def run_setup(
     compare_sets = [[c] for c in singles]
     if preset.singles != 0:
         compare_sets += forget_sets(data.num_classes, preset, preset.sets_per_size, salt=3)
+    # Forget sets outside, methods inside: a run cut short by its deadline still compares
+    # every method on the sets it finished.
     comparison: dict[str, list[dict[str, Any]]] = {}
-    for method in preset.methods:
-        rows = []
-        for forget in compare_sets:
+    skipped: list[str] = []
+    for forget in compare_sets:
+        for method in preset.methods:
+            if deadline.passed():
+                skipped.append(f"{method} {forget}")
+                continue
             log(f"[{name}] {method} forget {forget}")
             unlearned, seconds = run_method(
                 method, forget, name=name, model=model, bank=bank, data=data, recipe=recipe,
                 seed=preset.seed,
             )  # fmt: skip
-            rows.append(_summary(_evaluate(unlearned, forget, data, base, preset), seconds))
-        if rows:
-            comparison[method] = rows
-    if comparison:
-        out["comparison"] = comparison
-        out["gaps_to_retrain"] = _gaps(comparison)
-    out["cost"] = _cost(out, data.num_classes, singles)
-    out["targets"] = _targets(out)
+            row = _summary(_evaluate(unlearned, forget, data, base, preset), seconds)
+            comparison.setdefault(method, []).append(row)
+            _finish(out, comparison, data.num_classes, singles)
+            save(out)
+    if skipped:
+        out["skipped_at_deadline"] = skipped
+    _finish(out, comparison, data.num_classes, singles)
     return out
+
+
+def _finish(
+    out: dict[str, Any],
+    comparison: Mapping[str, list[dict[str, Any]]],
+    k: int,
+    singles: Sequence[int],
+) -> None:
+    """(Re)compute the derived parts of a setup's result: gaps, cost and targets."""
+    if comparison:
+        out["comparison"] = dict(comparison)
+        out["gaps_to_retrain"] = _gaps(comparison)
+    out["cost"] = _cost(out, k, singles)
+    out["targets"] = _targets(out)
 
 
 def _gaps(comparison: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -816,8 +885,14 @@ def run(
     cache: Path = CACHE,
     progress: bool = True,
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+    deadline_seconds: float | None = None,
+    on_progress: Callable[[dict[str, Any]], None] = lambda _result: None,
 ) -> dict[str, Any]:
-    """Run a preset (optionally restricted to some setups and methods); returns the results."""
+    """Run a preset (optionally restricted to some setups and methods); returns the results.
+
+    ``on_progress`` gets the partial result after every finished step; past
+    ``deadline_seconds`` no new setup or comparison run starts (see :class:`Deadline`).
+    """
     if preset_name not in PRESETS:
         raise SystemExit(f"unknown preset {preset_name!r}; known: {', '.join(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -831,6 +906,12 @@ def run(
         preset = replace(preset, setups=tuple(only))
     if methods:
         preset = replace(preset, methods=tuple(m for m in METHODS if m in methods))
+    deadline = Deadline(deadline_seconds)
+    if torch.cuda.is_available():
+        # Benchmark speed on the GPU: autotuned convolutions and TF32 matrix products.
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     started = time.perf_counter()
     result: dict[str, Any] = {
         "benchmark": "unlearning",
@@ -844,6 +925,7 @@ def run(
             "methods": list(preset.methods),
             "train_per_class": preset.train_per_class,
             "test_per_class": preset.test_per_class,
+            "per_class_by_dataset": {k: list(v) for k, v in preset.per_class_by_dataset.items()},
             "singles": preset.singles,
             "sets_per_size": preset.sets_per_size,
             "lethe_sets_per_size": preset.lethe_sets_per_size,
@@ -851,10 +933,46 @@ def run(
         },
         "setups": {},
     }
+    if deadline_seconds is not None:
+        result["settings"]["deadline_seconds"] = deadline_seconds
+
+    def save(name: str, partial: dict[str, Any]) -> None:
+        result["setups"][name] = partial
+        result["wall_seconds"] = time.perf_counter() - started
+        on_progress(result)
+
     for name in preset.setups:
-        result["setups"][name] = run_setup(name, preset, cache=cache, progress=progress, log=log)
+        if deadline.passed():
+            result.setdefault("skipped_at_deadline", []).append(name)
+            continue
+        result["setups"][name] = run_setup(
+            name, preset, cache=cache, progress=progress, log=log, deadline=deadline,
+            save=lambda partial, name=name: save(name, partial),
+        )  # fmt: skip
     result["wall_seconds"] = time.perf_counter() - started
     return result
+
+
+def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One result from several runs of a preset (say, one per time-limited GPU call): setups
+    are taken from the later runs where they repeat, wall times add up."""
+    if not results:
+        raise SystemExit("nothing to merge")
+    merged: dict[str, Any] = json.loads(json.dumps(results[0]))
+    merged["parts"] = [
+        {"date": r["date"], "setups": list(r["setups"]), "wall_seconds": r["wall_seconds"]}
+        for r in results
+    ]
+    for r in results[1:]:
+        if r["preset"] != merged["preset"]:
+            raise SystemExit(f"cannot merge presets {merged['preset']!r} and {r['preset']!r}")
+        merged["setups"].update(json.loads(json.dumps(r["setups"])))
+        merged["wall_seconds"] += r["wall_seconds"]
+    skipped = [s for r in results for s in r.get("skipped_at_deadline", [])]
+    merged.pop("skipped_at_deadline", None)
+    if [s for s in skipped if s not in merged["setups"]]:
+        merged["skipped_at_deadline"] = sorted({s for s in skipped if s not in merged["setups"]})
+    return merged
 
 
 # ------------------------------------------------------------------------------------ report
@@ -959,10 +1077,26 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
         f"{m['cpu']}, {m['cpu_count']} cores (shared, load {m['load_average_at_start']}), "
         f"CUDA: {m['cuda'] or 'none'}; torch {m['torch']}, timm {m['timm']}, "
         f"scikit-learn {m['sklearn']}; seed {result['seed']}. Data per class: "
-        f"{st['train_per_class'] or 'all'} train / {st['test_per_class'] or 'all'} test images "
-        "(seeded subsample). Accuracies in % of test images; drops in points against the base "
-        "model.",
+        f"{st['train_per_class'] or 'all'} train / {st['test_per_class'] or 'all'} test images"
+        + "".join(
+            f"; {d}: {a or 'all'} / {b or 'all'}"
+            for d, (a, b) in st.get("per_class_by_dataset", {}).items()
+        )
+        + " (seeded subsample). Accuracies in % of test images; drops in points against the "
+        "base model.",
     ]
+    if len(result.get("parts", [])) > 1:
+        lines += [
+            "",
+            "Merged from runs: "
+            + "; ".join(
+                f"{', '.join(p['setups'])} ({p['wall_seconds'] / 60:.1f} min, {p['date']})"
+                for p in result["parts"]
+            )
+            + ".",
+        ]
+    if result.get("skipped_at_deadline"):
+        lines += ["", f"Not run (deadline): {', '.join(result['skipped_at_deadline'])}."]
     for name, s in result["setups"].items():
         b = s["base"]
         lines += ["", f"### {name} ({s['dataset']}, {s['backbone']})", ""]
@@ -1068,6 +1202,13 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
                 f"- Depth: Lethe's relearn time is {v['value']:.2f}× the retrained model's"
                 f"{_mark(v)} (DESIGN §9 goal ≥ 0.5; the paper's method measured about 0.1)."
             )
+        if s.get("skipped_at_deadline"):
+            lines += [
+                "",
+                f"- Comparison runs skipped at the deadline ({len(s['skipped_at_deadline'])}): "
+                + ", ".join(s["skipped_at_deadline"])
+                + ".",
+            ]
         for p in figures:
             if f"-{name}-" in p.name:
                 lines += ["", f"![{name}: per-class forget / retain](figures/{p.name})"]
@@ -1091,14 +1232,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--cache", type=Path, default=CACHE, help="base-model / bank cache")
     ap.add_argument("--no-docs", action="store_true", help="do not update the docs")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = ap.parse_args(argv)
-    result = run(
-        args.preset, only=args.only, methods=args.methods, cache=args.cache,
-        progress=not args.quiet,
+    ap.add_argument(
+        "--deadline", type=float, default=None, metavar="SECONDS",
+        help="start no new setup or comparison run after this many seconds (results list "
+        "what was skipped); the JSON is rewritten after every finished step",
     )  # fmt: skip
+    ap.add_argument(
+        "--render", nargs="+", type=Path, default=None, metavar="JSON",
+        help="run nothing: merge these result files of one preset (later ones win per "
+        "setup) into --out, and write the plots and the docs section from them",
+    )  # fmt: skip
+    args = ap.parse_args(argv)
     out = args.out or RESULTS_DIR / f"unlearning-{args.preset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+
+    def write(result: Mapping[str, Any]) -> None:
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        tmp.replace(out)
+
+    if args.render:
+        result = merge([json.loads(p.read_text()) for p in args.render])
+    else:
+        result = run(
+            args.preset, only=args.only, methods=args.methods, cache=args.cache,
+            progress=not args.quiet, deadline_seconds=args.deadline, on_progress=write,
+        )  # fmt: skip
+    write(result)
     if not args.no_docs:
         figures = plot(result, args.figures)
         update_docs(args.docs, f"unlearning-{args.preset}", section(result, figures))

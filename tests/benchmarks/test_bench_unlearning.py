@@ -115,3 +115,63 @@ def test_single_classes_are_all_or_a_seeded_sample_per_dataset() -> None:
         "mnist_cnn", "mnist_resnet18", "mnist_vit", "fashion_mnist_resnet18",
         "cifar10_resnet18", "cifar10_vit",
     }  # fmt: skip
+
+
+def test_deadline_skips_work_and_lists_it(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--deadline", "0", "--no-docs")
+    assert result["skipped_at_deadline"] == list(bench.PRESETS["toy"].setups)
+    assert result["setups"] == {}
+    assert result["settings"]["deadline_seconds"] == 0
+
+
+class _PassesAfter(bench.Deadline):
+    """A deadline that passes after ``n`` checks, so the test knows what must be skipped."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(None)
+        self.left = n
+
+    def passed(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_comparison_cut_by_deadline_keeps_whole_results_and_saves_each_step(
+    tmp_path: Path,
+) -> None:
+    saved: list[dict] = []
+    preset = bench.replace(bench.PRESETS["toy"], methods=("lethe", "retrain", "head_mask"))
+    out = bench.run_setup(
+        "mnist_cnn", preset, cache=tmp_path / "cache", progress=False, log=lambda _m: None,
+        deadline=_PassesAfter(4), save=lambda o: saved.append(json.loads(json.dumps(o))),
+    )  # fmt: skip
+    # Sets outside, methods inside: the first set has all three methods, the second only Lethe.
+    rows = out["comparison"]
+    assert [len(r) for r in rows.values()] == [2, 1, 1]
+    first = rows["lethe"][0]["forget"]
+    assert rows["retrain"][0]["forget"] == rows["head_mask"][0]["forget"] == first
+    assert len(out["skipped_at_deadline"]) == 4 * 3 - 4
+    assert out["skipped_at_deadline"][0] == f"retrain {rows['lethe'][1]['forget']}"
+    # The cost and gaps are computed from what finished.
+    assert out["gaps_to_retrain"]["lethe"]["retain_acc"] is not None
+    assert "retrain" in out["cost"]["per_class_seconds"]
+    # One save after the coverage, then one per finished comparison run.
+    assert len(saved) == 1 + 4
+    assert "comparison" not in saved[0] and len(saved[-1]["comparison"]["lethe"]) == 2
+
+
+def test_render_merges_runs_of_one_preset_into_json_docs_and_plots(tmp_path: Path) -> None:
+    a = _run(tmp_path, "--only", "mnist_cnn", "--methods", "lethe", "head_mask", "--no-docs",
+             "--out", str(tmp_path / "a.json"))  # fmt: skip
+    _run(tmp_path, "--only", "mnist_vit", "--methods", "lethe", "--no-docs",
+         "--out", str(tmp_path / "b.json"))  # fmt: skip
+    merged = _run(tmp_path, "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert list(merged["setups"]) == ["mnist_cnn", "mnist_vit"]
+    assert merged["setups"]["mnist_cnn"] == json.loads(json.dumps(a["setups"]["mnist_cnn"]))
+    assert [p["setups"] for p in merged["parts"]] == [["mnist_cnn"], ["mnist_vit"]]
+    assert json.loads((tmp_path / "result.json").read_text())["parts"] == merged["parts"]
+    md = (tmp_path / "benchmarks.md").read_text()
+    assert "### mnist_cnn" in md and "### mnist_vit" in md and "Merged from runs" in md
+    assert (tmp_path / "figures" / "bench-toy-mnist_vit-classes.png").exists()
+    with pytest.raises(SystemExit, match="cannot merge"):
+        bench.merge([a, {**a, "preset": "quick"}])
