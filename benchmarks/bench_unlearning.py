@@ -261,10 +261,10 @@ PRESETS: dict[str, Preset] = {
     # single classes: what 2 CPU cores can afford (~30 min); the full preset does it all.
     "compare": replace(
         _CPU_MNIST,
-        setups=("mnist_resnet18",),
+        setups=("mnist_resnet18", "fashion_mnist_resnet18"),
         singles=2,
         sets_per_size=0,
-        recipes={"mnist_resnet18": _CPU_RESNET18},
+        recipes={"mnist_resnet18": _CPU_RESNET18, "fashion_mnist_resnet18": _CPU_RESNET18},
     ),
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
     # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.
@@ -1097,6 +1097,8 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
         ]
     if result.get("skipped_at_deadline"):
         lines += ["", f"Not run (deadline): {', '.join(result['skipped_at_deadline'])}."]
+    if result.get("note"):
+        lines += ["", str(result["note"])]
     for name, s in result["setups"].items():
         b = s["base"]
         lines += ["", f"### {name} ({s['dataset']}, {s['backbone']})", ""]
@@ -1242,6 +1244,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="run nothing: merge these result files of one preset (later ones win per "
         "setup) into --out, and write the plots and the docs section from them",
     )  # fmt: skip
+    ap.add_argument(
+        "--note", default=None, help="with --render: a paragraph on how the runs were made"
+    )
     args = ap.parse_args(argv)
     out = args.out or RESULTS_DIR / f"unlearning-{args.preset}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1253,6 +1258,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     if args.render:
         result = merge([json.loads(p.read_text()) for p in args.render])
+        if args.note:
+            result["note"] = args.note
     else:
         result = run(
             args.preset, only=args.only, methods=args.methods, cache=args.cache,

@@ -5,6 +5,9 @@
 #   benchmarks/gpu.sh check OUTDIR   # toy preset + a small-stem ResNet-18 on CUDA (seconds)
 #   benchmarks/gpu.sh mnist OUTDIR   # MNIST + Fashion-MNIST, whole
 #   benchmarks/gpu.sh cifar OUTDIR   # CIFAR-10, 1,800 / 500 images per class (seeded)
+#   benchmarks/gpu.sh compare OUTDIR # in parallel, one process each: every method on
+#                                    # cifar10_resnet18, mnist_resnet18 and mnist_cnn; Lethe on
+#                                    # mnist_vit (the GPU idles while one process evaluates)
 # then, anywhere:
 #   ./dev python -m benchmarks.bench_unlearning --preset gpu --render OUTDIR/gpu-*-lethe.json \
 #       OUTDIR/gpu-*-compare.json
@@ -31,6 +34,19 @@ PY
          compare=(mnist_resnet18 mnist_cnn) ;;
   cifar) coverage=(cifar10_resnet18 cifar10_vit)
          compare=(cifar10_resnet18) ;;
+  compare)
+    # Each process stops starting runs 120 s before the budget and is stopped at it; its JSON
+    # is saved after every finished step either way.
+    export OMP_NUM_THREADS=4
+    for job in "cifar10_resnet18" "mnist_resnet18" "mnist_cnn" "mnist_vit --methods lethe"; do
+      name=${job%% *}
+      # shellcheck disable=SC2086
+      timeout "$budget" "$py" -m benchmarks.bench_unlearning --preset gpu --quiet --no-docs \
+        --only $job --deadline $((budget - 120)) --out "$out/gpu-compare-$name.json" \
+        >"$out/gpu-compare-$name.log" 2>&1 &
+    done
+    wait
+    exit 0 ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
 bench gpu --only "${coverage[@]}" --methods lethe --deadline $((budget / 2)) \

@@ -7,9 +7,23 @@
   :mod:`lethe.errors`.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from lethe._digest import model_digest
 from lethe.errors import LetheError
-from lethe.workflow import Lethe
 from lethe_audit._version import __version__
 
+if TYPE_CHECKING:
+    from lethe.workflow import Lethe
+
 __all__ = ["Lethe", "LetheError", "__version__", "model_digest"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lethe pulls in the log store (SQLAlchemy, cryptography); code that only trains or
+    # applies filters (a GPU job, say) should not need those installed, so load it on use.
+    if name == "Lethe":
+        from lethe.workflow import Lethe
+
+        return Lethe
+    raise AttributeError(f"module 'lethe' has no attribute {name!r}")

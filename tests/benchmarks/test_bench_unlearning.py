@@ -165,13 +165,17 @@ def test_render_merges_runs_of_one_preset_into_json_docs_and_plots(tmp_path: Pat
              "--out", str(tmp_path / "a.json"))  # fmt: skip
     _run(tmp_path, "--only", "mnist_vit", "--methods", "lethe", "--no-docs",
          "--out", str(tmp_path / "b.json"))  # fmt: skip
-    merged = _run(tmp_path, "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    merged = _run(
+        tmp_path, "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+        "--note", "Two calls, one process each.",
+    )  # fmt: skip
     assert list(merged["setups"]) == ["mnist_cnn", "mnist_vit"]
     assert merged["setups"]["mnist_cnn"] == json.loads(json.dumps(a["setups"]["mnist_cnn"]))
     assert [p["setups"] for p in merged["parts"]] == [["mnist_cnn"], ["mnist_vit"]]
     assert json.loads((tmp_path / "result.json").read_text())["parts"] == merged["parts"]
     md = (tmp_path / "benchmarks.md").read_text()
     assert "### mnist_cnn" in md and "### mnist_vit" in md and "Merged from runs" in md
+    assert "Two calls, one process each." in md and merged["note"] in md
     assert (tmp_path / "figures" / "bench-toy-mnist_vit-classes.png").exists()
     with pytest.raises(SystemExit, match="cannot merge"):
         bench.merge([a, {**a, "preset": "quick"}])

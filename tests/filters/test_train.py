@@ -138,3 +138,16 @@ def test_bad_config_and_data() -> None:
             (torch.zeros(4, 1, 16, 16), torch.zeros(3, dtype=torch.long)),
             progress=False,
         )
+
+
+def test_divergence_is_an_error_and_leaves_no_checkpoint(tmp_path: Path) -> None:
+    model, _, ds = _small_setup()
+    # Overflowing logits make the loss non-finite from the first batch.
+    with torch.no_grad():
+        model.get_classifier().weight.fill_(3e38)
+    bank = FilterBank.init(model, 10)
+    ckpt = tmp_path / "train.ckpt"
+    with pytest.raises(TrainingError, match="diverged"):
+        train(model, bank, ds, epochs=2, batch_size=64, progress=False, checkpoint=ckpt)
+    assert not ckpt.exists()
+    assert all(p.requires_grad for p in model.parameters())  # model restored

@@ -123,6 +123,18 @@ def _as_dataset(data: Any) -> Dataset[Any]:
     )
 
 
+def _epoch_stats(
+    sums: torch.Tensor, batches: int, n_forget: int, n_retain: int
+) -> dict[str, float]:
+    """Mean loss and forget / retain accuracy so far, from the device-side running sums."""
+    loss, forget_hit, retain_hit = (float(v) for v in sums.tolist())
+    return {
+        "loss": loss / max(batches, 1),
+        "forget_acc": forget_hit / max(n_forget, 1),
+        "retain_acc": retain_hit / max(n_retain, 1),
+    }
+
+
 def _device(model: nn.Module) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -262,14 +274,12 @@ def train(
                 loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
             else:
                 loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen)
-            totals = {
-                "loss": 0.0,
-                "forget_hit": 0.0,
-                "forget_n": 0.0,
-                "retain_hit": 0.0,
-                "retain_n": 0.0,
-                "batches": 0.0,
-            }
+            # Running sums stay on the device (loss, forget hits, retain hits); the CPU knows
+            # the sample counts from the masks it drew. The step never waits for the device
+            # except to refresh the progress bar, which matters on a GPU, where these small
+            # models are bound by launches and synchronisations, not arithmetic.
+            sums = torch.zeros(3, device=dev)
+            n_forget_total = n_retain_total = batches = 0
             bar = tqdm(
                 loader,
                 desc=f"filters {epoch + 1}/{cfg.epochs}",
@@ -279,16 +289,18 @@ def train(
             for xb, yb in bar:
                 yb = yb.long()
                 member, is_forget = sample_forget_sets(yb, n_classes, cfg, gen)
+                n_forget = int(is_forget.sum())
+                n_retain = len(yb) - n_forget
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-                member, is_forget = member.to(dev), is_forget.to(dev)
+                member, forget_mask = member.to(dev), is_forget.to(dev)
                 # Product of the selected rows == exp(sum of log rows); logsigmoid is stable.
                 injector.set_scales(
                     {n: torch.exp(member @ F.logsigmoid(th)) for n, th in theta.items()}
                 )
-                if totals["batches"] == 0 and epoch == start_epoch:
+                if batches == 0 and epoch == start_epoch:
                     injector.reset_calls()
                 logits = model(xb)
-                if totals["batches"] == 0 and epoch == start_epoch:
+                if batches == 0 and epoch == start_epoch:
                     never = injector.uncalled()
                     if never:
                         raise TargetSelectionError(
@@ -296,20 +308,20 @@ def train(
                             "filter cannot act on them; exclude them from the targets"
                         )
                 ce = F.cross_entropy(logits.float(), yb, reduction="none")
-                loss = logits.new_zeros(())
-                retain = ~is_forget
-                if bool(retain.any()):
-                    loss = loss + cfg.retain_weight * ce[retain].mean()
-                if bool(is_forget.any()):
-                    capped = ce[is_forget].clamp(max=cfg.forget_ce_cap).mean()
-                    loss = loss + cfg.forget_weight / (capped + 1e-6)
+                zero = ce.new_zeros(())
+                loss = zero
+                if n_retain:
+                    retain_ce = torch.where(forget_mask, zero, ce).sum() / n_retain
+                    loss = loss + cfg.retain_weight * retain_ce
+                if n_forget:
+                    capped = ce.clamp(max=cfg.forget_ce_cap)
+                    forget_ce = torch.where(forget_mask, capped, zero).sum() / n_forget
+                    loss = loss + cfg.forget_weight / (forget_ce + 1e-6)
                 if cfg.sparsity_weight:
                     alphas = torch.cat([torch.sigmoid(th).flatten() for th in theta.values()])
                     loss = loss + cfg.sparsity_weight * (1 - alphas).mean()
-                if not bool(torch.isfinite(loss)):
-                    raise TrainingError("filter training diverged (non-finite loss); lower lr")
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]
                 if distributed:
                     for th in theta.values():
                         if th.grad is not None:
@@ -317,24 +329,30 @@ def train(
                             th.grad /= world
                 opt.step()
                 with torch.no_grad():
-                    pred = logits.argmax(1)
-                    totals["loss"] += float(loss)
-                    totals["batches"] += 1
-                    totals["forget_hit"] += float((pred[is_forget] == yb[is_forget]).sum())
-                    totals["forget_n"] += float(is_forget.sum())
-                    totals["retain_hit"] += float((pred[retain] == yb[retain]).sum())
-                    totals["retain_n"] += float(retain.sum())
-                stats = {
-                    "loss": totals["loss"] / totals["batches"],
-                    "forget_acc": totals["forget_hit"] / max(totals["forget_n"], 1.0),
-                    "retain_acc": totals["retain_hit"] / max(totals["retain_n"], 1.0),
-                }
-                bar.set_postfix(
-                    loss=f"{stats['loss']:.3f}",
-                    forget=f"{stats['forget_acc']:.3f}",
-                    retain=f"{stats['retain_acc']:.3f}",
-                )
+                    hit = logits.argmax(1) == yb
+                    sums += torch.stack(
+                        [
+                            loss.detach(),
+                            (hit & forget_mask).sum().float(),
+                            (hit & ~forget_mask).sum().float(),
+                        ]
+                    )
+                n_forget_total += n_forget
+                n_retain_total += n_retain
+                batches += 1
+                if not bar.disable and (batches % 20 == 1 or batches == bar.total):
+                    stats = _epoch_stats(sums, batches, n_forget_total, n_retain_total)
+                    bar.set_postfix(
+                        loss=f"{stats['loss']:.3f}",
+                        forget=f"{stats['forget_acc']:.3f}",
+                        retain=f"{stats['retain_acc']:.3f}",
+                    )
             bar.close()
+            stats = _epoch_stats(sums, batches, n_forget_total, n_retain_total)
+            # Checked once per epoch (a per-step check would wait for the device every step);
+            # raised before the checkpoint, so a diverged state is never saved.
+            if not math.isfinite(stats["loss"]):
+                raise TrainingError("filter training diverged (non-finite loss); lower lr")
             if ckpt is not None and (not distributed or torch.distributed.get_rank() == 0):
                 _save_checkpoint(
                     ckpt, epoch_done=epoch + 1, cfg=cfg, bank=bank, theta=theta, opt=opt
