@@ -1025,19 +1025,34 @@ def plot(result: Mapping[str, Any], figures: Path) -> list[Path]:
                 points.append((name, method, cost[method], _mean([r["forget_acc"] for r in rows]),
                                _mean([r["retain_drop"] for r in rows])))  # fmt: skip
     if points:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        # Colour = method, marker = setup; one legend entry for each, outside the axes.
+        colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
+        setups = list(dict.fromkeys(name for name, *_ in points))
+        markers = dict(zip(setups, "osD^vP*X", strict=False))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         for name, method, secs, f_acc, drop in points:
-            label = method if len(result["setups"]) == 1 else f"{method} ({name})"
-            axes[0].scatter(secs, 100 * (f_acc or 0), label=label)
-            axes[1].scatter(secs, 100 * (drop or 0), label=label)
+            style = {"color": colors[method], "marker": markers.get(name, "o"), "s": 30}
+            axes[0].scatter(secs, 100 * (f_acc or 0), **style)
+            axes[1].scatter(secs, 100 * (drop or 0), **style)
         for ax, ylabel in zip(axes, ("mean forget acc (%)", "mean retain drop (points)"),
                               strict=True):  # fmt: skip
             ax.set_xscale("log")
             ax.set_xlabel("seconds to be able to forget any class")
             ax.set_ylabel(ylabel)
-        axes[1].legend(fontsize=7)
+        from matplotlib.lines import Line2D
+
+        handles = [
+            Line2D([], [], color=colors[m], marker="o", ls="", label=_LABELS[m])
+            for m in METHODS
+            if any(m == method for _, method, *_ in points)
+        ]
+        if len(setups) > 1:
+            handles += [
+                Line2D([], [], color="k", marker=markers[n], ls="", label=n) for n in setups
+            ]
+        fig.legend(handles=handles, fontsize=7, loc="center right", frameon=False)
+        fig.tight_layout(rect=(0, 0, 0.78, 0.94))
         fig.suptitle("cost vs quality (lower left is better)")
-        fig.tight_layout()
         p = figures / f"bench-{preset}-cost-quality.png"
         fig.savefig(p, dpi=110)
         plt.close(fig)

@@ -179,3 +179,26 @@ def test_render_merges_runs_of_one_preset_into_json_docs_and_plots(tmp_path: Pat
     assert (tmp_path / "figures" / "bench-toy-mnist_vit-classes.png").exists()
     with pytest.raises(SystemExit, match="cannot merge"):
         bench.merge([a, {**a, "preset": "quick"}])
+
+
+def test_gpu_script_parts_run_and_stop_at_their_deadline(tmp_path: Path) -> None:
+    # The script's plumbing at a budget too small for any work: every part writes its JSON
+    # and lists what it skipped (the real runs are in benchmarks/results/gpu/).
+    import os
+    import subprocess
+    import sys
+
+    script = Path(bench.__file__).with_name("gpu.sh")
+    env = {**os.environ, "PYTHON": sys.executable, "BUDGET": "0"}
+    for part in ("mnist", "compare"):
+        subprocess.run(["bash", str(script), part, str(tmp_path)], check=True, env=env)
+    lethe_only = json.loads((tmp_path / "gpu-mnist-lethe.json").read_text())
+    assert lethe_only["settings"]["methods"] == ["lethe"]
+    assert set(lethe_only["skipped_at_deadline"]) == {
+        "mnist_resnet18", "mnist_cnn", "fashion_mnist_resnet18", "mnist_vit",
+    }  # fmt: skip
+    for name in ("cifar10_resnet18", "mnist_resnet18", "mnist_cnn", "mnist_vit"):
+        part = json.loads((tmp_path / f"gpu-compare-{name}.json").read_text())
+        assert part["preset"] == "gpu" and part["skipped_at_deadline"] == [name]
+    bad = subprocess.run(["bash", str(script), "nope", str(tmp_path)], env=env, check=False)
+    assert bad.returncode == 2
