@@ -257,8 +257,9 @@ PRESETS: dict[str, Preset] = {
             },
         },
     ),
-    # The comparison on the filters preset's ResNet-18 (same cached base model and bank), two
-    # single classes: what 2 CPU cores can afford (~30 min); the full preset does it all.
+    # The comparison on the filters preset's ResNet-18 (same cached base model and bank), and
+    # the same recipe on Fashion-MNIST, two single classes each: what 2 CPU cores can afford
+    # (~30 min a setup); the gpu and full presets do more.
     "compare": replace(
         _CPU_MNIST,
         setups=("mnist_resnet18", "fashion_mnist_resnet18"),
