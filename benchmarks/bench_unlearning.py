@@ -270,14 +270,7 @@ PRESETS: dict[str, Preset] = {
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
     # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.
     "full": Preset(
-        setups=(
-            "mnist_cnn",
-            "mnist_resnet18",
-            "mnist_vit",
-            "fashion_mnist_resnet18",
-            "cifar10_resnet18",
-            "cifar10_vit",
-        ),
+        setups=tuple(SETUPS),
         singles=None,
         singles_by_dataset={"cifar10": 5},
         sets_per_size=3,
@@ -287,14 +280,7 @@ PRESETS: dict[str, Preset] = {
     # of data per call. MNIST and Fashion-MNIST are whole; CIFAR-10 is a seeded subsample (the
     # whole set is 134 MB). benchmarks/README.md has the command lines (ViTs: Lethe alone).
     "gpu": Preset(
-        setups=(
-            "mnist_cnn",
-            "mnist_resnet18",
-            "mnist_vit",
-            "fashion_mnist_resnet18",
-            "cifar10_resnet18",
-            "cifar10_vit",
-        ),
+        setups=tuple(SETUPS),
         per_class_by_dataset={"cifar10": (1800, 500)},
         singles=3,
         sets_per_size=1,
@@ -959,7 +945,7 @@ def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     are taken from the later runs where they repeat, wall times add up."""
     if not results:
         raise SystemExit("nothing to merge")
-    merged: dict[str, Any] = json.loads(json.dumps(results[0]))
+    merged: dict[str, Any] = copy.deepcopy(dict(results[0]))
     merged["parts"] = [
         {"date": r["date"], "setups": list(r["setups"]), "wall_seconds": r["wall_seconds"]}
         for r in results
@@ -967,12 +953,13 @@ def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for r in results[1:]:
         if r["preset"] != merged["preset"]:
             raise SystemExit(f"cannot merge presets {merged['preset']!r} and {r['preset']!r}")
-        merged["setups"].update(json.loads(json.dumps(r["setups"])))
+        merged["setups"].update(copy.deepcopy(r["setups"]))
         merged["wall_seconds"] += r["wall_seconds"]
-    skipped = [s for r in results for s in r.get("skipped_at_deadline", [])]
+    # A setup one run skipped but a later run did is not missing from the merge.
+    skipped = {s for r in results for s in r.get("skipped_at_deadline", [])}
     merged.pop("skipped_at_deadline", None)
-    if [s for s in skipped if s not in merged["setups"]]:
-        merged["skipped_at_deadline"] = sorted({s for s in skipped if s not in merged["setups"]})
+    if skipped - set(merged["setups"]):
+        merged["skipped_at_deadline"] = sorted(skipped - set(merged["setups"]))
     return merged
 
 
