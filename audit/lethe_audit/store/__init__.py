@@ -31,20 +31,24 @@ from lethe_audit.store._models import (
     metadata,
 )
 from lethe_audit.store._workflow import (
+    APPLY_PHASES,
     REQUEST_STATUSES,
     ApplyRow,
     ModelRow,
+    ReferenceRow,
     RequestRow,
     SubjectKeyRow,
 )
 
 __all__ = [
+    "APPLY_PHASES",
     "NAMING_CONVENTION",
     "READ_ONLY",
     "REQUEST_STATUSES",
     "ApplyRow",
     "Base",
     "ModelRow",
+    "ReferenceRow",
     "RequestRow",
     "SubjectKeyRow",
     "TlogCheckpoint",

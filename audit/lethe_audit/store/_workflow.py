@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     LargeBinary,
     String,
@@ -22,10 +23,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from lethe_audit.store._models import Base
 
-__all__ = ["REQUEST_STATUSES", "ApplyRow", "ModelRow", "RequestRow", "SubjectKeyRow"]
+__all__ = [
+    "APPLY_PHASES",
+    "REQUEST_STATUSES",
+    "ApplyRow",
+    "ModelRow",
+    "ReferenceRow",
+    "RequestRow",
+    "SubjectKeyRow",
+]
 
 #: received -> approved | rejected -> applied | failed; superseded when a later apply covers it.
 REQUEST_STATUSES = ("received", "approved", "rejected", "applied", "failed", "superseded")
+#: Phase 1 masks (compose + fold the filters); phase 2 erases (re-trains the folded weights).
+APPLY_PHASES = ("mask", "erase")
 
 _UTC = DateTime(timezone=True)
 
@@ -90,6 +101,9 @@ class RequestRow(Base):
     shredded_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
     #: Index of the request's ``request.received`` log entry.
     received_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: When the published model covering this request was *erased* (phase 2); None while it is
+    #: only masked. A later phase-1 apply (a new request) clears it until its erase lands.
+    erased_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
 
 
 class SubjectKeyRow(Base):
@@ -107,7 +121,10 @@ class ApplyRow(Base):
     """One apply attempt: what it covered, what it measured, where it was logged."""
 
     __tablename__ = "wf_applies"
-    __table_args__ = (CheckConstraint("outcome IN ('applied', 'failed')", name="outcome_known"),)
+    __table_args__ = (
+        CheckConstraint("outcome IN ('applied', 'failed')", name="outcome_known"),
+        CheckConstraint("phase IN ('mask', 'erase')", name="phase_known"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_name: Mapped[str] = mapped_column(
@@ -127,4 +144,40 @@ class ApplyRow(Base):
     artifact_dir: Mapped[str | None] = mapped_column(Text, nullable=True)
     metrics: Mapped[str] = mapped_column(Text, nullable=False)
     verdict: Mapped[str] = mapped_column(Text, nullable=False)
+    log_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: ``mask`` (phase 1: filters folded into the registered model) or ``erase`` (phase 2).
+    phase: Mapped[str] = mapped_column(
+        String(8), nullable=False, default="mask", server_default="mask"
+    )
+    #: For an erase: the id of the phase-1 apply whose folded model it started from.
+    starts_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class ReferenceRow(Base):
+    """A depth reference: the model retrained from scratch without ``classes`` (one held-out
+    class, once per model), with its relearn time and probe AUC on those classes. Erase
+    attestations name it (``lethe_audit.metrics.ReferenceInfo``)."""
+
+    __tablename__ = "wf_references"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(
+        String(100), ForeignKey("wf_models.name"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    #: Held-out class ids as a JSON list; ``reason`` says why they were chosen.
+    classes: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    checkpoint_path: Mapped[str] = mapped_column(Text, nullable=False)
+    #: ``lethe.model_digest`` of the reference model (hex).
+    model_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: Canonical JSON of the training recipe (``lethe.models.fit`` arguments).
+    recipe: Mapped[str] = mapped_column(Text, nullable=False)
+    seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    #: Relearn steps per seed (JSON list), their median, the seeds, the probe AUC.
+    relearn_runs: Mapped[str] = mapped_column(Text, nullable=False)
+    relearn_steps: Mapped[float] = mapped_column(Float, nullable=False)
+    seeds: Mapped[str] = mapped_column(Text, nullable=False)
+    probe_auc: Mapped[float | None] = mapped_column(Float, nullable=True)
     log_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
