@@ -8,6 +8,7 @@ Messages say what went wrong *and* what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyErasedError",
     "ApplyError",
     "BankClassCountError",
     "BankFormatError",
@@ -26,6 +27,7 @@ __all__ = [
     "IdempotencyConflictError",
     "InvalidTransitionError",
     "LetheError",
+    "MissingReferenceError",
     "ModelError",
     "ModelRegistrationError",
     "NonFiniteError",
@@ -37,6 +39,7 @@ __all__ = [
     "ProjectError",
     "QuantizationError",
     "ReceiptUnavailableError",
+    "ReferenceTrainingError",
     "RequestError",
     "SampleLevelRequestError",
     "TargetSelectionError",
@@ -206,3 +209,15 @@ class PolicyFailedError(ApplyError):
 
 class ReceiptUnavailableError(WorkflowError):
     """The request has no applied deletion to prove yet."""
+
+
+class MissingReferenceError(ApplyError):
+    """The erase phase needs the model's depth reference, and none was made yet."""
+
+
+class AlreadyErasedError(NothingToApplyError):
+    """The published model is already the erased one: erasing again is a no-op."""
+
+
+class ReferenceTrainingError(WorkflowError):
+    """The depth reference cannot be made (no training data, bad class, bad recipe)."""

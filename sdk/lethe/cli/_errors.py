@@ -54,6 +54,9 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.NothingToApplyError: 131,
         E.PolicyFailedError: 132,
         E.ReceiptUnavailableError: 133,
+        E.MissingReferenceError: 134,
+        E.AlreadyErasedError: 135,
+        E.ReferenceTrainingError: 136,
     }
 )
 
