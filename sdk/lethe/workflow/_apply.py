@@ -285,6 +285,7 @@ def run_apply(
             for rid, st in snapshot.items():
                 r = locked[rid]
                 r.apply_id = apply_id
+                r.erased_at = None  # the new model only masks: erased again by its erase phase
                 if st == "approved":
                     r.status = "applied"
                     r.applied_at = applied_at
