@@ -156,8 +156,9 @@ def test_unlearning_attestation_round_trip_and_subjects() -> None:
     assert d["_type"] == "https://in-toto.io/Statement/v1"
     assert set(d["predicate"]) == {
         "outcome", "requests", "forgotten_classes", "applied_at", "model", "filter_bank",
-        "method", "metrics", "policy", "onnx",
+        "method", "metrics", "policy", "onnx", "phase",
     }  # fmt: skip
+    assert d["predicate"]["phase"] == "mask" and a.phase is S.Phase.MASK
 
 
 def _bad(mutate: Any) -> dict[str, Any]:
@@ -269,3 +270,83 @@ def test_times_and_commitments() -> None:
     with pytest.raises(ValueError):
         S.hmac_commitment(b"short", "alice")
     assert base64.b64decode(base64.b64encode(b"x")) == b"x"
+
+
+# --- phases (mask / erase) -------------------------------------------------------------------
+
+ERASE = {
+    "method": "reinit-last-stage",
+    "config": {"epochs": 3, "lr": 0.01, "seed": 0},
+    "seconds": 4.25,
+    "retain_samples": 1080,
+    "epoch_loss": [0.9, 0.4, 0.2],
+}
+STARTS_FROM = {"apply_id": "apply-0123456789abcdef", "model_sha256": f"{1:064x}"}
+
+
+def erase_attestation(i: int = 2) -> S.UnlearningAttestation:
+    return replace(attestation(i), phase=S.Phase.ERASE, erase=ERASE, starts_from=STARTS_FROM)
+
+
+def test_a_predicate_without_phase_reads_as_mask() -> None:
+    p = json.loads(json.dumps(attestation(1).to_predicate()))
+    del p["phase"]  # an entry written before phases existed
+    S.validate_unlearning(p)
+    a = S.UnlearningAttestation.from_predicate(p)
+    assert a.phase is S.Phase.MASK and a.erase is None and a.starts_from is None
+
+
+def test_erase_attestation_round_trips_and_verifies() -> None:
+    a = erase_attestation()
+    p = a.to_predicate()
+    assert p["phase"] == "erase" and p["erase"] == ERASE and p["starts_from"] == STARTS_FROM
+    st_ = a.to_statement()
+    again = S.Statement.from_json(st_.to_json())
+    back = S.parse_predicate(again)
+    assert isinstance(back, S.UnlearningAttestation)
+    assert back.phase is S.Phase.ERASE
+    assert dict(back.erase or {}) == ERASE and dict(back.starts_from or {}) == STARTS_FROM
+    assert back.to_predicate() == p
+    assert S.UnlearningAttestation(**{**a.__dict__, "phase": "erase"}).phase is S.Phase.ERASE
+
+
+def _erase_bad(mutate: Any) -> dict[str, Any]:
+    p = json.loads(json.dumps(erase_attestation().to_predicate()))
+    mutate(p)
+    return p
+
+
+@pytest.mark.parametrize(
+    ("field", "mutate"),
+    [
+        ("predicate.phase", lambda p: p.update(phase="erased")),
+        ("predicate.erase", lambda p: p.pop("erase")),
+        ("predicate.starts_from", lambda p: p.pop("starts_from")),
+        ("predicate.erase", lambda p: p["erase"].pop("seconds")),
+        ("predicate.erase", lambda p: p.update(erase=[1])),
+        ("predicate.erase.method", lambda p: p["erase"].update(method="")),
+        ("predicate.erase.config", lambda p: p["erase"].update(config=3)),
+        ("predicate.erase.seconds", lambda p: p["erase"].update(seconds=-1)),
+        ("predicate.erase.retain_samples", lambda p: p["erase"].update(retain_samples=1.5)),
+        ("predicate.erase.epoch_loss[0]", lambda p: p["erase"].update(epoch_loss=[float("nan")])),
+        ("predicate.starts_from", lambda p: p["starts_from"].update(extra="x")),
+        ("predicate.starts_from.apply_id", lambda p: p["starts_from"].update(apply_id="a b")),
+        (
+            "predicate.starts_from.model_sha256",
+            lambda p: p["starts_from"].update(model_sha256="sha256:" + "1" * 64),
+        ),
+        # mask predicates carry neither erase field
+        ("predicate.erase", lambda p: p.update(phase="mask")),
+        ("predicate.starts_from", lambda p: (p.update(phase="mask"), p.pop("erase"))),
+    ],
+)
+def test_erase_validator_names_the_bad_field(field: str, mutate: Any) -> None:
+    with pytest.raises(StatementError) as e:
+        S.validate_unlearning(_erase_bad(mutate))
+    assert e.value.field == field
+
+
+def test_attestation_rejects_an_unknown_phase() -> None:
+    with pytest.raises(StatementError) as e:
+        replace(attestation(1), phase="done")  # type: ignore[arg-type]
+    assert e.value.field == "predicate.phase"

@@ -203,9 +203,9 @@ def test_skipped_metrics_say_why() -> None:
     result = evaluate(Identity(), eval_set(FILTERED), forget=[1], progress=False)
     skipped = dict(result.skipped)
     assert result.zrf is None and "cannot build a random model" in skipped["zrf"]
-    assert result.mia is None and "no train_set" in skipped["mia"]
+    assert result.mia is None and "no training data" in skipped["mia"]
     assert result.relearn is None and "not requested" in skipped["relearn"]
-    assert result.parity is None and "parity_reference" in skipped["parity"]
+    assert result.parity is None and "no second copy" in skipped["parity"]
     # the identity model has features, but 4 forget samples are too few for a held-out probe
     assert result.probe is None and "at least 10" in skipped["probe"]
     train, test = _mia_sets()
@@ -292,8 +292,8 @@ def test_default_policy_reasons_read_like_sentences() -> None:
     assert verdict.reasons == (
         "forget accuracy 0.25 > 0.01",
         "retain accuracy drop 0.08333 > 0.02",
-        "ONNX parity max |Δlogit| not measured: evaluate with parity_reference= (the exported "
-        'model), or turn the check off (max_parity = "off")',
+        "ONNX parity max |Δlogit| not measured: no exported ONNX model was compared with it "
+        '(where none is expected, turn the check off: max_parity = "off")',
     )
     with pytest.raises(PolicyViolationError) as info:
         Policy().check(result)

@@ -7,6 +7,8 @@ the onnxruntime backend an auditor uses on the exported model. See docs/metrics.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from lethe_audit.metrics._backend import Backend, FeatureBackend, RandomInitBackend, RelearnBackend
 from lethe_audit.metrics._cli import policy_from_options, policy_options
 from lethe_audit.metrics._core import (
@@ -21,26 +23,45 @@ from lethe_audit.metrics._core import (
     zrf_score,
 )
 from lethe_audit.metrics._dataset import ImageSet, dataset_digest
+from lethe_audit.metrics._depth import depth_metric
 from lethe_audit.metrics._evaluate import MIA_MAX_PER_SIDE, evaluate
-from lethe_audit.metrics._onnx import (
-    RANDOM_ONNX_SCHEME,
-    OnnxBackend,
-    find_head_input,
-    random_onnx_model,
-)
 from lethe_audit.metrics._policy import OFF, CheckOutcome, Policy, Verdict
 from lethe_audit.metrics._result import (
     RESULT_FORMAT,
     AccuracyMetric,
+    DepthMetric,
     MetricsResult,
     MiaMetric,
     ParityMetric,
     ProbeMetric,
+    ReferenceInfo,
     RelearnConfig,
     RelearnMetric,
     RelearnRun,
     ZrfMetric,
+    median_run,
 )
+
+if TYPE_CHECKING:
+    from lethe_audit.metrics._onnx import (
+        RANDOM_ONNX_SCHEME,
+        OnnxBackend,
+        find_head_input,
+        random_onnx_model,
+    )
+
+# onnx/onnxruntime load in about a second; they are imported on first use of these names so
+# that the `lethe` CLI's cheap commands (which only need the policy options) stay fast.
+_ONNX_NAMES = ("RANDOM_ONNX_SCHEME", "OnnxBackend", "find_head_input", "random_onnx_model")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _ONNX_NAMES:
+        from lethe_audit.metrics import _onnx
+
+        return getattr(_onnx, name)
+    raise AttributeError(f"module 'lethe_audit.metrics' has no attribute {name!r}")
+
 
 __all__ = [
     "MIA_MAX_PER_SIDE",
@@ -51,6 +72,7 @@ __all__ = [
     "Backend",
     "CheckOutcome",
     "ClassAccuracy",
+    "DepthMetric",
     "FeatureBackend",
     "ImageSet",
     "MetricsResult",
@@ -60,6 +82,7 @@ __all__ = [
     "Policy",
     "ProbeMetric",
     "RandomInitBackend",
+    "ReferenceInfo",
     "RelearnBackend",
     "RelearnConfig",
     "RelearnMetric",
@@ -68,10 +91,12 @@ __all__ = [
     "ZrfMetric",
     "class_accuracy",
     "dataset_digest",
+    "depth_metric",
     "evaluate",
     "find_head_input",
     "js_divergence",
     "max_abs_diff",
+    "median_run",
     "mia_efficacy",
     "policy_from_options",
     "policy_options",

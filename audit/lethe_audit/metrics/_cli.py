@@ -83,6 +83,20 @@ _OPTIONS: tuple[tuple[str, str, _ParamBase, str], ...] = (
         _INT,
         "Fail if relearning takes fewer fine-tuning steps than this (default off).",
     ),
+    (
+        "--min-relearn-ratio",
+        "min_relearn_ratio",
+        _FLOAT,
+        "Erase phase: fail if relearn time is below this multiple of the reference's "
+        "(default 0.5).",
+    ),
+    (
+        "--max-probe-auc-gap",
+        "max_probe_auc_gap",
+        _FLOAT,
+        "Erase phase: fail if the probe AUC exceeds the reference's by more than this "
+        "(default 0.02).",
+    ),
 )
 
 

@@ -27,6 +27,7 @@ from lethe_audit.metrics._result import (
     RelearnMetric,
     RelearnRun,
     ZrfMetric,
+    median_run,
 )
 
 __all__ = ["MIA_MAX_PER_SIDE", "evaluate"]
@@ -256,7 +257,8 @@ class _Evaluation:
                 return None
         else:
             self.skipped["zrf"] = (
-                f"the {model.kind} backend cannot build a random model; pass random_model="
+                f"the {model.kind} backend cannot build a random model (the reference ZRF "
+                "compares with)"
             )
             return None
         z_rand = self.logits(rand, self.data.images[self.is_forget])
@@ -279,16 +281,18 @@ class _Evaluation:
         train: ImageSet | None,
     ) -> MiaMetric | None:
         if train is None:
-            self.skipped["mia"] = "no train_set given (members and targets are training samples)"
+            self.skipped["mia"] = (
+                "no training data given (the attack compares training with test samples)"
+            )
             return None
         train_forget = train.mask(self.forget)
         members_all = np.flatnonzero(~train_forget).astype(np.int64)
         targets = np.flatnonzero(train_forget).astype(np.int64)
         if targets.size == 0:
-            self.skipped["mia"] = "train_set has no samples of the forgotten classes"
+            self.skipped["mia"] = "the training data has no samples of the forgotten classes"
             return None
         if members_all.size == 0:
-            self.skipped["mia"] = "train_set has no samples of the retained classes"
+            self.skipped["mia"] = "the training data has no samples of the retained classes"
             return None
         nonmembers_all = np.flatnonzero(~self.is_forget).astype(np.int64)
         rng = np.random.default_rng([self.seed, _STREAM_MIA])
@@ -360,40 +364,35 @@ class _Evaluation:
         config: RelearnConfig | None,
     ) -> RelearnMetric | None:
         if config is None:
-            self.skipped["relearn"] = "not requested (pass relearn=RelearnConfig())"
+            self.skipped["relearn"] = "not requested for this measurement"
             return None
         if not isinstance(model, RelearnBackend):
             self.skipped["relearn"] = (
-                f"the {model.kind} backend cannot be fine-tuned (use the torch one)"
+                f"the {model.kind} backend cannot be fine-tuned (relearn time needs the "
+                "trainable PyTorch model)"
             )
             return None
         if train is None:
-            self.skipped["relearn"] = (
-                "no train_set given (relearning fine-tunes on training samples)"
-            )
+            self.skipped["relearn"] = "no training data given (relearning fine-tunes on it)"
             return None
-        rng = np.random.default_rng([self.seed, _STREAM_RELEARN])
-        chosen: list[npt.NDArray[np.int64]] = []
-        for c in self.forget:
-            idx = np.flatnonzero(train.labels == c).astype(np.int64)
-            if idx.size < config.per_class:
-                self.warnings.append(
-                    f"relearn: class {c} has {idx.size} training samples, fewer than "
-                    f"per_class={config.per_class}"
-                )
-            if idx.size:
-                pick = rng.choice(idx, size=min(idx.size, config.per_class), replace=False)
-                chosen.append(np.sort(pick).astype(np.int64))
-        if not chosen:
-            self.skipped["relearn"] = "train_set has no samples of the forgotten classes"
+        picks = [self._relearn_pick(train, config, self.seed + i) for i in range(config.seeds)]
+        if any(p.size == 0 for p in picks):
+            self.skipped["relearn"] = "the training data has no samples of the forgotten classes"
             return None
-        sel = np.concatenate(chosen)
-        rx, ry = train.images[sel], train.labels[sel]
         tx, ty = self.data.images[self.is_forget], self.data.labels[self.is_forget]
 
-        def run(backend: RelearnBackend) -> RelearnRun:
-            return backend.relearn(
-                rx, ry, tx, ty, config=config, seed=self.seed, progress=self.progress
+        def runs(backend: RelearnBackend) -> tuple[RelearnRun, ...]:
+            return tuple(
+                backend.relearn(
+                    train.images[sel],
+                    train.labels[sel],
+                    tx,
+                    ty,
+                    config=config,
+                    seed=self.seed + i,
+                    progress=self.progress,
+                )
+                for i, sel in enumerate(picks)
             )
 
         def beside(backend: Backend | None, role: str) -> RelearnRun | None:
@@ -405,23 +404,46 @@ class _Evaluation:
                     "be fine-tuned"
                 )
                 return None
-            return run(backend)
+            return median_run(runs(backend))
 
+        model_runs = runs(model)
+        every = np.concatenate(picks)
         return RelearnMetric(
-            model=run(model),
+            model=median_run(model_runs),
             base=beside(base, "base"),
             retrained=beside(retrained, "retrained"),
             config=config,
-            train_samples=int(sel.size),
-            train_digest=dataset_digest(rx, ry, self.k),
+            train_samples=int(picks[0].size),
+            train_digest=dataset_digest(train.images[every], train.labels[every], self.k),
             test_samples=int(tx.shape[0]),
             dataset_digest=self.data.digest,
             seed=self.seed,
+            model_runs=model_runs,
         )
+
+    def _relearn_pick(
+        self, train: ImageSet, config: RelearnConfig, seed: int
+    ) -> npt.NDArray[np.int64]:
+        """The ``per_class`` training samples of each forgotten class one run fine-tunes on."""
+        rng = np.random.default_rng([seed, _STREAM_RELEARN])
+        chosen: list[npt.NDArray[np.int64]] = []
+        for c in self.forget:
+            idx = np.flatnonzero(train.labels == c).astype(np.int64)
+            if idx.size < config.per_class and seed == self.seed:
+                self.warnings.append(
+                    f"relearn: class {c} has {idx.size} training samples, fewer than "
+                    f"per_class={config.per_class}"
+                )
+            if idx.size:
+                pick = rng.choice(idx, size=min(idx.size, config.per_class), replace=False)
+                chosen.append(np.sort(pick).astype(np.int64))
+        return np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
 
     def parity(self, z: F64, reference: Backend | None) -> ParityMetric | None:
         if reference is None:
-            self.skipped["parity"] = "no parity_reference given"
+            self.skipped["parity"] = (
+                "no second copy of the model (such as the exported ONNX file) was compared"
+            )
             return None
         return ParityMetric(
             max_abs_logit_diff=_core.max_abs_diff(z, self.logits(reference, self.data.images)),

@@ -13,6 +13,7 @@ from typing import Any
 from lethe_audit.errors import PolicyConfigError, PolicyViolationError, ResultFormatError
 from lethe_audit.metrics._result import MetricsResult
 from lethe_audit.metrics._serial import from_jsonable, to_jsonable
+from lethe_audit.statements import Phase
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +34,15 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _gap_missing(result: MetricsResult) -> str:
+    """Why a result with depth has no probe AUC gap (empty when it has one)."""
+    if result.depth is None or result.depth.probe_auc_gap is not None:
+        return ""
+    if result.probe is None:
+        return dict(result.skipped).get("probe", "the feature probe was not measured")
+    return "the reference has no probe AUC"
+
+
 @dataclass(frozen=True)
 class CheckOutcome:
     """One policy check: its measured value, threshold, and the failure reason if it failed."""
@@ -42,6 +52,44 @@ class CheckOutcome:
     value: float | None
     threshold: float | None
     reason: str | None
+
+
+class _Checks:
+    """Collects :class:`CheckOutcome` values; a threshold of ``None`` means the check is off."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[CheckOutcome] = []
+
+    def upper(
+        self, name: str, label: str, value: float | None, thr: float | None, how: str = ""
+    ) -> None:
+        self._check(name, label, value, thr, how, lambda v, t: v <= t + _TOLERANCE, ">")
+
+    def lower(
+        self, name: str, label: str, value: float | None, thr: float | None, how: str = ""
+    ) -> None:
+        self._check(name, label, value, thr, how, lambda v, t: v >= t - _TOLERANCE, "<")
+
+    def _check(
+        self,
+        name: str,
+        label: str,
+        value: float | None,
+        thr: float | None,
+        how: str,
+        ok: Callable[[float, float], bool],
+        op: str,
+    ) -> None:
+        if thr is None:
+            return
+        if value is None:
+            reason = f"{label} not measured" + (f": {how}" if how else "")
+            self.outcomes.append(CheckOutcome(name, False, None, thr, reason))
+        elif ok(value, thr):
+            self.outcomes.append(CheckOutcome(name, True, value, thr, None))
+        else:
+            reason = f"{label} {_fmt(value)} {op} {_fmt(thr)}"
+            self.outcomes.append(CheckOutcome(name, False, value, thr, reason))
 
 
 @dataclass(frozen=True)
@@ -74,6 +122,10 @@ class Policy:
     unmeasured metric fails the check (turn the check off explicitly, e.g. ``max_parity=None``
     for an auditor who re-measures only the ONNX model). A forgotten class without evaluation
     samples fails unless ``allow_unevaluated_classes`` is true.
+
+    Depth (``result.depth``, against a reference retrained without a class) is checked only for
+    the erase phase: relearn ratio ≥ ``min_relearn_ratio`` (default 0.5) and probe AUC gap ≤
+    ``max_probe_auc_gap`` (default 0.02). An erase-phase result without depth fails both.
     """
 
     max_forget_accuracy: float | None = 0.01
@@ -83,6 +135,8 @@ class Policy:
     min_mia_efficacy: float | None = None
     max_probe_auc: float | None = None
     min_relearn_steps: int | None = None
+    min_relearn_ratio: float | None = 0.5
+    max_probe_auc_gap: float | None = 0.02
     allow_unevaluated_classes: bool = False
 
     def __post_init__(self) -> None:
@@ -111,6 +165,17 @@ class Policy:
                     f"max_parity must be a finite number >= 0 or off, got {p!r}"
                 )
             object.__setattr__(self, "max_parity", float(p))
+        for name in ("min_relearn_ratio", "max_probe_auc_gap"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int | float)
+                or not (math.isfinite(v) and v >= 0)
+            ):
+                raise PolicyConfigError(f"{name} must be a finite number >= 0 or off, got {v!r}")
+            object.__setattr__(self, name, float(v))
         r = self.min_relearn_steps
         if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 0):
             raise PolicyConfigError(f"min_relearn_steps must be an integer >= 0 or off, got {r!r}")
@@ -174,96 +239,19 @@ class Policy:
 
     # --- decision -----------------------------------------------------------------------------
 
-    def evaluate(self, result: MetricsResult) -> Verdict:
-        """Run every enabled check on ``result``."""
-        checks: list[CheckOutcome] = []
-
-        def upper(name: str, label: str, value: float | None, thr: float | None, how: str) -> None:
-            check(name, label, value, thr, how, lambda v, t: v <= t + _TOLERANCE, ">")
-
-        def lower(name: str, label: str, value: float | None, thr: float | None, how: str) -> None:
-            check(name, label, value, thr, how, lambda v, t: v >= t - _TOLERANCE, "<")
-
-        def check(
-            name: str,
-            label: str,
-            value: float | None,
-            thr: float | None,
-            how: str,
-            ok: Callable[[float, float], bool],
-            op: str,
-        ) -> None:
-            if thr is None:
-                return
-            if value is None:
-                reason = f"{label} not measured" + (f": {how}" if how else "")
-                checks.append(CheckOutcome(name, False, None, thr, reason))
-            elif ok(value, thr):
-                checks.append(CheckOutcome(name, True, value, thr, None))
-            else:
-                reason = f"{label} {_fmt(value)} {op} {_fmt(thr)}"
-                checks.append(CheckOutcome(name, False, value, thr, reason))
-
-        acc = result.accuracy
-        upper(
-            "max_forget_accuracy",
-            "forget accuracy",
-            acc.forget_accuracy,
-            self.max_forget_accuracy,
-            "",
-        )
-        upper(
-            "max_retain_drop",
-            "retain accuracy drop",
-            acc.retain_drop,
-            self.max_retain_drop,
-            "evaluate with base= (the unfiltered model)",
-        )
-        upper(
-            "max_parity",
-            "ONNX parity max |Δlogit|",
-            None if result.parity is None else result.parity.max_abs_logit_diff,
-            self.max_parity,
-            "evaluate with parity_reference= (the exported model), or turn "
-            'the check off (max_parity = "off")',
-        )
-        lower(
-            "min_zrf",
-            "ZRF",
-            None if result.zrf is None else result.zrf.zrf,
-            self.min_zrf,
-            dict(result.skipped).get("zrf", ""),
-        )
-        lower(
-            "min_mia_efficacy",
-            "MIA efficacy",
-            None if result.mia is None else result.mia.efficacy,
-            self.min_mia_efficacy,
-            dict(result.skipped).get("mia", ""),
-        )
-        upper(
-            "max_probe_auc",
-            "feature probe AUC",
-            None if result.probe is None else result.probe.auc,
-            self.max_probe_auc,
-            dict(result.skipped).get("probe", ""),
-        )
-        relearn_steps: float | None = None
-        if result.relearn is not None:
-            run = result.relearn.model
-            # A run that never reached the threshold took at least max_steps.
-            relearn_steps = float(run.steps)
-        lower(
-            "min_relearn_steps",
-            "relearn steps",
-            relearn_steps,
-            None if self.min_relearn_steps is None else float(self.min_relearn_steps),
-            dict(result.skipped).get("relearn", ""),
-        )
-
-        missing = acc.unevaluated_forget_classes
+    def evaluate(self, result: MetricsResult, *, phase: Phase | str = Phase.MASK) -> Verdict:
+        """Run every enabled check on ``result``; depth checks only when ``phase`` is erase."""
+        try:
+            phase = Phase(phase)
+        except ValueError:
+            raise PolicyConfigError(f"phase must be 'mask' or 'erase', got {phase!r}") from None
+        checks = _Checks()
+        self._output_checks(result, checks)
+        if phase is Phase.ERASE:
+            self._depth_checks(result, checks)
+        missing = result.accuracy.unevaluated_forget_classes
         if missing and not self.allow_unevaluated_classes:
-            checks.append(
+            checks.outcomes.append(
                 CheckOutcome(
                     "unevaluated_forget_classes",
                     False,
@@ -272,11 +260,81 @@ class Policy:
                     f"forgotten classes {list(missing)} have no evaluation samples",
                 )
             )
-        reasons = tuple(c.reason for c in checks if not c.passed and c.reason is not None)
-        return Verdict(passed=not reasons, reasons=reasons, checks=tuple(checks))
+        outcomes = tuple(checks.outcomes)
+        reasons = tuple(c.reason for c in outcomes if not c.passed and c.reason is not None)
+        return Verdict(passed=not reasons, reasons=reasons, checks=outcomes)
 
-    def check(self, result: MetricsResult) -> None:
+    def _output_checks(self, result: MetricsResult, checks: _Checks) -> None:
+        acc = result.accuracy
+        skipped = dict(result.skipped)
+        checks.upper(
+            "max_forget_accuracy", "forget accuracy", acc.forget_accuracy, self.max_forget_accuracy
+        )
+        checks.upper(
+            "max_retain_drop",
+            "retain accuracy drop",
+            acc.retain_drop,
+            self.max_retain_drop,
+            "the unfiltered model was not measured beside it",
+        )
+        checks.upper(
+            "max_parity",
+            "ONNX parity max |Δlogit|",
+            None if result.parity is None else result.parity.max_abs_logit_diff,
+            self.max_parity,
+            "no exported ONNX model was compared with it (where none is expected, turn the "
+            'check off: max_parity = "off")',
+        )
+        checks.lower(
+            "min_zrf",
+            "ZRF",
+            None if result.zrf is None else result.zrf.zrf,
+            self.min_zrf,
+            skipped.get("zrf", ""),
+        )
+        checks.lower(
+            "min_mia_efficacy",
+            "MIA efficacy",
+            None if result.mia is None else result.mia.efficacy,
+            self.min_mia_efficacy,
+            skipped.get("mia", ""),
+        )
+        checks.upper(
+            "max_probe_auc",
+            "feature probe AUC",
+            None if result.probe is None else result.probe.auc,
+            self.max_probe_auc,
+            skipped.get("probe", ""),
+        )
+        # The median run; a run that never reached the threshold took at least max_steps.
+        checks.lower(
+            "min_relearn_steps",
+            "relearn steps",
+            None if result.relearn is None else float(result.relearn.model.steps),
+            None if self.min_relearn_steps is None else float(self.min_relearn_steps),
+            skipped.get("relearn", ""),
+        )
+
+    def _depth_checks(self, result: MetricsResult, checks: _Checks) -> None:
+        depth = result.depth
+        how = "" if depth is not None else "no depth reference was attached to the result"
+        checks.lower(
+            "min_relearn_ratio",
+            "relearn ratio to the reference",
+            None if depth is None else depth.relearn_ratio,
+            self.min_relearn_ratio,
+            how,
+        )
+        checks.upper(
+            "max_probe_auc_gap",
+            "probe AUC gap to the reference",
+            None if depth is None else depth.probe_auc_gap,
+            self.max_probe_auc_gap,
+            how or _gap_missing(result),
+        )
+
+    def check(self, result: MetricsResult, *, phase: Phase | str = Phase.MASK) -> None:
         """``None`` if ``result`` passes; :class:`PolicyViolationError` with the reasons if not."""
-        verdict = self.evaluate(result)
+        verdict = self.evaluate(result, phase=phase)
         if not verdict.passed:
             raise PolicyViolationError(verdict.reasons)

@@ -80,7 +80,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 
 
 def from_jsonable(cls: type[T], data: Any, where: str = "") -> T:
-    """Rebuild dataclass ``cls`` from ``data``; unknown or missing keys are errors."""
+    """Rebuild dataclass ``cls`` from ``data``; unknown keys and missing keys are errors, except
+    that a field with a default may be absent (older data, written before the field existed)."""
     name = where or cls.__name__
     if not isinstance(data, Mapping):
         raise ResultFormatError(f"{name}: expected an object, got {type(data).__name__}")
@@ -90,10 +91,16 @@ def from_jsonable(cls: type[T], data: Any, where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ResultFormatError(f"{name}: unknown keys {unknown}")
-    missing = sorted(set(fields) - set(data))
+    # A field with a default was added later: data written before it may lack the key.
+    required = {
+        k
+        for k, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    missing = sorted(required - set(data))
     if missing:
         raise ResultFormatError(f"{name}: missing keys {missing}")
-    kwargs = {k: _convert(data[k], hints[k], f"{name}.{k}") for k in fields}
+    kwargs = {k: _convert(data[k], hints[k], f"{name}.{k}") for k in fields if k in data}
     try:
         return cls(**kwargs)
     except (TypeError, ValueError, MetricsError) as exc:

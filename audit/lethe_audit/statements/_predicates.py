@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from enum import Enum
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -44,6 +45,17 @@ _COMMITMENT = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+
+
+class Phase(str, Enum):
+    """Which phase of a deletion an attestation records (DESIGN §3, §5).
+
+    ``MASK``: phase 1, the filter masks the class in intact weights ("masked, not yet erased").
+    ``ERASE``: phase 2, the weights were changed so that they no longer hold the class.
+    """
+
+    MASK = "mask"
+    ERASE = "erase"
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -276,6 +288,14 @@ class UnlearningAttestation:
     ``requests`` are the requests this apply covers; ``forgotten_classes`` is the union of
     classes the deployed model now forgets (all applied requests), so it contains every class
     of ``requests``. ``applied`` requires a passed policy.
+
+    ``phase`` says which phase of the deletion this apply is: :attr:`Phase.MASK` (phase 1, the
+    filter masks the classes; a predicate without ``phase`` reads as mask) or
+    :attr:`Phase.ERASE` (phase 2). An erase attestation names the phase-1 apply it starts from
+    (``starts_from``: ``{"apply_id", "model_sha256"}``, the hex SHA-256 of that apply's folded
+    model) and what the erase did (``erase``: ``method``, ``config``, ``seconds``,
+    ``retain_samples``, plus any method-specific JSON extras); its depth metrics and their
+    reference's provenance are in ``metrics["depth"]``. Mask attestations carry neither.
     """
 
     outcome: Literal["applied", "failed"]
@@ -288,14 +308,29 @@ class UnlearningAttestation:
     metrics: Mapping[str, Any] = field(hash=False)
     policy: PolicyVerdict
     onnx: OnnxRef | None = None
+    phase: Phase = field(default=Phase.MASK, kw_only=True)
+    erase: Mapping[str, Any] | None = field(default=None, kw_only=True, hash=False)
+    starts_from: Mapping[str, str] | None = field(default=None, kw_only=True, hash=False)
 
     PREDICATE_TYPE = UNLEARNING_V1
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "phase", Phase(self.phase))
+        except ValueError:
+            raise StatementError(
+                f"phase must be 'mask' or 'erase', got {self.phase!r}", field="predicate.phase"
+            ) from None
         validate_unlearning(self.to_predicate())
 
     def to_predicate(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"phase": self.phase.value}
+        if self.erase is not None:
+            extra["erase"] = dict(self.erase)
+        if self.starts_from is not None:
+            extra["starts_from"] = dict(self.starts_from)
         return {
+            **extra,
             "outcome": self.outcome,
             "requests": [r.to_dict() for r in self.requests],
             "forgotten_classes": list(self.forgotten_classes),
@@ -337,6 +372,9 @@ class UnlearningAttestation:
                 failures=tuple(p["policy"]["failures"]),
             ),
             onnx=None if onnx is None else OnnxRef(**onnx),
+            phase=Phase(p.get("phase", Phase.MASK.value)),
+            erase=p.get("erase"),
+            starts_from=p.get("starts_from"),
         )
 
 
@@ -354,7 +392,8 @@ def validate_unlearning(p: Any) -> None:
         "policy",
         "onnx",
     }
-    _Check.obj(p, "predicate", keys)
+    _Check.obj(p, "predicate", keys, {"phase", "erase", "starts_from"})
+    _validate_phase(p)
     if p["outcome"] not in ("applied", "failed"):
         raise StatementError(
             "predicate.outcome must be 'applied' or 'failed'", field="predicate.outcome"
@@ -440,6 +479,55 @@ def validate_unlearning(p: Any) -> None:
         _Check.obj(onnx, "predicate.onnx", {"sha256", "content_hash"})
         _Check.text(onnx["sha256"], "predicate.onnx.sha256", pattern=_HEX64)
         _Check.text(onnx["content_hash"], "predicate.onnx.content_hash", pattern=_DIGEST)
+
+
+def _validate_phase(p: Mapping[str, Any]) -> None:
+    """``phase`` (absent = mask); erase needs ``erase`` and ``starts_from``, mask has neither."""
+    phase = p.get("phase", Phase.MASK.value)
+    if phase not in (Phase.MASK.value, Phase.ERASE.value):
+        raise StatementError(
+            f"predicate.phase must be 'mask' or 'erase', got {phase!r}", field="predicate.phase"
+        )
+    if phase == Phase.MASK.value:
+        for key in ("erase", "starts_from"):
+            if key in p:
+                raise StatementError(
+                    f"predicate.{key} belongs to the erase phase only", field=f"predicate.{key}"
+                )
+        return
+    for key in ("erase", "starts_from"):
+        if key not in p:
+            raise StatementError(
+                f"an erase-phase predicate needs predicate.{key}", field=f"predicate.{key}"
+            )
+    er = p["erase"]
+    if not isinstance(er, Mapping):
+        raise StatementError("predicate.erase must be an object", field="predicate.erase")
+    missing = {"method", "config", "seconds", "retain_samples"} - set(er)
+    if missing:
+        raise StatementError(
+            f"predicate.erase is missing {sorted(missing)}", field="predicate.erase"
+        )
+    _Check.json_value(er, "predicate.erase")
+    _Check.text(er["method"], "predicate.erase.method")
+    if not isinstance(er["config"], Mapping):
+        raise StatementError(
+            "predicate.erase.config must be an object", field="predicate.erase.config"
+        )
+    if _Check.number(er["seconds"], "predicate.erase.seconds") < 0:
+        raise StatementError(
+            "predicate.erase.seconds must be >= 0", field="predicate.erase.seconds"
+        )
+    n = er["retain_samples"]
+    if type(n) is not int or n < 0:
+        raise StatementError(
+            "predicate.erase.retain_samples must be an integer >= 0",
+            field="predicate.erase.retain_samples",
+        )
+    sf = p["starts_from"]
+    _Check.obj(sf, "predicate.starts_from", {"apply_id", "model_sha256"})
+    _Check.text(sf["apply_id"], "predicate.starts_from.apply_id", max_len=128, pattern=_REQUEST_ID)
+    _Check.text(sf["model_sha256"], "predicate.starts_from.model_sha256", pattern=_HEX64)
 
 
 def _check_unlearning_statement(st: Statement) -> None:
