@@ -3,12 +3,16 @@ trained in one round, composed for any set of classes, and folded into a plain m
 
 from lethe.filters._apply import FilteredModel, filtered, fold
 from lethe.filters._bank import BANK_FORMAT, FilterBank
+from lethe.filters._erase import ERASE_METHODS, EraseConfig, EraseReport, erase
 from lethe.filters._explain import ExplainResult, channel_overlap, explain, suppression_by_layer
 from lethe.filters._targets import Target, TargetSpec, select_targets
 from lethe.filters._train import TrainConfig, train
 
 __all__ = [
     "BANK_FORMAT",
+    "ERASE_METHODS",
+    "EraseConfig",
+    "EraseReport",
     "ExplainResult",
     "FilterBank",
     "FilteredModel",
@@ -16,6 +20,7 @@ __all__ = [
     "TargetSpec",
     "TrainConfig",
     "channel_overlap",
+    "erase",
     "explain",
     "filtered",
     "fold",
