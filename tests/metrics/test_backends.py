@@ -24,6 +24,7 @@ from lethe_audit.metrics import (
     OnnxBackend,
     Policy,
     RelearnConfig,
+    RelearnMetric,
     evaluate,
     find_head_input,
     random_onnx_model,
@@ -262,6 +263,28 @@ def test_relearn_time_beside_base_and_retrained(
         seed=0,
     )
     assert (capped.reached, capped.steps, len(capped.accuracies)) == (False, 2, 3)
+
+
+def test_relearn_over_seeds_on_the_torch_backend(cnn_retrained: nn.Module, digits: Digits) -> None:
+    def measure(seeds: int, seed: int = 0) -> RelearnMetric:
+        result = evaluate(
+            TorchBackend(cnn_retrained),
+            digits.test,
+            forget=[FORGET],
+            train_set=digits.train,
+            relearn=RelearnConfig(seeds=seeds),
+            seed=seed,
+            progress=False,
+        )
+        assert result.relearn is not None
+        return result.relearn
+
+    r = measure(3)
+    assert len(r.model_runs) == 3 and all(run.reached for run in r.model_runs)
+    # Run i is the single-seed measurement with seed i (other samples, other torch seed).
+    assert [measure(1, seed=i).model for i in range(3)] == list(r.model_runs)
+    steps = sorted(run.steps for run in r.model_runs)
+    assert r.model.steps == steps[1] and r.steps == float(steps[1])
 
 
 def test_auditor_path_runs_without_torch(timm_onnx: Path, tmp_path: Path) -> None:
