@@ -48,20 +48,22 @@ def verify(
 ) -> None:
     """Verify the auditor BUNDLE (directory or .zip) with the log's public key (--key VKEY):
     every signature, the Merkle root at every checkpoint, every statement, the policies."""
-    from lethe_audit.verify import ConsistentWith, read_manifest, verify_bundle
+    from lethe_audit.verify import ConsistentWith, open_bundle, verify_bundle
 
     policies = build_policies(metrics, deadlines)
     if checkpoint_file is not None:
         policies.append(ConsistentWith(checkpoint_file.read_text(encoding="utf-8")))
-    verify_bundle(
-        bundle,
-        load_verifiers(keys),
-        origin=origin,
-        policies=policies,
-        workers=workers,
-        progress=want_progress(progress),
-    )
-    m = read_manifest(bundle)
+    with open_bundle(bundle) as snap:  # verify and show the same bytes
+        verify_bundle(
+            snap,
+            load_verifiers(keys),
+            origin=origin,
+            policies=policies,
+            workers=workers,
+            progress=want_progress(progress),
+        )
+        m = snap.manifest
+    assert m is not None  # verified
     root = base64.b64encode(m.root).decode("ascii")
     emit(
         {"bundle": str(bundle), "origin": m.origin, "size": m.size, "root": root},

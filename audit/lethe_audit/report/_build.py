@@ -126,11 +126,11 @@ def build_report(
     if when.tzinfo is None:
         raise ReportError("now must be a timezone-aware datetime")
     path = Path(bundle)
-    with _read.bundle_dir(path) as root:
+    with _read.bundle_dir(path) as snap:  # one private copy: verified and displayed
         error, located = _read.verify(
-            root, trusted, origin=origin, workers=workers, progress=progress
+            snap, trusted, origin=origin, workers=workers, progress=progress
         )
-        contents = _read.read(root, trusted, check_entries=error is not None)
+        contents = _read.read(snap.root, trusted, check_entries=error is not None)
     data, figures = _model.build(
         contents,
         bundle_name=path.name,

@@ -37,7 +37,6 @@ from lethe_audit.tlog import (
     verify_inclusion,
 )
 from lethe_audit.verify import Manifest, verify_bundle
-from lethe_audit.verify._bundle import _bundle_dir
 from lethe_audit.verify._entry import check_entry, known_keys
 from lethe_audit.verify._format import (
     CHECKPOINTS,
@@ -46,6 +45,7 @@ from lethe_audit.verify._format import (
     MANIFEST,
     FileDigest,
 )
+from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle
 
 #: Attachments larger than this are listed but never embedded in a report.
 MAX_EMBEDDED_BYTES = 8 << 20
@@ -120,7 +120,7 @@ def as_verifiers(verifiers: Sequence[str | Verifier] | str | Verifier) -> list[V
 
 
 def verify(
-    root: Path,
+    snap: BundleSnapshot,
     verifiers: list[Verifier],
     *,
     origin: str | None,
@@ -129,11 +129,11 @@ def verify(
 ) -> tuple[VerificationError | None, VerificationError | None]:
     """(the verifier's error or None, the located fault when that error names no place)."""
     try:
-        verify_bundle(root, verifiers, origin=origin, workers=workers, progress=progress)
+        verify_bundle(snap, verifiers, origin=origin, workers=workers, progress=progress)
     except VerificationError as e:
         located = None
         if e.index is None and e.size is None:
-            located = _locate(root, verifiers, origin=origin, workers=workers)
+            located = _locate(snap.root, verifiers, origin=origin, workers=workers)
         return e, located
     return None, None
 
@@ -319,4 +319,4 @@ __all__ = [
     "verify",
 ]
 
-bundle_dir = _bundle_dir
+bundle_dir = open_bundle

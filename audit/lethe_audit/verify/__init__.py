@@ -26,6 +26,7 @@ from lethe_audit.verify._policies import (
     Policy,
 )
 from lethe_audit.verify._receipt import Receipt, parse_receipt, verify_receipt
+from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -33,6 +34,7 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "Attachment",
+    "BundleSnapshot",
     "ConsistentWith",
     "DeadlinesMet",
     "FileDigest",
@@ -42,6 +44,7 @@ __all__ = [
     "Policy",
     "Receipt",
     "VerifiedEntry",
+    "open_bundle",
     "parse_receipt",
     "read_manifest",
     "verify_bundle",

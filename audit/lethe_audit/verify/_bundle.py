@@ -6,13 +6,8 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
-import tempfile
-import threading
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,9 +30,9 @@ from lethe_audit.verify._format import (
     KEYS,
     MANIFEST,
     Manifest,
-    safe_attachment_path,
 )
 from lethe_audit.verify._policies import LogView, Policy
+from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle, read_manifest_text
 
 #: Below this many bytes of entries, worker processes cost more than they save.
 PARALLEL_THRESHOLD = 4 << 20
@@ -112,35 +107,6 @@ def _checkpoints_chunk(
 # --- helpers --------------------------------------------------------------------------------
 
 
-@contextmanager
-def _bundle_dir(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        yield path
-        return
-    if not path.is_file():
-        raise BundleError(f"{path} does not exist")
-    if not zipfile.is_zipfile(path):
-        raise BundleError(f"{path} is neither a bundle directory nor a .zip bundle")
-    tmp = Path(tempfile.mkdtemp(prefix="lethe-bundle-"))
-    try:
-        with zipfile.ZipFile(path) as z:
-            for info in z.infolist():
-                name = info.filename
-                if info.is_dir():
-                    continue
-                if name not in (MANIFEST, ENTRIES, CHECKPOINTS, KEYS) and not safe_attachment_path(
-                    name
-                ):
-                    raise BundleError(f"{path}: unexpected member {name!r} in the archive")
-                target = tmp / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-        yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _split(path: Path, parts: int) -> list[tuple[int, int]]:
     """Byte ranges of ``path`` that each hold whole lines."""
     total = path.stat().st_size
@@ -171,21 +137,6 @@ def _usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _hash_files(root: Path, names: Sequence[str], out: dict[str, tuple[str, int]]) -> None:
-    for name in names:
-        h = hashlib.sha256()
-        n = 0
-        try:
-            with (root / name).open("rb") as f:
-                while chunk := f.read(1 << 22):
-                    h.update(chunk)
-                    n += len(chunk)
-        except OSError:
-            out[name] = ("missing", -1)
-            continue
-        out[name] = (h.hexdigest(), n)
 
 
 def _error(
@@ -233,7 +184,7 @@ class _Runner:
 
 
 def verify_bundle(
-    path: str | Path,
+    path: str | Path | BundleSnapshot,
     verifiers: Verifier | Sequence[Verifier],
     *,
     origin: str | None = None,
@@ -251,6 +202,10 @@ def verify_bundle(
     :class:`~lethe_audit.errors.VerificationError` subclass of the earliest fault, naming the
     entry index and/or checkpoint size.
 
+    ``path`` is a directory, a ``.zip`` or a :class:`BundleSnapshot` from :func:`open_bundle`
+    (verify and then display the same bytes); a path is snapshotted once (regular files only,
+    bounded; see docs/formats.md).
+
     ``workers``: processes for signature checks (default: all cores for large bundles).
     """
     trusted = [verifiers] if isinstance(verifiers, Verifier) else list(verifiers)
@@ -258,12 +213,15 @@ def verify_bundle(
     if not known:
         raise VerificationError("no trusted keys given: pass the log's vkey")
     vkeys = [v.vkey for v in known.values()]
-    with _bundle_dir(Path(path)) as root:
-        _verify_dir(root, vkeys, origin, policies, workers, progress)
+    if isinstance(path, BundleSnapshot):
+        _verify_dir(path, vkeys, origin, policies, workers, progress)
+        return
+    with open_bundle(path) as snap:
+        _verify_dir(snap, vkeys, origin, policies, workers, progress)
 
 
 def _verify_dir(
-    root: Path,
+    snap: BundleSnapshot,
     vkeys: list[str],
     origin: str | None,
     policies: Sequence[Policy],
@@ -272,10 +230,11 @@ def _verify_dir(
 ) -> None:
     from tqdm import tqdm
 
-    try:
-        manifest = Manifest.parse((root / MANIFEST).read_text(encoding="utf-8"))
-    except OSError:
-        raise BundleError(f"{root} has no {MANIFEST}: not a bundle") from None
+    if snap.problem is not None:
+        raise snap.problem
+    root, manifest = snap.root, snap.manifest
+    if manifest is None:
+        raise BundleError(f"{snap.source} has no {MANIFEST}: not a bundle")
     for name in (ENTRIES, CHECKPOINTS, KEYS):
         if name not in manifest.files or not (root / name).is_file():
             raise BundleError(f"the bundle lacks {name}")
@@ -283,10 +242,8 @@ def _verify_dir(
         raise CheckpointError(f"the bundle is for log {manifest.origin!r}, expected {origin!r}")
     want_origin = manifest.origin
 
-    digests: dict[str, tuple[str, int]] = {}
+    digests = snap.digests  # hashed while copying
     names = [ENTRIES, CHECKPOINTS, KEYS, *(a.path for a in manifest.attachments)]
-    hasher = threading.Thread(target=_hash_files, args=(root, names, digests), daemon=True)
-    hasher.start()
 
     entries_path, cps_path = root / ENTRIES, root / CHECKPOINTS
     if workers is None:
@@ -321,7 +278,6 @@ def _verify_dir(
                 bar.update(1)
     finally:
         runner.close()
-    hasher.join()
 
     for name in names:
         want = (
@@ -520,16 +476,6 @@ def _read_checkpoints(path: Path) -> list[Checkpoint]:
 
 
 def read_manifest(path: str | Path) -> Manifest:
-    """The manifest of a bundle directory or ``.zip`` (unverified: for display)."""
-    p = Path(path)
-    try:
-        if p.is_dir():
-            text = (p / MANIFEST).read_text(encoding="utf-8")
-        elif p.is_file() and zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                text = z.read(MANIFEST).decode("utf-8")
-        else:
-            raise BundleError(f"{p} is neither a bundle directory nor a .zip bundle")
-    except (OSError, KeyError, UnicodeDecodeError):
-        raise BundleError(f"{p} has no readable {MANIFEST}") from None
-    return Manifest.parse(text)
+    """The manifest of a bundle directory or ``.zip`` (unverified: for display). Read under the
+    snapshot's rules: a regular file of bounded size."""
+    return Manifest.parse(read_manifest_text(path))

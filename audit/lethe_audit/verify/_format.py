@@ -57,8 +57,31 @@ class Attachment:
 
 
 def safe_attachment_path(path: str) -> bool:
-    """``attachments/...`` with plain name segments (no ``..``, no absolute paths)."""
-    return bool(_SAFE_PATH.fullmatch(path)) and ".." not in path.split("/")
+    """``attachments/...`` with plain name segments (no ``.`` or ``..``, no absolute paths)."""
+    return (
+        isinstance(path, str)
+        and bool(_SAFE_PATH.fullmatch(path))
+        and not {".", ".."} & set(path.split("/"))
+    )
+
+
+def _size(value: Any) -> int:
+    """A byte count: a JSON integer >= 0 (not a bool, a float or a string)."""
+    if type(value) is not int or value < 0:
+        raise TypeError(f"{value!r} is not a byte count")
+    return value
+
+
+def _check_paths(paths: list[str]) -> None:
+    """No path twice, and no path that is also a directory of another."""
+    seen = set(paths)
+    if len(seen) != len(paths):
+        raise BundleError(f"{MANIFEST}: an attachment is listed twice")
+    for p in paths:
+        parts = p.split("/")
+        for k in range(1, len(parts)):
+            if "/".join(parts[:k]) in seen:
+                raise BundleError(f"{MANIFEST}: {p!r} is listed under the file {parts[k - 1]!r}")
 
 
 @dataclass(frozen=True)
@@ -94,34 +117,34 @@ class Manifest:
         def bad(why: str) -> BundleError:
             return BundleError(f"{MANIFEST}: {why}")
 
+        if not isinstance(text, str):
+            raise bad("not text")
         try:
             doc = json.loads(text)
-        except ValueError as e:
-            raise bad(f"not JSON ({e})") from None
+        except (ValueError, RecursionError) as e:
+            raise bad(f"not JSON ({type(e).__name__})") from None
         if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
             raise bad(f"not a {BUNDLE_FORMAT} manifest")
         if doc.get("version") != BUNDLE_VERSION:
-            raise bad(
-                f"version {doc.get('version')!r} is not supported (this reads {BUNDLE_VERSION})"
-            )
+            raise bad(f"this version is not supported (this reads {BUNDLE_VERSION})")
         try:
             files = {}
             for name, d in doc["files"].items():
                 if not _HEX64.fullmatch(d["sha256"]) or type(d["bytes"]) is not int:
                     raise bad(f"bad digest for {name}")
-                files[name] = FileDigest(d["sha256"], d["bytes"])
+                files[name] = FileDigest(d["sha256"], _size(d["bytes"]))
             atts = []
             for a in doc.get("attachments", []):
                 if not safe_attachment_path(a["path"]) or not _HEX64.fullmatch(a["sha256"]):
-                    raise bad(f"bad attachment entry {a.get('path')!r}")
-                atts.append(
-                    Attachment(
-                        a["path"],
-                        a["sha256"],
-                        int(a["bytes"]),
-                        a.get("media_type", "application/octet-stream"),
-                    )
-                )
+                    raise bad(f"bad attachment entry {str(a.get('path'))[:80]!r}")
+                media = a.get("media_type", "application/octet-stream")
+                if not isinstance(media, str):
+                    raise TypeError("media_type must be a string")
+                atts.append(Attachment(a["path"], a["sha256"], _size(a["bytes"]), media))
+            _check_paths([a.path for a in atts])
+            extra = doc.get("extra", {})
+            if not isinstance(extra, dict):
+                raise TypeError("extra must be an object")
             size = doc["size"]
             if type(size) is not int or size < 0:
                 raise bad("size must be an integer >= 0")
@@ -134,7 +157,7 @@ class Manifest:
                 attachments=tuple(atts),
                 created_at=str(doc.get("created_at", "")),
                 generator=str(doc.get("generator", "")),
-                extra=dict(doc.get("extra", {})),
+                extra=dict(extra),
             )
-        except (KeyError, TypeError, AttributeError, binascii.Error) as e:
+        except (KeyError, TypeError, AttributeError, ValueError, binascii.Error) as e:
             raise bad(f"missing or malformed field ({e})") from None
