@@ -77,7 +77,7 @@ def test_full_flow(tmp_path: Path) -> None:
         "receipt",
         "verify",
         str(receipt),
-        "--key",
+        "--key-file",
         str(vkey_file),
         "--metric",
         "forget_accuracy<=0.01",
@@ -95,11 +95,11 @@ def test_full_flow(tmp_path: Path) -> None:
         "--metric", "retain_accuracy>=0.9", "--deadlines", "--workers", "1",
     )  # fmt: skip
     assert (done["size"], done["origin"]) == (3, "example.org/lethe-cli")
-    assert "OK: 3 entries" in run("verify", str(bundle), "--key", str(keys)).stdout
+    assert "OK: 3 entries" in run("verify", str(bundle), "--key-dir", str(keys)).stdout
 
     # Failures exit with the error map's code and a JSON error document.
     fail = run_json(
-        "verify", str(bundle), "--key", str(keys), "--metric", "forget_accuracy>=0.5", code=19
+        "verify", str(bundle), "--key-dir", str(keys), "--metric", "forget_accuracy>=0.5", code=19
     )
     assert fail["error"]["type"] == "PolicyError" and fail["error"]["index"] == 1
     stranger = KeyRing.create(tmp_path / "other", name="example.org/lethe-cli").entries[0].vkey
@@ -115,7 +115,7 @@ def test_full_flow(tmp_path: Path) -> None:
     assert retired["key"]["status"] == "retired"
     run("log", "append", "--db", url, "--keys", str(keys), "--event", "log.note")
     run("log", "export", "--db", url, str(tmp_path / "b2"))
-    run("verify", str(tmp_path / "b2"), "--key", str(keys))  # the directory trusts both keys
+    run("verify", str(tmp_path / "b2"), "--key-dir", str(keys))  # the directory trusts both keys
     run("verify", str(tmp_path / "b2"), "--key", key["vkey"], code=14)
 
 
@@ -157,7 +157,7 @@ def test_error_codes_and_schema(tmp_path: Path) -> None:
         str(bad),
         code=4,
     )
-    run("verify", str(tmp_path), "--key", str(enc), code=17)
+    run("verify", str(tmp_path), "--key-dir", str(enc), code=17)
 
 
 def test_every_error_class_has_its_own_exit_code() -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from lethe_audit.note import Verifier
+    from lethe_audit.keys import TrustedKey
     from lethe_audit.verify import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,10 +38,16 @@ def json_option(f: F) -> F:
 
 
 def emit(data: dict[str, Any], as_json: bool, text: str) -> None:
+    """Print a success: JSON (with ``trusted_keys`` when keys were loaded) or text (then a
+    last line naming the trusted keys)."""
+    keys, line = trusted_keys_data(), trusted_keys_line()
     if as_json:
-        click.echo(json.dumps({"ok": True, **data}, indent=2, sort_keys=True))
+        doc = {"ok": True, **data}
+        if keys is not None:
+            doc.setdefault("trusted_keys", keys)
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        click.echo(text)
+        click.echo(f"{text}\n{line}" if line else text)
 
 
 def passphrase_options(f: F) -> F:
@@ -85,38 +91,138 @@ def want_progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
+KEYS_META = "lethe_audit.trusted_keys"
+_KEY_FILES_META = "lethe_audit.key_files"
+_KEY_DIRS_META = "lethe_audit.key_dirs"
+#: A --key-file is a short text file; refuse anything bigger than this.
+MAX_KEY_FILE = 1 << 20
+
+
+def _remember(meta_key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        ctx.meta[meta_key] = tuple(value or ())
+        return value
+
+    return callback
+
+
 def key_option(f: F) -> F:
+    """``--key VKEY[@FROM..UNTIL]``, ``--key-file FILE``, ``--key-dir DIR`` (each repeatable;
+    at least one). A ``--key`` value is always a vkey, never a path: key files and key
+    directories come only through their own options (a planted file cannot replace a key)."""
+    f = click.option(
+        "--key-dir",
+        multiple=True,
+        expose_value=False,
+        callback=_remember(_KEY_DIRS_META),
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        metavar="DIR",
+        help="Trust the keys of this key directory (its keyring.json), each within the log "
+        "sizes recorded for it (a retired key only up to its retirement). Repeatable.",
+    )(f)
+    f = click.option(
+        "--key-file",
+        multiple=True,
+        expose_value=False,
+        callback=_remember(_KEY_FILES_META),
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        metavar="FILE",
+        help="Trust the vkeys in this file (one per line, optionally VKEY@FROM..UNTIL; blank "
+        "lines and # comments ignored). Repeatable.",
+    )(f)
     return click.option(
         "--key",
         "keys",
         multiple=True,
-        required=True,
-        metavar="VKEY",
-        help="Trusted log key: a vkey string, a file of vkeys (one per line) or a key "
-        "directory. Repeat for several keys (e.g. across a rotation).",
+        metavar="VKEY[@FROM..UNTIL]",
+        help="Trusted log key: a vkey string (never a file name), optionally valid only for "
+        "log sizes FROM..UNTIL (e.g. VKEY@..42: retired at size 42). Repeat for several keys "
+        "(e.g. across a rotation).",
     )(f)
 
 
-def load_verifiers(values: tuple[str, ...]) -> list[Verifier]:
+def _vkey_param(value: str, hint: str) -> TrustedKey:
     from lethe_audit.errors import FormatError
-    from lethe_audit.keys import KEYRING_FILE, KeyRing
-    from lethe_audit.note import Verifier
+    from lethe_audit.keys import TrustedKey
 
-    out: list[Verifier] = []
-    for value in values:
-        p = Path(value)
-        if p.is_dir() and (p / KEYRING_FILE).is_file():
-            out.extend(KeyRing.open(p).verifiers())
-        elif p.is_file():
-            for line in p.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    out.append(Verifier.from_vkey(line.strip()))
-        else:
-            try:
-                out.append(Verifier.from_vkey(value))
-            except FormatError as e:
-                raise click.BadParameter(f"{value!r}: {e}", param_hint="--key") from None
-    return out
+    try:
+        return TrustedKey.parse(value)
+    except FormatError as e:
+        tip = ""
+        if hint == "--key" and os.path.lexists(value):
+            kind = "--key-dir" if os.path.isdir(value) else "--key-file"
+            tip = f" (--key takes a vkey string, never a path: to read {value!r} use {kind})"
+        raise click.BadParameter(f"{value!r}: {e}{tip}", param_hint=hint) from None
+
+
+def _read_key_file(path: Path) -> list[TrustedKey]:
+    import stat
+
+    from lethe_audit.errors import KeyFileError
+
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyFileError(f"--key-file {path}: not a regular file")
+        if st.st_size > MAX_KEY_FILE:
+            raise KeyFileError(f"--key-file {path}: {st.st_size} bytes is not a file of vkeys")
+        with path.open("rb") as fh:
+            text = fh.read(MAX_KEY_FILE + 1).decode("utf-8")
+    except OSError as e:
+        raise KeyFileError(f"--key-file {path}: cannot read it ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"--key-file {path}: not a text file of vkeys") from None
+    lines = [ln.strip() for ln in text.splitlines()]
+    keys = [_vkey_param(ln, f"--key-file {path}") for ln in lines if ln and ln[0] != "#"]
+    if not keys:
+        raise KeyFileError(f"--key-file {path} holds no vkey")
+    return keys
+
+
+def load_verifiers(values: tuple[str, ...]) -> list[TrustedKey]:
+    """The trusted keys of ``--key``, ``--key-file`` and ``--key-dir`` (at least one given),
+    remembered for :func:`emit` (success output names them)."""
+    from lethe_audit.errors import KeyFileError
+    from lethe_audit.keys import KeyRing, merge_trusted
+
+    ctx = click.get_current_context()
+    out = [_vkey_param(v, "--key") for v in values]
+    for file in ctx.meta.get(_KEY_FILES_META, ()):
+        out += _read_key_file(file)
+    for d in ctx.meta.get(_KEY_DIRS_META, ()):
+        ring = KeyRing.open(d)
+        trusted = ring.trusted_keys()
+        if not trusted:
+            raise KeyFileError(f"--key-dir {d}: no key with a known validity window")
+        out += trusted
+    if not out:
+        raise click.UsageError(
+            "give the log's public key: --key VKEY, --key-file FILE or --key-dir DIR"
+        )
+    keys = merge_trusted(out)
+    ctx.meta[KEYS_META] = keys
+    return keys
+
+
+def trusted_keys_data() -> list[dict[str, Any]] | None:
+    """The keys :func:`load_verifiers` trusted in this command, for output (None: none)."""
+    ctx = click.get_current_context(silent=True)
+    keys = ctx.meta.get(KEYS_META) if ctx is not None else None
+    if not keys:
+        return None
+    return [
+        {"name": k.name, "key_id": f"{k.key_id:08x}", "vkey": k.vkey, "window": k.window}
+        for k in keys
+    ]
+
+
+def trusted_keys_line() -> str | None:
+    """``trusted keys: name+id[@FROM..UNTIL], ...`` for text output (None: no keys loaded)."""
+    from lethe_audit.keys import describe_keys
+
+    ctx = click.get_current_context(silent=True)
+    keys = ctx.meta.get(KEYS_META) if ctx is not None else None
+    return f"trusted keys: {describe_keys(keys)}" if keys else None
 
 
 def policy_options(f: F) -> F:

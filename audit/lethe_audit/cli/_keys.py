@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from lethe_audit.cli._common import emit, json_option, passphrase, passphrase_options
+
+if TYPE_CHECKING:
+    from lethe_audit.log import AppendResult
+    from lethe_audit.note import Signer
 
 _KEYDIR = click.Path(file_okay=False, path_type=Path)
 
@@ -73,8 +78,13 @@ def keys_rotate(
     secret = passphrase(passphrase_env, passphrase_file)
     ring = KeyRing.open(keydir)
     log = AuditLog.open(url, signers=ring.signers(passphrase=secret))
-    results = []
-    ring = ring.add_key(passphrase=secret, register=lambda s: results.append(log.add_key(s)))
+    results: list[AppendResult] = []
+
+    def register(signer: Signer) -> AppendResult:
+        results.append(log.add_key(signer))
+        return results[-1]  # its size is recorded in the keyring (the key's window)
+
+    ring = ring.add_key(passphrase=secret, register=register)
     e, r = ring.entries[-1], results[0]
     emit(
         {"key": e.to_dict(), "index": r.index, "size": r.size},
@@ -105,8 +115,13 @@ def keys_retire(
     secret = passphrase(passphrase_env, passphrase_file)
     ring = KeyRing.open(keydir)
     log = AuditLog.open(url, signers=ring.signers(passphrase=secret))
-    results = []
-    ring = ring.retire(key, unregister=lambda vkey: results.append(log.retire_key(vkey)))
+    results: list[AppendResult] = []
+
+    def unregister(vkey: str) -> AppendResult:
+        results.append(log.retire_key(vkey))
+        return results[-1]  # its size is recorded in the keyring (the key's window)
+
+    ring = ring.retire(key, unregister=unregister)
     r = results[0]
     target = ring.find(key)
     emit(

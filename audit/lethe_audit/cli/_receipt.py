@@ -14,6 +14,8 @@ from lethe_audit.cli._common import (
     key_option,
     load_verifiers,
     policy_options,
+    trusted_keys_data,
+    trusted_keys_line,
 )
 
 
@@ -132,8 +134,10 @@ def receipt_show(
         doc = page.to_dict()
         if out is not None:
             doc["file"] = str(out)
+        doc.setdefault("trusted_keys", trusted_keys_data())
         click.echo(json.dumps({"ok": True, **doc}, indent=2, ensure_ascii=False))
     elif out is not None:
-        click.echo(f"{page.headline}\nwrote {out}")
+        click.echo(f"{page.headline}\nwrote {out}\n{trusted_keys_line()}")
     else:
         click.echo(page.to_text(), nl=False)
+        click.echo(trusted_keys_line())

@@ -20,13 +20,17 @@ from lethe_audit.keys._files import (
     load_key_file,
     write_private_key,
 )
+from lethe_audit.keys._trust import TrustedKey, describe_keys, merge_trusted
 
 __all__ = [
     "KEYRING_FILE",
     "KEYRING_FORMAT",
     "KeyEntry",
     "KeyRing",
+    "TrustedKey",
+    "describe_keys",
     "generate_key_file",
     "load_key_file",
+    "merge_trusted",
     "write_private_key",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lethe_audit.errors import FormatError, KeyFileError
+from lethe_audit.keys._trust import TrustedKey
 from lethe_audit.note import Signer, Verifier
 
 KEYRING_FILE = "keyring.json"
@@ -106,9 +107,22 @@ class KeyEntry:
     status: KeyStatus
     created_at: str
     retired_at: str | None = None
+    #: Log size at which the key was added (its ``key.rotated`` event included); None: from 0.
+    added_at_size: int | None = None
+    #: Log size at which it was retired (its ``key.rotated`` event included); None: not
+    #: recorded (a key retired without a log: not trusted, see :meth:`KeyRing.trusted_keys`).
+    retired_at_size: int | None = None
 
     def verifier(self) -> Verifier:
         return Verifier.from_vkey(self.vkey)
+
+    def trusted_key(self) -> TrustedKey | None:
+        """The key with its validity window, or None for a retired key of unknown window."""
+        if self.status == "retired" and self.retired_at_size is None:
+            return None
+        return TrustedKey.of(
+            self.verifier(), from_size=self.added_at_size or 0, until_size=self.retired_at_size
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,7 +133,22 @@ class KeyEntry:
             "status": self.status,
             "created_at": self.created_at,
             "retired_at": self.retired_at,
+            "added_at_size": self.added_at_size,
+            "retired_at_size": self.retired_at_size,
         }
+
+
+def _logged_size(result: object) -> int | None:
+    """The log size a register/unregister hook reports (e.g. an AppendResult), if any."""
+    size = getattr(result, "size", None)
+    return size if type(size) is int and size >= 0 else None
+
+
+def _check_sizes(entry: KeyEntry, path: Path) -> None:
+    for what in ("added_at_size", "retired_at_size"):
+        value = getattr(entry, what)
+        if value is not None and (type(value) is not int or not 0 <= value < 1 << 63):
+            raise KeyFileError(f"{path}: key {entry.key_id} has a bad {what}: {value!r}")
 
 
 def _now() -> str:
@@ -179,6 +208,7 @@ class KeyRing:
                     raise KeyFileError(f"{path}: key {entry.key_id} does not match its vkey")
                 if entry.status not in ("active", "retired"):
                     raise KeyFileError(f"{path}: key {entry.key_id} has status {entry.status!r}")
+                _check_sizes(entry, path)
         except (KeyError, TypeError, FormatError) as err:
             raise KeyFileError(f"{path} is malformed: {err}") from None
         return cls(d, entries)
@@ -210,6 +240,8 @@ class KeyRing:
         ``register`` (e.g. :meth:`lethe_audit.log.AuditLog.add_key`) runs after the key file
         is written and before the keyring is updated; if it raises, the new key files are
         removed and the keyring stays as it was.
+        When it returns an object with a ``size`` (an ``AppendResult``), that log size is
+        recorded as the key's ``added_at_size``: the key counts only from that size on.
         """
         return self._with_new_key(name or self.name, passphrase, register)
 
@@ -217,17 +249,20 @@ class KeyRing:
         """Mark a key retired (by key id, ``name+id`` or vkey); one key must stay active.
 
         ``unregister`` (e.g. :meth:`lethe_audit.log.AuditLog.retire_key`) gets the key's vkey
-        first; if it raises, the keyring is left unchanged.
+        first; if it raises, the keyring is left unchanged. When it returns an object with a
+        ``size`` (an ``AppendResult``), that log size is recorded as the key's
+        ``retired_at_size``: auditors using this directory trust the key only up to it.
         """
         target = self.find(key)
         if target.status == "retired":
             raise KeyFileError(f"key {target.key_id} is already retired")
         if len(self.active()) < 2:
             raise KeyFileError(f"key {target.key_id} is the only active key: add one first")
-        if unregister is not None:
-            unregister(target.vkey)
+        size = _logged_size(unregister(target.vkey)) if unregister is not None else None
         entries = [
-            replace(e, status="retired", retired_at=_now()) if e is target else e
+            replace(e, status="retired", retired_at=_now(), retired_at_size=size)
+            if e is target
+            else e
             for e in self._entries
         ]
         ring = KeyRing(self.directory, entries)
@@ -255,9 +290,16 @@ class KeyRing:
             raise KeyFileError(f"keyring {self.directory} has no active key")
         return [self.signer(e, passphrase=passphrase) for e in act]
 
+    def trusted_keys(self) -> list[TrustedKey]:
+        """Every key with its validity window from the recorded log sizes: a key added by a
+        rotation counts from its ``added_at_size``, a retired key up to its
+        ``retired_at_size``. A retired key without a recorded size is left out (fail closed:
+        state its window with ``TrustedKey.parse("VKEY@..SIZE")`` if you know it)."""
+        return [k for k in (e.trusted_key() for e in self._entries) if k is not None]
+
     def verifiers(self) -> list[Verifier]:
-        """Verifiers for every key, retired ones included (they verify old checkpoints)."""
-        return [e.verifier() for e in self._entries]
+        """:meth:`trusted_keys` as verifiers (windows kept: they are :class:`TrustedKey`)."""
+        return list(self.trusted_keys())
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -274,8 +316,7 @@ class KeyRing:
         write_private_key(pem, signer, passphrase=passphrase)
         try:
             pub.write_text(signer.vkey + "\n")
-            if register is not None:
-                register(signer)
+            added = _logged_size(register(signer)) if register is not None else None
         except BaseException:
             pem.unlink(missing_ok=True)
             pub.unlink(missing_ok=True)
@@ -287,6 +328,7 @@ class KeyRing:
             file=file,
             status="active",
             created_at=_now(),
+            added_at_size=added,
         )
         ring = KeyRing(self.directory, (*self._entries, entry))
         ring._save()

@@ -21,6 +21,7 @@ from lethe_audit.note._note import (
     key_id,
     parse,
     sign,
+    signed_by,
     verifier_map,
     verify,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "key_id",
     "parse",
     "sign",
+    "signed_by",
     "verifier_map",
     "verify",
 ]

@@ -310,10 +310,21 @@ def verify(note_text: str | bytes, verifiers: Verifier | Sequence[Verifier]) -> 
     at least one known key must have signed. Returns None or raises
     :class:`~lethe_audit.errors.SignatureError` (or FormatError for a malformed note).
     """
+    signed_by(note_text, verifiers)
+
+
+def signed_by(
+    note_text: str | bytes, verifiers: Verifier | Sequence[Verifier]
+) -> tuple[Verifier, ...]:
+    """:func:`verify`, returning the trusted keys whose signature verified (each once).
+
+    As in Go's ``sumdb/note``: only the first signature line of each known (name, key id) is
+    checked; later lines by the same key are skipped without being checked.
+    """
     n = parse(note_text)
     known = verifier_map(verifiers)
     message = n.text.encode("utf-8")
-    verified = 0
+    verified: list[Verifier] = []
     seen: set[tuple[str, int]] = set()
     for s in n.signatures:
         v = known.get((s.name, s.key_id))
@@ -321,7 +332,8 @@ def verify(note_text: str | bytes, verifiers: Verifier | Sequence[Verifier]) -> 
             continue
         seen.add((s.name, s.key_id))
         v.verify_bytes(message, s.signature)
-        verified += 1
+        verified.append(v)
     if not verified:
         names = ", ".join(f"{s.name}+{s.key_id:08x}" for s in n.signatures)
         raise SignatureError(f"note has no signature by a trusted key (signed by: {names})")
+    return tuple(verified)

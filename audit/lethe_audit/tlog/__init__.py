@@ -39,6 +39,7 @@ __all__ = [
     "MemoryTree",
     "NodeID",
     "TlogProof",
+    "checkpoint_signers",
     "consistency_proof",
     "inclusion_proof",
     "leaf_hash",
@@ -71,13 +72,23 @@ def verify_checkpoint(
     :class:`~lethe_audit.errors.FormatError` (not a checkpoint). Errors carry the size when the
     body could be read.
     """
+    checkpoint_signers(note_text, verifiers, origin=origin)
+
+
+def checkpoint_signers(
+    note_text: str,
+    verifiers: note.Verifier | Sequence[note.Verifier],
+    *,
+    origin: str | None = None,
+) -> tuple[Checkpoint, tuple[note.Verifier, ...]]:
+    """:func:`verify_checkpoint`, returning the checkpoint and the trusted keys that signed it."""
     parsed = note.parse(note_text)
     try:
         cp = Checkpoint.parse(parsed.text)
     except FormatError as e:
         raise FormatError(f"signed note is not a checkpoint: {e}") from None
     try:
-        note.verify(note_text, verifiers)
+        signers = note.signed_by(note_text, verifiers)
     except SignatureError as e:
         raise SignatureError(f"checkpoint at size {cp.size}: {e}", size=cp.size) from None
     if origin is not None and cp.origin != origin:
@@ -85,3 +96,4 @@ def verify_checkpoint(
             f"checkpoint at size {cp.size} is for log {cp.origin!r}, expected {origin!r}",
             size=cp.size,
         )
+    return cp, signers

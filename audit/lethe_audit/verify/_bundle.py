@@ -22,8 +22,8 @@ from lethe_audit.errors import (
 )
 from lethe_audit.note import Verifier
 from lethe_audit.statements import Envelope, Statement
-from lethe_audit.tlog import Checkpoint, CompactRange, verify_checkpoint
-from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
+from lethe_audit.tlog import Checkpoint, CompactRange, checkpoint_signers
+from lethe_audit.verify._entry import VerifiedEntry, check_entry_signed
 from lethe_audit.verify._format import (
     CHECKPOINTS,
     ENTRIES,
@@ -33,6 +33,7 @@ from lethe_audit.verify._format import (
 )
 from lethe_audit.verify._policies import LogView, Policy
 from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle, read_manifest_text
+from lethe_audit.verify._windows import KeyEvent, KeyWindows, key_event
 
 #: Below this many bytes of entries, worker processes cost more than they save.
 PARALLEL_THRESHOLD = 4 << 20
@@ -55,27 +56,43 @@ def _read_chunk(path: str, start: int, end: int) -> list[bytes]:
 
 def _entries_chunk(
     path: str, start: int, end: int, vkeys: list[str]
-) -> tuple[bytes, int, _Fault | None]:
+) -> tuple[bytes, int, _Fault | None, list[tuple[int, int]], list[KeyEvent]]:
+    """Leaves, count, first fault; and for key windows: the signer masks run-length encoded
+    as ``(position, mask)`` where the mask changes (bit k = ``vkeys[k]``), and the
+    ``key.rotated`` events (positions in the chunk)."""
     known = {v.key_hint: v for v in map(Verifier.from_vkey, vkeys)}
+    bit = {h: 1 << k for k, h in enumerate(known)}
     sha = hashlib.sha256
     leaves = bytearray()
     fault: _Fault | None = None
+    runs: list[tuple[int, int]] = []
+    events: list[KeyEvent] = []
     lines = _read_chunk(path, start, end)
     for k, line in enumerate(lines):
         leaves += sha(b"\x00" + line).digest()
         if fault is None:
             try:
-                check_entry(line, known)
+                entry, signers = check_entry_signed(line, known)
             except VerificationError as e:
                 fault = (k, type(e).__name__, str(e), None)
-    return bytes(leaves), len(lines), fault
+                continue
+            mask = sum(bit[h] for h in signers)
+            if not runs or runs[-1][1] != mask:
+                runs.append((k, mask))
+            event = key_event(k, entry.statement)
+            if event is not None:
+                events.append(event)
+    return bytes(leaves), len(lines), fault, runs, events
 
 
 def _checkpoints_chunk(
     path: str, start: int, end: int, vkeys: list[str], origin: str
-) -> tuple[list[int], bytes, int, _Fault | None]:
+) -> tuple[list[int], bytes, int, _Fault | None, list[int]]:
+    """Sizes, roots, count, first fault, and each line's signer mask (0: not verified)."""
     verifiers = [Verifier.from_vkey(v) for v in vkeys]
+    bit = {v.key_hint: 1 << k for k, v in enumerate(verifiers)}
     sizes: list[int] = []
+    masks: list[int] = []
     roots = bytearray()
     fault: _Fault | None = None
     lines = _read_chunk(path, start, end)
@@ -93,15 +110,18 @@ def _checkpoints_chunk(
                 raise FormatError(f"line says size {size} but its checkpoint says {cp.size}")
             sizes.append(cp.size)
             roots += cp.root
+            masks.append(0)
             if fault is None:
-                verify_checkpoint(note_text, verifiers, origin=origin)
+                _cp, signers = checkpoint_signers(note_text, verifiers, origin=origin)
+                masks[-1] = sum(bit[v.key_hint] for v in signers)
         except (VerificationError, FormatError, ValueError) as e:
             if fault is None:
                 fault = (k, type(e).__name__, str(e), size)
             if len(sizes) == k:  # unreadable line: keep positions aligned
                 sizes.append(-1)
+                masks.append(0)
                 roots += bytes(32)
-    return sizes, bytes(roots), len(lines), fault
+    return sizes, bytes(roots), len(lines), fault, masks
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -208,27 +228,27 @@ def verify_bundle(
 
     ``workers``: processes for signature checks (default: all cores for large bundles).
     """
-    trusted = [verifiers] if isinstance(verifiers, Verifier) else list(verifiers)
-    known = known_keys(trusted)
-    if not known:
+    windows = KeyWindows(verifiers)
+    if not windows.known:
         raise VerificationError("no trusted keys given: pass the log's vkey")
-    vkeys = [v.vkey for v in known.values()]
     if isinstance(path, BundleSnapshot):
-        _verify_dir(path, vkeys, origin, policies, workers, progress)
+        _verify_dir(path, windows, origin, policies, workers, progress)
         return
     with open_bundle(path) as snap:
-        _verify_dir(snap, vkeys, origin, policies, workers, progress)
+        _verify_dir(snap, windows, origin, policies, workers, progress)
 
 
 def _verify_dir(
     snap: BundleSnapshot,
-    vkeys: list[str],
+    windows: KeyWindows,
     origin: str | None,
     policies: Sequence[Policy],
     workers: int | None,
     progress: bool,
 ) -> None:
     from tqdm import tqdm
+
+    vkeys = windows.vkeys
 
     if snap.problem is not None:
         raise snap.problem
@@ -298,7 +318,7 @@ def _verify_dir(
     # Entries: absolute indices and the first fault of each chunk.
     leaves = bytearray()
     n_entries = 0
-    for chunk_leaves, count, fault in e_results:
+    for chunk_leaves, count, fault, _runs, _events in e_results:
         if fault is not None:
             i = n_entries + fault[0]
             faults.append((i, 0, _error(fault[1], f"entry {i}: {fault[2]}", index=i)))
@@ -309,7 +329,7 @@ def _verify_dir(
     sizes: list[int] = []
     roots = bytearray()
     line = 0
-    for chunk_sizes, chunk_roots, count, fault in c_results:
+    for chunk_sizes, chunk_roots, count, fault, _masks in c_results:
         if fault is not None:
             k, kind, msg, size = fault
             prev = next((s for s in reversed(sizes + chunk_sizes[:k]) if s >= 0), 0)
@@ -370,6 +390,7 @@ def _verify_dir(
             )
         )
 
+    faults += _window_faults(windows, e_results, c_results)
     if faults:
         faults.sort(key=lambda f: (f[0], f[1]))
         raise faults[0][2]
@@ -418,6 +439,34 @@ def _verify_dir(
         )
         for p in policies:
             p.verify(view)
+
+
+def _window_faults(
+    windows: KeyWindows, e_results: list[Any], c_results: list[Any]
+) -> list[tuple[int, int, VerificationError]]:
+    """Entries and checkpoints signed only by keys outside their validity window (windows
+    narrowed by the log's own ``key.rotated`` events first)."""
+    events: list[KeyEvent] = []
+    runs: list[tuple[int, int, int]] = []  # (first index, end index, mask)
+    base = 0
+    for _leaves, count, _fault, chunk_runs, chunk_events in e_results:
+        events += [(base + k, action, vkey) for k, action, vkey in chunk_events]
+        bounds = [k for k, _m in chunk_runs[1:]] + ([count] if chunk_runs else [])
+        runs += [(base + k, base + e, m) for (k, m), e in zip(chunk_runs, bounds, strict=True)]
+        base += count
+    windows.apply_events(events)
+    out: list[tuple[int, int, VerificationError]] = []
+    for first, end, mask in runs:
+        bad = windows.first_uncovered(mask, first + 1, end)
+        if bad is not None:
+            i = bad - 1
+            out.append((i, 0, windows.error(f"entry {i}", bad, mask, index=i)))
+    for chunk_sizes, _roots, _count, _fault, masks in c_results:
+        for size, mask in zip(chunk_sizes, masks, strict=True):
+            if size >= 0 and mask and windows.first_uncovered(mask, size, size) is not None:
+                err = windows.error(f"checkpoint at size {size}", size, mask)
+                out.append((max(size - 1, 0), 1, err))
+    return out
 
 
 def _compare(

@@ -15,9 +15,16 @@ from lethe_audit.errors import (
 )
 from lethe_audit.note import Verifier
 from lethe_audit.statements import Envelope, Statement
-from lethe_audit.tlog import Checkpoint, TlogProof, leaf_hash, verify_checkpoint, verify_inclusion
-from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
+from lethe_audit.tlog import (
+    Checkpoint,
+    TlogProof,
+    checkpoint_signers,
+    leaf_hash,
+    verify_inclusion,
+)
+from lethe_audit.verify._entry import VerifiedEntry, check_entry_signed
 from lethe_audit.verify._policies import LogView, Policy
+from lethe_audit.verify._windows import KeyWindows
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,14 @@ def verify_receipt(
     Checks, in order: the checkpoint is signed by a trusted key (and is for ``origin`` when
     given); the envelope is included at the receipt's index in that checkpoint's tree; the
     envelope is canonical, signed by a trusted key, and its statement well-formed; then each
-    policy. Returns None or raises a :class:`~lethe_audit.errors.VerificationError` subclass
-    (or FormatError for a file that is not a receipt).
+    policy. Keys count only inside their validity window (:class:`~lethe_audit.keys.TrustedKey`:
+    the checkpoint at its size, the entry at ``index + 1``): a receipt signed only by a key past
+    its retirement is rejected. Returns None or raises a
+    :class:`~lethe_audit.errors.VerificationError` subclass (or FormatError for a file that is
+    not a receipt).
     """
-    known = known_keys(list(verifiers) if not isinstance(verifiers, Verifier) else [verifiers])
+    windows = KeyWindows(verifiers)
+    known = windows.known
     if not known:
         raise VerificationError("no trusted keys given: pass the log's vkey")
     proof = TlogProof.parse(data)
@@ -78,15 +89,16 @@ def verify_receipt(
             "this tlog-proof carries no log entry (no 'extra' line): it is not a Lethe receipt",
             index=proof.index,
         )
-    verify_checkpoint(proof.checkpoint, list(known.values()), origin=origin)
-    cp = Checkpoint.parse(note.parse(proof.checkpoint).text)
+    cp, cp_signers = checkpoint_signers(proof.checkpoint, list(known.values()), origin=origin)
+    windows.check(f"the checkpoint at size {cp.size}", cp.size, (v.key_hint for v in cp_signers))
     verify_inclusion(leaf_hash(proof.extra), proof.index, cp.size, proof.hashes, cp.root)
     try:
-        entry = check_entry(proof.extra, known)
+        entry, signers = check_entry_signed(proof.extra, known)
     except (SignatureError, EntryError) as e:
         raise type(e)(f"entry {proof.index}: {e}", index=proof.index, size=cp.size) from None
     except FormatError as e:  # pragma: no cover - check_entry wraps these
         raise EntryError(f"entry {proof.index}: {e}", index=proof.index) from None
+    windows.check(f"entry {proof.index}", proof.index + 1, signers, index=proof.index)
     verified = VerifiedEntry(proof.index, entry.envelope, entry.statement)
     view = LogView(
         origin=cp.origin,
