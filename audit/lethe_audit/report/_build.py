@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from lethe_audit.errors import ReportError, VerificationError
+from lethe_audit.errors import ModelVerificationError, ReportError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _model, _read
 
@@ -145,7 +145,28 @@ def build_report(
         data["remeasure"] = remeasure(
             Path(model), Path(eval_data), data["applies"], trusted, progress=progress
         )
+        if error is None:
+            error = _model_failure(data, Path(model).name)
     return Report(data=data, figures=figures, error=error)
+
+
+def _model_failure(data: dict[str, Any], name: str) -> ModelVerificationError | None:
+    """A model that does not verify fails the report (same error as ``model verify``): the
+    headline and the verification section name it; its re-measured numbers prove nothing."""
+    signature = data["remeasure"]["model"]["signature"]
+    if signature["verified"]:
+        return None
+    err = ModelVerificationError(
+        f"model {name}: {signature['message']}", what=signature.get("what") or "signature"
+    )
+    data["headline"] = (
+        f"Verification FAILED for the model {name}: {signature['message']}. The bundle "
+        "verified, but this model is not the one the log's key signed: its re-measured "
+        "numbers prove nothing."
+    )
+    data["verification"]["passed"] = False
+    data["verification"]["error"] = _model.error_dict(err)
+    return err
 
 
 def report_dict(

@@ -83,7 +83,7 @@ def remeasure(
             "message": "signed by a trusted key; content and metadata match",
         }
     except LetheAuditError as e:
-        signature = {"verified": False, "message": str(e)}
+        signature = {"verified": False, "message": str(e), "what": getattr(e, "what", None)}
 
     target, matches = _target(applies, signed.sha256, signed.content_hash, name)
     model_info = {
