@@ -26,6 +26,7 @@ __all__ = [
     "MetricsError",
     "ModelInputError",
     "ModelVerificationError",
+    "NothingToCheckError",
     "PolicyConfigError",
     "PolicyError",
     "PolicyViolationError",
@@ -127,6 +128,11 @@ class PolicyError(VerificationError):
     ) -> None:
         super().__init__(message, index=index, size=size)
         self.policy = policy
+
+
+class NothingToCheckError(PolicyError):
+    """A policy found nothing to check (e.g. a metric or deadline policy on a receipt of a
+    lifecycle event or of a failed apply): nothing checked is not a pass."""
 
 
 # --- storage and keys -----------------------------------------------------------------------

@@ -31,6 +31,7 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.BundleError: 17,
         E.ReceiptError: 18,
         E.PolicyError: 19,
+        E.NothingToCheckError: 24,
         E.StoreError: 20,
         E.SchemaError: 21,
         E.LogStateError: 22,

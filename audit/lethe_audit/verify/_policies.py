@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from lethe_audit.errors import FormatError, PolicyError
+from lethe_audit.errors import FormatError, NothingToCheckError, PolicyError
 from lethe_audit.statements import UNLEARNING_V1, parse_rfc3339
 from lethe_audit.tlog import Checkpoint
 from lethe_audit.verify._entry import VerifiedEntry
@@ -106,6 +106,18 @@ def _unlearning(log: LogView, outcomes: Sequence[str]) -> Iterator[tuple[int, di
             yield e.index, dict(e.statement.predicate)
 
 
+def _nothing_to_check(log: LogView, policy: str, outcomes: Sequence[str]) -> NothingToCheckError:
+    where = "log" if log.complete else "receipt"
+    kinds = " or ".join(repr(o) for o in outcomes)
+    return NothingToCheckError(
+        f"{policy}: nothing to check: the {where} holds no unlearning attestation with outcome "
+        f"{kinds} (a lifecycle event or a failed apply carries no metrics or deadline to "
+        "check); nothing checked is not a pass",
+        policy=policy,
+        size=log.size,
+    )
+
+
 def _lookup(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if not isinstance(obj, dict) or part not in obj:
@@ -130,7 +142,9 @@ class MetricThreshold:
 
     def verify(self, log: LogView) -> None:
         policy = f"MetricThreshold({self.metric})"
+        checked = 0
         for index, p in _unlearning(log, self.outcomes):
+            checked += 1
             try:
                 value = _lookup(p["metrics"], self.metric)
             except KeyError:
@@ -157,6 +171,8 @@ class MetricThreshold:
                     policy=policy,
                     index=index,
                 )
+        if not checked:
+            raise _nothing_to_check(log, policy, self.outcomes)
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,9 @@ class DeadlinesMet:
     """Every request an applied attestation covers was applied by its ``due_at``."""
 
     def verify(self, log: LogView) -> None:
+        checked = 0
         for index, p in _unlearning(log, ("applied",)):
+            checked += 1
             applied = parse_rfc3339(p["applied_at"])
             for r in p["requests"]:
                 if applied > parse_rfc3339(r["due_at"]):
@@ -174,6 +192,8 @@ class DeadlinesMet:
                         policy="DeadlinesMet",
                         index=index,
                     )
+        if not checked:
+            raise _nothing_to_check(log, "DeadlinesMet", ("applied",))
 
 
 class ConsistentWith:
