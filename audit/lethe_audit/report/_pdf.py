@@ -581,12 +581,14 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     doc.heading("Check it yourself")
     doc.para("Everything above can be re-checked offline with the log's public key and no PyTorch:")
     lines = ["pip install lethe-sdk"]
+    sh = _fmt.sh
+    name = sh(bundle["name"])  # every inserted value is one shell word
     lines += [
-        f"lethe-audit verify {bundle['name']} --key '{k['vkey']}'" for k in ver["trusted_keys"]
+        f"lethe-audit verify {name} --key {sh(k['vkey'], always=True)}" for k in ver["trusted_keys"]
     ]
     if ver["trusted_keys"]:
         lines.append(
-            f"lethe-audit report {bundle['name']} --key '{ver['trusted_keys'][0]['vkey']}' "
+            f"lethe-audit report {name} --key {sh(ver['trusted_keys'][0]['vkey'], always=True)} "
             "-o report.html"
         )
     doc.para("\n".join(lines), size=7.5, mono=True)

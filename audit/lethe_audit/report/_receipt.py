@@ -455,15 +455,17 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
     section("Is this receipt genuine?", proof, mine)
     d["sections"] = sections
 
-    name = rc["name"]
+    # Every inserted value is one shell word: file names and request ids come from the input.
+    sh = _fmt.sh
+    name, key = sh(rc["name"]), sh(vkey, always=True)
     cmds = [
         "pip install lethe-sdk",
-        f"lethe-audit receipt verify {name} --key '{vkey}'",
-        f"lethe-audit receipt show {name} --key '{vkey}' --request {rid} "
+        f"lethe-audit receipt verify {name} --key {key}",
+        f"lethe-audit receipt show {name} --key {key} --request {sh(rid)} "
         "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
     ]
     if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
-        cmds.append(f"lethe-audit model verify MODEL.onnx --key '{vkey}' --receipt {name}")
+        cmds.append(f"lethe-audit model verify MODEL.onnx --key {key} --receipt {name}")
     d["commands"] = cmds
 
 
