@@ -127,7 +127,7 @@ def test_optimised_graph_runs_dynamic_batch(arch: dict[str, Any]) -> None:
     seven = sess.run(None, {"input": x[:7]})[0]
     assert one.shape == (1, 10) and seven.shape == (7, 10)
     assert np.abs(one - seven[:1]).max() <= 1e-5
-    assert [o.name for o in sess.get_outputs()] == ["logits"]
+    assert [o.name for o in sess.get_outputs()] == ["logits", "features"]
     # The optimiser ran: far fewer nodes than the raw export.
     assert len(patched.graph.node) < len(arch["base"].model.graph.node)
 

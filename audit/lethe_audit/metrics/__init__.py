@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lethe_audit.metrics._backend import Backend, FeatureBackend, RandomInitBackend, RelearnBackend
+from lethe_audit.metrics._backend import (
+    FEATURES_OUTPUT,
+    Backend,
+    FeatureBackend,
+    RandomInitBackend,
+    RelearnBackend,
+)
 from lethe_audit.metrics._cli import policy_from_options, policy_options
 from lethe_audit.metrics._core import (
     ClassAccuracy,
@@ -64,6 +70,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FEATURES_OUTPUT",
     "MIA_MAX_PER_SIDE",
     "OFF",
     "RANDOM_ONNX_SCHEME",

@@ -9,7 +9,11 @@ import numpy.typing as npt
 
 from lethe_audit.metrics._result import RelearnConfig, RelearnRun
 
-__all__ = ["Backend", "FeatureBackend", "RandomInitBackend", "RelearnBackend"]
+__all__ = ["FEATURES_OUTPUT", "Backend", "FeatureBackend", "RandomInitBackend", "RelearnBackend"]
+
+FEATURES_OUTPUT = "features"
+"""Name of the second graph output of Lethe's ONNX exports: the penultimate features ``[N, D]``
+(the input of the classifier head), from which auditors re-measure the feature probe."""
 
 
 @runtime_checkable

@@ -16,10 +16,18 @@ from onnx import numpy_helper
 from tqdm.auto import tqdm
 
 from lethe_audit.errors import BackendError, ModelInputError
+from lethe_audit.metrics._backend import FEATURES_OUTPUT
 
-__all__ = ["RANDOM_ONNX_SCHEME", "OnnxBackend", "find_head_input", "random_onnx_model"]
+__all__ = [
+    "FEATURES_OUTPUT",
+    "RANDOM_ONNX_SCHEME",
+    "OnnxBackend",
+    "find_head_input",
+    "random_onnx_model",
+]
 
 RANDOM_ONNX_SCHEME = "onnx-fanin-uniform-v1"
+
 
 _ORT_DTYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
@@ -183,9 +191,11 @@ class OnnxBackend:
 
     ``model`` is a path, the serialised bytes, a ``ModelProto`` or an ``InferenceSession``
     (a session cannot build the ZRF random model nor expose features that are not outputs).
-    ``features`` names the value holding penultimate features: ``"auto"`` finds the head's input
-    with :func:`find_head_input` (and is silently unavailable if there is none), ``None`` turns
-    features off. The model must have one input; its first output is taken as the logits.
+    ``features`` names the value holding penultimate features: ``"auto"`` takes the graph
+    output named ``features`` (:data:`FEATURES_OUTPUT`, which Lethe's exports carry), else finds
+    the head's input with :func:`find_head_input` (and is unavailable if there is none: see
+    :attr:`feature_source`); ``None`` turns features off. The model must have one input; its
+    first output is taken as the logits.
     """
 
     def __init__(
@@ -202,10 +212,13 @@ class OnnxBackend:
         self._batch_size = batch_size
         self._proto: onnx.ModelProto | None
         self._feature_name: str | None = None
+        self._feature_source = "features were turned off"
         if isinstance(model, ort.InferenceSession):
             self._proto = None
             self._session = model
             names = [o.name for o in model.get_outputs()]
+            if features == "auto" and FEATURES_OUTPUT in names[1:]:
+                features = FEATURES_OUTPUT
             if features not in (None, "auto"):
                 if features not in names:
                     raise BackendError(
@@ -213,16 +226,17 @@ class OnnxBackend:
                         "the model file to expose intermediate values"
                     )
                 self._feature_name = features
+                self._feature_source = f"graph output {features!r}"
+            elif features == "auto":
+                self._feature_source = (
+                    f"the session has no {FEATURES_OUTPUT!r} output (an export made before "
+                    "Lethe exported penultimate features)"
+                )
         else:
             self._proto = _load_proto(model)
             run_proto = self._proto
             if features is not None:
-                name = find_head_input(self._proto) if features == "auto" else features
-                if name is None and features != "auto":
-                    raise BackendError(f"no value named {features!r} in the ONNX graph")
-                if name is not None:
-                    run_proto = self._with_output(self._proto, name)
-                    self._feature_name = name
+                run_proto = self._pick_features(self._proto, features)
             try:
                 self._session = ort.InferenceSession(
                     run_proto.SerializeToString(), providers=self._providers
@@ -238,6 +252,37 @@ class OnnxBackend:
         if self._input.type not in _ORT_DTYPES:
             raise BackendError(f"unsupported ONNX input type {self._input.type}")
         self._logits_name = self._session.get_outputs()[0].name
+
+    def _pick_features(self, proto: onnx.ModelProto, features: str) -> onnx.ModelProto:
+        """Set the feature value and how it was found; returns the proto to run."""
+        outputs = [o.name for o in proto.graph.output]
+        if features == "auto" and FEATURES_OUTPUT in outputs[1:]:
+            features = FEATURES_OUTPUT
+        if features != "auto":
+            self._feature_name = features
+            exported = features in outputs
+            self._feature_source = (
+                f"graph output {features!r}" if exported else f"graph value {features!r}"
+            )
+            return self._with_output(proto, features)
+        name = find_head_input(proto)
+        if name is None:
+            self._feature_source = (
+                f"the model has no {FEATURES_OUTPUT!r} output (an export made before Lethe "
+                "exported penultimate features) and its classifier head could not be found"
+            )
+            return proto
+        self._feature_name = name
+        self._feature_source = (
+            f"the classifier head's input {name!r}, found in the graph (the model has no "
+            f"{FEATURES_OUTPUT!r} output)"
+        )
+        return self._with_output(proto, name)
+
+    @property
+    def feature_source(self) -> str:
+        """Where the penultimate features come from, or why there are none (one line)."""
+        return self._feature_source
 
     @staticmethod
     def _with_output(proto: onnx.ModelProto, name: str) -> onnx.ModelProto:
@@ -326,8 +371,7 @@ class OnnxBackend:
         """Penultimate features (flattened to ``[N, D]``); BackendError if none are exposed."""
         if self._feature_name is None:
             raise BackendError(
-                "this ONNX model exposes no penultimate features (its head is not a Gemm or "
-                "MatMul+Add); name the value with OnnxBackend(..., features=NAME)"
+                f"the ONNX model provides no penultimate features: {self._feature_source}"
             )
         (f,) = self._run(images, [self._feature_name], progress=progress)
         return f.reshape(f.shape[0], -1)

@@ -19,8 +19,18 @@ from lethe._digest import model_digest
 from lethe._io import atomic_write_bytes
 from lethe.errors import ConfigError, ExportError, ExportMappingError
 from lethe.export._proto import strip_local_info
+from lethe_audit.metrics import FEATURES_OUTPUT
 
-__all__ = ["BASE_FORMAT", "BaseExport", "export_base", "patchable_layers", "torch_export"]
+__all__ = [
+    "BASE_FORMAT",
+    "FEATURES_OUTPUT",
+    "BaseExport",
+    "add_features_output",
+    "classifier_head",
+    "export_base",
+    "patchable_layers",
+    "torch_export",
+]
 
 #: Value of the ``lethe.base.format`` metadata key of a saved base export.
 BASE_FORMAT = "lethe.onnx-base/v1"
@@ -59,14 +69,77 @@ def _shared_tensors(model: nn.Module) -> set[str]:
     return {n for names in by_ptr.values() if len(names) > 1 for n in names}
 
 
+def classifier_head(model: nn.Module) -> str | None:
+    """Dotted name of the classifier head: ``model.get_classifier()`` when the model has one
+    (timm), else the last ``nn.Linear``; ``None`` when there is neither. The same module whose
+    input :class:`lethe.metrics.TorchBackend` takes as penultimate features."""
+    get = getattr(model, "get_classifier", None)
+    if callable(get):
+        found = get()
+        if isinstance(found, nn.Module) and not isinstance(found, nn.Identity):
+            for name, m in model.named_modules():
+                if m is found and name:
+                    return name
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n]
+    return linears[-1] if linears else None
+
+
+def add_features_output(
+    proto: onnx.ModelProto, head_weight: str, *, name: str = FEATURES_OUTPUT
+) -> bool:
+    """Append graph output ``name``: the data input of the node applying ``head_weight``.
+
+    The head is a ``Gemm`` (or ``MatMul``, possibly behind a ``Transpose``) consuming the
+    initializer ``head_weight``; its other input is the penultimate feature tensor. An
+    ``Identity`` node copies it to ``name``, so the logits stay the first output, unchanged,
+    and no initializer is touched (patching by name still holds). Returns False, changing
+    nothing, when no such node is found.
+    """
+    graph = proto.graph
+    if any(o.name == name for o in graph.output):
+        return True
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for value in node.input:
+            consumers.setdefault(value, []).append(node)
+    weight_values = {head_weight}
+    for node in consumers.get(head_weight, []):
+        if node.op_type == "Transpose":
+            weight_values.update(node.output)
+    heads = [
+        (node, value)
+        for value in weight_values
+        for node in consumers.get(value, [])
+        if node.op_type in ("Gemm", "MatMul") and len(node.input) >= 2
+    ]
+    if len(heads) != 1:
+        return False
+    node, value = heads[0]
+    data = [v for v in node.input[:2] if v != value]
+    if len(data) != 1 or not data[0]:
+        return False
+    graph.node.append(onnx.helper.make_node("Identity", [data[0]], [name], name="lethe_features"))
+    logits_dims = graph.output[0].type.tensor_type.shape.dim if graph.output else []
+    batch = logits_dims[0].dim_param if logits_dims and logits_dims[0].dim_param else None
+    graph.output.append(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [batch, None])
+    )
+    return True
+
+
 def torch_export(
     model: nn.Module,
     *,
     input_shape: tuple[int, int, int],
     input_name: str = "input",
     output_name: str = "logits",
+    features_output: bool = True,
 ) -> onnx.ModelProto:
-    """The raw dynamo export (``optimize=False``, no external data, dynamic batch axis)."""
+    """The raw dynamo export (``optimize=False``, no external data, dynamic batch axis).
+
+    With ``features_output`` the graph gets a second output ``features``
+    (:func:`add_features_output` on :func:`classifier_head`), when the head can be found.
+    """
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     example = torch.zeros((2, *input_shape), dtype=torch.float32, device=device)
@@ -95,7 +168,16 @@ def torch_export(
     if program is None:  # only for the legacy exporter; typed for mypy
         raise ExportError("torch.onnx.export returned no program")
     proto: onnx.ModelProto = program.model_proto
+    head = classifier_head(model) if features_output else None
+    if head is not None:
+        add_features_output(proto, f"{head}.weight")
     return proto
+
+
+def features_output_of(proto: onnx.ModelProto) -> str | None:
+    """``features`` when the model has that second output, else ``None``."""
+    names = [o.name for o in proto.graph.output]
+    return FEATURES_OUTPUT if FEATURES_OUTPUT in names[1:] else None
 
 
 def _prove(
@@ -148,8 +230,10 @@ class BaseExport:
 
     ``layers`` maps every patchable layer (module name) to its output-channel count;
     ``initializers`` maps each of their torch tensor names (``<layer>.weight`` /
-    ``<layer>.bias``) to the initializer holding exactly that tensor. Treat ``model`` as
-    read-only: :func:`~lethe.export.patch` works on a copy.
+    ``<layer>.bias``) to the initializer holding exactly that tensor. ``features_name`` is the
+    second graph output with the penultimate features (``"features"``), or ``None`` for a base
+    export made without it (before Lethe exported features). Treat ``model`` as read-only:
+    :func:`~lethe.export.patch` works on a copy.
     """
 
     model: onnx.ModelProto = field(repr=False)
@@ -160,6 +244,7 @@ class BaseExport:
     output_name: str
     input_shape: tuple[int, int, int]
     path: Path | None = None
+    features_name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
@@ -219,6 +304,7 @@ class BaseExport:
             output_name=str(io["output"]),
             input_shape=(shape[0], shape[1], shape[2]),
             path=p,
+            features_name=features_output_of(proto),
         )
         if model is not None:
             base.check_model(model)
@@ -293,7 +379,12 @@ def export_base(
         _K_DIGEST: digest,
         _K_LAYERS: json.dumps(proven, sort_keys=True, separators=(",", ":")),
         _K_IO: json.dumps(
-            {"input": input_name, "output": output_name, "input_shape": list(chw)},
+            {
+                "input": input_name,
+                "output": output_name,
+                "features": features_output_of(proto),
+                "input_shape": list(chw),
+            },
             sort_keys=True,
             separators=(",", ":"),
         ),
@@ -309,6 +400,7 @@ def export_base(
         input_name=input_name,
         output_name=output_name,
         input_shape=chw,
+        features_name=features_output_of(proto),
     )
     if path is not None:
         base = replace(base, path=base.save(path))
