@@ -50,7 +50,7 @@ from benchmarks._common import CACHE, DOCS, REPO_ROOT, RESULTS_DIR, machine, upd
 
 __all__ = ["PRESETS", "SETUPS", "Preset", "Setup", "main", "run"]
 
-METHODS = ("lethe", "retrain", "finetune", "neggrad_plus", "ssd", "head_mask")
+METHODS = ("lethe", "lethe_erase", "retrain", "finetune", "neggrad_plus", "ssd", "head_mask")
 PER_CLASS_METHODS = ("retrain", "finetune", "neggrad_plus", "ssd")
 SET_SIZES = (2, 3, 5)
 FIGURES = REPO_ROOT / "docs" / "figures"
@@ -93,6 +93,8 @@ class Recipe:
     augment_pad: int = 0
     filter_epochs: int = 8
     filter_options: Mapping[str, Any] = field(default_factory=dict)
+    # Phase 2 (lethe.filters.EraseConfig options) of the "lethe_erase" method.
+    erase_options: Mapping[str, Any] = field(default_factory=dict)
     finetune_epochs: int = 2
     finetune_lr: float = 1e-3
     # NegGrad+ and SSD settings were tuned on mnist_cnn's quick-preset classes (docs say so).
@@ -108,6 +110,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["filter_options"] = dict(self.filter_options)
+        d["erase_options"] = dict(self.erase_options)
         d["arch_kwargs"] = dict(self.arch_kwargs)
         return d
 
@@ -213,6 +216,7 @@ class Preset:
     sets_per_size: int = 1
     lethe_sets_per_size: int = 10
     relearn_steps: int = 100
+    relearn_seeds: int = 3
     recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seed: int = 0
 
@@ -266,6 +270,24 @@ PRESETS: dict[str, Preset] = {
         singles=2,
         sets_per_size=0,
         recipes={"mnist_resnet18": _CPU_RESNET18, "fashion_mnist_resnet18": _CPU_RESNET18},
+    ),
+    # Phase 2 (issue 13) beside every method on the compare preset's MNIST ResNet-18 (same
+    # cached base model and bank): two single classes and one set of each size (CPU, ~30 min).
+    "erase": replace(
+        _CPU_MNIST,
+        setups=("mnist_resnet18",),
+        singles=2,
+        sets_per_size=1,
+        recipes={"mnist_resnet18": _CPU_RESNET18},
+    ),
+    # Phase 2 on a lent GPU (not run yet): ResNet-18 on MNIST and the CIFAR-10 subsample,
+    # where the probe discriminates, plus the weak models (CNN, ViT); every method.
+    "gpu-erase": Preset(
+        setups=("cifar10_resnet18", "mnist_resnet18", "mnist_cnn", "mnist_vit"),
+        per_class_by_dataset={"cifar10": (1800, 500)},
+        singles=3,
+        sets_per_size=1,
+        lethe_sets_per_size=5,
     ),
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
     # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.
@@ -466,6 +488,7 @@ def _summary(result: Any, seconds: float | None) -> dict[str, Any]:
     }
     if result.relearn is not None:
         row["relearn_steps"] = result.relearn.model.steps
+        row["relearn_runs"] = [run.steps for run in result.relearn.model_runs]
         row["relearn_reached"] = result.relearn.model.reached
     return row
 
@@ -482,7 +505,7 @@ def _evaluate(
         forget=forget,
         base=base,
         train_set=data.train_set,
-        relearn=RelearnConfig(max_steps=preset.relearn_steps),
+        relearn=RelearnConfig(max_steps=preset.relearn_steps, seeds=preset.relearn_seeds),
         seed=preset.seed,
         progress=False,
     )
@@ -605,6 +628,11 @@ def run_method(
     out: nn.Module
     if method == "lethe":
         out = fold(model, bank, forget)
+    elif method == "lethe_erase":
+        from lethe.filters import EraseConfig, erase
+
+        cfg = EraseConfig(**{"seed": seed, **dict(recipe.erase_options)})
+        out, _ = erase(fold(model, bank, forget), data.train, forget, config=cfg)
     elif method == "head_mask":
         out = B.head_mask(model, forget)
     elif method == "retrain":
@@ -700,7 +728,7 @@ def run_setup(
     }
 
     bank = None
-    if "lethe" in preset.methods:
+    if "lethe" in preset.methods or "lethe_erase" in preset.methods:
         log(f"[{name}] filter bank: one round for {data.num_classes} classes")
         bank, out["lethe_round"] = train_lethe(
             name, model, data, recipe, base_digest=base_info["digest"], seed=preset.seed,
@@ -787,6 +815,12 @@ def _gaps(comparison: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
             for a, b in pairs
             if a["relearn_steps"] is not None and b["relearn_steps"]
         ]
+        costs = [a["seconds"] / b["seconds"] for a, b in pairs if b.get("seconds")]
+        probe_gaps = [
+            a["probe_auc"] - b["probe_auc"]
+            for a, b in pairs
+            if a["probe_auc"] is not None and b["probe_auc"] is not None
+        ]
         gaps[method] = {
             "retain_acc": gap("retain_acc"),
             "test_acc": gap("test_acc"),
@@ -794,8 +828,30 @@ def _gaps(comparison: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "mia": gap("mia"),
             "probe_auc": gap("probe_auc"),
             "relearn_ratio": _mean(ratios),
+            "relearn_ratio_median": statistics.median(ratios) if ratios else None,
+            "relearn_ratio_min": min(ratios) if ratios else None,
+            "probe_auc_max": _max(probe_gaps),
+            "forget_acc_max": _max([a["forget_acc"] for a, _ in pairs]),
+            "seconds_vs_retrain": _mean(costs),
         }
     return gaps
+
+
+def _erase_targets(g: Mapping[str, Any]) -> dict[str, Any]:
+    """DESIGN §9 depth targets of the erase phase, from its gaps to retraining."""
+    t: dict[str, Any] = {}
+
+    def add(key: str, value: Any, target: float, met: Callable[[float], bool]) -> None:
+        if value is not None:
+            t[key] = {"value": value, "target": target, "met": bool(met(value))}
+
+    add("erase_relearn_ratio_median", g.get("relearn_ratio_median"), 1.0, lambda v: v >= 1.0)
+    add("erase_relearn_ratio_min", g.get("relearn_ratio_min"), 0.5, lambda v: v >= 0.5)
+    add("erase_probe_gap_max", g.get("probe_auc_max"), 0.02, lambda v: v <= 0.02)
+    add("erase_forget_worst", g.get("forget_acc_max"), 0.01, lambda v: v <= 0.01)
+    add("erase_retain_gap", g.get("retain_acc"), 0.01, lambda v: abs(v) <= 0.01)
+    add("erase_seconds_vs_retrain", g.get("seconds_vs_retrain"), 0.1, lambda v: v <= 0.1)
+    return t
 
 
 def _cost(out: Mapping[str, Any], k: int, singles: Sequence[int]) -> dict[str, Any]:
@@ -851,6 +907,9 @@ def _targets(out: Mapping[str, Any]) -> dict[str, Any]:
         r = gaps["relearn_ratio"]
         if r is not None:
             t["relearn_vs_retrain"] = {"value": r, "target": 0.5, "met": r >= 0.5}
+    erase_gaps = out.get("gaps_to_retrain", {}).get("lethe_erase")
+    if erase_gaps:
+        t.update(_erase_targets(erase_gaps))
     cost = out.get("cost", {})
     if "lethe_vs_cheapest" in cost:
         v = cost["lethe_vs_cheapest"]
@@ -917,6 +976,7 @@ def run(
             "sets_per_size": preset.sets_per_size,
             "lethe_sets_per_size": preset.lethe_sets_per_size,
             "relearn_steps": preset.relearn_steps,
+            "relearn_seeds": preset.relearn_seeds,
         },
         "setups": {},
     }
@@ -1050,6 +1110,7 @@ def plot(result: Mapping[str, Any], figures: Path) -> list[Path]:
 
 _LABELS = {
     "lethe": "Lethe (weight filtering)",
+    "lethe_erase": "Lethe mask + erase (phase 2)",
     "retrain": "retrain without the classes (gold)",
     "finetune": "fine-tune on retain",
     "neggrad_plus": "NegGrad+",
@@ -1066,6 +1127,56 @@ def _describe_sets(comp: Mapping[str, list[dict[str, Any]]]) -> str:
     if multi:
         parts.append("sets " + ", ".join(str(f) for f in multi))
     return " and ".join(parts)
+
+
+_DEPTH_TARGETS = (
+    ("erase_relearn_ratio_median", "relearn / retrain, median", "≥ 1.0", ".2f", 1),
+    ("erase_relearn_ratio_min", "relearn / retrain, worst set", "≥ 0.5", ".2f", 1),
+    ("erase_probe_gap_max", "probe AUC gap to retrain, worst set", "≤ +0.02", "+.3f", 1),
+    ("erase_forget_worst", "forget accuracy, worst set (%)", "≤ 1 %", ".1f", 100),
+    ("erase_retain_gap", "retain gap to retrain, mean (points)", "within ±1", "+.1f", 100),
+    ("erase_seconds_vs_retrain", "erase seconds / retrain seconds", "≤ 0.10", ".2f", 1),
+)
+
+
+def _depth_lines(s: Mapping[str, Any]) -> list[str]:
+    """Depth against retraining (relearn ratio, probe gap, cost), per method, and the erase
+    phase's DESIGN §9 targets."""
+    gaps = s.get("gaps_to_retrain", {})
+    if not gaps or "retrain" not in gaps:
+        return []
+    first = s["comparison"]["retrain"][0]
+    seeds = len(first.get("relearn_runs") or [first["relearn_steps"]])
+    lines = [
+        "",
+        f"Depth against the retrained model on the same sets (relearn over {seeds} "
+        "seed(s) per set, median run): relearn / retrain ≥ 1 means at least as slow to "
+        "relearn as a model that never saw the class (good is high); probe gap ≤ 0.02 means "
+        "the features know no more than the retrained model's (good is low).",
+        "",
+        "| method | relearn / retrain: median (worst) | probe gap: mean (worst) | "
+        "retain gap | forget worst | seconds / retrain |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, g in gaps.items():
+        if method == "retrain":
+            continue
+        lines.append(
+            f"| {_LABELS[method]} | {_num(g.get('relearn_ratio_median'), '.2f')} "
+            f"({_num(g.get('relearn_ratio_min'), '.2f')}) | {_num(g.get('probe_auc'), '+.3f')} "
+            f"({_num(g.get('probe_auc_max'), '+.3f')}) | "
+            f"{_num(None if g.get('retain_acc') is None else 100 * g['retain_acc'], '+.1f')} | "
+            f"{_pct(g.get('forget_acc_max'))} | {_num(g.get('seconds_vs_retrain'), '.3f')} |"
+        )
+    t = s.get("targets", {})
+    marks = [
+        f"{label} {format(t[key]['value'] * scale, fmt)}{_mark(t[key])} ({goal})"
+        for key, label, goal, fmt, scale in _DEPTH_TARGETS
+        if key in t
+    ]
+    if marks:
+        lines += ["", "- Erase phase against DESIGN §9: " + "; ".join(marks) + "."]
+    return lines
 
 
 def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
@@ -1172,6 +1283,7 @@ def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
                     f"{_num(_mean([r['seconds'] for r in rows]), '.2g')} | "
                     f"{_num(any_s, '.3g')} |"
                 )
+        lines += _depth_lines(s)
         cost = s.get("cost", {})
         if "lethe_vs_cheapest" in cost or "retrain_all_vs_lethe" in cost:
             lines += [""]

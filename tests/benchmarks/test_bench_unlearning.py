@@ -61,9 +61,20 @@ def test_toy_preset_runs_every_method_and_writes_json_docs_and_plots(tmp_path: P
         10 * cost["per_class_seconds"]["retrain"]
     )
     assert {"single_forget_worst", "epoch_ratio", "retrain_all_vs_round"} <= set(s["targets"])
+    # Phase 2 beside the others, with its depth against retraining and its targets.
+    erase_row = s["comparison"]["lethe_erase"][0]
+    assert len(erase_row["relearn_runs"]) == bench.PRESETS["toy"].relearn_seeds
+    depth = s["gaps_to_retrain"]["lethe_erase"]
+    assert depth["seconds_vs_retrain"] > 0 and depth["relearn_ratio_min"] is not None
+    assert depth["relearn_ratio_min"] <= depth["relearn_ratio_median"]
+    assert {"erase_relearn_ratio_median", "erase_probe_gap_max", "erase_seconds_vs_retrain"} <= set(
+        s["targets"]
+    )
     md = (tmp_path / "benchmarks.md").read_text()
     assert "<!-- BEGIN unlearning-toy -->" in md and "<!-- END unlearning-toy -->" in md
     assert "| NegGrad+ |" in md and "| SSD |" in md
+    assert "| Lethe mask + erase (phase 2) |" in md and "relearn / retrain: median (worst)" in md
+    assert "Erase phase against DESIGN §9" in md
     pngs = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert pngs == ["bench-toy-cost-quality.png", "bench-toy-mnist_cnn-classes.png"]
     assert all((tmp_path / "figures" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

@@ -1,0 +1,287 @@
+"""Phase 2 (erase) recipes against retraining, per class: the lab behind the erase method.
+
+For each setup and each compared class: the masked (phase 1, folded) model, a model retrained
+from scratch without the class (the reference, timed), and every erase variant, all measured
+with the same metrics (forget / retain accuracy, feature-probe AUC, relearn steps over
+``--relearn-seeds`` seeds). Depth columns: relearn ratio (variant steps / retrained steps),
+probe AUC gap (variant - retrained), erase seconds / retrain seconds.
+
+    python -m benchmarks.bench_erase --setup digits --classes 0 3 5 --variants top1 top2
+    python -m benchmarks.bench_erase --setup mnist_resnet18 --classes 3 8
+
+Results: ``benchmarks/results/erase-lab-<setup>.json`` (one row per class and model; a rerun
+adds or replaces rows of the variants it ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from benchmarks import _baselines as B
+from benchmarks import bench_unlearning as U
+from benchmarks._common import CACHE, RESULTS_DIR, machine
+
+__all__ = ["VARIANTS", "main"]
+
+# Erase variants: EraseConfig options, plus lab-only steps around erase() ("perturb": shrink
+# and perturb the frozen part first, W <- (1 - p) W + p W_fresh; "finetune": whole-network
+# epochs on retain data afterwards, {"epochs": E, "lr": LR}).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "top1": {"blocks": 1},
+    "top1-e5": {"blocks": 1, "epochs": 5},
+    "top2": {"blocks": 2},
+    "top2-e5": {"blocks": 2, "epochs": 5},
+    "top3-e5": {"blocks": 3, "epochs": 5},
+    "top1+ft1": {"blocks": 1, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
+    "top2+ft1": {"blocks": 2, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
+    "sp0.3+top1+ft1": {
+        "blocks": 1,
+        "epochs": 5,
+        "perturb": 0.3,
+        "finetune": {"epochs": 1, "lr": 1e-3},
+    },
+    "ft1+top1": {"blocks": 1, "epochs": 5, "finetune_first": {"epochs": 1, "lr": 1e-3}},
+}
+
+
+def _perturb(model: nn.Module, p: float, seed: int) -> nn.Module:
+    """Shrink and perturb (Ash & Adams 2020) every conv / linear weight: (1-p) W + p W_fresh."""
+    import copy
+
+    out = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for mod in out.modules():
+            if isinstance(mod, nn.Conv2d | nn.Linear):
+                fresh = copy.deepcopy(mod)
+                fresh.reset_parameters()
+                mod.weight.mul_(1 - p).add_(p * fresh.weight)
+    return out
+
+
+def erase_variant(
+    masked: nn.Module, train: TensorDataset, c: int, spec: Mapping[str, Any], seed: int = 0
+) -> tuple[nn.Module, float, dict[str, Any]]:
+    """One variant: (model, seconds, EraseConfig dict)."""
+    from lethe.filters import EraseConfig, erase
+    from lethe.models import fit
+
+    opts = {k: v for k, v in spec.items() if k not in ("perturb", "finetune", "finetune_first")}
+    cfg = EraseConfig(**{"seed": seed, **opts})
+    retain = TensorDataset(*(t[train.tensors[1] != c] for t in train.tensors))
+    t = time.perf_counter()
+    start = masked
+    if spec.get("perturb"):
+        start = _perturb(masked, float(spec["perturb"]), seed)
+    if spec.get("finetune_first"):
+        import copy
+
+        start = copy.deepcopy(start)
+        fit(start, retain, seed=seed, progress=False, **spec["finetune_first"])
+    out, _ = erase(start, train, [c], config=cfg)
+    if spec.get("finetune"):
+        fit(out, retain, seed=seed, progress=False, **spec["finetune"])
+    return out.eval(), time.perf_counter() - t, cfg.to_dict()
+
+
+# The digits setup of the test fixture (tests/conftest.py), plus the CPU presets' setups.
+class _DigitsSetup(U.Setup):
+    """The fixture's ResNet-18: timm's own stem (no small-stem adaptation), 32x32 inputs."""
+
+    def spec(self, in_chans: int, size: tuple[int, int], num_classes: int) -> Any:
+        from lethe.models import ModelSpec
+
+        return ModelSpec(self.backbone, num_classes, in_chans=in_chans, input_size=size)
+
+
+_DIGITS = _DigitsSetup("digits", "resnet18", U.Recipe(epochs=10, lr=2e-3, filter_epochs=8))
+
+
+def _digits_data() -> U.Data:
+    from lethe.data import Preprocess, load_digits, stratified_split
+    from lethe_audit.metrics import ImageSet
+
+    data = load_digits()
+    tr, te = stratified_split(data, test_fraction=0.25, seed=0)
+    pre = Preprocess((1, 32, 32), (0.5,), (0.5,))
+    x_tr, x_te = pre(tr.x), pre(te.x)
+    y_tr, y_te = torch.from_numpy(tr.y), torch.from_numpy(te.y)
+    return U.Data(
+        train=TensorDataset(x_tr, y_tr),
+        test=TensorDataset(x_te, y_te),
+        train_set=ImageSet(x_tr.numpy(), tr.y, 10),
+        test_set=ImageSet(x_te.numpy(), te.y, 10),
+        classes=data.classes,
+        in_chans=1,
+        size=(32, 32),
+        digests={"train": tr.digest, "test": te.digest},
+    )
+
+
+def _setup(name: str, preset: U.Preset) -> tuple[U.Setup, U.Recipe, U.Data]:
+    if name == "digits":
+        U.SETUPS.setdefault("digits", _DIGITS)
+        return _DIGITS, _DIGITS.recipe, _digits_data()
+    setup = U.SETUPS[name]
+    return setup, preset.recipe(name), U.load_data(setup.dataset, preset)
+
+
+def _measure(
+    model: nn.Module, c: int, data: U.Data, base: Any, seeds: int, max_steps: int
+) -> dict[str, Any]:
+    from lethe.metrics import TorchBackend
+    from lethe_audit.metrics import RelearnConfig, evaluate
+
+    r = evaluate(
+        TorchBackend(model),
+        data.test_set,
+        forget=[c],
+        base=base,
+        train_set=data.train_set,
+        relearn=RelearnConfig(seeds=seeds, max_steps=max_steps),
+        progress=False,
+    )
+    assert r.relearn is not None
+    return {
+        "forget_acc": r.accuracy.forget_accuracy,
+        "retain_acc": r.accuracy.retain_accuracy,
+        "probe_auc": None if r.probe is None else r.probe.auc,
+        "relearn_steps": r.relearn.model.steps,
+        "relearn_runs": [run.steps for run in r.relearn.model_runs],
+    }
+
+
+def _depth(row: dict[str, Any], ref: Mapping[str, Any]) -> None:
+    row["relearn_ratio"] = row["relearn_steps"] / max(ref["relearn_steps"], 1)
+    if row["probe_auc"] is not None and ref["probe_auc"] is not None:
+        row["probe_gap"] = row["probe_auc"] - ref["probe_auc"]
+    row["retain_gap"] = row["retain_acc"] - ref["retain_acc"]
+    if row.get("seconds") is not None and ref.get("seconds"):
+        row["cost_ratio"] = row["seconds"] / ref["seconds"]
+
+
+def run_class(
+    c: int,
+    *,
+    name: str,
+    setup: U.Setup,
+    recipe: U.Recipe,
+    data: U.Data,
+    model: nn.Module,
+    bank: Any,
+    variants: Sequence[str],
+    seeds: int,
+    max_steps: int,
+    cache: Path,
+) -> list[dict[str, Any]]:
+    """Rows for one class: retrain reference, masked model, each erase variant."""
+    from safetensors.torch import load_file, save_file
+
+    from lethe.filters import fold
+
+    base = U._Memo(__import__("lethe.metrics", fromlist=["TorchBackend"]).TorchBackend(model))
+    key = U._key({"setup": name, "recipe": recipe.base_key(), "data": data.digests, "c": c})
+    path = cache / f"erase-lab-retrain-{name}-{key}.safetensors"
+    torch.manual_seed(0)
+    ref_model = setup.make(data.in_chans, data.size, data.num_classes)
+    if path.exists():
+        ref_model.load_state_dict(load_file(str(path)))
+        ref_seconds = json.loads(path.with_suffix(".json").read_text())["seconds"]
+    else:
+        t = time.perf_counter()
+        ref_model = B.retrain(
+            lambda: setup.make(data.in_chans, data.size, data.num_classes),
+            data.train, [c], seed=0, **recipe.fit_options(),
+        )  # fmt: skip
+        ref_seconds = time.perf_counter() - t
+        cache.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in ref_model.state_dict().items()}, str(path))
+        path.with_suffix(".json").write_text(json.dumps({"seconds": ref_seconds}))
+    ref = {"model": "retrain", "class": c, "seconds": ref_seconds}
+    ref.update(_measure(ref_model.eval(), c, data, base, seeds, max_steps))
+    rows = [ref]
+    t = time.perf_counter()
+    masked = fold(model, bank, [c])
+    rows.append({"model": "mask", "class": c, "seconds": time.perf_counter() - t})
+    rows[-1].update(_measure(masked, c, data, base, seeds, max_steps))
+    for v in variants:
+        erased, seconds, cfg = erase_variant(masked, data.train, c, VARIANTS[v])
+        row = {"model": v, "class": c, "seconds": seconds, "config": cfg, "spec": VARIANTS[v]}
+        row.update(_measure(erased, c, data, base, seeds, max_steps))
+        rows.append(row)
+    for row in rows[1:]:
+        _depth(row, ref)
+    return rows
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model: median relearn ratio, worst ratio, mean probe gap, worst forget, mean
+    retain gap to retrain, mean cost ratio."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == m]
+
+        def vals(k: str, rs: list[Mapping[str, Any]] = rs) -> list[float]:
+            return [float(r[k]) for r in rs if r.get(k) is not None]
+
+        s: dict[str, Any] = {"classes": [r["class"] for r in rs]}
+        if vals("relearn_ratio"):
+            s["relearn_ratio_median"] = statistics.median(vals("relearn_ratio"))
+            s["relearn_ratio_min"] = min(vals("relearn_ratio"))
+        s["relearn_steps"] = vals("relearn_steps")
+        for k in ("probe_gap", "retain_gap", "cost_ratio", "probe_auc", "seconds"):
+            if vals(k):
+                s[f"{k}_mean"] = statistics.fmean(vals(k))
+        s["forget_acc_max"] = max(vals("forget_acc"))
+        out[m] = s
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--setup", default="digits")
+    p.add_argument("--preset", default="compare", help="bench_unlearning preset for data sizes")
+    p.add_argument("--classes", type=int, nargs="+", default=[0, 3, 5])
+    p.add_argument("--variants", nargs="*", default=["top1"], choices=sorted(VARIANTS))
+    p.add_argument("--relearn-seeds", type=int, default=3)
+    p.add_argument("--relearn-max-steps", type=int, default=100)
+    p.add_argument("--out", type=Path, default=None)
+    a = p.parse_args(argv)
+    preset = U.PRESETS[a.preset]
+    setup, recipe, data = _setup(a.setup, preset)
+    model, info = U.base_model(a.setup, recipe, data, seed=0, cache=CACHE, progress=False)
+    bank, _ = U.train_lethe(
+        a.setup, model, data, recipe, base_digest=info["digest"], seed=0, cache=CACHE,
+        progress=False,
+    )  # fmt: skip
+    out = a.out or RESULTS_DIR / f"erase-lab-{a.setup}.json"
+    old = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    rows = [r for r in old["rows"] if r["model"] not in a.variants or r["class"] not in a.classes]
+    for c in a.classes:
+        new = run_class(
+            c, name=a.setup, setup=setup, recipe=recipe, data=data, model=model, bank=bank,
+            variants=a.variants, seeds=a.relearn_seeds, max_steps=a.relearn_max_steps, cache=CACHE,
+        )  # fmt: skip
+        rows = [r for r in rows if not (r["class"] == c and r["model"] in ("retrain", "mask"))]
+        rows += new
+        result = {"setup": a.setup, "base": info, "machine": machine(), "rows": rows}
+        result["summary"] = summarise(rows)
+        out.write_text(json.dumps(result, indent=1, default=str))
+        for r in new:
+            print(json.dumps({k: v for k, v in r.items() if k != "config"}, default=str))
+    print(json.dumps(result["summary"], indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
