@@ -4,6 +4,8 @@ receipts). Every forgery is built and signed with the key the attack needs."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import sqlite3
 from pathlib import Path
@@ -231,3 +233,81 @@ def test_bad_windows_are_refused(suffix: str) -> None:
         TrustedKey.parse(s.vkey + suffix)
     res = CliRunner().invoke(main, ["verify", ".", "--key", s.vkey + suffix])
     assert res.exit_code == 2
+
+
+# --- 13. weak keys, repeated signatures, metric names --------------------------------------------
+
+#: The 8 small-order points of edwards25519 (orders 1, 2, 4, 4, 8, 8, 8, 8), canonical encodings.
+SMALL_ORDER = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+]
+
+
+def _vkey(name: str, public: bytes) -> str:
+    blob = base64.b64encode(bytes([note.ALG_ED25519]) + public).decode("ascii")
+    return f"{name}+{note.key_id(name, public):08x}+{blob}"
+
+
+@pytest.mark.parametrize("hexkey", SMALL_ORDER)
+def test_small_order_vkeys_are_refused(hexkey: str, tmp_path: Path) -> None:
+    public = bytes.fromhex(hexkey)
+    vkey = _vkey(ORIGIN, public)
+    with pytest.raises(FormatError, match="small-order"):
+        note.Verifier.from_vkey(vkey)
+    # Why it matters: OpenSSL takes the identity point as a key, and (identity, s = 0) is then a
+    # valid signature of *every* message, so a forged checkpoint would verify.
+    if hexkey == SMALL_ORDER[0]:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        Ed25519PublicKey.from_public_bytes(public).verify(public + bytes(32), b"any forgery")
+    receipt = tmp_path / "r.tlog-proof"
+    receipt.write_text("c2sp.org/tlog-proof@v1\n")
+    res = CliRunner().invoke(main, ["receipt", "verify", str(receipt), "--key", vkey])
+    assert res.exit_code == 2 and "small-order" in res.output
+
+
+def test_mixed_order_and_non_canonical_keys_are_refused() -> None:
+    from lethe_audit.note._ed25519 import add_points
+
+    honest = note.Signer.generate(ORIGIN).public_key
+    mixed = add_points(honest, bytes.fromhex(SMALL_ORDER[4]))  # honest key + an order-8 point
+    with pytest.raises(FormatError, match="prime-order subgroup"):
+        note.Verifier.from_vkey(_vkey(ORIGIN, mixed))
+    y_is_p_plus_1 = bytes.fromhex("ee" + "ff" * 30 + "7f")  # the identity, not canonically
+    with pytest.raises(FormatError, match="canonical"):
+        note.Verifier(ORIGIN, y_is_p_plus_1)
+    note.Verifier.from_vkey(_vkey(ORIGIN, honest))  # an honest key passes
+
+
+def test_repeated_signatures_by_one_key_follow_go() -> None:
+    """Only the first line of a trusted key is checked; later ones are skipped unchecked."""
+    s = note.Signer.generate(ORIGIN)
+    signed = note.sign("hello\n", s)
+    good_line = signed.split("\n\n", 1)[1]
+    bad = note.NoteSignature(s.name, s.key_id, bytes(64)).line()
+    note.verify(signed + bad, [s.verifier()])  # good first, bad second: skipped, accepted
+    with pytest.raises(SignatureError):
+        note.verify("hello\n\n" + bad + good_line, [s.verifier()])  # bad first: rejected
+    assert note.signed_by(signed + good_line, [s.verifier()]) == (s.verifier(),)
+
+
+def test_metric_names_are_dotted_paths_and_unknown_ones_list_the_valid(tmp_path: Path) -> None:
+    from tests.report._bundles import metrics
+
+    s = note.Signer.generate(ORIGIN)
+    log = _new_log(f"sqlite:///{tmp_path / 'm.db'}", [s])
+    real = attestation(1)
+    log.append(dataclasses.replace(real, metrics=metrics((3,))))  # a real lethe.metrics.v1
+    bundle = log.export_bundle(tmp_path / "b")
+    res = cli("verify", str(bundle), "--key", s.vkey, "--metric", "forget_accuracy<=0.01",
+              "--json", code=19)  # fmt: skip
+    message = json.loads(res.stdout)["error"]["message"]
+    assert "accuracy.forget_accuracy" in message and "zrf." in message
+    cli("verify", str(bundle), "--key", s.vkey, "--metric", "accuracy.forget_accuracy<=0.01")

@@ -237,7 +237,8 @@ def policy_options(f: F) -> F:
         multiple=True,
         metavar="NAME<=X|NAME>=X",
         help="Require a metric of every applied attestation within a bound, e.g. "
-        "'forget_accuracy<=0.01'. Repeatable.",
+        "'accuracy.forget_accuracy<=0.01' (a dotted path into the attestation's metrics). "
+        "Repeatable.",
     )(f)
     return f
 

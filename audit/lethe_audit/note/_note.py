@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from lethe_audit.errors import FormatError, SignatureError
+from lethe_audit.note._ed25519 import key_problem
 
 #: Signature type byte of Ed25519 note keys (C2SP signed-note "Signature types").
 ALG_ED25519 = 0x01
@@ -66,6 +67,9 @@ class Verifier:
         _check_name(name)
         if len(public_key) != 32:
             raise FormatError(f"an Ed25519 public key is 32 bytes, got {len(public_key)}")
+        problem = key_problem(bytes(public_key))
+        if problem is not None:
+            raise FormatError(f"not a usable Ed25519 public key: {problem}")
         self.name = name
         self.public_key = bytes(public_key)
         self.key_id = key_id(name, self.public_key)

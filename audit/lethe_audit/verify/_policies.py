@@ -118,6 +118,28 @@ def _nothing_to_check(log: LogView, policy: str, outcomes: Sequence[str]) -> Not
     )
 
 
+#: At most this many metric names are listed in an error.
+_MAX_NAMES = 40
+
+
+def _metric_names(metrics: Any) -> str:
+    """The dotted paths of the numbers in ``metrics`` (what ``MetricThreshold`` can check)."""
+    from collections import deque
+
+    names: list[str] = []
+    todo: deque[tuple[str, Any]] = deque([("", metrics)])
+    while todo and len(names) <= _MAX_NAMES:
+        prefix, obj = todo.popleft()
+        if type(obj) in (int, float) and prefix:
+            names.append(prefix)
+        elif isinstance(obj, dict):
+            todo.extend((f"{prefix}.{k}" if prefix else str(k), v) for k, v in obj.items())
+    if not names:
+        return "none (no numeric metric)"
+    more = ", ..." if len(names) > _MAX_NAMES else ""
+    return ", ".join(sorted(names[:_MAX_NAMES])) + more
+
+
 def _lookup(obj: Any, path: str) -> Any:
     for part in path.split("."):
         if not isinstance(obj, dict) or part not in obj:
@@ -149,7 +171,8 @@ class MetricThreshold:
                 value = _lookup(p["metrics"], self.metric)
             except KeyError:
                 raise PolicyError(
-                    f"entry {index} does not report metric {self.metric!r}",
+                    f"entry {index} does not report metric {self.metric!r}; its metrics are "
+                    f"{_metric_names(p['metrics'])} (a dotted path into predicate.metrics)",
                     policy=policy,
                     index=index,
                 ) from None
