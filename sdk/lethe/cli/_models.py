@@ -129,9 +129,13 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
     lt = ref.open()
     info = lt.model(name)
     published = lt.published(info.name)
+    reference = lt.reference(info.name)
+    depth = _published_depth(lt, info.name, info.current_apply_id)
     data = {
         "model": info.to_dict(),
         "published": {k: str(v) for k, v in published.items()} if published else None,
+        "published_depth": depth,
+        "reference": reference.to_dict() if reference is not None else None,
     }
     lines = [
         f"name:        {info.name}",
@@ -139,10 +143,71 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
         f"digest:      {info.base_digest}",
         f"bank:        {info.bank_digest or '-'}",
         f"base onnx:   {info.base_onnx_sha256 or '-'}",
-        f"published:   {info.current_apply_id or '- (unfiltered)'}",
+        f"published:   {info.current_apply_id or '- (unfiltered)'}"
+        + (f" ({depth})" if depth else ""),
+        "reference:   "
+        + (
+            f"{reference.id} (class {list(reference.info.classes)}, relearn steps "
+            f"{reference.info.relearn_steps})"
+            if reference is not None
+            else f"- (make one: lethe model reference {info.name})"
+        ),
         "classes:     " + ", ".join(f"{i}={n}" for i, n in enumerate(info.class_names)),
     ]
     emit(data, as_json, "\n".join(lines))
+
+
+@model.command("reference")
+@click.argument("name", required=False)
+@click.option(
+    "--class",
+    "cls",
+    help="Class name or id to hold out (default: the class with most training samples).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default 10).")
+@click.option("--lr", type=float, help="AdamW learning rate (default 1e-3).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default 128).")
+@click.option(
+    "--seeds", type=click.IntRange(min=3), help="Relearn repeats, one per seed (default 3)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@json_option
+@click.pass_obj
+def model_reference(
+    ref: ProjectRef,
+    name: str | None,
+    cls: str | None,
+    epochs: int | None,
+    lr: float | None,
+    batch_size: int | None,
+    seeds: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Retrain the model once without one class: the depth reference erase is measured on."""
+    recipe: dict[str, Any] = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seeds": seeds}
+    r = ref.open().train_reference(
+        name,
+        cls=cls,
+        progress=not quiet and not as_json,
+        **{k: v for k, v in recipe.items() if v is not None},
+    )
+    info = r.info
+    lines = [
+        f"reference {r.id} for {r.model}: retrained without class {list(info.classes)} "
+        f"in {info.seconds:.1f} s ({r.reason})",
+        f"relearn steps {info.relearn_steps} (per seed {list(info.relearn_runs)}), "
+        f"probe AUC {info.probe_auc}",
+        f"stored {r.checkpoint_path}, logged at index {r.log_index}",
+    ]
+    emit({"reference": r.to_dict()}, as_json, "\n".join(lines))
+
+
+def _published_depth(lt: Any, name: str, apply_id: str | None) -> str | None:
+    if apply_id is None:
+        return None
+    res = next((a for a in lt.applies(name) if a.id == apply_id), None)
+    return res.depth if res is not None else None
 
 
 @click.group()

@@ -16,9 +16,10 @@ from lethe_audit.metrics import policy_options
 
 def _request_line(r: Any) -> str:
     flag = " OVERDUE" if r.overdue else ""
+    depth = f" ({r.depth})" if r.depth else ""
     return (
         f"{r.id}  {r.status:10} model={r.model} classes={','.join(r.class_names)} "
-        f"basis={r.legal_basis} due={r.due_at:%Y-%m-%d}{flag}"
+        f"basis={r.legal_basis} due={r.due_at:%Y-%m-%d}{flag}{depth}"
     )
 
 
@@ -155,18 +156,32 @@ def request_shred(ref: ProjectRef, request_id: str, actor: str, as_json: bool) -
 
 @click.command()
 @click.argument("name", required=False)
-@click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric (faster).")
+@click.option(
+    "--phase",
+    type=click.Choice(["both", "mask"]),
+    default="both",
+    show_default=True,
+    help="both: mask then erase; mask: the fast path only (masked, not yet erased).",
+)
+@click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric of the mask phase.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @policy_options
 @json_option
 @click.pass_obj
 def apply(
-    ref: ProjectRef, name: str | None, no_relearn: bool, quiet: bool, policy: Any, as_json: bool
+    ref: ProjectRef,
+    name: str | None,
+    phase: str,
+    no_relearn: bool,
+    quiet: bool,
+    policy: Any,
+    as_json: bool,
 ) -> None:
-    """Apply every approved request of a model: fold, verify, log, export, publish.
+    """Apply every approved request of a model: mask (fold, verify, log, export, publish),
+    then erase (re-train the weights, measure depth, publish again).
 
-    Exits 0 when the model was published (or nothing waited), 73 when the policy failed
-    (nothing published, requests marked failed, the attempt logged).
+    Exits 0 when the model was published (or nothing waited), 132 when a policy failed
+    (nothing published by that phase, the attempt logged).
     """
     from lethe.errors import NothingToApplyError
 
@@ -174,6 +189,7 @@ def apply(
     try:
         res = lt.apply(
             name,
+            phase=phase,
             relearn=not no_relearn,
             progress=not quiet and not as_json,
             policy=_project_policy(lt.settings.policy),
@@ -181,22 +197,77 @@ def apply(
     except NothingToApplyError as e:
         emit({"applied": False, "message": str(e)}, as_json, str(e))
         return
+    lines = _apply_lines(res)
+    if res.erase is not None:
+        lines += _apply_lines(res.erase)
+    emit({"apply": res.to_dict()}, as_json, "\n".join(lines))
+    final = res.erase if res.erase is not None else res
+    if not final.passed:
+        _exit_policy_failed()
+
+
+def _exit_policy_failed() -> None:
+    from lethe.cli._errors import EXIT_CODES
+    from lethe.errors import PolicyFailedError
+
+    sys.exit(EXIT_CODES[PolicyFailedError])
+
+
+def _apply_lines(res: Any) -> list[str]:
+    """What one phase did, in words (the erase phase with its depth against the reference)."""
+    from lethe.workflow import MASKED_NOT_ERASED
+
     acc = res.metrics.get("accuracy") or {}
     lines = [
-        f"{res.id}: {res.outcome} classes={list(res.forgotten_classes)} log index {res.log_index}",
-        f"forget acc {acc.get('forget_accuracy')}, retain acc {acc.get('retain_accuracy')} "
+        f"{res.id} ({res.phase}): {res.outcome} classes={list(res.forgotten_classes)} "
+        f"log index {res.log_index}",
+        f"  forget acc {acc.get('forget_accuracy')}, retain acc {acc.get('retain_accuracy')} "
         f"(base {acc.get('base_retain_accuracy')})",
     ]
+    depth = res.metrics.get("depth") or {}
+    if res.phase == "erase" and depth:
+        lines.append(
+            f"  relearn ratio {depth.get('relearn_ratio')} (reference = 1.0, higher is deeper), "
+            f"probe AUC gap {depth.get('probe_auc_gap')} (lower is better)"
+        )
     if not res.passed:
-        lines += [f"policy failed: {r}" for r in res.verdict.get("reasons", [])]
+        lines += [f"  policy failed: {r}" for r in res.verdict.get("reasons", [])]
+        if res.phase == "erase":
+            lines.append(f"  nothing published: the mask phase stays ({MASKED_NOT_ERASED})")
+    elif res.phase == "mask" and res.erase is None:
+        lines.append(f"  published {res.onnx_path} ({MASKED_NOT_ERASED}: run `lethe erase`)")
     else:
-        lines.append(f"published {res.onnx_path}")
-    emit({"apply": res.to_dict()}, as_json, "\n".join(lines))
-    if not res.passed:
-        from lethe.cli._errors import EXIT_CODES
-        from lethe.errors import PolicyFailedError
+        lines.append(f"  published {res.onnx_path}" + (" (erased)" if res.phase == "erase" else ""))
+    return lines
 
-        sys.exit(EXIT_CODES[PolicyFailedError])
+
+@click.command()
+@click.option("--model", "name", help="Registered model (optional when only one is registered).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@policy_options
+@json_option
+@click.pass_obj
+def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: bool) -> None:
+    """Phase 2 of the published deletion: erase the masked classes from the weights.
+
+    Re-trains the published (masked) model, measures depth against the model's reference and
+    publishes it as a new apply of the same requests. Exits 0 when erased (or already erased,
+    or nothing is published), 132 when the policy failed (the masked model stays published),
+    134 without a depth reference.
+    """
+    from lethe.errors import NothingToApplyError
+
+    lt = ref.open()
+    try:
+        res = lt.erase(
+            name, progress=not quiet and not as_json, policy=_project_policy(lt.settings.policy)
+        )
+    except NothingToApplyError as e:  # AlreadyErasedError included: a no-op that says so
+        emit({"erased": False, "message": str(e)}, as_json, str(e))
+        return
+    emit({"erased": res.passed, "apply": res.to_dict()}, as_json, "\n".join(_apply_lines(res)))
+    if not res.passed:
+        _exit_policy_failed()
 
 
 def _project_policy(settings_policy: Mapping[str, Any]) -> Any:

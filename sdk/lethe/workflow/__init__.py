@@ -2,13 +2,21 @@
 
 from lethe.workflow._project import LEGAL_BASES, Lethe, normalize_subject
 from lethe.workflow._settings import CONFIG_NAME, Settings
-from lethe.workflow._types import ApplyResult, DeletionRequest, ModelInfo
+from lethe.workflow._types import (
+    MASKED_NOT_ERASED,
+    ApplyResult,
+    DeletionRequest,
+    DepthReference,
+    ModelInfo,
+)
 
 __all__ = [
     "CONFIG_NAME",
     "LEGAL_BASES",
+    "MASKED_NOT_ERASED",
     "ApplyResult",
     "DeletionRequest",
+    "DepthReference",
     "Lethe",
     "ModelInfo",
     "Settings",

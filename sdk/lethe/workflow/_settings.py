@@ -42,7 +42,10 @@ class Settings:
     ``keys/``, the subject-commitment keys' database and the published models under
     ``models/``. ``database_url`` may point at PostgreSQL instead
     (``postgresql+psycopg://user@host/db``); relative SQLite paths resolve against
-    ``project_dir``. ``policy`` is the ``[policy]`` table (verification thresholds).
+    ``project_dir``. ``policy`` is the ``[policy]`` table (verification thresholds),
+    ``reference`` the ``[reference]`` table (the recipe that retrains the depth reference:
+    ``lethe.models.fit`` arguments such as ``epochs``, ``lr``, plus ``seeds``) and ``erase`` the
+    ``[erase]`` table (``lethe.filters.EraseConfig`` fields for phase 2).
     """
 
     project_dir: Path
@@ -53,6 +56,8 @@ class Settings:
     key_passphrase: str | None = field(default=None, repr=False)
     policy: Mapping[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
+    reference: Mapping[str, Any] = field(default_factory=dict)
+    erase: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         pdir = Path(self.project_dir).expanduser().resolve()
@@ -77,6 +82,8 @@ class Settings:
                 f"due_days must be a whole number of days in 1..366, got {self.due_days!r}"
             )
         object.__setattr__(self, "policy", dict(self.policy))
+        object.__setattr__(self, "reference", dict(self.reference))
+        object.__setattr__(self, "erase", dict(self.erase))
 
     @property
     def keys(self) -> Path:
@@ -111,9 +118,10 @@ class Settings:
         )
         file_values: dict[str, Any] = {}
         policy: dict[str, Any] = {}
+        tables: dict[str, dict[str, Any]] = {}
         used: Path | None = None
         if cfg_path.is_file():
-            file_values, policy = _read_toml(cfg_path)
+            file_values, policy, tables = _read_toml(cfg_path)
             used = cfg_path
         elif config is not None:
             raise ConfigError(f"{cfg_path}: config file not found")
@@ -125,7 +133,14 @@ class Settings:
         if unknown:
             raise ConfigError(f"unknown settings {sorted(unknown)}")
         values.pop("secrets_dir", None)
-        return cls(project_dir=pdir, policy=policy, config_file=used, **values)
+        return cls(
+            project_dir=pdir,
+            policy=policy,
+            config_file=used,
+            reference=tables.get("reference", {}),
+            erase=tables.get("erase", {}),
+            **values,
+        )
 
     def with_policy(self, policy: Mapping[str, Any]) -> Settings:
         return replace(self, policy={**self.policy, **policy})
@@ -155,23 +170,36 @@ class Settings:
             "# Verification thresholds an apply must meet (see docs/metrics.md).",
             "[policy]",
         ]
-        for k, v in sorted(self.policy.items()):
-            lines.append(f"{k} = {v!r}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}")
+        lines += _toml_items(self.policy)
+        for table, items in (("reference", self.reference), ("erase", self.erase)):
+            if items:
+                lines += ["", f"[{table}]", *_toml_items(items)]
         return "\n".join(lines) + "\n"
 
 
-def _read_toml(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _toml_items(items: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{k} = {str(v).lower()}" if isinstance(v, bool) else f"{k} = {v!r}"
+        for k, v in sorted(items.items())
+    ]
+
+
+def _read_toml(
+    path: Path,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read TOML ({exc})") from exc
-    unknown_tables = set(data) - {"lethe", "policy"}
+    unknown_tables = set(data) - {"lethe", "policy", "reference", "erase"}
     if unknown_tables:
         raise ConfigError(
-            f"{path}: unknown tables {sorted(unknown_tables)} (expected [lethe], [policy])"
+            f"{path}: unknown tables {sorted(unknown_tables)} "
+            "(expected [lethe], [policy], [reference], [erase])"
         )
     lethe = dict(data.get("lethe", {}))
     unknown = set(lethe) - _FIELDS
     if unknown:
         raise ConfigError(f"{path}: unknown keys in [lethe]: {sorted(unknown)}")
-    return lethe, dict(data.get("policy", {}))
+    tables = {t: dict(data.get(t, {})) for t in ("reference", "erase")}
+    return lethe, dict(data.get("policy", {})), tables

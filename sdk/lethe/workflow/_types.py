@@ -8,9 +8,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lethe.workflow._time import iso, utc
-from lethe_audit.store import ApplyRow, ModelRow, RequestRow
+from lethe_audit.store import ApplyRow, ModelRow, ReferenceRow, RequestRow
 
-__all__ = ["ApplyResult", "DeletionRequest", "ModelInfo"]
+__all__ = ["MASKED_NOT_ERASED", "ApplyResult", "DeletionRequest", "DepthReference", "ModelInfo"]
+
+#: What every user-visible status of a phase-1-only deletion says (DESIGN §4).
+MASKED_NOT_ERASED = "masked, not yet erased"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,16 @@ class DeletionRequest:
     failure_reason: str | None = None
     shredded_at: datetime | None = None
     subject_key: str | None = field(default=None, repr=False)
+    erased_at: datetime | None = None
+
+    @property
+    def depth(self) -> str | None:
+        """``"erased"`` once the published model covering it was erased (phase 2),
+        ``"masked, not yet erased"`` while only the mask (phase 1) is published; None before
+        it is applied."""
+        if self.status not in ("applied", "superseded"):
+            return None
+        return "erased" if self.erased_at is not None else MASKED_NOT_ERASED
 
     @property
     def overdue(self) -> bool:
@@ -71,6 +84,7 @@ class DeletionRequest:
             failure_reason=row.failure_reason,
             shredded_at=utc(row.shredded_at),
             subject_key=subject_key.hex() if subject_key is not None else None,
+            erased_at=utc(row.erased_at),
         )
 
     def to_dict(self, *, include_subject_key: bool = False) -> dict[str, Any]:
@@ -93,6 +107,8 @@ class DeletionRequest:
             "apply_id": self.apply_id,
             "failure_reason": self.failure_reason,
             "shredded_at": iso(self.shredded_at),
+            "erased_at": iso(self.erased_at),
+            "depth": self.depth,
         }
         if include_subject_key:
             d["subject_key"] = self.subject_key
@@ -168,10 +184,21 @@ class ApplyResult:
     onnx_path: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    phase: str = "mask"
+    #: For an erase: the phase-1 apply it started from.
+    starts_from: str | None = None
+    #: The erase phase that followed this apply in the same call (``Lethe.apply(phase="both")``).
+    erase: ApplyResult | None = None
 
     @property
     def passed(self) -> bool:
         return self.outcome == "applied"
+
+    @property
+    def depth(self) -> str:
+        """``"erased"`` for a passed erase, else ``"masked, not yet erased"``."""
+        final = self.erase if self.erase is not None else self
+        return "erased" if final.phase == "erase" and final.passed else MASKED_NOT_ERASED
 
     @classmethod
     def from_row(
@@ -195,12 +222,18 @@ class ApplyResult:
             onnx_path=paths[1],
             started_at=utc(row.started_at),
             finished_at=utc(row.finished_at),
+            phase=row.phase,
+            starts_from=row.starts_from,
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "model": self.model,
+            "phase": self.phase,
+            "starts_from": self.starts_from,
+            "depth": self.depth,
+            "erase": self.erase.to_dict() if self.erase is not None else None,
             "outcome": self.outcome,
             "passed": self.passed,
             "forgotten_classes": list(self.forgotten_classes),
@@ -216,4 +249,39 @@ class ApplyResult:
             "onnx_path": self.onnx_path,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
+        }
+
+
+@dataclass(frozen=True)
+class DepthReference:
+    """A model's depth reference (``Lethe.train_reference``): the model retrained from scratch
+    without ``classes``; ``info`` is the :class:`lethe_audit.metrics.ReferenceInfo` every
+    erase attestation carries, ``reason`` why those classes were held out."""
+
+    id: str
+    model: str
+    reason: str
+    checkpoint_path: str
+    log_index: int
+    info: Any  # lethe_audit.metrics.ReferenceInfo
+
+    @classmethod
+    def from_row(cls, row: ReferenceRow, info: Any, checkpoint_path: str) -> DepthReference:
+        return cls(
+            id=row.id,
+            model=row.model_name,
+            reason=row.reason,
+            checkpoint_path=checkpoint_path,
+            log_index=row.log_index,
+            info=info,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "model": self.model,
+            "reason": self.reason,
+            "checkpoint_path": self.checkpoint_path,
+            "log_index": self.log_index,
+            **self.info.to_dict(),
         }
