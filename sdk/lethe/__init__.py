@@ -9,11 +9,11 @@
 
 from typing import TYPE_CHECKING, Any
 
-from lethe._digest import model_digest
 from lethe.errors import LetheError
 from lethe_audit._version import __version__
 
 if TYPE_CHECKING:
+    from lethe._digest import model_digest
     from lethe.workflow import Lethe
 
 __all__ = ["Lethe", "LetheError", "__version__", "model_digest"]
@@ -26,4 +26,9 @@ def __getattr__(name: str) -> Any:
         from lethe.workflow import Lethe
 
         return Lethe
+    # model_digest needs torch: `lethe --version` and `lethe request list` must not load it.
+    if name == "model_digest":
+        from lethe._digest import model_digest
+
+        return model_digest
     raise AttributeError(f"module 'lethe' has no attribute {name!r}")

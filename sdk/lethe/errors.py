@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyErasedError",
     "ApplyError",
+    "ApplyLockLostError",
     "BankClassCountError",
     "BankFormatError",
     "BankIntegrityError",
@@ -25,6 +26,7 @@ __all__ = [
     "ExportMappingError",
     "FilterError",
     "IdempotencyConflictError",
+    "InsufficientSpaceError",
     "InvalidTransitionError",
     "LetheError",
     "MissingReferenceError",
@@ -37,6 +39,7 @@ __all__ = [
     "PatchError",
     "PolicyFailedError",
     "ProjectError",
+    "PublishedLinkError",
     "QuantizationError",
     "ReceiptUnavailableError",
     "ReferenceTrainingError",
@@ -44,6 +47,7 @@ __all__ = [
     "SampleLevelRequestError",
     "TargetSelectionError",
     "TrainingError",
+    "UnattachedBankError",
     "UnknownClassError",
     "UnknownModelError",
     "UnknownRequestError",
@@ -221,3 +225,28 @@ class AlreadyErasedError(NothingToApplyError):
 
 class ReferenceTrainingError(WorkflowError):
     """The depth reference cannot be made (no training data, bad class, bad recipe)."""
+
+
+class ApplyLockLostError(ApplyError):
+    """The apply lost its lock (the database ended the session holding it) before it
+    committed: nothing was committed or published. Run the apply again."""
+
+
+class InsufficientSpaceError(WorkflowError):
+    """A disk filled up (or lacks the space) for files Lethe writes; what this call wrote is
+    removed again. The message names the path and the space needed."""
+
+    def __init__(self, message: str, *, path: str = "", needed: int = 0) -> None:
+        super().__init__(message)
+        self.path = path
+        self.needed = needed
+
+
+class UnattachedBankError(WorkflowError):
+    """The model's filter bank file is not the bank the log attached (its digest differs), e.g.
+    after a crash during an attach of an older version, or an edit by hand."""
+
+
+class PublishedLinkError(ApplyError):
+    """The model's ``published`` entry is not the symlink Lethe keeps there and cannot be
+    repaired automatically."""

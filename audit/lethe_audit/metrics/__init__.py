@@ -29,6 +29,12 @@ from lethe_audit.metrics._core import (
     zrf_score,
 )
 from lethe_audit.metrics._dataset import ImageSet, dataset_digest
+from lethe_audit.metrics._definitions import (
+    METRIC_DEFINITIONS,
+    POLICY_METRIC,
+    MetricDefinition,
+    metric_definition,
+)
 from lethe_audit.metrics._depth import depth_metric
 from lethe_audit.metrics._evaluate import MIA_MAX_PER_SIDE, evaluate
 from lethe_audit.metrics._policy import OFF, CheckOutcome, Policy, Verdict
@@ -71,8 +77,10 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "FEATURES_OUTPUT",
+    "METRIC_DEFINITIONS",
     "MIA_MAX_PER_SIDE",
     "OFF",
+    "POLICY_METRIC",
     "RANDOM_ONNX_SCHEME",
     "RESULT_FORMAT",
     "AccuracyMetric",
@@ -82,6 +90,7 @@ __all__ = [
     "DepthMetric",
     "FeatureBackend",
     "ImageSet",
+    "MetricDefinition",
     "MetricsResult",
     "MiaMetric",
     "OnnxBackend",
@@ -104,6 +113,7 @@ __all__ = [
     "js_divergence",
     "max_abs_diff",
     "median_run",
+    "metric_definition",
     "mia_efficacy",
     "policy_from_options",
     "policy_options",

@@ -11,6 +11,12 @@
 from __future__ import annotations
 
 from lethe_audit.store._engine import READ_ONLY, create_engine, describe
+from lethe_audit.store._errors import (
+    RETRY_ATTEMPTS,
+    is_transient,
+    retry_transient,
+    store_error,
+)
 from lethe_audit.store._migrate import (
     alembic_config,
     check_schema,
@@ -45,6 +51,7 @@ __all__ = [
     "NAMING_CONVENTION",
     "READ_ONLY",
     "REQUEST_STATUSES",
+    "RETRY_ATTEMPTS",
     "ApplyRow",
     "Base",
     "ModelRow",
@@ -63,7 +70,10 @@ __all__ = [
     "describe",
     "downgrade",
     "head_revisions",
+    "is_transient",
     "metadata",
     "migrations_dir",
+    "retry_transient",
+    "store_error",
     "upgrade",
 ]

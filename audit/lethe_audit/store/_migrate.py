@@ -12,6 +12,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from lethe_audit.errors import SchemaError, StoreError
 from lethe_audit.store._engine import create_engine, describe
+from lethe_audit.store._errors import retry_transient
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -107,8 +108,13 @@ def current_revisions(connection: Connection) -> tuple[str, ...]:
 def check_schema(engine: Engine) -> None:
     """Raise SchemaError unless the database is migrated to the head revision."""
     heads = set(head_revisions())
-    with engine.connect().execution_options(lethe_read_only=True) as conn:
-        current = set(current_revisions(conn))
+
+    def read() -> set[str]:
+        with engine.connect().execution_options(lethe_read_only=True) as conn:
+            return set(current_revisions(conn))
+
+    # A lost connection is retried; any other database error is a StoreError, never raw.
+    current = retry_transient(read, what=f"reading the schema version of {describe(engine)}")
     if current != heads:
         have = ", ".join(sorted(current)) or "an empty schema"
         raise SchemaError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,17 @@ class LetheGroup(click.Group):
             return super().invoke(ctx)
         except (LetheError, LetheAuditError) as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
+        except Exception as e:
+            # A database error that escaped the SDK's own mapping is still a StoreError for the
+            # user (one line, its exit code, ok: false), never a traceback. sqlalchemy is only
+            # looked up if something imported it: the cheap commands never load it.
+            sa_exc = sys.modules.get("sqlalchemy.exc")
+            if sa_exc is None or not isinstance(e, sa_exc.SQLAlchemyError):
+                raise
+            from lethe_audit.store import store_error
+
+            err = store_error(e, "database error")
+            ctx.exit(report(err, as_json=bool(ctx.meta.get(JSON_META))))
 
 
 @click.group(cls=LetheGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,6 +112,7 @@ def _register() -> None:
         _models.filters,
         _requests.request,
         _requests.apply,
+        _requests.erase,
         _requests.export,
         _requests.log,
         _requests.receipt,

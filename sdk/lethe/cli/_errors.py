@@ -15,6 +15,7 @@ from types import MappingProxyType
 import click
 
 from lethe import errors as E
+from lethe_audit.cli import safe_text
 from lethe_audit.cli._errors import EXIT_CODES as AUDIT_EXIT_CODES
 
 EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
@@ -57,6 +58,9 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.MissingReferenceError: 134,
         E.AlreadyErasedError: 135,
         E.ReferenceTrainingError: 136,
+        E.ApplyLockLostError: 137,
+        E.InsufficientSpaceError: 138,
+        E.UnattachedBankError: 139,
     }
 )
 
@@ -71,7 +75,7 @@ def exit_code(exc: BaseException) -> int:
 def report(exc: BaseException, *, as_json: bool) -> int:
     """Print the error to stderr (and as JSON on stdout with --json); return its exit code."""
     code = exit_code(exc)
-    click.echo(f"lethe: error: {exc}", err=True)
+    click.echo(f"lethe: error: {safe_text(str(exc), one_line=True)}", err=True)
     if as_json:
         doc = {
             "ok": False,

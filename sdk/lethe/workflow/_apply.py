@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,13 +23,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from lethe._io import fsync_dir
-from lethe.errors import ApplyError, NothingToApplyError
-from lethe.workflow._lock import apply_lock
+from lethe.errors import (
+    ApplyError,
+    ApplyLockLostError,
+    NothingToApplyError,
+    PublishedLinkError,
+)
+from lethe.workflow._lock import LOST_LOCK, apply_lock, check_lock
+from lethe.workflow._space import write_new_dir
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._time import utc
 from lethe.workflow._types import ApplyResult
+from lethe_audit.errors import StoreError
 from lethe_audit.statements import (
     LifecycleEvent,
     MethodRef,
@@ -39,7 +48,7 @@ from lethe_audit.statements import (
     UnlearningAttestation,
     rfc3339,
 )
-from lethe_audit.store import ApplyRow, ModelRow, RequestRow
+from lethe_audit.store import ApplyRow, ModelRow, RequestRow, is_transient, retry_transient
 
 if TYPE_CHECKING:
     from lethe.workflow._project import Lethe
@@ -49,6 +58,11 @@ __all__ = ["METHOD_NAME", "apply_result", "figure_files", "published_paths", "ru
 METHOD_NAME = "weight-filtering"
 _COVERED = ("approved", "applied", "superseded")
 PARITY_SAMPLES = 32
+_FIGURES_BYTES = 4 << 20  # generous room for the two figures and the folder's metadata
+
+
+def _state_bytes(model: Any) -> int:
+    return int(sum(t.numel() * t.element_size() for t in model.state_dict().values()))
 
 
 def _record(row: RequestRow) -> RequestRecord:
@@ -77,10 +91,29 @@ def _published_link(lt: Lethe, name: str) -> Path:
 
 
 def _swap_link(link: Path, target: str) -> None:
+    copied = _set_aside_copy(link, target) if link.is_dir() and not link.is_symlink() else None
     tmp = link.with_name(f".published.{secrets.token_hex(4)}")
     os.symlink(target, tmp)
     os.replace(tmp, link)
     fsync_dir(link.parent)
+    if copied is not None:
+        shutil.rmtree(copied, ignore_errors=True)
+
+
+def _set_aside_copy(link: Path, target: str) -> Path:
+    """``published`` is a real folder: the project was copied with symlinks followed (``cp -rL``,
+    some backup tools). The database names the published apply, so when that apply's own folder
+    exists the copy is redundant: move it aside (removed once the symlink is back)."""
+    if not (link.parent / target).is_dir():
+        raise PublishedLinkError(
+            f"{link} is a folder, not the symlink Lethe keeps (was the project copied with "
+            f"symlinks followed, e.g. `cp -rL`?), and {link.parent / target}, the apply the "
+            f"database says is published, is missing: restore that folder from {link} "
+            f"(`mv {link} {link.parent / target}`) and run `lethe apply` again"
+        )
+    aside = link.with_name(f".published.copy-{secrets.token_hex(4)}")
+    os.rename(link, aside)
+    return aside
 
 
 def _reconcile(lt: Lethe, name: str) -> None:
@@ -101,7 +134,10 @@ def _reconcile(lt: Lethe, name: str) -> None:
                 shutil.rmtree(d, ignore_errors=True)
     link = _published_link(lt, name)
     for stale in mdir.glob(".published.*"):
-        stale.unlink(missing_ok=True)
+        if stale.is_dir() and not stale.is_symlink():  # a copy set aside by _swap_link
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
     if current is None:
         return
     target = f"applies/{current}"
@@ -120,12 +156,49 @@ def published_paths(lt: Lethe, name: str) -> dict[str, Path] | None:
     return {"dir": d, "checkpoint": d / "model.safetensors", "onnx": d / "model.onnx"}
 
 
-def apply_result(lt: Lethe, row: ApplyRow) -> ApplyResult:
+def apply_result(lt: Lethe, row: ApplyRow, *, checkpoint: str | None = None) -> ApplyResult:
     paths: tuple[str | None, str | None] = (None, None)
     if row.artifact_dir:
         d = lt._abs(row.artifact_dir)
         paths = (str(d / "model.safetensors"), str(d / "model.onnx"))
-    return ApplyResult.from_row(row, checkpoint=lt.log.checkpoint(), paths=paths)
+    cp = checkpoint if checkpoint is not None else lt.log.checkpoint()
+    return ApplyResult.from_row(row, checkpoint=cp, paths=paths)
+
+
+def _read_result(lt: Lethe, apply_id: str) -> ApplyResult:
+    def run() -> ApplyResult:
+        with lt._read() as s:
+            arow = s.get(ApplyRow, apply_id)
+            assert arow is not None
+            return apply_result(lt, arow)
+
+    return retry_transient(run, what=f"reading apply {apply_id}")
+
+
+def _committed(lt: Lethe, apply_id: str, error: StoreError) -> bool:
+    """Whether the apply's transaction committed although its COMMIT reported ``error`` (the
+    connection can die after the server committed, before the client heard of it)."""
+
+    def run() -> bool:
+        with lt._read() as s:
+            return s.get(ApplyRow, apply_id) is not None
+
+    try:
+        return retry_transient(run, what="checking whether the apply committed")
+    except StoreError as e2:
+        raise StoreError(
+            f"{error}; whether apply {apply_id} committed is unknown ({e2}): run `lethe apply` "
+            "again once the database is reachable (it repairs the files either way)"
+        ) from error
+
+
+def _not_committed(error: StoreError, lock_conn: Connection | None) -> Exception:
+    if lock_conn is not None and is_transient(error):
+        return ApplyLockLostError(f"{LOST_LOCK} ({error})")
+    return StoreError(
+        f"{error}; the apply stopped before its commit: nothing was published, run "
+        "`lethe apply` again"
+    )
 
 
 def run_apply(
@@ -143,7 +216,7 @@ def run_apply(
     step = fault or (lambda _s: None)
     name = lt.model(model).name
     pol = policy if policy is not None else Policy.from_mapping(lt.settings.policy)
-    with apply_lock(lt.engine, lt.model_dir(name), name):
+    with apply_lock(lt.engine, lt.model_dir(name), name) as lock_conn:
         _reconcile(lt, name)
         with lt._read() as s:
             mrow = s.get(ModelRow, name)
@@ -230,7 +303,7 @@ def run_apply(
         )
         apply_id = attempt.apply_id
         if failures:
-            return _record_failure(lt, attempt, new, failures, step)
+            return _record_failure(lt, attempt, new, failures, step, lock_conn)
 
         from lethe.export import model_metadata, save_model, sign_model
         from lethe.models import save_checkpoint
@@ -241,88 +314,108 @@ def run_apply(
             export, model_name=name, checkpoint=checkpoint_before, requests=[r.id for r in rows]
         )
         signed = sign_model(export.model, meta, list(lt.log.signers))
+        check_lock(lock_conn)  # stop early if the lock is already gone
         adir = lt.model_dir(name) / "applies" / apply_id
-        adir.mkdir(parents=True)
-        save_checkpoint(folded, spec, adir / "model.safetensors", extra={"apply_id": apply_id})
-        _, onnx_sha = save_model(signed, adir / "model.onnx")
-        figures = _write_figures(bank, adir, apply_id)
-        fsync_dir(adir)
+
+        def write(d: Path) -> tuple[str, dict[str, str]]:
+            save_checkpoint(folded, spec, d / "model.safetensors", extra={"apply_id": apply_id})
+            _, sha = save_model(signed, d / "model.onnx")
+            return sha, _write_figures(bank, d, apply_id)
+
+        needed = signed.ByteSize() + _state_bytes(folded) + _FIGURES_BYTES
+        onnx_sha, figures = write_new_dir(adir, needed, write)
         step("artifacts_written")
 
         applied_at = utcnow()
         onnx_ref = OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed))
         attestation = attempt.attestation(rows, at=applied_at, failures=[], onnx=onnx_ref)
-        with lt._write() as s:
-            locked = {
-                r.id: r
-                for r in s.execute(
-                    select(RequestRow).where(RequestRow.id.in_(list(snapshot))).with_for_update()
-                    if lt.engine.dialect.name == "postgresql"
-                    else select(RequestRow).where(RequestRow.id.in_(list(snapshot)))
-                ).scalars()
-            }
-            changed = [rid for rid, st in snapshot.items() if locked[rid].status != st]
-            if changed:
-                raise ApplyError(
-                    f"requests {changed} changed state while applying; nothing was published, "
-                    "run `lethe apply` again"
-                )
-            entry = lt.log.append(attestation.to_statement(onnx_name=f"{name}.onnx"), session=s)
-            step("logged")
-            lt.log.append(
-                LifecycleEvent(
-                    "apply.figures",
-                    rfc3339(applied_at),
-                    details={
-                        "apply_id": apply_id,
-                        "model": name,
-                        "log_index": entry.index,
-                        "attachments": figures,
-                    },
-                ),
-                session=s,
-            )
-            for rid, st in snapshot.items():
-                r = locked[rid]
-                r.apply_id = apply_id
-                r.erased_at = None  # the new model only masks: erased again by its erase phase
-                if st == "approved":
-                    r.status = "applied"
-                    r.applied_at = applied_at
-                    r.failure_reason = None
-                elif st == "applied":
-                    r.status = "superseded"
-                    s.flush()
-                    lt.log.append(
-                        LifecycleEvent(
-                            "request.superseded",
-                            rfc3339(applied_at),
-                            request_id=rid,
-                            details={"apply_log_index": entry.index},
-                        ),
-                        session=s,
+        res: ApplyResult | None = None
+        body_done = False  # after this, only the COMMIT itself can fail
+        try:
+            with lt._write(bind=lock_conn) as s:
+                stmt = select(RequestRow).where(RequestRow.id.in_(list(snapshot)))
+                if lt.engine.dialect.name == "postgresql":
+                    stmt = stmt.with_for_update()
+                locked = {r.id: r for r in s.execute(stmt).scalars()}
+                changed = [rid for rid, st in snapshot.items() if locked[rid].status != st]
+                if changed:
+                    raise ApplyError(
+                        f"requests {changed} changed state while applying; nothing was "
+                        "published, run `lethe apply` again"
                     )
-            s.add(
-                attempt.row(
+                statement = attestation.to_statement(onnx_name=f"{name}.onnx")
+                entry = lt.log.append(statement, session=s)
+                step("logged")
+                last = lt.log.append(
+                    LifecycleEvent(
+                        "apply.figures",
+                        rfc3339(applied_at),
+                        details={
+                            "apply_id": apply_id,
+                            "model": name,
+                            "log_index": entry.index,
+                            "attachments": figures,
+                        },
+                    ),
+                    session=s,
+                )
+                for rid, st in snapshot.items():
+                    r = locked[rid]
+                    r.apply_id = apply_id
+                    # the new model only masks: erased again by its erase phase
+                    r.erased_at = None
+                    if st == "approved":
+                        r.status = "applied"
+                        r.applied_at = applied_at
+                        r.failure_reason = None
+                    elif st == "applied":
+                        r.status = "superseded"
+                        s.flush()
+                        last = lt.log.append(
+                            LifecycleEvent(
+                                "request.superseded",
+                                rfc3339(applied_at),
+                                request_id=rid,
+                                details={"apply_log_index": entry.index},
+                            ),
+                            session=s,
+                        )
+                new_row = attempt.row(
                     rows,
                     log_index=entry.index,
                     failures=[],
                     onnx=onnx_ref,
                     artifact_dir=lt._rel(adir),
                 )
-            )
-            mrow2 = s.get(ModelRow, name)
-            assert mrow2 is not None
-            mrow2.current_apply_id = apply_id
-            s.flush()
-            step("before_commit")
+                s.add(new_row)
+                mrow2 = s.get(ModelRow, name)
+                assert mrow2 is not None
+                mrow2.current_apply_id = apply_id
+                s.flush()
+                # What was committed, built before the commit: no read-back after it.
+                res = apply_result(lt, new_row, checkpoint=last.checkpoint)
+                step("before_commit")
+                body_done = True
+        except StoreError as e:
+            if not body_done or not _committed(lt, apply_id, e):
+                shutil.rmtree(adir, ignore_errors=True)  # nothing refers to this apply's files
+                raise _not_committed(e, lock_conn) from e
+        except BaseException:
+            if not body_done:
+                shutil.rmtree(adir, ignore_errors=True)
+            raise
         step("committed")
-        _swap_link(_published_link(lt, name), f"applies/{apply_id}")
+        try:
+            _swap_link(_published_link(lt, name), f"applies/{apply_id}")
+        except OSError as e:  # committed: the apply stands; the next apply repairs the link
+            warnings.warn(
+                f"{apply_id} is committed, but {_published_link(lt, name)} could not be pointed "
+                f"at it ({e}); the next `lethe apply` repairs it",
+                stacklevel=2,
+            )
         step("published")
-        with lt._read() as s:
-            arow = s.get(ApplyRow, apply_id)
-            assert arow is not None
-            res = apply_result(lt, arow)
+        if res is None:  # committed, but the acknowledgement was lost: read what was committed
+            res = _read_result(lt, apply_id)
         return _with_new(res, [r.id for r in new])
 
 
@@ -437,24 +530,34 @@ def _record_failure(
     new: list[RequestRow],
     failures: list[str],
     step: Callable[[str], None],
+    lock_conn: Connection | None = None,
 ) -> ApplyResult:
     attestation = attempt.attestation(new, at=utcnow(), failures=failures, onnx=None)
     reason = "; ".join(failures)
-    with lt._write() as s:
-        entry = lt.log.append(attestation.to_statement(), session=s)
-        for r in new:
-            row = s.get(RequestRow, r.id)
-            assert row is not None
-            if row.status != "approved":
-                continue
-            row.status = "failed"
-            row.failure_reason = reason
-            row.apply_id = attempt.apply_id
-        s.add(
-            attempt.row(new, log_index=entry.index, failures=failures, onnx=None, artifact_dir=None)
-        )
+    res: ApplyResult | None = None
+    body_done = False
+    try:
+        with lt._write(bind=lock_conn) as s:
+            entry = lt.log.append(attestation.to_statement(), session=s)
+            for r in new:
+                row = s.get(RequestRow, r.id)
+                assert row is not None
+                if row.status != "approved":
+                    continue
+                row.status = "failed"
+                row.failure_reason = reason
+                row.apply_id = attempt.apply_id
+            arow = attempt.row(
+                new, log_index=entry.index, failures=failures, onnx=None, artifact_dir=None
+            )
+            s.add(arow)
+            s.flush()
+            res = apply_result(lt, arow, checkpoint=entry.checkpoint)
+            body_done = True
+    except StoreError as e:
+        if not body_done or not _committed(lt, attempt.apply_id, e):
+            raise _not_committed(e, lock_conn) from e
     step("failure_logged")
-    with lt._read() as s:
-        arow = s.get(ApplyRow, attempt.apply_id)
-        assert arow is not None
-        return _with_new(apply_result(lt, arow), [r.id for r in new])
+    if res is None:
+        res = _read_result(lt, attempt.apply_id)
+    return _with_new(res, [r.id for r in new])

@@ -3,54 +3,67 @@
 from __future__ import annotations
 
 import builtins
+import functools
+import hmac
 import json
 import os
 import re
 import secrets
 import shutil
+import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from lethe.data import ImageArrays, load_dataset, load_npz
 from lethe.errors import (
     IdempotencyConflictError,
+    InsufficientSpaceError,
     InvalidTransitionError,
     ModelRegistrationError,
     ProjectError,
     ReceiptUnavailableError,
     RequestError,
     SampleLevelRequestError,
+    UnattachedBankError,
     UnknownClassError,
     UnknownModelError,
     UnknownRequestError,
 )
 from lethe.workflow._settings import CONFIG_NAME, Settings
+from lethe.workflow._space import is_disk_full, space_error
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult, DeletionRequest, ModelInfo
-from lethe_audit.errors import LogStateError
+from lethe_audit.errors import LogStateError, StoreError
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
 from lethe_audit.statements import LifecycleEvent, hmac_commitment, rfc3339
 from lethe_audit.store import (
     READ_ONLY,
+    RETRY_ATTEMPTS,
     ApplyRow,
     ModelRow,
     RequestRow,
     SubjectKeyRow,
     check_schema,
     create_engine,
+    is_transient,
+    retry_transient,
+    store_error,
     upgrade,
 )
+
+if TYPE_CHECKING:  # lethe.data loads torch: only the commands that need it import it
+    from lethe.data import ImageArrays
 
 __all__ = ["LEGAL_BASES", "Lethe"]
 
@@ -83,6 +96,37 @@ def normalize_subject(subject: str) -> str:
     if len(s) > _MAX_SUBJECT:
         raise RequestError(f"subject is longer than {_MAX_SUBJECT} characters")
     return s
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _idempotent(fn: Callable[P, T]) -> Callable[P, T]:
+    """Retry a read-only (or otherwise idempotent) method when the database fails transiently
+    (a lost connection, a serialization failure); other database errors are StoreErrors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return retry_transient(lambda: fn(*args, **kwargs), what=f"{fn.__name__}()")
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class _NewRequest:
+    """A request about to be filed: everything its one transaction writes."""
+
+    rid: str
+    model: str
+    classes: tuple[int, ...]
+    class_names: tuple[str, ...]
+    legal_basis: str
+    idempotency_key: str | None
+    key: bytes
+    commitment: str
+    received_at: datetime
+    due_days: int
 
 
 class Lethe:
@@ -201,17 +245,25 @@ class Lethe:
     # -- sessions -----------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Any:
-        with Session(self._engine) as s, s.begin():
-            yield s
+    def _write(self, bind: Connection | None = None) -> Any:
+        """One write transaction (on ``bind``, e.g. the apply lock's connection, if given).
+        Database failures come out as :class:`StoreError` (see :func:`is_transient`)."""
+        try:
+            with Session(bind if bind is not None else self._engine) as s, s.begin():
+                yield s
+        except SQLAlchemyError as e:
+            raise store_error(e, "database write failed") from e
 
     @contextmanager
     def _read(self) -> Any:
-        with (
-            self._engine.connect().execution_options(**{READ_ONLY: True}) as conn,
-            Session(bind=conn) as s,
-        ):
-            yield s
+        try:
+            with (
+                self._engine.connect().execution_options(**{READ_ONLY: True}) as conn,
+                Session(bind=conn) as s,
+            ):
+                yield s
+        except SQLAlchemyError as e:
+            raise store_error(e, "database read failed") from e
 
     def _locked(self, s: Session, stmt: Any) -> Any:
         if self._engine.dialect.name == "postgresql":
@@ -250,6 +302,7 @@ class Lethe:
             )
         return row
 
+    @_idempotent
     def models(self) -> list[ModelInfo]:
         with self._read() as s:
             return [
@@ -257,6 +310,7 @@ class Lethe:
                 for r in s.execute(select(ModelRow).order_by(ModelRow.name)).scalars()
             ]
 
+    @_idempotent
     def model(self, name: str | None = None) -> ModelInfo:
         with self._read() as s:
             return ModelInfo.from_row(self._model_row(s, name))
@@ -415,13 +469,24 @@ class Lethe:
 
         with self._read() as s:
             row = self._model_row(s, name)
-            bank_path = row.bank_path
+            bank_path, attached = row.bank_path, row.bank_digest
         if bank_path is None:
             raise ApplyError(
                 f"model {row.name!r} has no filter bank: run `lethe filters train {row.name}` "
                 "or attach one"
             )
-        return FilterBank.load(self._abs(bank_path))
+        bank = FilterBank.load(self._abs(bank_path))
+        if bank.digest != attached:
+            # The file is not what the log attached (the database and its model.bank_attached
+            # entry name `attached`): applying with it would attest to an unlogged bank.
+            raise UnattachedBankError(
+                f"{self._abs(bank_path)} holds filter bank sha256:{bank.digest}, but the log "
+                f"attached sha256:{attached} to model {row.name!r}: the file changed after it "
+                "was attached (a crash while attaching with an older Lethe, or an edit). "
+                f"Nothing uses it: attach a bank again with `lethe filters train {row.name}` "
+                "(or Lethe.attach_bank), which logs it"
+            )
+        return bank
 
     def data(self, name: str | None = None, *, split: str = "eval") -> ImageArrays:
         """The evaluation (``eval``) or training (``train``) data stored with a model."""
@@ -430,6 +495,8 @@ class Lethe:
             rel = row.eval_data_path if split == "eval" else row.train_data_path
         if rel is None:
             raise ModelRegistrationError(f"model {name!r} was registered without {split} data")
+        from lethe.data import load_npz
+
         return load_npz(self._abs(rel), name=f"{row.name}-{split}")
 
     def attach_bank(self, name: str, bank_path: str | os.PathLike[str]) -> ModelInfo:
@@ -443,10 +510,19 @@ class Lethe:
             raise ModelRegistrationError(
                 "the bank's class names differ from the model's registered class names"
             )
-        dest = self.model_dir(name) / "bank.safetensors"
-        bank.save(dest)
+        # A new, content-addressed file, switched to in the transaction that logs it: a crash
+        # before the commit leaves the attached bank's own file untouched.
+        mdir = self.model_dir(name)
+        dest = mdir / f"bank-{bank.digest[:16]}.safetensors"
+        try:
+            bank.save(dest)
+        except OSError as e:
+            if is_disk_full(e):
+                raise space_error(dest, len(bank.to_bytes()), what="the filter bank") from e
+            raise
         with self._write() as s:
             row = self._model_row(s, name)
+            old = row.bank_path
             row.bank_path = self._rel(dest)
             row.bank_digest = bank.digest
             s.flush()
@@ -458,6 +534,7 @@ class Lethe:
                 ),
                 session=s,
             )
+        _remove_unattached_banks(mdir, keep=dest, old=self._abs(old) if old else None)
         return self.model(name)
 
     def train_filters(
@@ -487,13 +564,24 @@ class Lethe:
         bank = FilterBank.init(model, spec.num_classes, class_names=info.class_names)
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         ckpt = self.model_dir(info.name) / "filter-train.ckpt"
-        trained = train(
-            model, bank, ds, progress=progress, checkpoint=ckpt, on_epoch=on_epoch, **config
-        )
         path = self.model_dir(info.name) / "bank-trained.safetensors"
-        trained.save(path)
-        self.attach_bank(info.name, path)
-        path.unlink(missing_ok=True)
+        try:
+            trained = train(
+                model, bank, ds, progress=progress, checkpoint=ckpt, on_epoch=on_epoch, **config
+            )
+            trained.save(path)
+            self.attach_bank(info.name, path)
+        except (OSError, InsufficientSpaceError) as e:
+            if not (isinstance(e, InsufficientSpaceError) or is_disk_full(e)):
+                raise
+            # A full disk: remove what this training wrote (its resume checkpoint too, which
+            # may be what filled the disk) and say how much room it needs.
+            path.unlink(missing_ok=True)
+            ckpt.unlink(missing_ok=True)
+            needed = 4 * len(bank.to_bytes())  # checkpoint (weights + Adam moments) + bank
+            raise space_error(ckpt.parent, needed, what="filter training") from e
+        finally:
+            path.unlink(missing_ok=True)
         ckpt.unlink(missing_ok=True)
         return trained
 
@@ -547,7 +635,14 @@ class Lethe:
         ``gdpr-17-1-b`` (see :data:`LEGAL_BASES`). The subject identifier is never stored: only
         an HMAC-SHA256 commitment under a fresh per-request key (returned as
         ``request.subject_key`` so the subject can later check their receipt). The same
-        ``idempotency_key`` always returns the same request, also from concurrent processes.
+        ``idempotency_key`` with the same subject and contents returns the same request, also
+        from concurrent processes; with another subject or other contents it raises
+        :class:`IdempotencyConflictError` (and reveals nothing of the other request).
+
+        A lost database connection is retried (the request keeps its id across tries, so a
+        commit whose acknowledgement was lost is found, not repeated). The call returns only
+        what was committed, built without a read-back; a :class:`StoreError` means nothing
+        was filed, unless its message says that is unknown.
         """
         if samples:
             raise SampleLevelRequestError(
@@ -565,72 +660,140 @@ class Lethe:
             )
         if idempotency_key is not None and (not idempotency_key or len(idempotency_key) > 255):
             raise RequestError("idempotency_key must be 1..255 characters")
-        with self._read() as s:
-            mrow = self._model_row(s, model)
-            ids = self._resolve_classes(mrow, classes)
-            model_name = mrow.name
+        model_name, ids, names = retry_transient(
+            lambda: self._filing_target(model, classes), what="reading the model"
+        )
         if idempotency_key is not None:
             existing = self._by_idempotency_key(idempotency_key)
             if existing is not None:
-                return self._check_same(existing, model_name, ids, legal_basis)
+                return self._check_same(existing, model_name, ids, legal_basis, subj)
         key = secrets.token_bytes(32)
-        rid = "req-" + secrets.token_hex(12)
-        now = utcnow()
-        due = now + timedelta(days=self._settings.due_days)
-        commitment = hmac_commitment(key, subj)
-        try:
-            with self._write() as s:
-                row = RequestRow(
-                    id=rid,
-                    model_name=model_name,
-                    subject_commitment=commitment,
-                    classes=json.dumps(list(ids)),
-                    legal_basis=legal_basis,
-                    status="received",
-                    idempotency_key=idempotency_key,
-                    received_at=now,
-                    due_at=due,
-                )
-                s.add(row)
-                s.add(SubjectKeyRow(request_id=rid, key=key))
-                s.flush()  # the unique idempotency key is checked here, before logging
-                event = LifecycleEvent(
-                    "request.received",
-                    rfc3339(now),
-                    request_id=rid,
-                    details={
-                        "model": model_name,
-                        "classes": list(ids),
-                        "legal_basis": legal_basis,
-                        "subject_commitment": commitment,
-                        "due_at": rfc3339(due),
-                    },
-                )
-                row.received_index = self._log.append(event, session=s).index
-        except IntegrityError:
-            if idempotency_key is None:
-                raise
-            existing = self._by_idempotency_key(idempotency_key)
-            if existing is None:
-                raise
-            return self._check_same(existing, model_name, ids, legal_basis)
-        return self.get(rid)
+        new = _NewRequest(
+            rid="req-" + secrets.token_hex(12),
+            model=model_name,
+            classes=ids,
+            class_names=names,
+            legal_basis=legal_basis,
+            idempotency_key=idempotency_key,
+            key=key,
+            commitment=hmac_commitment(key, subj),
+            received_at=utcnow(),
+            due_days=self._settings.due_days,
+        )
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                return self._insert_request(new)
+            except StoreError as e:
+                if isinstance(e.__cause__, IntegrityError) and idempotency_key is not None:
+                    existing = self._by_idempotency_key(idempotency_key)
+                    if existing is None:
+                        raise
+                    return self._check_same(existing, model_name, ids, legal_basis, subj)
+                if not is_transient(e):
+                    raise
+                # The connection may have died after the commit went through: the same id
+                # then exists and is what was filed (no duplicate, no second row).
+                try:
+                    done = self._filed(new.rid)
+                except StoreError as e2:
+                    raise StoreError(
+                        f"{e}; whether request {new.rid} was filed is unknown ({e2}): file it "
+                        "again with an idempotency key, or check `lethe request list`"
+                    ) from e
+                if done is not None:
+                    return replace(done, subject_key=key.hex())
+                if attempt == RETRY_ATTEMPTS - 1:
+                    raise StoreError(f"{e}; nothing was filed") from e
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _filing_target(
+        self, model: str | None, classes: Iterable[int | str]
+    ) -> tuple[str, tuple[int, ...], tuple[str, ...]]:
+        with self._read() as s:
+            mrow = self._model_row(s, model)
+            names = tuple(json.loads(mrow.class_names))
+            return mrow.name, self._resolve_classes(mrow, classes), names
+
+    def _insert_request(self, new: _NewRequest) -> DeletionRequest:
+        """One transaction: the request, its subject key and its ``request.received`` entry.
+        What was committed is returned from memory: no read-back that could fail after the
+        commit and make a caller retry (and file a duplicate)."""
+        due = new.received_at + timedelta(days=new.due_days)
+        with self._write() as s:
+            row = RequestRow(
+                id=new.rid,
+                model_name=new.model,
+                subject_commitment=new.commitment,
+                classes=json.dumps(list(new.classes)),
+                legal_basis=new.legal_basis,
+                status="received",
+                idempotency_key=new.idempotency_key,
+                received_at=new.received_at,
+                due_at=due,
+            )
+            s.add(row)
+            s.add(SubjectKeyRow(request_id=new.rid, key=new.key))
+            s.flush()  # the unique idempotency key is checked here, before logging
+            event = LifecycleEvent(
+                "request.received",
+                rfc3339(new.received_at),
+                request_id=new.rid,
+                details={
+                    "model": new.model,
+                    "classes": list(new.classes),
+                    "legal_basis": new.legal_basis,
+                    "subject_commitment": new.commitment,
+                    "due_at": rfc3339(due),
+                },
+            )
+            row.received_index = self._log.append(event, session=s).index
+            s.flush()
+            filed = DeletionRequest.from_row(row, new.class_names, new.key)
+        return filed
+
+    def _filed(self, request_id: str) -> DeletionRequest | None:
+        def run() -> DeletionRequest | None:
+            with self._read() as s:
+                row = s.get(RequestRow, request_id)
+                return None if row is None else self._request(s, row)
+
+        return retry_transient(run, what="checking whether the request was filed")
 
     def _by_idempotency_key(self, key: str) -> DeletionRequest | None:
-        with self._read() as s:
-            row = s.execute(
-                select(RequestRow).where(RequestRow.idempotency_key == key)
-            ).scalar_one_or_none()
-            return None if row is None else self._request(s, row)
+        def run() -> DeletionRequest | None:
+            with self._read() as s:
+                row = s.execute(
+                    select(RequestRow).where(RequestRow.idempotency_key == key)
+                ).scalar_one_or_none()
+                return None if row is None else self._request(s, row)
+
+        return retry_transient(run, what="looking up the idempotency key")
 
     @staticmethod
     def _check_same(
-        req: DeletionRequest, model: str, classes: tuple[int, ...], legal_basis: str
+        req: DeletionRequest,
+        model: str,
+        classes: tuple[int, ...],
+        legal_basis: str,
+        subject: str,
     ) -> DeletionRequest:
-        if (req.model, req.classes, req.legal_basis) != (model, classes, legal_basis):
+        """The request filed earlier under the same idempotency key, if this call is a replay of
+        that filing: same contents and the same subject (checked against the commitment under
+        the request's own key). Anything else is a conflict, and nothing of the other request
+        (above all its subject key) is returned."""
+        same_subject = req.subject_key is not None and hmac.compare_digest(
+            hmac_commitment(bytes.fromhex(req.subject_key), subject), req.subject_commitment
+        )
+        if (req.model, req.classes, req.legal_basis) != (model, classes, legal_basis) or not (
+            same_subject
+        ):
+            shredded = " (its subject key was shredded, so the subject cannot be checked)"
             raise IdempotencyConflictError(
-                f"idempotency key {req.idempotency_key!r} was used for request {req.id} with "
-                "other contents (model, classes or legal basis); use a new key for a new request"
+                f"idempotency key {req.idempotency_key!r} was already used for another request "
+                "(other subject, model, classes or legal basis"
+                + (shredded if req.subject_key is None else "")
+                + "); use a new key for a new request"
             )
         return req
 
@@ -646,10 +809,12 @@ class Lethe:
             raise UnknownRequestError(f"no deletion request with id {request_id!r}")
         return row
 
+    @_idempotent
     def get(self, request_id: str) -> DeletionRequest:
         with self._read() as s:
             return self._request(s, self._request_row(s, request_id))
 
+    @_idempotent
     def list(
         self,
         *,
@@ -687,23 +852,37 @@ class Lethe:
     ) -> DeletionRequest:
         if not isinstance(actor, str) or not actor.strip():
             raise RequestError("actor is required: who decides (kept in the database, not the log)")
-        with self._write() as s:
-            row = self._request_row(s, request_id, lock=True)
-            if row.status not in allowed:
-                raise InvalidTransitionError(
-                    f"request {request_id} is {row.status}; it can be {to} only when "
-                    f"{' or '.join(allowed)}"
-                )
-            now = utcnow()
-            row.status = to
-            row.decided_at = now
-            row.decided_by = actor.strip()
-            row.decision_reason = reason
-            if to == "approved":
-                row.failure_reason = None
-            s.flush()
-            self._log.append(LifecycleEvent(event, rfc3339(now), request_id=row.id), session=s)
-        return self.get(request_id)
+        for attempt in range(RETRY_ATTEMPTS):
+            try:
+                with self._write() as s:
+                    row = self._request_row(s, request_id, lock=True)
+                    if attempt and (row.status, row.decided_by) == (to, actor.strip()):
+                        # The earlier try committed before its connection was lost.
+                        return self._request(s, row)
+                    if row.status not in allowed:
+                        raise InvalidTransitionError(
+                            f"request {request_id} is {row.status}; it can be {to} only when "
+                            f"{' or '.join(allowed)}"
+                        )
+                    now = utcnow()
+                    row.status = to
+                    row.decided_at = now
+                    row.decided_by = actor.strip()
+                    row.decision_reason = reason
+                    if to == "approved":
+                        row.failure_reason = None
+                    s.flush()
+                    self._log.append(
+                        LifecycleEvent(event, rfc3339(now), request_id=row.id), session=s
+                    )
+                    s.flush()
+                    done = self._request(s, row)
+                return done  # built before the commit: no read-back that could fail after it
+            except StoreError as e:
+                if not is_transient(e) or attempt == RETRY_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def approve(self, request_id: str, *, actor: str, reason: str | None = None) -> DeletionRequest:
         """Approve a received (or failed, to retry it) request; it is applied by :meth:`apply`."""
@@ -729,6 +908,7 @@ class Lethe:
             reason=reason,
         )
 
+    @_idempotent  # a retry finds the key gone and returns the shredded request
     def shred(self, request_id: str, *, actor: str) -> DeletionRequest:
         """Destroy the key of the request's subject commitment (crypto-shredding).
 
@@ -758,19 +938,81 @@ class Lethe:
         self,
         model: str | None = None,
         *,
+        phase: str = "both",
         relearn: bool = True,
         progress: bool = True,
         policy: Any = None,
+        erase_config: Any = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
-        """Apply every approved request of ``model`` (with all earlier applied ones): compose,
-        fold, verify, log, export, publish. See :func:`lethe.workflow._apply.run_apply`."""
-        from lethe.workflow._apply import run_apply
+        """Apply every approved request of ``model`` (with all earlier applied ones).
 
-        return run_apply(
-            self, model, relearn=relearn, progress=progress, policy=policy, fault=_fault
+        Phase 1 (*mask*): compose, fold, verify, log, export, publish, in seconds. Then, with
+        ``phase="both"`` (the default), phase 2 (*erase*, see :meth:`erase`) on what phase 1
+        published; its result is ``result.erase``. ``phase="mask"`` runs the fast path only:
+        the deletion is then "masked, not yet erased" until :meth:`erase` runs. ``both`` needs
+        the model's depth reference (:meth:`train_reference`). See
+        :func:`lethe.workflow._phases.run_phases`."""
+        from lethe.workflow._phases import run_phases
+
+        return run_phases(
+            self,
+            model,
+            phase=phase,
+            relearn=relearn,
+            progress=progress,
+            policy=policy,
+            erase_config=erase_config,
+            fault=_fault,
         )
 
+    def erase(
+        self,
+        model: str | None = None,
+        *,
+        progress: bool = True,
+        policy: Any = None,
+        config: Any = None,
+        _fault: Callable[[str], None] | None = None,
+    ) -> ApplyResult:
+        """Phase 2 of the published deletion: re-train the masked model's weights so they no
+        longer hold the forgotten classes (``lethe.filters.erase`` with ``config``, an
+        ``EraseConfig`` or a dict over the ``[erase]`` settings), measure depth against the
+        model's reference, and publish it as a new apply of the same requests (``phase:
+        erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
+        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference. See
+        :mod:`lethe.workflow._erase`."""
+        from lethe.workflow._erase import run_erase
+
+        return run_erase(
+            self, model, progress=progress, policy=policy, config=config, fault=_fault
+        )
+
+    def train_reference(
+        self,
+        model: str | None = None,
+        *,
+        cls: int | str | None = None,
+        progress: bool = True,
+        device: str | None = None,
+        **recipe: Any,
+    ) -> Any:
+        """Retrain ``model`` from scratch once without one class (``cls``; default: the class
+        with most training samples) with ``lethe.models.fit`` (``recipe`` over the
+        ``[reference]`` settings: epochs, lr, batch_size, ..., seeds >= 3), measure its relearn
+        time and probe AUC on that class, store and log it: the depth scale every erase is
+        measured on. Returns a :class:`~lethe.workflow.DepthReference`."""
+        from lethe.workflow._reference import train_reference
+
+        return train_reference(self, model, cls=cls, progress=progress, device=device, **recipe)
+
+    def reference(self, model: str | None = None) -> Any:
+        """The model's latest depth reference (a ``DepthReference``), or None."""
+        from lethe.workflow._reference import latest_reference
+
+        return latest_reference(self, model)
+
+    @_idempotent
     def applies(self, model: str | None = None) -> builtins.list[ApplyResult]:
         from lethe.workflow._apply import apply_result
 
@@ -781,6 +1023,7 @@ class Lethe:
             rows = list(s.execute(stmt).scalars())
         return [apply_result(self, r) for r in rows]
 
+    @_idempotent
     def receipt(self, request_id: str) -> str:
         """The request's receipt: a C2SP tlog-proof carrying the signed attestation of the latest
         apply that covers it, verifiable offline with the log's public key."""
@@ -795,6 +1038,7 @@ class Lethe:
             index = apply_row.log_index
         return self._log.receipt(index)
 
+    @_idempotent
     def published(self, model: str | None = None) -> dict[str, Path] | None:
         """Paths of the currently published folded checkpoint and ONNX model (None before the
         first successful apply)."""
@@ -823,7 +1067,17 @@ class Lethe:
             verify_bundle(bundle, self.verifiers(), origin=self._log.origin(), workers=workers)
 
 
+def _remove_unattached_banks(mdir: Path, *, keep: Path, old: Path | None) -> None:
+    """Remove the bank file this attach replaced (only that one: a file another attach is
+    writing right now must not go; one left by an attach that crashed before its commit is
+    harmless, as nothing names it, and is overwritten if that bank is attached again)."""
+    if old is not None and old != keep and old.parent == mdir:
+        old.unlink(missing_ok=True)
+
+
 def _as_arrays(data: Any, what: str, *, split: str) -> ImageArrays:
+    from lethe.data import ImageArrays, load_dataset
+
     if isinstance(data, ImageArrays):
         return data
     if isinstance(data, str | os.PathLike):
