@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from lethe_audit.cli._app import LetheAuditGroup, main
 from lethe_audit.cli._errors import EXIT_CODES, exit_code
+from lethe_audit.cli._terminal import safe_text
 
-__all__ = ["EXIT_CODES", "LetheAuditGroup", "exit_code", "main"]
+__all__ = ["EXIT_CODES", "LetheAuditGroup", "exit_code", "main", "safe_text"]

@@ -9,7 +9,7 @@ import click
 from lethe_audit._version import __version__
 from lethe_audit.cli._common import JSON_META
 from lethe_audit.cli._errors import report
-from lethe_audit.errors import LetheAuditError
+from lethe_audit.errors import LetheAuditError, StoreError
 
 
 class LetheAuditGroup(click.Group):
@@ -20,6 +20,22 @@ class LetheAuditGroup(click.Group):
             return super().invoke(ctx)
         except LetheAuditError as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
+        except Exception as e:
+            typed = _database_error(e)
+            if typed is None:
+                raise
+            ctx.exit(report(typed, as_json=bool(ctx.meta.get(JSON_META))))
+
+
+def _database_error(exc: Exception) -> StoreError | None:
+    """A database failure that reached the CLI untyped (a garbage SQLite file, an unreachable
+    server) as a one-line StoreError; None for anything else (a bug: let it show)."""
+    if not type(exc).__module__.startswith("sqlalchemy"):
+        return None
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    detail = text[0] if text else type(exc).__name__
+    return StoreError(f"the database cannot be used: {detail} (check --db / the URL)")
 
 
 @click.group(cls=LetheAuditGroup, context_settings={"help_option_names": ["-h", "--help"]})

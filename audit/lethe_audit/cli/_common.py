@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from lethe_audit.cli._terminal import safe_text
+
 if TYPE_CHECKING:
     from lethe_audit.keys import TrustedKey
     from lethe_audit.verify import Policy
@@ -47,7 +49,7 @@ def emit(data: dict[str, Any], as_json: bool, text: str) -> None:
             doc.setdefault("trusted_keys", keys)
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        click.echo(f"{text}\n{line}" if line else text)
+        click.echo(safe_text(f"{text}\n{line}" if line else text))
 
 
 def passphrase_options(f: F) -> F:
@@ -75,7 +77,14 @@ def passphrase(env: str | None, file: Path | None) -> bytes | None:
             raise KeyFileError(f"environment variable {env} (the key passphrase) is not set")
         return value.encode("utf-8")
     if file:
-        return file.read_text(encoding="utf-8").splitlines()[0].encode("utf-8")
+        from lethe_audit.cli._files import read_text
+
+        lines = read_text(file, "--passphrase-file", error=KeyFileError).splitlines()
+        if not lines or not lines[0]:
+            raise KeyFileError(
+                f"--passphrase-file {file} is empty: put the passphrase on its first line"
+            )
+        return lines[0].encode("utf-8")
     return None
 
 

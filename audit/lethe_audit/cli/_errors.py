@@ -14,6 +14,7 @@ from types import MappingProxyType
 import click
 
 from lethe_audit import errors as E
+from lethe_audit.cli._terminal import safe_text
 
 #: 0 = success, 2 = usage error (click). Every other code names one failure class.
 EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
@@ -58,17 +59,32 @@ def exit_code(exc: BaseException) -> int:
     return 1
 
 
+#: Longer error messages are cut (they quote input, which may be huge).
+MAX_MESSAGE = 2000
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except ValueError:  # e.g. an int too large to print
+        text = type(exc).__name__
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "... (cut)"
+
+
 def report(exc: E.LetheAuditError, *, as_json: bool) -> int:
     """Print the error (stderr; and a JSON object on stdout in --json mode); return the code."""
     code = exit_code(exc)
-    click.echo(f"lethe-audit: error: {exc}", err=True)
+    message = safe_text(_message(exc), one_line=True)
+    click.echo(f"lethe-audit: error: {message}", err=True)
     if as_json:
         doc: dict[str, object] = {
             "ok": False,
-            "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code},
+            "error": {"type": type(exc).__name__, "message": _message(exc), "exit_code": code},
         }
         for attr in ("index", "size", "field", "policy", "what"):
             value = getattr(exc, attr, None)
+            if isinstance(value, int) and value.bit_length() > 64:
+                continue  # not a real position (hostile input); the message says enough
             if value is not None:
                 doc["error"][attr] = value  # type: ignore[index]
         click.echo(json.dumps(doc, indent=2, sort_keys=True))

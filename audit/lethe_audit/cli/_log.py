@@ -16,6 +16,8 @@ from lethe_audit.cli._common import (
     progress_option,
     want_progress,
 )
+from lethe_audit.cli._files import MAX_TEXT_BYTES, check_regular, read_bytes
+from lethe_audit.cli._terminal import safe_text
 
 _DB = click.option("--db", "url", required=True, metavar="URL", help="The log database URL.")
 _KEYS = click.option(
@@ -78,7 +80,11 @@ def _parse_detail(values: tuple[str, ...]) -> dict[str, Any] | None:
 @log.command("append")
 @_DB
 @_KEYS
-@click.argument("file", required=False, type=click.File("rb"))
+@click.argument(
+    "file",
+    required=False,
+    type=click.Path(dir_okay=False, exists=True, allow_dash=True, path_type=Path),
+)
 @click.option(
     "--event", metavar="NAME", help="Append a lifecycle event of this name instead of FILE."
 )
@@ -96,7 +102,7 @@ def _parse_detail(values: tuple[str, ...]) -> dict[str, Any] | None:
 def log_append(
     url: str,
     keydir: Path,
-    file: Any,
+    file: Path | None,
     event: str | None,
     request_id: str | None,
     details: tuple[str, ...],
@@ -125,11 +131,16 @@ def log_append(
     else:
         if file is None:
             raise click.UsageError("give a statement FILE ('-' for stdin) or --event NAME")
-        data = file.read()
+        if str(file) == "-":
+            data = click.get_binary_stream("stdin").read(MAX_TEXT_BYTES + 1)
+            if len(data) > MAX_TEXT_BYTES:
+                raise FormatError(f"the statement on stdin is larger than {MAX_TEXT_BYTES} bytes")
+        else:
+            data = read_bytes(file, "statement file")
         try:
             obj = json.loads(data)
-        except ValueError as e:
-            raise FormatError(f"{file.name} is not JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise FormatError(f"{file} is not JSON: {type(e).__name__}") from None
         if isinstance(obj, dict) and "payloadType" in obj:
             item = Envelope.from_json(data, require_canonical=False)
         else:
@@ -180,8 +191,11 @@ def log_export(
     url: str, out: Path, attachments: tuple[Path, ...], progress: bool | None, as_json: bool
 ) -> None:
     """Export the auditor bundle to OUT (a new directory, or a .zip file)."""
+    from lethe_audit.errors import ExportError
     from lethe_audit.verify import read_manifest
 
+    for a in attachments:
+        check_regular(a, "--attach file", error=ExportError)
     audit_log = _open(url, None, None)
     audit_log.export_bundle(out, attachments=attachments, progress=want_progress(progress))
     m = read_manifest(out)
@@ -219,6 +233,8 @@ def log_receipt(url: str, index: int, size: int | None, output: Path | None, as_
                 f.write(text)
         except FileExistsError:
             raise ExportError(f"{output} already exists: refusing to overwrite it") from None
+        except OSError as e:
+            raise ExportError(f"cannot write the receipt to {output}: {e.strerror}") from None
         emit(
             {"index": index, "file": str(output)},
             as_json,
@@ -227,4 +243,4 @@ def log_receipt(url: str, index: int, size: int | None, output: Path | None, as_
     elif as_json:
         emit({"index": index, "receipt": text}, as_json, text)
     else:
-        click.echo(text, nl=False)
+        click.echo(safe_text(text), nl=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from lethe_audit.cli._common import emit, json_option, key_option, load_verifiers
+from lethe_audit.cli._files import check_regular, read_bytes
 
 
 @click.group()
@@ -38,8 +39,9 @@ def model_verify(
     """
     from lethe_audit.model import read_model, verify_model
 
+    check_regular(file, "model")
     signed = read_model(file)
-    receipt = receipt_file.read_bytes() if receipt_file is not None else None
+    receipt = read_bytes(receipt_file, "receipt") if receipt_file is not None else None
     verify_model(signed, load_verifiers(keys), receipt=receipt, origin=origin)
     meta = signed.metadata()
     info: dict[str, object] = {
@@ -75,6 +77,7 @@ def model_info(file: Path, as_json: bool) -> None:
     """Show the ONNX model FILE's digests and Lethe metadata (verifies nothing)."""
     from lethe_audit.model import read_model
 
+    check_regular(file, "model")
     signed = read_model(file)
     meta = signed.metadata()
     info = {

@@ -17,6 +17,8 @@ from lethe_audit.cli._common import (
     trusted_keys_data,
     trusted_keys_line,
 )
+from lethe_audit.cli._files import check_regular, read_bytes
+from lethe_audit.cli._terminal import safe_text
 
 
 @click.group()
@@ -43,7 +45,7 @@ def receipt_verify(
     """Verify a receipt FILE offline with the log's public key (--key VKEY)."""
     from lethe_audit.verify import parse_receipt, verify_receipt
 
-    data = file.read_bytes()
+    data = read_bytes(file, "receipt")
     verify_receipt(
         data, load_verifiers(keys), origin=origin, policies=build_policies(metrics, deadlines)
     )
@@ -114,6 +116,7 @@ def receipt_show(
 
     if (subject is None) != (subject_key is None):
         raise click.UsageError("--subject and --subject-key go together")
+    check_regular(file, "receipt")
     page = build_receipt_page(
         file,
         load_verifiers(keys),
@@ -126,18 +129,20 @@ def receipt_show(
         page.write(out)
     if page.error is not None:
         if out is not None:
-            click.echo(f"wrote {out}: {page.headline}", err=True)
+            click.echo(safe_text(f"wrote {out}: {page.headline}"), err=True)
         elif not as_json:
-            click.echo(page.to_text(), err=True)
+            click.echo(safe_text(page.to_text()), err=True)
         raise page.error
     if as_json:
         doc = page.to_dict()
         if out is not None:
             doc["file"] = str(out)
         doc.setdefault("trusted_keys", trusted_keys_data())
-        click.echo(json.dumps({"ok": True, **doc}, indent=2, ensure_ascii=False))
+        click.echo(
+            safe_text(json.dumps({"ok": True, **doc}, indent=2, ensure_ascii=False), json=True)
+        )
     elif out is not None:
-        click.echo(f"{page.headline}\nwrote {out}\n{trusted_keys_line()}")
+        click.echo(safe_text(f"{page.headline}\nwrote {out}\n{trusted_keys_line()}"))
     else:
-        click.echo(page.to_text(), nl=False)
+        click.echo(safe_text(page.to_text()), nl=False)
         click.echo(trusted_keys_line())

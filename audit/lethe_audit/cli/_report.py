@@ -14,6 +14,8 @@ from lethe_audit.cli._common import (
     progress_option,
     want_progress,
 )
+from lethe_audit.cli._files import check_regular
+from lethe_audit.cli._terminal import safe_text
 
 
 @click.command("report")
@@ -67,6 +69,9 @@ def report(
 
     if (model is None) != (eval_data is None):
         raise click.UsageError("--model and --eval-data go together")
+    for path, what in ((model, "--model file"), (eval_data, "--eval-data file")):
+        if path is not None:
+            check_regular(path, what)
     result = build_report(
         bundle,
         load_verifiers(keys),
@@ -78,7 +83,7 @@ def report(
     chosen = fmt or format_for(out)
     result.write(out, format=chosen)  # type: ignore[arg-type]
     if result.error is not None:
-        click.echo(f"wrote {out} ({chosen}): {result.headline}", err=True)
+        click.echo(safe_text(f"wrote {out} ({chosen}): {result.headline}"), err=True)
         raise result.error
     data = result.data
     info = {

@@ -17,6 +17,7 @@ from lethe_audit.cli._common import (
     progress_option,
     want_progress,
 )
+from lethe_audit.cli._files import read_text
 
 
 @click.command("verify")
@@ -48,11 +49,16 @@ def verify(
 ) -> None:
     """Verify the auditor BUNDLE (directory or .zip) with the log's public key (--key VKEY):
     every signature, the Merkle root at every checkpoint, every statement, the policies."""
+    from lethe_audit.errors import FormatError
     from lethe_audit.verify import ConsistentWith, open_bundle, verify_bundle
 
     policies = build_policies(metrics, deadlines)
     if checkpoint_file is not None:
-        policies.append(ConsistentWith(checkpoint_file.read_text(encoding="utf-8")))
+        text = read_text(checkpoint_file, "--checkpoint file")
+        try:
+            policies.append(ConsistentWith(text))
+        except ValueError as e:
+            raise FormatError(f"--checkpoint file {checkpoint_file}: {e}") from None
     with open_bundle(bundle) as snap:  # verify and show the same bytes
         verify_bundle(
             snap,

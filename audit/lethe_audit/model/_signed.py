@@ -160,14 +160,15 @@ class ModelMetadata:
             raise FormatError(f"the model metadata misses {missing}")
         try:
             size_text = props[_K_SIZE]
-            if not size_text.isdigit():
-                raise ValueError(f"{_K_SIZE} {size_text!r} is not a decimal integer")
+            # ASCII digits only (str.isdigit accepts "²"), at most 19 (a tree size is a uint64).
+            if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_text):
+                raise ValueError(f"{_K_SIZE} {size_text[:40]!r} is not a decimal integer")
             requests = json.loads(props[_K_REQUESTS])
             classes = json.loads(props[_K_CLASSES])
             if not isinstance(requests, list) or not isinstance(classes, list):
                 raise ValueError("requests and forgotten classes must be JSON arrays")
-        except ValueError as e:
-            raise FormatError(f"malformed model metadata: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise FormatError(f"malformed model metadata: {type(e).__name__}: {e}") from None
         meta = cls(
             model_name=props[_K_NAME],
             base_digest=props[_K_BASE],

@@ -28,7 +28,12 @@ MAX_SIGNATURES = 100
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "+" not in name
+        and not any(c.isspace() or "\ud800" <= c <= "\udfff" for c in name)
+    )
 
 
 def _check_name(name: str) -> None:
@@ -78,6 +83,8 @@ class Verifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> Verifier:
         """Parse ``name+hexid+base64(0x01 || public key)``."""
+        if not isinstance(vkey, str):
+            raise FormatError(f"a vkey is a string, not {type(vkey).__name__}")
         name, sep1, rest = vkey.partition("+")
         hex8, sep2, key64 = rest.partition("+")
         if not (sep1 and sep2):
@@ -270,6 +277,10 @@ def parse(note_text: str | bytes) -> Note:
             note_text = note_text.decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError("signed note is not valid UTF-8") from None
+    try:
+        note_text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        raise FormatError("signed note is not valid Unicode text") from None
     if any(c < " " and c != "\n" for c in note_text):
         raise FormatError("signed note contains control characters")
     split = note_text.rfind("\n\n")

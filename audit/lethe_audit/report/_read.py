@@ -193,8 +193,8 @@ def read(root: Path, verifiers: list[Verifier], *, check_entries: bool) -> Bundl
     manifest_problem = None
     try:
         manifest = Manifest.parse((root / MANIFEST).read_text(encoding="utf-8"))
-    except OSError:
-        manifest_problem = f"the bundle has no {MANIFEST}"
+    except (OSError, UnicodeDecodeError):
+        manifest_problem = f"the bundle has no readable {MANIFEST}"
     except LetheAuditError as e:
         manifest_problem = str(e)
 

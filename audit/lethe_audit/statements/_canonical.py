@@ -54,17 +54,25 @@ def canonical_json(obj: Any) -> bytes:
     Raises :class:`~lethe_audit.errors.FormatError` for values JSON cannot represent exactly
     (NaN, infinities, integers beyond 2**53, non-string keys, lone surrogates).
     """
-    if _fast_ok(obj):
+    try:
+        fast = _fast_ok(obj)
+    except RecursionError:
+        raise FormatError("JSON value is nested too deeply") from None
+    if fast:
         try:
             return json.dumps(
                 obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
             ).encode("utf-8")
         except UnicodeEncodeError:
             raise FormatError("JSON text contains a lone surrogate") from None
+        except RecursionError:  # pragma: no cover - _fast_ok recurses first
+            raise FormatError("JSON value is nested too deeply") from None
     try:
         return rfc8785.dumps(obj)
     except (rfc8785.CanonicalizationError, TypeError, ValueError, UnicodeEncodeError) as e:
         raise FormatError(f"value cannot be written as canonical JSON: {e}") from None
+    except RecursionError:
+        raise FormatError("JSON value is nested too deeply") from None
 
 
 class _Literals:
@@ -111,8 +119,13 @@ def loads_canonical(data: bytes, what: str) -> Any:
         )
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"{what} is not valid JSON: {e}") from None
+    except RecursionError:
+        raise FormatError(f"{what} is nested too deeply") from None
     if lits.exact and (data.isascii() or not _FOUR_BYTE_UTF8.search(data)):
-        again = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:
+            again = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except RecursionError:
+            raise FormatError(f"{what} is nested too deeply") from None
         try:
             same = again.encode("utf-8") == data
         except UnicodeEncodeError:

@@ -64,8 +64,8 @@ class Envelope:
 
             try:
                 obj = json.loads(data)
-            except (ValueError, UnicodeDecodeError) as e:
-                raise FormatError(f"DSSE envelope is not valid JSON: {e}") from None
+            except (ValueError, RecursionError) as e:
+                raise FormatError(f"DSSE envelope is not valid JSON: {type(e).__name__}") from None
         if not isinstance(obj, dict) or set(obj) != {"payload", "payloadType", "signatures"}:
             raise FormatError(
                 "DSSE envelope must be an object with exactly payload, payloadType, signatures"
@@ -74,6 +74,7 @@ class Envelope:
         sigs = obj["signatures"]
         if not isinstance(payload_type, str) or not isinstance(obj["payload"], str):
             raise FormatError("DSSE payload and payloadType must be strings")
+        _check_text(payload_type, "payloadType")
         if not isinstance(sigs, list) or not sigs:
             raise FormatError("DSSE envelope must have at least one signature")
         out = []
@@ -85,14 +86,23 @@ class Envelope:
                 or not isinstance(s["sig"], str)
             ):
                 raise FormatError("DSSE signatures must be objects with string keyid and sig")
+            _check_text(s["keyid"], "keyid")
             out.append(EnvelopeSignature(s["keyid"], _b64(s["sig"], "signature")))
         return cls(_b64(obj["payload"], "payload"), payload_type, tuple(out))
+
+
+def _check_text(value: str, what: str) -> None:
+    """Text that can be encoded (JSON may carry lone surrogates such as "\\ud800")."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FormatError(f"DSSE {what} is not valid Unicode text") from None
 
 
 def _b64(data: str, what: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         raise FormatError(f"DSSE {what} is not base64") from None
 
 

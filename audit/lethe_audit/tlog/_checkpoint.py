@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from lethe_audit.errors import FormatError
 from lethe_audit.tlog._hash import HASH_SIZE
 
-_SIZE = re.compile(r"0|[1-9][0-9]*")
+# At most 19 digits: a tree size is a uint64 (C2SP), and Python refuses huge int() parses.
+_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,14 @@ class Checkpoint:
         if not origin:
             raise FormatError("checkpoint origin line is empty")
         if not _SIZE.fullmatch(size_s):
-            raise FormatError(f"checkpoint size {size_s!r} is not a decimal without leading zeros")
+            raise FormatError(
+                f"checkpoint size {size_s[:40]!r} is not a decimal without leading zeros "
+                "of at most 19 digits"
+            )
         try:
             root = base64.b64decode(root_s, validate=True)
-        except binascii.Error:
-            raise FormatError(f"checkpoint root {root_s!r} is not base64") from None
+        except (binascii.Error, ValueError):
+            raise FormatError(f"checkpoint root {root_s[:80]!r} is not base64") from None
         if any(not line for line in ext):
             raise FormatError("checkpoint extension lines must be non-empty")
         return cls(origin=origin, size=int(size_s), root=root, extensions=tuple(ext))

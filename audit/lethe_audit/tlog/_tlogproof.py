@@ -12,13 +12,13 @@ from lethe_audit.errors import FormatError
 from lethe_audit.tlog._hash import HASH_SIZE
 
 HEADER = "c2sp.org/tlog-proof@v1"
-_INDEX = re.compile(r"index (0|[1-9][0-9]*)")
+_INDEX = re.compile(r"index (0|[1-9][0-9]{0,18})")  # a uint64
 
 
 def _b64(data: str, what: str) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: non-ASCII text
         raise FormatError(f"tlog-proof {what} is not base64") from None
 
 
@@ -78,7 +78,7 @@ class TlogProof:
             extra = _b64(lines[pos][len("extra ") :], "extra data")
             pos += 1
         if pos >= len(lines) or not (m := _INDEX.fullmatch(lines[pos])):
-            raise FormatError("tlog-proof is missing its 'index N' line")
+            raise FormatError("tlog-proof is missing its 'index N' line (N: at most 19 digits)")
         pos += 1
         hashes = []
         for line in lines[pos:]:
