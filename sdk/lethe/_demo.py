@@ -25,6 +25,8 @@ class DemoConfig:
     base_epochs: int = 10
     filter_epochs: int = 8
     forget: tuple[str, str] = ("3", "7")
+    #: Epochs of the depth reference's retrain (default: ``base_epochs``, the base recipe).
+    reference_epochs: int | None = None
     seed: int = 0
     relearn: bool = True
     progress: bool = True
@@ -36,7 +38,8 @@ def _say(log: Callable[[str], None] | None, msg: str) -> None:
 
 
 def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train, register, file two requests from "an app", approve, apply, export, verify.
+    """Train, register, make the depth reference, file two requests from "an app", approve,
+    apply both phases (mask, then erase), export, verify.
 
     Returns the numbers ``lethe demo --json`` prints.
     """
@@ -88,6 +91,15 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
         lt.train_filters(MODEL_NAME, epochs=cfg.filter_epochs, seed=cfg.seed, progress=cfg.progress)
         t_filters = time.perf_counter() - t0
 
+        _say(log, "training the depth reference once (the model retrained without one class)...")
+        ref = lt.train_reference(
+            MODEL_NAME,
+            epochs=cfg.reference_epochs or cfg.base_epochs,
+            lr=2e-3,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+
         # What an app does: file requests for two people, each for one class.
         r1 = lt.file(
             subject="alice@example.com",
@@ -105,22 +117,26 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
         lt.approve(r1.id, actor="dpo", reason="identity verified")
         lt.approve(r2.id, actor="dpo", reason="identity verified")
 
-        _say(log, "applying: compose, fold, verify, log, export, publish...")
+        _say(log, "applying: mask (compose, fold, verify, log, export, publish), then erase...")
         t0 = time.perf_counter()
         res = lt.apply(MODEL_NAME, relearn=cfg.relearn, progress=cfg.progress)
         t_apply = time.perf_counter() - t0
         m = res.metrics
         acc = m["accuracy"]
+        erased = res.erase
 
-        # Edge check: verify the signed ONNX model, then run it with onnxruntime.
+        # Edge check: verify the published signed ONNX model (the erased one when phase 2
+        # passed, else the masked one) against the receipt, then run it with onnxruntime.
         onnx_path = Path(res.onnx_path) if res.onnx_path else None
+        shipped = Path(erased.onnx_path) if erased and erased.passed and erased.onnx_path else None
+        shipped = shipped or onnx_path
         onnx_verified = False
         onnx_acc = None
-        if onnx_path is not None:
+        if shipped is not None:
             receipt_text = lt.receipt(r1.id)
-            verify_model(onnx_path, lt.verifiers(), receipt=receipt_text)
+            verify_model(shipped, lt.verifiers(), receipt=receipt_text)
             onnx_verified = True
-            sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"])
             x = spec.preprocess.numpy(test_arr.x)
             logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
             keep = ~torch.isin(
@@ -183,14 +199,58 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
             "bundle_path": str(bundle),
             "report_path": str(report_path) if report_path else None,
             "vkey": vkey,
+            **_erase_fields(lt, erased, ref),
             "seconds": {
                 "filter_training": round(t_filters, 2),
+                "reference_retrain": round(ref.info.seconds, 2),
                 "apply": round(t_apply, 2),
+                "erase_phase": _phase_seconds(erased),
                 "total": round(time.perf_counter() - t_start, 2),
             },
         }
     finally:
         lt.close()
+
+
+def _erase_fields(lt: Any, erased: Any, ref: Any) -> dict[str, Any]:
+    """The erase phase's numbers beside the depth reference's (None where not measured)."""
+    m = erased.metrics if erased is not None else {}
+    acc = m.get("accuracy") or {}
+    depth = m.get("depth") or {}
+    info = ref.info
+    return {
+        "erase_forget_accuracy": acc.get("forget_accuracy"),
+        "erase_retain_accuracy": acc.get("retain_accuracy"),
+        "erase_relearn_steps": depth.get("relearn_steps"),
+        "reference_relearn_steps": info.relearn_steps,
+        "relearn_ratio": depth.get("relearn_ratio"),
+        "erase_probe_auc": depth.get("probe_auc"),
+        "reference_probe_auc": info.probe_auc,
+        "probe_auc_gap": depth.get("probe_auc_gap"),
+        "erase_seconds": _erase_seconds(lt, erased),
+        "reference_retrain_seconds": info.seconds,
+        "erase_policy_passed": bool(erased is not None and erased.passed),
+        "erase_onnx_path": erased.onnx_path if erased is not None else None,
+    }
+
+
+def _erase_seconds(lt: Any, erased: Any) -> float | None:
+    """Wall time of the erase method itself (as its signed attestation records it): the cost
+    to compare with the reference's retrain."""
+    from lethe_audit.statements import Envelope, Statement
+
+    if erased is None:
+        return None
+    ((_, raw),) = list(lt.log.iter_entries(erased.log_index, erased.log_index + 1))
+    p = Statement.from_envelope(Envelope.from_json(raw)).predicate
+    return float(p["erase"]["seconds"])
+
+
+def _phase_seconds(erased: Any) -> float | None:
+    """Wall time of all of phase 2 (erase, measure, sign, publish), from its apply record."""
+    if erased is None or erased.started_at is None or erased.finished_at is None:
+        return None
+    return round((erased.finished_at - erased.started_at).total_seconds(), 2)
 
 
 def _maybe_report(bundle: Path, vkey: str, project: Path) -> Path | None:

@@ -69,9 +69,21 @@ def test_admin_flow_through_the_cli(project_dir: Path, tmp_path: Path) -> None:
     ]
     assert run(p, "request", "show", a["id"])["request"]["classes"] == [3]
 
-    applied = run(p, "apply", "--no-relearn", "--quiet")["apply"]
+    # Without a depth reference the default (mask + erase) is refused before anything runs.
+    refused = run(p, "apply", "--quiet", code=134)
+    assert "lethe model reference digits" in refused["error"]["message"]
+    assert run(p, "request", "show", a["id"])["request"]["status"] == "approved"
+    applied = run(p, "apply", "--phase", "mask", "--no-relearn", "--quiet")["apply"]
     assert applied["passed"] and applied["forgotten_classes"] == [3]
-    assert run(p, "apply")["applied"] is False  # nothing waits: exit 0 with a message
+    assert applied["phase"] == "mask" and applied["depth"] == "masked, not yet erased"
+    shown = run(p, "request", "show", a["id"])["request"]
+    assert shown["status"] == "applied" and shown["depth"] == "masked, not yet erased"
+    assert run(p, "erase", "--model", "digits", code=134)["error"]["type"] == (
+        "MissingReferenceError"
+    )
+    assert (
+        run(p, "apply", "--phase", "mask")["applied"] is False
+    )  # nothing waits: exit 0 with a message
     receipt = tmp_path / "a.tlog-proof"
     run(p, "receipt", a["id"], "-o", str(receipt))
     vkey = run(p, "keys", "show")["keys"][0]["vkey"]
@@ -132,7 +144,9 @@ def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> Non
         "gdpr-17-1-b",
     )["request"]
     run(p, "request", "approve", r["id"], "--actor", "dpo")
-    out = run(p, "apply", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=132)["apply"]
+    out = run(
+        p, "apply", "--phase", "mask", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=132
+    )["apply"]
     assert out["outcome"] == "failed" and out["verdict"]["reasons"]
     assert run(p, "request", "show", r["id"])["request"]["status"] == "failed"
     assert run(p, "model", "show")["published"] is None

@@ -43,7 +43,7 @@ _APPLIER = textwrap.dedent(
 
     with Lethe.open(sys.argv[1]) as lt:
         try:
-            res = lt.apply("digits", relearn=False, progress=False)
+            res = lt.apply("digits", phase="mask", relearn=False, progress=False)
             print(json.dumps({"outcome": res.outcome, "new": list(res.new_request_ids)}))
         except NothingToApplyError:
             print(json.dumps({"outcome": "nothing", "new": []}))
@@ -96,7 +96,7 @@ def _check(project: Path, filed: list[list[str]], applied: list[dict], per_filer
         assert set(all_reqs) == distinct | shared  # nothing lost, nothing duplicated
         # Whatever the applies did not pick up waits, approved; run one more apply to finish.
         if any(r.status == "approved" for r in all_reqs.values()):
-            lt.apply(MODEL, relearn=False, progress=False)
+            lt.apply(MODEL, phase="mask", relearn=False, progress=False)
         final = {r.id: r.status for r in lt.list()}
         for rid in distinct:
             assert final[rid] in ("applied", "superseded")

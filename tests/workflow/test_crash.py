@@ -28,7 +28,7 @@ _SCRIPT = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
 
     with Lethe.open(project) as lt:
-        lt.apply("digits", relearn=False, progress=False, _fault=fault)
+        lt.apply("digits", phase="mask", relearn=False, progress=False, _fault=fault)
     sys.exit(3)  # the kill point was never reached
     """
 )
@@ -60,7 +60,7 @@ def test_apply_killed_then_recovered(project_dir: Path, step: str) -> None:
             assert pub is not None and pub["onnx"].is_file() and pub["checkpoint"].is_file()
             assert not link.exists()  # the symlink swap never happened ...
             with pytest.raises(NothingToApplyError):
-                lt.apply(MODEL, relearn=False, progress=False)
+                lt.apply(MODEL, phase="mask", relearn=False, progress=False)
             assert link.resolve() == pub["dir"].resolve()  # ... and the next apply repairs it
         else:
             # Rolled back: nothing published, the request still waits, the log did not grow
@@ -68,7 +68,7 @@ def test_apply_killed_then_recovered(project_dir: Path, step: str) -> None:
             assert lt.get(first.id).status == "approved"
             assert lt.published(MODEL) is None and not link.exists()
             assert lt.log.size() == size_before
-            res = lt.apply(MODEL, relearn=False, progress=False)
+            res = lt.apply(MODEL, phase="mask", relearn=False, progress=False)
             assert res.passed and lt.get(first.id).status == "applied"
             applies = {p.name for p in (lt.model_dir(MODEL) / "applies").iterdir()}
             assert applies == {res.id}  # the killed attempt's folder was cleaned up

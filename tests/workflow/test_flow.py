@@ -45,7 +45,7 @@ def _flow(lt: Lethe, tmp_path: Path) -> None:
         lt.receipt(a.id)
     lt.approve(a.id, actor="dpo", reason="verified")
     lt.approve(b.id, actor="dpo")
-    res = lt.apply(MODEL, relearn=False, progress=False)
+    res = lt.apply(MODEL, phase="mask", relearn=False, progress=False)
     assert res.passed, res.verdict
     assert res.forgotten_classes == (3, 7)
     assert set(res.new_request_ids) == {a.id, b.id}
@@ -68,10 +68,10 @@ def _flow(lt: Lethe, tmp_path: Path) -> None:
 
     # A later request: the earlier ones are covered again (superseded), nothing is lost.
     with pytest.raises(NothingToApplyError):
-        lt.apply(MODEL, relearn=False, progress=False)
+        lt.apply(MODEL, phase="mask", relearn=False, progress=False)
     c = lt.file(subject="carol@example.com", classes=[1], legal_basis="gdpr-17-1-b")
     lt.approve(c.id, actor="dpo")
-    res2 = lt.apply(MODEL, relearn=False, progress=False)
+    res2 = lt.apply(MODEL, phase="mask", relearn=False, progress=False)
     assert res2.passed and res2.forgotten_classes == (1, 3, 7)
     assert lt.get(a.id).status == "superseded" and lt.get(a.id).apply_id == res2.id
     assert lt.get(c.id).status == "applied"
@@ -102,7 +102,7 @@ def test_failed_policy_publishes_nothing_and_logs_the_attempt(lt: Lethe) -> None
     lt.approve(r.id, actor="dpo")
     size = lt.log.size()
     impossible = Policy(min_zrf=0.999)  # the filtered model would have to act randomly
-    res = lt.apply(MODEL, relearn=False, progress=False, policy=impossible)
+    res = lt.apply(MODEL, phase="mask", relearn=False, progress=False, policy=impossible)
     assert not res.passed and res.outcome == "failed"
     assert res.onnx_path is None and lt.published(MODEL) is None
     assert not (lt.model_dir(MODEL) / "published").exists()
@@ -120,7 +120,7 @@ def test_failed_policy_publishes_nothing_and_logs_the_attempt(lt: Lethe) -> None
         lt.receipt(r.id)
     # Approving again retries; with the default policy it passes.
     lt.approve(r.id, actor="dpo", reason="retry with the default policy")
-    assert lt.apply(MODEL, relearn=False, progress=False).passed
+    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
     assert lt.get(r.id).status == "applied"
     lt.verify_log()
 
@@ -180,7 +180,7 @@ def test_shred_destroys_the_link_and_is_logged(lt: Lethe) -> None:
     assert _statements(lt)[-1].predicate["event"] == "request.shredded"
     assert lt.shred(r.id, actor="dpo").shredded  # idempotent
     lt.approve(r.id, actor="dpo")  # the deletion itself still goes ahead
-    assert lt.apply(MODEL, relearn=False, progress=False).passed
+    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
 
 
 def test_overdue_listing(lt: Lethe) -> None:

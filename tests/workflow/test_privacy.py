@@ -39,7 +39,7 @@ def _all_rows(lt: Lethe) -> bytes:
 def test_subject_identifier_is_stored_nowhere(lt: Lethe, project_dir: Path, tmp_path: Path) -> None:
     r = lt.file(subject=EMAIL, classes=[2], legal_basis="gdpr-17-1-b", idempotency_key="app-77")
     lt.approve(r.id, actor="dpo")
-    res = lt.apply(MODEL, relearn=False, progress=False)
+    res = lt.apply(MODEL, phase="mask", relearn=False, progress=False)
     assert res.passed
     out = tmp_path / "out"
     out.mkdir()

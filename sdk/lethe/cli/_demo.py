@@ -48,11 +48,15 @@ def _print(result: dict[str, Any]) -> None:
         echo("per-class accuracy  " + " ".join(f"{c:>5}" for c in range(len(after))))
         echo("  before            " + " ".join(f"{_fmt(v):>5}" for v in before))
         echo("  after             " + " ".join(f"{_fmt(v):>5}" for v in after))
+    _print_erase(result)
     echo("")
     verdict = (
         "PASSED" if result["policy_passed"] else "FAILED: " + "; ".join(result["policy_reasons"])
     )
-    echo(f"policy:            {verdict}")
+    if result["policy_passed"] and not result["erase_policy_passed"]:
+        verdict += " (masked, not yet erased)"
+    echo(f"policy (mask):     {verdict}")
+    echo(f"policy (erase):    {'PASSED' if result['erase_policy_passed'] else 'FAILED'}")
     echo(
         f"ONNX model:        {result['onnx_path']} "
         f"(signature + receipt verified: {result['onnx_verified']})"
@@ -67,6 +71,30 @@ def _print(result: dict[str, Any]) -> None:
         "check the receipt: lethe-audit receipt verify "
         f"{result['receipt_path']} --key {result['vkey']}"
     )
+
+
+def _print_erase(result: dict[str, Any]) -> None:
+    """Phase 2 beside the depth reference (a model retrained without one class)."""
+    echo = click.echo
+    echo("")
+    echo(f"{'erase phase':26} {'erased':>8} {'reference':>10}")
+    echo("-" * 46)
+    rows = [
+        ("forget accuracy", result["erase_forget_accuracy"], None),
+        ("retain accuracy", result["erase_retain_accuracy"], None),
+        ("relearn steps", result["erase_relearn_steps"], result["reference_relearn_steps"]),
+        ("feature-probe AUC", result["erase_probe_auc"], result["reference_probe_auc"]),
+        ("seconds", result["erase_seconds"], result["reference_retrain_seconds"]),
+    ]
+    for name, erased, ref in rows:
+        echo(f"{name:26} {_fmt(erased):>8} {_fmt(ref):>10}")
+    echo(
+        f"relearn ratio {_fmt(result['relearn_ratio'])} (1.0 = as hard to relearn as the "
+        f"reference; higher is deeper), probe AUC gap {_fmt(result['probe_auc_gap'])} "
+        "(lower is better)"
+    )
+    if result.get("erase_onnx_path"):
+        echo(f"erased ONNX model:  {result['erase_onnx_path']}")
 
 
 @click.command()
@@ -93,7 +121,12 @@ def _print(result: dict[str, Any]) -> None:
     show_default=True,
     help="Epochs of the one filter-training round.",
 )
-@click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric.")
+@click.option(
+    "--reference-epochs",
+    type=click.IntRange(min=1),
+    help="Epochs of the depth reference's retrain (default: --base-epochs).",
+)
+@click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric of the mask phase.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @json_option
 def demo(
@@ -101,6 +134,7 @@ def demo(
     seed: int,
     base_epochs: int,
     filter_epochs: int,
+    reference_epochs: int | None,
     no_relearn: bool,
     quiet: bool,
     as_json: bool,
@@ -108,9 +142,10 @@ def demo(
     """Run the whole story on the embedded defaults (digits, SQLite, local keys).
 
     Trains a small timm classifier on scikit-learn's digits, trains its filter bank, registers
-    it, files two deletion requests from "an app", approves and applies them, prints the
-    before/after metrics and the policy verdict, exports and verifies the ONNX model, writes
-    and verifies a receipt, and verifies the whole log.
+    it, retrains the depth reference once, files two deletion requests from "an app", approves
+    and applies them in both phases (mask, then erase), prints the before/after metrics, the
+    erase phase beside the reference and the policy verdicts, exports and verifies the ONNX
+    model, writes and verifies a receipt, and verifies the whole log.
     """
     from lethe._demo import DemoConfig, run_demo
 
@@ -121,6 +156,7 @@ def demo(
             seed=seed,
             base_epochs=base_epochs,
             filter_epochs=filter_epochs,
+            reference_epochs=reference_epochs,
             relearn=not no_relearn,
             progress=chatty,
         ),
