@@ -162,8 +162,8 @@ def describe_entries(lt: Lethe, *, start: int = 0, limit: int = 50) -> list[dict
         else:
             kind = f"unlearning.{p['outcome']}"
             summary = (
-                f"model={p['model']['name']} classes={p['forgotten_classes']} "
-                f"requests={len(p['requests'])}"
+                f"model={p['model']['name']} phase={p.get('phase', 'mask')} "
+                f"classes={p['forgotten_classes']} requests={len(p['requests'])}"
             )
         rows.append(
             {
