@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +37,7 @@ from lethe.workflow._apply import (
     _verdict,
     apply_result,
 )
-from lethe.workflow._lock import apply_lock
+from lethe.workflow._lock import apply_lock, check_lock
 from lethe.workflow._reference import REFERENCE_SEEDS, require_reference
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult, DepthReference
@@ -116,14 +117,17 @@ def run_erase(
     step = fault or (lambda _s: None)
     name = lt.model(model).name
     pol = policy if policy is not None else Policy.from_mapping(lt.settings.policy)
-    with apply_lock(lt.engine, lt.model_dir(name), name):
+    with apply_lock(lt.engine, lt.model_dir(name), name) as lock_conn:
         _reconcile(lt, name)
         plan = _plan(lt, name)
         step("erase_start")
         out = _erase_and_measure(lt, plan, pol, config, progress, step)
+        # Commits go through the lock's connection (PostgreSQL): an erase that lost its lock
+        # can never commit (see lethe.workflow._lock).
         if out.failures:
-            return _record_failure(lt, plan, out, pol, step)
-        return _publish(lt, plan, out, pol, step)
+            return _record_failure(lt, plan, out, pol, step, lock_conn)
+        check_lock(lock_conn)
+        return _publish(lt, plan, out, pol, step, lock_conn)
 
 
 def _erase_config(lt: Lethe, config: Any) -> Any:
@@ -290,9 +294,11 @@ def _row(
     )
 
 
-def _record_failure(lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step) -> ApplyResult:
+def _record_failure(
+    lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step, lock_conn: Any
+) -> ApplyResult:
     attestation = _attestation(lt, plan, out, pol, at=utcnow(), onnx=None)
-    with lt._write() as s:
+    with lt._write(bind=lock_conn) as s:
         entry = lt.log.append(attestation.to_statement(), session=s)
         s.add(_row(plan, out, pol, log_index=entry.index, onnx=None, artifact_dir=None))
     step("erase_failure_logged")
@@ -328,12 +334,39 @@ def _write_artifacts(lt: Lethe, plan: _Plan, out: _Outcome) -> tuple[Any, OnnxRe
     return adir, OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed))
 
 
-def _publish(lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step) -> ApplyResult:
+def _publish(
+    lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step, lock_conn: Any
+) -> ApplyResult:
     adir, onnx_ref = _write_artifacts(lt, plan, out)
     step("erase_artifacts_written")
+    try:
+        _commit(lt, plan, out, pol, step, lock_conn, adir, onnx_ref)
+    except BaseException:
+        with lt._read() as s:
+            committed = s.get(ApplyRow, out.apply_id) is not None
+        if not committed:  # nothing refers to the folder: remove it (else the next run would)
+            shutil.rmtree(adir, ignore_errors=True)
+        raise
+    step("erase_committed")
+    _swap_link(_published_link(lt, plan.name), f"applies/{out.apply_id}")
+    step("erase_published")
+    return _result(lt, out.apply_id)
+
+
+def _commit(
+    lt: Lethe,
+    plan: _Plan,
+    out: _Outcome,
+    pol: Any,
+    step: Step,
+    lock_conn: Any,
+    adir: Any,
+    onnx_ref: OnnxRef,
+) -> None:
+    """The one transaction of a successful erase."""
     erased_at = utcnow()
     attestation = _attestation(lt, plan, out, pol, at=erased_at, onnx=onnx_ref)
-    with lt._write() as s:
+    with lt._write(bind=lock_conn) as s:
         mrow = lt._locked(s, select(ModelRow).where(ModelRow.name == plan.name))
         if mrow is None or mrow.current_apply_id != plan.start.id:
             raise ApplyError(
@@ -353,7 +386,3 @@ def _publish(lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step) -> App
         mrow.current_apply_id = out.apply_id
         s.flush()
         step("erase_before_commit")
-    step("erase_committed")
-    _swap_link(_published_link(lt, plan.name), f"applies/{out.apply_id}")
-    step("erase_published")
-    return _result(lt, out.apply_id)
