@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -200,14 +200,71 @@ class ModelMetadata:
         }
 
 
+def _graph_items(graph: Any, where: str) -> tuple[list[tuple[Any, str]], list[Any]]:
+    """The tensors of one graph (initializers, sparse initializers) and its nodes."""
+    tensors = [(t, where) for t in graph.initializer]
+    for sp in graph.sparse_initializer:
+        tensors += [(sp.values, where), (sp.indices, where)]
+    return tensors, [(n, f"{where}, node {n.name or n.op_type!r}") for n in graph.node]
+
+
+def _attribute_items(attrs: Any, where: str) -> tuple[list[tuple[Any, str]], list[tuple[Any, str]]]:
+    """Tensors held by attributes (TENSOR(S), SPARSE_TENSOR(S)) and subgraphs (GRAPH(S))."""
+    tensors: list[tuple[Any, str]] = []
+    graphs: list[tuple[Any, str]] = []
+    for a in attrs:
+        at = f"{where}, attribute {a.name!r}"
+        if a.HasField("t"):
+            tensors.append((a.t, at))
+        tensors += [(t, at) for t in a.tensors]
+        for sp in [a.sparse_tensor] if a.HasField("sparse_tensor") else []:
+            tensors += [(sp.values, at), (sp.indices, at)]
+        for sp in a.sparse_tensors:
+            tensors += [(sp.values, at), (sp.indices, at)]
+        if a.HasField("g"):
+            graphs.append((a.g, at))
+        graphs += [(g, at) for g in a.graphs]
+    return tensors, graphs
+
+
+def _iter_tensors(model: onnx.ModelProto) -> Iterator[tuple[Any, str]]:
+    """Every TensorProto of ``model`` with where it sits: initializers and sparse initializers
+    of the main graph and of every subgraph (If/Loop/Scan bodies, GRAPH(S) attributes, at any
+    depth), tensors in node attributes (TENSOR(S), SPARSE_TENSOR(S)), in local functions
+    (their nodes and attribute defaults) and in training-info graphs. Iterative: no recursion
+    limit to hit on deeply nested subgraphs."""
+    graphs: list[tuple[Any, str]] = [(model.graph, "main graph")]
+    for k, info in enumerate(model.training_info):
+        graphs += [(info.initialization, f"training_info[{k}].initialization")]
+        graphs += [(info.algorithm, f"training_info[{k}].algorithm")]
+    nodes: list[tuple[Any, str]] = []
+    for f in model.functions:
+        where = f"function {f.domain}:{f.name}"
+        nodes += [(n, f"{where}, node {n.name or n.op_type!r}") for n in f.node]
+        tensors, sub = _attribute_items(f.attribute_proto, where)
+        yield from tensors
+        graphs += sub
+    while graphs or nodes:
+        if graphs:
+            graph, where = graphs.pop()
+            tensors, more_nodes = _graph_items(graph, f"{where} {graph.name!r}".strip())
+            yield from tensors
+            nodes += more_nodes
+            continue
+        node, where = nodes.pop()
+        tensors, sub = _attribute_items(node.attribute, where)
+        yield from tensors
+        graphs += sub
+
+
 def _check_self_contained(model: onnx.ModelProto) -> None:
-    tensors = list(model.graph.initializer)
-    tensors += [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
-    for t in tensors:
-        if t.data_location == onnx.TensorProto.EXTERNAL or t.external_data:
+    """Refuse a model with external tensor data anywhere (the content hash would not cover
+    it: swapping the data file would change the outputs while the signature still verifies)."""
+    for t, where in _iter_tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
             raise FormatError(
-                f"tensor {t.name!r} keeps its data in an external file; Lethe models are "
-                "self-contained (the content hash must cover every weight)"
+                f"tensor {t.name!r} ({where}) keeps its data in an external file; Lethe models "
+                "are self-contained (the content hash must cover every weight)"
             )
 
 
