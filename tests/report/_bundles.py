@@ -14,15 +14,21 @@ training. The story of the fixed log, entry by entry:
  8 request.approved  REQ_D
  9 unlearning applied [REQ_A, REQ_B], forgotten [3, 7], full metrics
 10 apply.figures     names the two PNG figures of entry 9 (+ one with a wrong digest)
-11 unlearning failed [REQ_D], forgotten [1, 3, 7]
+11 unlearning failed [REQ_D], forgotten [1, 3, 7] (its metrics carry skip reasons in the
+   words of older versions, with Python hints the report must not show)
 12 request.shredded  REQ_B
+
+:func:`build_erase_log` continues the same story with phase 2:
+
+13 unlearning applied phase=erase [REQ_A, REQ_B], forgotten [3, 7], starts from entry 9,
+   depth against a retrain-holdout reference (relearn ratio 1.0, probe AUC gap 0.01)
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -87,15 +93,36 @@ def commitment(rid: str) -> str:
     return S.hmac_commitment(SUBJECT_KEYS[rid], SUBJECTS[rid])
 
 
-def metrics(forget: tuple[int, ...], after: tuple[int, ...] = AFTER_CORRECT) -> dict[str, Any]:
-    """A complete ``lethe.metrics.v1`` result with fixed, mutually consistent numbers."""
+#: Skip reasons as lethe 0.1 logged them (Python hints that reports must turn into words).
+OLD_SKIPS = (
+    ("relearn", "not requested (pass relearn=RelearnConfig())"),
+    ("zrf", "the onnxruntime backend cannot build a random model; pass random_model="),
+)
+ERASE_ID = "apply-00000000000000bb"
+ERASED = "sha256:" + "e5" * 32
+
+
+def metrics(
+    forget: tuple[int, ...],
+    after: tuple[int, ...] = AFTER_CORRECT,
+    *,
+    old_skips: bool = False,
+    depth: bool = False,
+) -> dict[str, Any]:
+    """A complete ``lethe.metrics.v1`` result with fixed, mutually consistent numbers.
+
+    ``old_skips``: no ZRF or relearn, with the skip reasons older versions logged. ``depth``:
+    the erased model's numbers (a probe and relearn time of three seeds) and its depth.
+    """
     from lethe_audit.metrics import (
         RESULT_FORMAT,
         AccuracyMetric,
+        DepthMetric,
         MetricsResult,
         MiaMetric,
         ParityMetric,
         ProbeMetric,
+        ReferenceInfo,
         RelearnConfig,
         RelearnMetric,
         RelearnRun,
@@ -137,10 +164,16 @@ def metrics(forget: tuple[int, ...], after: tuple[int, ...] = AFTER_CORRECT) -> 
         samples=sum(COUNTS),
         dataset_digest=digest,
         accuracy=acc,
-        zrf=ZrfMetric(0.8125, 0.1875, acc.forget_samples, "torch-reset-parameters-v1", digest, 0),
+        zrf=None
+        if old_skips
+        else ZrfMetric(0.8125, 0.1875, acc.forget_samples, "torch-reset-parameters-v1", digest, 0),
         mia=MiaMetric(0.975, 0.0, 300, 300, 240, "SVC", "d1" * 32, digest, 0),
-        probe=ProbeMetric(0.9375, 0.96875, None, 280, 122, 24, 512, "logreg", digest, 0),
-        relearn=RelearnMetric(
+        probe=ProbeMetric(
+            0.8 if depth else 0.9375, 0.96875, None, 280, 122, 24, 512, "logreg", digest, 0
+        ),
+        relearn=None
+        if old_skips
+        else RelearnMetric(
             model=RelearnRun(True, 2, (0.0, 0.25, 0.625)),
             base=RelearnRun(True, 0, (0.97,)),
             retrained=None,
@@ -152,9 +185,32 @@ def metrics(forget: tuple[int, ...], after: tuple[int, ...] = AFTER_CORRECT) -> 
             seed=0,
         ),
         parity=ParityMetric(1.5e-05, "onnxruntime", sum(COUNTS), digest),
-        skipped=(),
+        skipped=OLD_SKIPS if old_skips else (),
         warnings=(),
     )
+    if depth:
+        runs = tuple(RelearnRun(True, n, (0.0,) * n + (0.625,)) for n in (6, 7, 9))
+        assert result.relearn is not None
+        relearn = replace(
+            result.relearn, model=runs[1], model_runs=runs, config=RelearnConfig(seeds=3)
+        )
+        reference = ReferenceInfo(
+            kind="retrain-holdout",
+            classes=(9,),
+            model_sha256="7e" * 32,
+            recipe='{"epochs":3,"lr":0.001}',
+            seconds=41.5,
+            created_at="2024-04-01T07:30:00Z",
+            relearn_steps=7.0,
+            relearn_runs=(6, 7, 8),
+            probe_auc=0.79,
+            seeds=(0, 1, 2),
+        )
+        result = replace(result, relearn=relearn)
+        result = replace(
+            result,
+            depth=DepthMetric(reference, 7.0, (6, 7, 9), 1.0, 0.8, 0.8 - 0.79),
+        )
     return result.to_dict()
 
 
@@ -280,7 +336,7 @@ def build_log(workdir: Path, *, figures: bool = True) -> FixedLog:
         model=S.ModelRef(MODEL, BASE, "sha256:" + "f1" * 32),
         filter_bank_digest=BANK,
         method=S.MethodRef("weight-filtering", "0.1.0", {"epochs": 8, "lr": 0.3}),
-        metrics=metrics((1, 3, 7), failed_after),
+        metrics=metrics((1, 3, 7), failed_after, old_skips=True),
         policy=S.PolicyVerdict(
             {"max_forget_accuracy": 0.01, "max_parity": 0.0001, "max_retain_drop": 0.02},
             False,
@@ -291,3 +347,40 @@ def build_log(workdir: Path, *, figures: bool = True) -> FixedLog:
     log.append(failed.to_statement())
     log.append(S.LifecycleEvent("request.shredded", "2024-05-20T00:00:00Z", request_id=REQ_B))
     return FixedLog(log, paths)
+
+
+def build_erase_log(workdir: Path) -> FixedLog:
+    """The fixed log, then phase 2 of the first apply (entry 13, see the module docstring)."""
+    fixed = build_log(workdir)
+    erased = S.UnlearningAttestation(
+        outcome="applied",
+        requests=tuple(_record(rid, *REQUESTS[rid]) for rid in (REQ_A, REQ_B)),  # type: ignore[arg-type]
+        forgotten_classes=(3, 7),
+        applied_at="2024-05-03T12:30:00Z",
+        model=S.ModelRef(MODEL, BASE, ERASED),
+        filter_bank_digest=BANK,
+        method=S.MethodRef("weight-filtering", "0.1.0", {"epochs": 8, "lr": 0.3}),
+        metrics=metrics((3, 7), depth=True),
+        policy=S.PolicyVerdict(
+            {
+                "max_forget_accuracy": 0.01,
+                "max_parity": 0.0001,
+                "max_retain_drop": 0.02,
+                "min_relearn_ratio": 0.5,
+                "max_probe_auc_gap": 0.02,
+            },
+            True,
+            (),
+        ),
+        onnx=S.OnnxRef("e6" * 32, "sha256:" + "e7" * 32),
+        phase=S.Phase.ERASE,
+        erase={
+            "method": "reinit-last-stage",
+            "config": {"epochs": 4, "lr": 0.01, "seed": 0},
+            "seconds": 12.25,
+            "retain_samples": 1012,
+        },
+        starts_from={"apply_id": APPLY_ID, "model_sha256": FOLDED.removeprefix("sha256:")},
+    )
+    fixed.log.append(erased.to_statement())
+    return fixed

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.report._bundles import REQ_B, build_log
+from tests.report._bundles import REQ_B, build_erase_log, build_log
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -46,3 +46,26 @@ def fixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixed]:
         full.log.engine.dispose()
         plain.log.engine.dispose()
     yield Fixed(root, bundle, bundle_zip, plain_bundle, receipts)
+
+
+@dataclass(frozen=True)
+class Erased:
+    root: Path
+    bundle: Path  # the fixed story plus the erase apply of entry 9 (entry 13)
+    receipts: dict[str, Path]  # "erase" (entry 13), "mask" (entry 9)
+
+
+@pytest.fixture(scope="session")
+def erased(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Erased]:
+    root = tmp_path_factory.mktemp("report-erased")
+    log = build_erase_log(root / "log")
+    try:
+        bundle = log.bundle(root / "bundle")
+        receipts = {}
+        for name, index in (("erase", 13), ("mask", 9)):
+            p = root / f"{name}.tlog-proof"
+            p.write_text(log.receipt(index), encoding="utf-8")
+            receipts[name] = p
+    finally:
+        log.log.engine.dispose()
+    yield Erased(root, bundle, receipts)

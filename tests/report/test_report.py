@@ -138,6 +138,8 @@ def test_report_reads_the_story(fixed: Any) -> None:
     assert doc["summary"] == {
         "requests": 4,
         "applied": 2,
+        "masked_only": 2,
+        "erased": 0,
         "failed": 1,
         "rejected": 1,
         "pending": 0,

@@ -105,7 +105,17 @@ def sh(x: Any, always: bool = False) -> str:
     return f"'{quoted}'" if always and quoted == text else quoted
 
 
+def good(direction: Any) -> str:
+    """The "good is low/high" marker of a metric: ``low`` -> ``↓ low is good``."""
+    if direction == "low":
+        return "↓ low is good"
+    if direction == "high":
+        return "↑ high is good"
+    return ""
+
+
 FILTERS = {
+    "good": good,
     "sh": sh,
     "pct": pct,
     "pp": pp,

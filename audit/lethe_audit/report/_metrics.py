@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +18,45 @@ CHECK_LABELS = {
     "min_mia_efficacy": ("MIA efficacy", "≥"),
     "max_probe_auc": ("feature probe AUC", "≤"),
     "min_relearn_steps": ("relearn steps", "≥"),
+    "min_relearn_ratio": ("relearn ratio to the reference", "≥"),
+    "max_probe_auc_gap": ("probe AUC gap to the reference", "≤"),
     "unevaluated_forget_classes": ("forgotten classes without evaluation samples", "≤"),
 }
+
+#: Older lethe versions logged reasons with Python hints; a report shows them in words.
+_PY_HINTS = (
+    (re.compile(r"\s*\(pass relearn=RelearnConfig\(\)\)"), " for this measurement"),
+    (re.compile(r"evaluate with base= \(the unfiltered model\)"), "the unfiltered model was not "
+     "measured beside it"),
+    (
+        re.compile(r"evaluate with parity_reference= \(the exported model\), or turn the check "
+                   r"off \(max_parity = \"off\"\)"),
+        "no exported ONNX model was compared with it",
+    ),
+    (re.compile(r"no parity_reference given"), "no second copy of the model (such as the exported "
+     "ONNX file) was compared"),
+    (re.compile(r";\s*pass random_model="), " (the reference ZRF compares with)"),
+    (re.compile(r"\bno train_set given\b"), "no training data given"),
+    (re.compile(r"\btrain_set\b"), "the training data"),
+    (re.compile(r"\s*\(use the torch one\)"), " (relearn time needs the trainable PyTorch model)"),
+    (re.compile(r";\s*name the value with OnnxBackend\(\.\.\., features=NAME\)"), ""),
+)  # fmt: skip
+
+
+def in_words(reason: str) -> str:
+    """A logged reason with the Python hints of older versions replaced by words."""
+    for pattern, words in _PY_HINTS:
+        reason = pattern.sub(words, reason)
+    return reason
+
+
+def _described(metric: str) -> dict[str, Any]:
+    from lethe_audit.metrics import metric_definition
+
+    d = metric_definition(metric)
+    if d is None:
+        return {"meaning": None, "good": None, "direction": None}
+    return {"meaning": d.meaning, "good": d.good, "direction": d.direction}
 
 
 def _diff(after: float | None, before: float | None) -> float | None:
@@ -27,11 +65,15 @@ def _diff(after: float | None, before: float | None) -> float | None:
     return after - before
 
 
-def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any]:
+def view(
+    metrics: Mapping[str, Any], policy: Mapping[str, Any], *, phase: str = "mask"
+) -> dict[str, Any]:
     """Rows (before / after / Δ), per-class accuracy, and the logged thresholds re-checked.
 
     Metrics in Lethe's own format (``lethe.metrics.v1``) get the full tables; anything else is
-    listed as flat numeric values.
+    listed as flat numeric values. Every row carries its one-line ``meaning`` and which
+    direction is ``good`` (:data:`lethe_audit.metrics.METRIC_DEFINITIONS`); depth rows (relearn
+    ratio, probe AUC gap) and the reference's provenance appear when the result has depth.
     """
     from lethe_audit.metrics import MetricsResult
 
@@ -45,6 +87,60 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
             "values": _flat(metrics),
         }
     acc = result.accuracy
+    forget = set(result.forget_classes)
+    per_class = []
+    for c in range(result.num_classes):
+        before = None if acc.base_per_class is None else acc.base_per_class[c]
+        after = acc.per_class[c]
+        per_class.append(
+            {
+                "class": c,
+                "samples": acc.class_counts[c],
+                "before": before,
+                "after": after,
+                "delta": _diff(after, before),
+                "forgotten": c in forget,
+            }
+        )
+    return {
+        "format": result.format,
+        "structured": True,
+        "backend": result.backend,
+        "num_classes": result.num_classes,
+        "forget_classes": list(result.forget_classes),
+        "samples": result.samples,
+        "seed": result.seed,
+        "forget_samples": acc.forget_samples,
+        "retain_samples": acc.retain_samples,
+        "dataset_digest": result.dataset_digest,
+        "rows": _rows(result),
+        "per_class": per_class,
+        "depth": _depth(result),
+        "skipped": [
+            {"metric": k, "label": _skipped_label(k), "reason": in_words(v)}
+            for k, v in sorted(result.skipped)
+        ],
+        "warnings": list(result.warnings),
+        "recheck": _recheck(result, policy, phase),
+    }
+
+
+_SKIPPED_LABELS = {
+    "zrf": "ZRF",
+    "mia": "MIA efficacy",
+    "probe": "Feature probe AUC",
+    "relearn": "Relearn steps",
+    "parity": "ONNX parity",
+}
+
+
+def _skipped_label(key: str) -> str:
+    return _SKIPPED_LABELS.get(key, key)
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    acc = result.accuracy
+    depth = result.depth
     rows: list[dict[str, Any]] = []
 
     def row(
@@ -55,6 +151,7 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
         *,
         unit: str,
         retrained: float | None = None,
+        reference: float | None = None,
     ) -> None:
         rows.append(
             {
@@ -65,6 +162,8 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
                 "after": after,
                 "delta": _diff(after, before),
                 "retrained": retrained,
+                "reference": reference,
+                **_described(metric),
             }
         )
 
@@ -100,16 +199,37 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
             result.probe.auc,
             unit="score",
             retrained=result.probe.retrained_auc,
+            reference=None if depth is None else depth.reference.probe_auc,
         )
     if result.relearn is not None:
         rl = result.relearn
+        runs = len(rl.runs)
         row(
             "relearn_steps",
-            f"Relearn steps to {rl.config.threshold:g} accuracy",
+            f"Relearn steps to {rl.config.threshold:g} accuracy"
+            + (f" (median of {runs} runs)" if runs > 1 else ""),
             None if rl.base is None else float(rl.base.steps),
-            float(rl.model.steps),
+            rl.steps,
             unit="steps",
             retrained=None if rl.retrained is None else float(rl.retrained.steps),
+            reference=None if depth is None else depth.reference.relearn_steps,
+        )
+    if depth is not None:
+        row(
+            "relearn_ratio",
+            "Relearn ratio to the reference",
+            None,
+            depth.relearn_ratio,
+            unit="ratio",
+            reference=1.0,
+        )
+        row(
+            "probe_auc_gap",
+            "Probe AUC gap to the reference",
+            None,
+            depth.probe_auc_gap,
+            unit="score",
+            reference=0.0,
         )
     if result.parity is not None:
         row(
@@ -119,46 +239,55 @@ def view(metrics: Mapping[str, Any], policy: Mapping[str, Any]) -> dict[str, Any
             result.parity.max_abs_logit_diff,
             unit="logit",
         )
-    forget = set(result.forget_classes)
-    per_class = []
-    for c in range(result.num_classes):
-        before = None if acc.base_per_class is None else acc.base_per_class[c]
-        after = acc.per_class[c]
-        per_class.append(
-            {
-                "class": c,
-                "samples": acc.class_counts[c],
-                "before": before,
-                "after": after,
-                "delta": _diff(after, before),
-                "forgotten": c in forget,
-            }
-        )
-    out: dict[str, Any] = {
-        "format": result.format,
-        "structured": True,
-        "backend": result.backend,
-        "num_classes": result.num_classes,
-        "forget_classes": list(result.forget_classes),
-        "samples": result.samples,
-        "forget_samples": acc.forget_samples,
-        "retain_samples": acc.retain_samples,
-        "dataset_digest": result.dataset_digest,
-        "rows": rows,
-        "per_class": per_class,
-        "skipped": dict(result.skipped),
-        "warnings": list(result.warnings),
+    return rows
+
+
+def _depth(result: Any) -> dict[str, Any] | None:
+    """The depth reference's provenance and the depth numbers, or None without depth."""
+    depth = result.depth
+    if depth is None:
+        return None
+    ref = depth.reference
+    return {
+        "relearn_steps": depth.relearn_steps,
+        "relearn_runs": list(depth.relearn_runs),
+        "relearn_ratio": depth.relearn_ratio,
+        "probe_auc": depth.probe_auc,
+        "probe_auc_gap": depth.probe_auc_gap,
+        "reference": {
+            "kind": ref.kind,
+            "description": (
+                "a model retrained from scratch without class"
+                + ("es " if len(ref.classes) > 1 else " ")
+                + ", ".join(map(str, ref.classes))
+                if ref.kind == "retrain-holdout"
+                else ref.kind
+            ),
+            "classes": list(ref.classes),
+            "model_sha256": ref.model_sha256,
+            "recipe": ref.recipe,
+            "seconds": ref.seconds,
+            "created_at": ref.created_at,
+            "relearn_steps": ref.relearn_steps,
+            "relearn_runs": list(ref.relearn_runs),
+            "probe_auc": ref.probe_auc,
+            "seeds": list(ref.seeds),
+        },
     }
-    out["recheck"] = _recheck(result, policy)
-    return out
 
 
-def _recheck(result: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
+def _recheck(result: Any, policy: Mapping[str, Any], phase: str) -> dict[str, Any]:
     """Evaluate the logged thresholds on the logged metrics (does the verdict follow?)."""
     from lethe_audit.metrics import Policy
 
     thresholds = dict(policy.get("thresholds", {}))
-    off = Policy(max_forget_accuracy=None, max_retain_drop=None, max_parity=None)
+    off = Policy(
+        max_forget_accuracy=None,
+        max_retain_drop=None,
+        max_parity=None,
+        min_relearn_ratio=None,
+        max_probe_auc_gap=None,
+    )
     try:
         pol = Policy.from_mapping(thresholds, base=off)
     except MetricsError as e:
@@ -169,7 +298,7 @@ def _recheck(result: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
             "passed": None,
             "agrees_with_log": None,
         }
-    verdict = pol.evaluate(result)
+    verdict = pol.evaluate(result, phase=phase)
     checks = []
     for c in verdict.checks:
         label, op = CHECK_LABELS.get(c.name, (c.name, ""))
@@ -181,7 +310,7 @@ def _recheck(result: Any, policy: Mapping[str, Any]) -> dict[str, Any]:
                 "value": c.value,
                 "threshold": c.threshold,
                 "passed": c.passed,
-                "reason": c.reason,
+                "reason": None if c.reason is None else in_words(c.reason),
             }
         )
     return {

@@ -136,6 +136,10 @@ def _new_request(rid: str) -> dict[str, Any]:
         "rejected_at": None,
         "shredded_at": None,
         "apply_index": None,
+        "erased_at": None,
+        "erase_index": None,
+        "erase_indexes": [],
+        "phase": None,
         "covered_by": [],
         "failed_applies": [],
         "events": [],
@@ -233,10 +237,17 @@ def build(
                 }
             )
             policy = p.policy.to_dict()
+            phase = p.phase.value
             applies.append(
                 {
                     "index": e.index,
                     "outcome": p.outcome,
+                    "phase": phase,
+                    "phase_label": phase_label(phase, p.outcome),
+                    "erase": None if p.erase is None else dict(p.erase),
+                    "starts_from": None
+                    if p.starts_from is None
+                    else {**dict(p.starts_from), "index": None},
                     "applied_at": p.applied_at,
                     "model": p.model.to_dict(),
                     "filter_bank_digest": p.filter_bank_digest,
@@ -245,7 +256,7 @@ def build(
                     "forgotten_classes": list(p.forgotten_classes),
                     "request_ids": [q.id for q in p.requests],
                     "policy": policy,
-                    "metrics": _metrics.view(p.metrics, policy),
+                    "metrics": _metrics.view(p.metrics, policy, phase=phase),
                     "inclusion": None,
                     "figures": [],
                 }
@@ -259,7 +270,13 @@ def build(
                 r["due_at"] = q.due_at
                 r["approved_at"] = q.approved_at
                 r["model"] = p.model.name
-                if p.outcome == "applied":
+                if p.outcome == "applied" and phase == "erase":
+                    r["erase_indexes"].append(e.index)
+                    if r["erase_index"] is None:
+                        r["erase_index"] = e.index
+                        r["erased_at"] = p.applied_at
+                    r["status"] = "applied"
+                elif p.outcome == "applied":
                     r["covered_by"].append(e.index)
                     if r["apply_index"] is None:
                         r["apply_index"] = e.index
@@ -277,7 +294,20 @@ def build(
 
     figures, attachment_rows = _figures(contents, applies, figure_events, warnings)
 
+    _link_phases(applies)
+    by_index = {a["index"]: a for a in applies}
     for r in requests.values():
+        r["comparison"] = comparison(
+            by_index.get(r["apply_index"]) if r["apply_index"] is not None else None,
+            by_index.get(r["erase_index"]) if r["erase_index"] is not None else None,
+        )
+        r["phase"] = (
+            "erased"
+            if r["erase_index"] is not None
+            else "masked"
+            if r["apply_index"] is not None
+            else None
+        )
         r["deadline"] = _deadline(r, now)
         r["overdue"] = r["deadline"]["state"] in ("late", "overdue")
     req_list = list(requests.values())
@@ -289,6 +319,8 @@ def build(
         "pending": sum(r["status"] in ("received", "approved") for r in req_list),
         "overdue": sum(r["overdue"] for r in req_list),
         "shredded": sum(r["shredded_at"] is not None for r in req_list),
+        "masked_only": sum(r["phase"] == "masked" for r in req_list),
+        "erased": sum(r["phase"] == "erased" for r in req_list),
         "applies": sum(a["outcome"] == "applied" for a in applies),
         "failed_applies": sum(a["outcome"] == "failed" for a in applies),
     }
@@ -297,6 +329,13 @@ def build(
             warnings.append(
                 f"entry {a['index']}: the logged verdict (passed={a['policy']['passed']}) does "
                 "not follow from the logged metrics and thresholds"
+            )
+    for a in applies:
+        sf = a["starts_from"]
+        if sf is not None and sf["index"] is None:
+            warnings.append(
+                f"entry {a['index']}: the erase starts from apply {sf['apply_id']}, whose "
+                "phase-1 (masked) model is not an applied attestation in this bundle"
             )
     for u in unreadable:
         warnings.append(f"entry {u['index']} cannot be read: {u['problem']}")
@@ -356,9 +395,80 @@ def build(
         "requests": req_list,
         "applies": applies,
         "remeasure": None,
+        "definitions": definitions(),
         "warnings": warnings,
     }
     return doc, figures
+
+
+#: Shown beside every verdict of a phase-1 apply: its classes are masked, not yet erased.
+MASKED_LABEL = "masked, not yet erased"
+ERASED_LABEL = "erased"
+
+
+def phase_label(phase: str, outcome: str) -> str:
+    """How an apply's phase reads beside its verdict."""
+    if phase == "erase":
+        return ERASED_LABEL if outcome == "applied" else "erase failed"
+    return MASKED_LABEL if outcome == "applied" else "mask failed"
+
+
+def comparison(
+    mask: Mapping[str, Any] | None, erase: Mapping[str, Any] | None
+) -> list[dict[str, Any]] | None:
+    """Mask (phase 1) and erase (phase 2) side by side, metric by metric (``None`` unless the
+    request has both)."""
+    if mask is None or erase is None:
+        return None
+    rows: dict[str, dict[str, Any]] = {}
+    for phase, a in (("mask", mask), ("erase", erase)):
+        m = a["metrics"]
+        if not m.get("structured"):
+            continue
+        for row in m["rows"]:
+            out = rows.setdefault(
+                row["metric"],
+                {
+                    "metric": row["metric"],
+                    "label": row["label"],
+                    "unit": row["unit"],
+                    "meaning": row["meaning"],
+                    "good": row["good"],
+                    "direction": row["direction"],
+                    "before": row["before"],
+                    "mask": None,
+                    "erase": None,
+                    "reference": row["reference"],
+                },
+            )
+            out[phase] = row["after"]
+            if out["reference"] is None:
+                out["reference"] = row["reference"]
+    return list(rows.values())
+
+
+def definitions() -> list[dict[str, str]]:
+    """Every metric's one-line meaning and good direction (the report's glossary)."""
+    from lethe_audit.metrics import METRIC_DEFINITIONS
+
+    return [
+        {"metric": d.key, "label": d.label, "meaning": d.meaning, "direction": d.direction}
+        for d in METRIC_DEFINITIONS
+    ]
+
+
+def _link_phases(applies: list[dict[str, Any]]) -> None:
+    """Resolve each erase apply's ``starts_from`` to the phase-1 entry whose folded model it
+    names (the digest is the link; the apply id is the operator's name for it)."""
+    by_digest: dict[str, int] = {}
+    for a in applies:
+        folded = a["model"].get("folded_digest")
+        if a["phase"] == "mask" and a["outcome"] == "applied" and folded:
+            by_digest.setdefault(str(folded).removeprefix("sha256:"), a["index"])
+    for a in applies:
+        sf = a["starts_from"]
+        if sf is not None:
+            sf["index"] = by_digest.get(str(sf.get("model_sha256")))
 
 
 def _inclusion_dict(inc: Inclusion) -> dict[str, Any]:

@@ -225,6 +225,63 @@ def _ok(flag: Any, yes: str = "verified", no: str = "FAILED") -> str:
     return yes if flag else no
 
 
+def _verdict(a: Mapping[str, Any]) -> str:
+    """The logged verdict with the phase beside it: never "passed" alone for a masked model."""
+    text = _ok(a["policy"]["passed"], "passed", "FAILED")
+    return f"{text} ({a['phase_label']})" if a["outcome"] == "applied" else text
+
+
+def _phase_facts(a: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    pairs: list[tuple[str, Any]] = [
+        (
+            "Phase",
+            "2, erase: the weights were changed so that they no longer hold the classes"
+            if a["phase"] == "erase"
+            else "1, mask: a filter masks the classes in weights that still hold them (masked, "
+            "not yet erased)",
+        )
+    ]
+    sf = a.get("starts_from")
+    if sf:
+        where = (
+            f"the masked model of log entry #{sf['index']}"
+            if sf["index"] is not None
+            else "a masked model not in this bundle"
+        )
+        pairs.append(
+            ("Starts from", f"{where} (apply {sf['apply_id']}, model sha256 {sf['model_sha256']})")
+        )
+    er = a.get("erase")
+    if er:
+        settings = ", ".join(f"{k} = {v}" for k, v in sorted(er["config"].items()))
+        pairs.append(
+            (
+                "Erase method",
+                f"{er['method']}, {_fmt.num(er['seconds'])} s on {er['retain_samples']} retained "
+                f"training samples; settings {settings}",
+            )
+        )
+    return pairs
+
+
+def _depth_para(doc: _Doc, m: Mapping[str, Any]) -> None:
+    depth = m.get("depth")
+    if not depth:
+        return
+    ref = depth["reference"]
+    doc.para(
+        f"Depth is measured against a reference: {ref['description']} ({ref['kind']}), made "
+        f"{_fmt.when(ref['created_at'])} in {_fmt.num(ref['seconds'])} s, weights sha256 "
+        f"{ref['model_sha256']}. It relearns its held-out class in "
+        f"{_fmt.num(ref['relearn_steps'])} steps (runs "
+        f"{', '.join(map(str, ref['relearn_runs']))}, seeds {', '.join(map(str, ref['seeds']))}); "
+        f"its feature probe AUC is {_fmt.num(ref['probe_auc'])}. This model relearns in "
+        f"{_fmt.num(depth['relearn_steps'])} steps (runs "
+        f"{', '.join(map(str, depth['relearn_runs']))}).",
+        size=8.5,
+    )
+
+
 def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, others: int) -> None:
     m = a["metrics"]
     inc = a["inclusion"]
@@ -233,6 +290,7 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
     thresholds = ", ".join(f"{k} = {_fmt.num(v)}" for k, v in sorted(policy["thresholds"].items()))
     pairs: list[tuple[str, Any]] = [
         ("Log entry", f"#{a['index']} ({a['outcome']}, {_fmt.when(a['applied_at'])})"),
+        *_phase_facts(a),
         ("Model", a["model"]["name"]),
         ("Base model digest", a["model"]["base_digest"]),
         ("Filtered model digest", a["model"]["folded_digest"] or _fmt.DASH),
@@ -256,7 +314,7 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
     pairs.append(
         (
             "Policy verdict (logged)",
-            _ok(policy["passed"], "passed", "FAILED")
+            _verdict(a)
             + (f"; thresholds {thresholds}" if thresholds else "")
             + ("; " + "; ".join(policy["failures"]) if policy["failures"] else ""),
         )
@@ -268,25 +326,32 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
             f"{m['forget_samples']} of forgotten classes, backend {m['backend']})",
             4,
         )
+        after = "After (erased)" if a["phase"] == "erase" else "After (masked)"
         doc.table(
             [
                 (
-                    r["label"],
+                    r["label"] + (f"\n{r['meaning']}" if r["meaning"] else ""),
+                    _fmt.good(r["good"]),
                     _fmt.value(r["before"], r["unit"]),
                     _fmt.value(r["after"], r["unit"]),
                     _fmt.change(r["delta"], r["unit"]),
                     _fmt.value(r["retrained"], r["unit"]),
+                    _fmt.value(r["reference"], r["unit"]),
                 )
                 for r in m["rows"]
             ],
-            header=("Metric", "Before (unfiltered)", "After (filtered)", "Change", "Retrained"),
-            widths=(50, 20, 20, 18, 16),
-            numeric=(1, 2, 3, 4),
+            header=("Metric", "Good is", "Before", after, "Change", "Retrained", "Reference"),
+            widths=(62, 18, 16, 17, 16, 16, 16),
+            numeric=(2, 3, 4, 5, 6),
+            size=7,
         )
+        _depth_para(doc, m)
         doc.para(f"Dataset digest {m['dataset_digest']}", size=7.5, color=MUTED)
         rc = m["recheck"]
         if rc["available"]:
             verdict = _ok(rc["passed"], "pass", "FAIL")
+            if rc["passed"] and a["outcome"] == "applied":
+                verdict += f" ({a['phase_label']})"
             if not rc["agrees_with_log"]:
                 verdict += " (DISAGREES with the logged verdict)"
             doc.heading(f"Policy checks recomputed from the logged metrics: {verdict}", 4)
@@ -315,8 +380,8 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
         )
         for w in m["warnings"]:
             doc.para(w, size=8, color=WARN)
-        for k, v in sorted(m["skipped"].items()):
-            doc.para(f"{k} not measured: {v}", size=8, color=MUTED)
+        for sk in m["skipped"]:
+            doc.para(f"{sk['label']} not measured: {sk['reason']}", size=8, color=MUTED)
     else:
         doc.heading("Logged metrics", 4)
         doc.para(str(m["note"]), size=8, color=MUTED)
@@ -341,7 +406,7 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
 
 def _in_short(a: Mapping[str, Any], classes: Sequence[int]) -> str:
     parts = [
-        f"policy {_ok(a['policy']['passed'], 'passed', 'FAILED')}",
+        f"policy {_verdict(a)}",
         f"inclusion proof {_ok(a['inclusion']['verified'])}",
     ]
     m = a["metrics"]
@@ -359,6 +424,55 @@ def _in_short(a: Mapping[str, Any], classes: Sequence[int]) -> str:
     if a.get("onnx"):
         text += f", ONNX sha256 {a['onnx']['sha256']}"
     return text + "."
+
+
+def _erase_part(
+    doc: _Doc, q: Mapping[str, Any], applies: Mapping[int, Any], images: Mapping[str, bytes]
+) -> None:
+    """Mask and erase side by side, then the erase apply (when the request was erased)."""
+    if q["comparison"]:
+        doc.heading(
+            f"Mask (phase 1, entry #{q['apply_index']}) and erase (phase 2, entry "
+            f"#{q['erase_index']}) side by side",
+            4,
+        )
+        doc.table(
+            [
+                (
+                    c["label"] + (f"\n{c['meaning']}" if c["meaning"] else ""),
+                    _fmt.good(c["good"]),
+                    _fmt.value(c["before"], c["unit"]),
+                    _fmt.value(c["mask"], c["unit"]),
+                    _fmt.value(c["erase"], c["unit"]),
+                    _fmt.value(c["reference"], c["unit"]),
+                )
+                for c in q["comparison"]
+            ],
+            header=("Metric", "Good is", "Before", "Masked", "Erased", "Reference"),
+            widths=(70, 18, 17, 17, 17, 17),
+            numeric=(2, 3, 4, 5),
+            size=7,
+        )
+    if q["erase_index"] is not None:
+        a = applies[q["erase_index"]]
+        doc.heading(f"Erased by log entry #{q['erase_index']}", 4)
+        _apply(doc, a, images, others=len(a["request_ids"]) - 1)
+
+
+def _definitions(doc: _Doc, r: Mapping[str, Any]) -> None:
+    doc.heading("What the metrics mean")
+    doc.para(
+        "A deletion has two phases. Phase 1 (mask) is fast: a filter stops the model from using "
+        'what it learned about the classes, but the weights still hold it ("masked, not yet '
+        'erased"). Phase 2 (erase) changes the weights so that they no longer hold the '
+        "classes; its depth is measured against a reference model retrained without a class."
+    )
+    doc.table(
+        [(d["label"], d["meaning"], d["direction"]) for d in r["definitions"]],
+        header=("Metric", "Meaning", "Good is"),
+        widths=(35, 110, 25),
+        size=7.5,
+    )
 
 
 def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
@@ -382,6 +496,8 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             (
                 s["requests"],
                 s["applied"],
+                s["masked_only"],
+                s["erased"],
                 s["pending"],
                 s["failed"],
                 s["rejected"],
@@ -394,6 +510,8 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
         header=(
             "Requests",
             "Applied",
+            "Masked, not yet erased",
+            "Erased",
             "Pending",
             "Failed",
             "Rejected",
@@ -402,7 +520,7 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             "Applies",
             "Failed applies",
         ),
-        numeric=tuple(range(9)),
+        numeric=tuple(range(11)),
     )
     if r["warnings"]:
         doc.heading("Warnings", 3)
@@ -448,7 +566,8 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
         if k and doc.pdf.get_y() > doc.pdf.h / 2:
             doc.pdf.add_page()
         flag = f" [{q['deadline']['state'].upper()}]" if q["overdue"] else ""
-        doc.heading(f"Request {q['id']} ({q['status']}){flag}", 3)
+        phase = {"masked": ", masked, not yet erased", "erased": ", erased"}.get(q["phase"], "")
+        doc.heading(f"Request {q['id']} ({q['status']}{phase}){flag}", 3)
         events = "; ".join(
             f"#{e['index']} {e['event']} ({_fmt.when(e['at'])})" for e in q["events"]
         )
@@ -456,6 +575,8 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             events += (
                 ("; " if events else "") + "applied in #" + ", #".join(map(str, q["covered_by"]))
             )
+        if q["erase_indexes"]:
+            events += "; erased in #" + ", #".join(map(str, q["erase_indexes"]))
         if q["failed_applies"]:
             events += "; failed applies #" + ", #".join(map(str, q["failed_applies"]))
         commitment = q["subject_commitment"] or _fmt.DASH
@@ -463,7 +584,7 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             commitment += f" (key shredded {_fmt.when(q['shredded_at'])})"
         doc.facts(
             [
-                ("Status", q["status"]),
+                ("Status", q["status"] + (f" ({phase[2:]})" if phase else "")),
                 ("Legal basis", q["legal_basis"] or _fmt.DASH),
                 ("Classes (ids)", ", ".join(map(str, q["classes"])) or _fmt.DASH),
                 ("Model", q["model"] or _fmt.DASH),
@@ -471,14 +592,21 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
                 ("Received", _fmt.when(q["received_at"])),
                 ("Due", _fmt.when(q["due_at"])),
                 ("Approved", _fmt.when(q["approved_at"])),
-                ("Applied", _fmt.when(q["applied_at"])),
+                ("Applied (masked)", _fmt.when(q["applied_at"])),
+                (
+                    "Erased",
+                    f"{_fmt.when(q['erased_at'])} (log entry #{q['erase_index']})"
+                    if q["erased_at"]
+                    else "not yet",
+                ),
                 ("Deadline", _fmt.deadline(q["deadline"])),
                 ("Log entries", events or _fmt.DASH),
             ]
         )
+        _erase_part(doc, q, applies, images)
         if q["apply_index"] is not None and first[q["apply_index"]] == q["id"]:
             a = applies[q["apply_index"]]
-            doc.heading(f"Applied by log entry #{q['apply_index']}", 4)
+            doc.heading(f"Applied (masked) by log entry #{q['apply_index']}", 4)
             _apply(doc, a, images, others=len(a["request_ids"]) - 1)
             if len(q["covered_by"]) > 1:
                 later = ", #".join(map(str, q["covered_by"][1:]))
@@ -486,7 +614,7 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
         elif q["apply_index"] is not None:
             a = applies[q["apply_index"]]
             doc.heading(
-                f"Applied by log entry #{q['apply_index']}, together with request "
+                f"Applied (masked) by log entry #{q['apply_index']}, together with request "
                 f"{first[q['apply_index']]}",
                 4,
             )
@@ -498,6 +626,8 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
             )
         else:
             doc.para("Not applied yet.")
+
+    _definitions(doc, r)
 
     doc.heading("Failed applies")
     failed = [a for a in r["applies"] if a["outcome"] == "failed"]
@@ -678,16 +808,67 @@ def _remeasure(doc: _Doc, rm: Mapping[str, Any]) -> None:
         ("logged", "measured", "difference"),
         ("Logged", "Re-measured", "Difference"),
     )
-    extra = rm["extra"]
+    _remeasured_probe(doc, rm["probe"])
     doc.para(
-        "Also measured on the ONNX model (not comparable with the logged values, whose references "
-        f"were torch models): ZRF {_fmt.num(extra['zrf'])}, feature probe AUC "
-        f"{_fmt.num(extra['probe_auc'])}.",
+        "Also measured on the ONNX model (not comparable with the logged value, whose reference "
+        f"was a torch model): ZRF {_fmt.num(rm['extra']['zrf'])}.",
         size=8,
         color=MUTED,
     )
     for w in rm["warnings"]:
         doc.para(w, size=8, color=WARN)
+
+
+def _remeasured_probe(doc: _Doc, pr: Mapping[str, Any]) -> None:
+    from lethe_audit.metrics import metric_definition
+
+    doc.heading("Feature probe on the model's own features", 4)
+    meaning = metric_definition("probe_auc")
+    doc.para(
+        f"Feature probe AUC: {meaning.meaning if meaning else ''} Features: {pr['features']}.",
+        size=8,
+        color=MUTED,
+    )
+    if pr["measured"] is None:
+        doc.para(f"Not re-measured: {pr['skipped']}.")
+        return
+    agrees = "—" if pr["agrees"] is None else _ok(pr["agrees"], "yes", "NO")
+    rows = [
+        (
+            "Feature probe AUC",
+            _fmt.good("low"),
+            _fmt.num(pr["logged"]),
+            _fmt.num(pr["measured"]),
+            _fmt.signed(pr["difference"]),
+            agrees,
+        )
+    ]
+    if pr["reference_auc"] is not None:
+        rows.append(
+            (
+                f"Probe AUC gap to the reference (logged reference AUC "
+                f"{_fmt.num(pr['reference_auc'])})",
+                _fmt.good("low"),
+                _fmt.num(pr["logged_gap"]),
+                _fmt.num(pr["measured_gap"]),
+                "",
+                "",
+            )
+        )
+    doc.table(
+        rows,
+        header=("Metric", "Good is", "Logged", "Re-measured", "Difference",
+                f"Agrees (within {_fmt.num(pr['tolerance'])})"),
+        widths=(60, 20, 18, 20, 18, 24),
+        numeric=(2, 3, 4),
+    )  # fmt: skip
+    if pr["logged_relearn_ratio"] is not None:
+        doc.para(
+            f"The relearn ratio to the reference (logged {_fmt.num(pr['logged_relearn_ratio'])}) "
+            "needs the trainable model and is not re-measured here.",
+            size=8,
+            color=MUTED,
+        )
 
 
 def _log(doc: _Doc, r: Mapping[str, Any]) -> None:

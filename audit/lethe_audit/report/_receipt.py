@@ -20,7 +20,7 @@ from lethe_audit._version import __version__
 from lethe_audit.errors import LetheAuditError, MetricsError, ReportError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _fmt, _read
-from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict
+from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict, phase_label
 from lethe_audit.statements import (
     LifecycleEvent,
     RequestRecord,
@@ -64,6 +64,12 @@ class ReceiptPage(VerifiedDocument):
         for section in d["sections"]:
             lines.append(section["title"])
             lines.extend(f"  {p}" for p in section["paragraphs"])
+            lines.append("")
+        if d.get("definitions"):
+            lines.append("What the numbers mean")
+            lines.extend(
+                f"  {x['label']} ({x['direction']}): {x['meaning']}" for x in d["definitions"]
+            )
             lines.append("")
         lines.append("Check it yourself:")
         lines.extend(f"  {c}" for c in d["commands"])
@@ -133,6 +139,10 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
         "max_forget_accuracy": thr.get("max_forget_accuracy"),
         "max_retain_drop": thr.get("max_retain_drop"),
         "passed": att.policy.passed,
+        "phase": att.phase.value,
+        "min_relearn_ratio": thr.get("min_relearn_ratio"),
+        "max_probe_auc_gap": thr.get("max_probe_auc_gap"),
+        "depth": None,
         # A reason that lists class ids may name other subjects' classes: summarise it.
         "failures": [
             f if "classes [" not in f else "a check on the forgotten classes as a group"
@@ -144,6 +154,16 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
     except (MetricsError, TypeError, ValueError):
         return out
     acc = result.accuracy
+    if result.depth is not None:
+        d = result.depth
+        out["depth"] = {
+            "relearn_steps": d.relearn_steps,
+            "relearn_ratio": d.relearn_ratio,
+            "probe_auc_gap": d.probe_auc_gap,
+            "reference_relearn_steps": d.reference.relearn_steps,
+            "reference_kind": d.reference.kind,
+            "reference_created_at": d.reference.created_at,
+        }
     out["samples"] = result.samples
     out["retain_before"] = acc.base_retain_accuracy
     out["retain_after"] = acc.retain_accuracy
@@ -158,6 +178,23 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
                     "forgotten": True,
                 }
             )
+    return out
+
+
+def _definitions(m: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The meaning of each number the page shows (from lethe_audit.metrics' one table)."""
+    from lethe_audit.metrics import metric_definition
+
+    keys = ["forget_accuracy", "retain_accuracy"]
+    if m.get("depth"):
+        keys += ["relearn_steps", "relearn_ratio"]
+        if m["depth"]["probe_auc_gap"] is not None:
+            keys.append("probe_auc_gap")
+    out = []
+    for k in keys:
+        d = metric_definition(k)
+        if d is not None:
+            out.append({"label": d.label, "meaning": d.meaning, "direction": d.direction})
     return out
 
 
@@ -244,6 +281,10 @@ def build_receipt_page(
         "applied_at": None,
         "model": None,
         "metrics": None,
+        "phase": None,
+        "phase_label": None,
+        "starts_from": None,
+        "definitions": [],
         "shared": False,
         "subject_check": None,
         "sections": [],
@@ -263,6 +304,10 @@ def build_receipt_page(
             "onnx_sha256": None if predicate.onnx is None else predicate.onnx.sha256,
         }
         doc["metrics"] = _own_metrics(predicate, own.classes)
+        doc["phase"] = predicate.phase.value
+        doc["phase_label"] = phase_label(predicate.phase.value, predicate.outcome)
+        doc["starts_from"] = None if predicate.starts_from is None else dict(predicate.starts_from)
+        doc["definitions"] = _definitions(doc["metrics"])
         req = own.to_dict()
         closed = predicate.applied_at if predicate.outcome == "applied" else None
         req["deadline"] = _deadline(
@@ -327,10 +372,16 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
             f"This receipt did NOT verify: {ver['error']['message']}. Do not rely on what it "
             "says; ask the operator for a new receipt."
         )
+    elif d["kind"] == "unlearning" and d["outcome"] == "applied" and d["phase"] == "erase":
+        head = (
+            f"Your deletion request {rid} was erased from the model's weights on "
+            f"{_fmt.when(d['applied_at'])}, and this receipt verified."
+        )
     elif d["kind"] == "unlearning" and d["outcome"] == "applied":
         head = (
-            f"Your deletion request {rid} was carried out on {_fmt.when(d['applied_at'])}, and "
-            "this receipt verified."
+            f"Your deletion request {rid} was carried out on {_fmt.when(d['applied_at'])} "
+            "(masked, not yet erased): the model no longer recognises your classes, but its "
+            "weights still hold them until the operator erases them. This receipt verified."
         )
     elif d["kind"] == "unlearning":
         head = (
@@ -356,6 +407,7 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
             "not shown here."
             if d["shared"]
             else "",
+            _phase_words(d),
         )
         dl = req["deadline"]
         timing = {
@@ -407,6 +459,7 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
         if rules:
             verdict = "it passed" if m["passed"] else "it did NOT pass"
             verified_parts.append(f"The operator's rule required {' and '.join(rules)}: {verdict}.")
+        verified_parts.extend(_depth_words(m))
         if not m["passed"] and m["failures"]:
             verified_parts.append("What failed: " + "; ".join(m["failures"]) + ".")
         if d["outcome"] == "applied":
@@ -467,6 +520,59 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
     if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
         cmds.append(f"lethe-audit model verify MODEL.onnx --key {key} --receipt {name}")
     d["commands"] = cmds
+
+
+def _phase_words(d: Mapping[str, Any]) -> str:
+    """What the phase of this record means, in words."""
+    if d["phase"] == "erase":
+        return (
+            "This record is the second phase of the deletion (erase): the model's weights were "
+            "changed so that they no longer hold your classes. It starts from the first phase "
+            "(masked model) of the same request."
+        )
+    if d["outcome"] == "applied":
+        return (
+            "This record is the first phase of the deletion (mask): a filter stops the model "
+            "from recognising your classes, but what it learned about them is still in its "
+            "weights (masked, not yet erased). A second phase (erase) removes it from the "
+            "weights and gets its own receipt."
+        )
+    return ""
+
+
+def _depth_words(m: Mapping[str, Any]) -> list[str]:
+    """The erase phase's depth checks, in words."""
+    depth = m.get("depth")
+    if m.get("phase") != "erase":
+        return []
+    if not depth:
+        return ["This erase record carries no depth measurement against a reference model."]
+    parts = [
+        "To check that the classes are gone from the weights and not only hidden, the model "
+        "is trained again for a few small steps on a handful of images of the deleted classes, "
+        "to see how quickly it relearns them. A model retrained from scratch without a class "
+        f"(the reference, made {_fmt.when(depth['reference_created_at'])}) needs "
+        f"{_fmt.num(depth['reference_relearn_steps'])} steps; this model needs "
+        f"{_fmt.num(depth['relearn_steps'])}, {_fmt.num(depth['relearn_ratio'])} times as many "
+        "(1 or more: as hard to bring back as if never learned)."
+    ]
+    if depth["probe_auc_gap"] is not None:
+        parts.append(
+            "A detector reading the model's internal features finds the deleted classes "
+            f"{_fmt.num(depth['probe_auc_gap'])} better (AUC) than in the reference (0 or less: "
+            "no more than if never learned)."
+        )
+    rules = []
+    if m.get("min_relearn_ratio") is not None:
+        rules.append(f"relearning at least {_fmt.num(m['min_relearn_ratio'])} times as slow")
+    if m.get("max_probe_auc_gap") is not None:
+        rules.append(f"a detector gap of at most {_fmt.num(m['max_probe_auc_gap'])}")
+    if rules:
+        verdict = "it passed" if m["passed"] else "it did NOT pass"
+        parts.append(
+            f"For the erase phase the rule also required {' and '.join(rules)}: {verdict}."
+        )
+    return parts
 
 
 def write_receipt_page(

@@ -14,6 +14,9 @@ from lethe_audit.note import Verifier
 
 #: Accuracies that differ by less than this are equal (they are ratios of sample counts).
 EQUAL = 1e-9
+#: A probe AUC re-measured on the ONNX model's features agrees with the logged (torch) one
+#: within this: the features differ by float rounding (~1e-6), which can swap close scores.
+PROBE_AUC_TOLERANCE = 0.005
 
 
 def load_eval_data(path: Path) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -110,7 +113,9 @@ def remeasure(
             "names none)"
         )
     data = ImageSet(x, y, num_classes)
-    result = evaluate(OnnxBackend(model_path), data, forget=forget, seed=0, progress=progress)
+    backend = OnnxBackend(model_path)
+    seed = int(logged["seed"]) if structured and logged and "seed" in logged else 0
+    result = evaluate(backend, data, forget=forget, seed=seed, progress=progress)
     acc = result.accuracy
     eval_info = {
         "name": eval_path.name,
@@ -159,7 +164,11 @@ def remeasure(
             }
         )
     checks = _checks(target, acc.forget_accuracy, acc.retain_accuracy, logged_rows)
+    probe = _probe(result, backend.feature_source, logged_rows, logged if structured else None)
+    checks += _depth_checks(target, probe)
     compared = [r["equal"] for r in rows + per_class if r["equal"] is not None]
+    if probe["agrees"] is not None:
+        compared.append(probe["agrees"])
     return {
         "model": model_info,
         "eval_data": eval_info,
@@ -167,6 +176,7 @@ def remeasure(
         "rows": rows,
         "per_class": per_class,
         "checks": checks,
+        "probe": probe,
         "passed": all(c["passed"] for c in checks) if checks else None,
         "agrees": bool(compared) and all(compared),
         "extra": {
@@ -176,6 +186,56 @@ def remeasure(
         },
         "warnings": list(result.warnings),
     }
+
+
+def _probe(
+    result: Any,
+    source: str,
+    logged_rows: dict[str, dict[str, Any]],
+    logged: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The feature probe re-measured on the ONNX model's features beside the logged one, and
+    the probe AUC gap to the logged depth reference (when the attestation has one)."""
+    measured = None if result.probe is None else result.probe.auc
+    lg = logged_rows.get("probe_auc", {}).get("after")
+    diff = None if lg is None or measured is None else measured - lg
+    depth = (logged or {}).get("depth") or None
+    ref_auc = None if depth is None else depth["reference"]["probe_auc"]
+    gap = None if measured is None or ref_auc is None else measured - ref_auc
+    return {
+        "features": source,
+        "skipped": None if measured is not None else dict(result.skipped).get("probe"),
+        "logged": lg,
+        "measured": measured,
+        "difference": diff,
+        "tolerance": PROBE_AUC_TOLERANCE,
+        "agrees": None if diff is None else abs(diff) <= PROBE_AUC_TOLERANCE,
+        "reference_auc": ref_auc,
+        "logged_gap": None if depth is None else depth["probe_auc_gap"],
+        "measured_gap": gap,
+        "logged_relearn_ratio": None if depth is None else depth["relearn_ratio"],
+    }
+
+
+def _depth_checks(target: dict[str, Any] | None, probe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The erase phase's probe-gap threshold on the re-measured gap (relearn time needs the
+    trainable model and is not re-measured)."""
+    if target is None or target.get("phase") != "erase":
+        return []
+    limit = target["policy"].get("thresholds", {}).get("max_probe_auc_gap")
+    gap = probe["measured_gap"]
+    if not isinstance(limit, int | float) or gap is None:
+        return []
+    return [
+        {
+            "name": "max_probe_auc_gap",
+            "label": "re-measured probe AUC − the reference's logged probe AUC",
+            "op": "≤",
+            "value": gap,
+            "threshold": limit,
+            "passed": gap <= limit + 1e-12,
+        }
+    ]
 
 
 def _checks(
