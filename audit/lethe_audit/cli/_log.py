@@ -132,7 +132,9 @@ def log_append(
         if file is None:
             raise click.UsageError("give a statement FILE ('-' for stdin) or --event NAME")
         if str(file) == "-":
-            data = click.get_binary_stream("stdin").read(MAX_TEXT_BYTES + 1)
+            import sys
+
+            data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
             if len(data) > MAX_TEXT_BYTES:
                 raise FormatError(f"the statement on stdin is larger than {MAX_TEXT_BYTES} bytes")
         else:

@@ -360,9 +360,29 @@ class MetricsResult:
     def __post_init__(self) -> None:
         if self.format != RESULT_FORMAT:
             raise ResultFormatError(
-                f"unknown metrics result format {self.format!r}; this version reads "
+                f"unknown metrics result format {str(self.format)[:80]!r}; this version reads "
                 f"{RESULT_FORMAT!r}"
             )
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """Per-class arrays hold one value per class (a signed result is still input)."""
+        n, acc = self.num_classes, self.accuracy
+        if type(n) is not int or not 0 < n <= 1 << 20:
+            raise ResultFormatError(f"num_classes must be an integer in [1, 2**20], got {n!r}")
+        arrays = {
+            "accuracy.per_class": acc.per_class,
+            "accuracy.class_counts": acc.class_counts,
+            "accuracy.base_per_class": acc.base_per_class,
+            "accuracy.per_class_delta": acc.per_class_delta,
+        }
+        for name, values in arrays.items():
+            if values is not None and len(values) != n:
+                raise ResultFormatError(
+                    f"{name} has {len(values)} values for {n} classes: not a valid result"
+                )
+        if any(type(c) is not int or not 0 <= c < n for c in self.forget_classes):
+            raise ResultFormatError(f"forget_classes must be class indices in [0, {n})")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``skipped`` becomes an object keyed by metric name)."""

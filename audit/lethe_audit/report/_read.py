@@ -231,7 +231,7 @@ def read(root: Path, verifiers: list[Verifier], *, check_entries: bool) -> Bundl
     keys: list[dict[str, Any]] = []
     try:
         doc = json.loads((root / KEYS).read_text(encoding="utf-8"))
-        keys = [dict(k) for k in doc.get("keys", []) if isinstance(k, dict)]
+        keys = [_key_row(k) for k in doc.get("keys", []) if isinstance(k, dict)]
     except (OSError, ValueError, AttributeError, TypeError):
         pass
 
@@ -254,6 +254,20 @@ def read(root: Path, verifiers: list[Verifier], *, check_entries: bool) -> Bundl
     return BundleContents(
         manifest, manifest_problem, entries, checkpoints, cp_problems, keys, attachments
     )
+
+
+def _plain(value: Any) -> bool:
+    return (
+        value is None
+        or isinstance(value, (str, bool))
+        or (type(value) is int and abs(value) < 1 << 63)
+    )
+
+
+def _key_row(k: dict[str, Any]) -> dict[str, Any]:
+    """One keys.json row for display: keys.json is unsigned, so keep only plain values (a list
+    or an object where a vkey belongs is shown as missing)."""
+    return {str(name): value if _plain(value) else None for name, value in k.items()}
 
 
 def _entry(index: int, line: bytes, known: dict[str, Verifier], *, check: bool) -> Entry:
