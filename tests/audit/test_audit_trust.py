@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,9 @@ def test_key_file_must_be_a_small_text_file_of_vkeys(tmp_path: Path) -> None:
     empty = tmp_path / "k.empty"
     empty.write_text("# nothing here\n\n")
     cli("receipt", "verify", str(receipt), "--key-file", str(empty), code=30)
+    fifo = tmp_path / "k.fifo"
+    os.mkfifo(fifo)  # would block a plain open() forever
+    cli("receipt", "verify", str(receipt), "--key-file", str(fifo), code=30)
     notes = tmp_path / "k.txt"
     notes.write_text(f"# the log key\n{s.vkey}@..\n")
     cli("receipt", "verify", str(receipt), "--key-file", str(notes))

@@ -170,12 +170,14 @@ def _read_key_file(path: Path) -> list[TrustedKey]:
     from lethe_audit.errors import KeyFileError
 
     try:
-        st = path.stat()
-        if not stat.S_ISREG(st.st_mode):
-            raise KeyFileError(f"--key-file {path}: not a regular file")
-        if st.st_size > MAX_KEY_FILE:
-            raise KeyFileError(f"--key-file {path}: {st.st_size} bytes is not a file of vkeys")
-        with path.open("rb") as fh:
+        # Non-blocking open, then fstat: a FIFO swapped in after a check cannot hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise KeyFileError(f"--key-file {path}: not a regular file")
+            if st.st_size > MAX_KEY_FILE:
+                raise KeyFileError(f"--key-file {path}: {st.st_size} bytes is not a file of vkeys")
             text = fh.read(MAX_KEY_FILE + 1).decode("utf-8")
     except OSError as e:
         raise KeyFileError(f"--key-file {path}: cannot read it ({e.strerror})") from None
