@@ -329,81 +329,19 @@ def run_apply(
         applied_at = utcnow()
         onnx_ref = OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed))
         attestation = attempt.attestation(rows, at=applied_at, failures=[], onnx=onnx_ref)
-        res: ApplyResult | None = None
-        body_done = False  # after this, only the COMMIT itself can fail
-        try:
-            with lt._write(bind=lock_conn) as s:
-                stmt = select(RequestRow).where(RequestRow.id.in_(list(snapshot)))
-                if lt.engine.dialect.name == "postgresql":
-                    stmt = stmt.with_for_update()
-                locked = {r.id: r for r in s.execute(stmt).scalars()}
-                changed = [rid for rid, st in snapshot.items() if locked[rid].status != st]
-                if changed:
-                    raise ApplyError(
-                        f"requests {changed} changed state while applying; nothing was "
-                        "published, run `lethe apply` again"
-                    )
-                statement = attestation.to_statement(onnx_name=f"{name}.onnx")
-                entry = lt.log.append(statement, session=s)
-                step("logged")
-                last = lt.log.append(
-                    LifecycleEvent(
-                        "apply.figures",
-                        rfc3339(applied_at),
-                        details={
-                            "apply_id": apply_id,
-                            "model": name,
-                            "log_index": entry.index,
-                            "attachments": figures,
-                        },
-                    ),
-                    session=s,
-                )
-                for rid, st in snapshot.items():
-                    r = locked[rid]
-                    r.apply_id = apply_id
-                    # the new model only masks: erased again by its erase phase
-                    r.erased_at = None
-                    if st == "approved":
-                        r.status = "applied"
-                        r.applied_at = applied_at
-                        r.failure_reason = None
-                    elif st == "applied":
-                        r.status = "superseded"
-                        s.flush()
-                        last = lt.log.append(
-                            LifecycleEvent(
-                                "request.superseded",
-                                rfc3339(applied_at),
-                                request_id=rid,
-                                details={"apply_log_index": entry.index},
-                            ),
-                            session=s,
-                        )
-                new_row = attempt.row(
-                    rows,
-                    log_index=entry.index,
-                    failures=[],
-                    onnx=onnx_ref,
-                    artifact_dir=lt._rel(adir),
-                )
-                s.add(new_row)
-                mrow2 = s.get(ModelRow, name)
-                assert mrow2 is not None
-                mrow2.current_apply_id = apply_id
-                s.flush()
-                # What was committed, built before the commit: no read-back after it.
-                res = apply_result(lt, new_row, checkpoint=last.checkpoint)
-                step("before_commit")
-                body_done = True
-        except StoreError as e:
-            if not body_done or not _committed(lt, apply_id, e):
-                shutil.rmtree(adir, ignore_errors=True)  # nothing refers to this apply's files
-                raise _not_committed(e, lock_conn) from e
-        except BaseException:
-            if not body_done:
-                shutil.rmtree(adir, ignore_errors=True)
-            raise
+        res = _commit_applied(
+            lt,
+            lock_conn,
+            attempt=attempt,
+            rows=rows,
+            snapshot=snapshot,
+            attestation=attestation,
+            applied_at=applied_at,
+            figures=figures,
+            onnx_ref=onnx_ref,
+            adir=adir,
+            step=step,
+        )
         step("committed")
         try:
             _swap_link(_published_link(lt, name), f"applies/{apply_id}")
@@ -417,6 +355,103 @@ def run_apply(
         if res is None:  # committed, but the acknowledgement was lost: read what was committed
             res = _read_result(lt, apply_id)
         return _with_new(res, [r.id for r in new])
+
+
+def _commit_applied(
+    lt: Lethe,
+    lock_conn: Connection | None,
+    *,
+    attempt: _Attempt,
+    rows: list[RequestRow],
+    snapshot: dict[str, str],
+    attestation: UnlearningAttestation,
+    applied_at: datetime,
+    figures: dict[str, str],
+    onnx_ref: OnnxRef,
+    adir: Path,
+    step: Callable[[str], None],
+) -> ApplyResult | None:
+    """The one transaction of a successful apply, on the apply lock's connection (so an apply
+    that lost its lock cannot commit). Returns what was committed, built before the commit
+    (None if the commit went through but its acknowledgement was lost); when it did not
+    commit, the apply's folder is removed and the error says nothing was published."""
+    apply_id = attempt.apply_id
+    res: ApplyResult | None = None
+    body_done = False  # after this, only the COMMIT itself can fail
+    try:
+        with lt._write(bind=lock_conn) as s:
+            stmt = select(RequestRow).where(RequestRow.id.in_(list(snapshot)))
+            if lt.engine.dialect.name == "postgresql":
+                stmt = stmt.with_for_update()
+            locked = {r.id: r for r in s.execute(stmt).scalars()}
+            changed = [rid for rid, st in snapshot.items() if locked[rid].status != st]
+            if changed:
+                raise ApplyError(
+                    f"requests {changed} changed state while applying; nothing was "
+                    "published, run `lethe apply` again"
+                )
+            statement = attestation.to_statement(onnx_name=f"{attempt.model}.onnx")
+            entry = lt.log.append(statement, session=s)
+            step("logged")
+            last = lt.log.append(
+                LifecycleEvent(
+                    "apply.figures",
+                    rfc3339(applied_at),
+                    details={
+                        "apply_id": apply_id,
+                        "model": attempt.model,
+                        "log_index": entry.index,
+                        "attachments": figures,
+                    },
+                ),
+                session=s,
+            )
+            for rid, st in snapshot.items():
+                r = locked[rid]
+                r.apply_id = apply_id
+                # the new model only masks: erased again by its erase phase
+                r.erased_at = None
+                if st == "approved":
+                    r.status = "applied"
+                    r.applied_at = applied_at
+                    r.failure_reason = None
+                elif st == "applied":
+                    r.status = "superseded"
+                    s.flush()
+                    last = lt.log.append(
+                        LifecycleEvent(
+                            "request.superseded",
+                            rfc3339(applied_at),
+                            request_id=rid,
+                            details={"apply_log_index": entry.index},
+                        ),
+                        session=s,
+                    )
+            new_row = attempt.row(
+                rows,
+                log_index=entry.index,
+                failures=[],
+                onnx=onnx_ref,
+                artifact_dir=lt._rel(adir),
+            )
+            s.add(new_row)
+            mrow2 = s.get(ModelRow, attempt.model)
+            assert mrow2 is not None
+            mrow2.current_apply_id = apply_id
+            s.flush()
+            # What was committed, built before the commit: no read-back after it.
+            res = apply_result(lt, new_row, checkpoint=last.checkpoint)
+            step("before_commit")
+            body_done = True
+    except StoreError as e:
+        if not body_done or not _committed(lt, apply_id, e):
+            shutil.rmtree(adir, ignore_errors=True)  # nothing refers to this apply's files
+            raise _not_committed(e, lock_conn) from e
+    except BaseException:
+        if not body_done:
+            shutil.rmtree(adir, ignore_errors=True)
+        raise
+    return res
 
 
 def _write_figures(bank: Any, adir: Path, apply_id: str) -> dict[str, str]:

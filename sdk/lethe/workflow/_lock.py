@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from lethe.errors import ApplyError
+from lethe.errors import ApplyLockLostError
 from lethe_audit.store import store_error
 
 __all__ = ["apply_lock", "check_lock"]
@@ -77,7 +77,7 @@ def _release(conn: Connection, key: int) -> None:
 
 
 def check_lock(conn: Connection | None) -> None:
-    """Raise :class:`ApplyError` if the apply lock's connection is gone (PostgreSQL), so an
+    """Raise :class:`ApplyLockLostError` if the apply lock's connection is gone (PostgreSQL), so an
     apply stops before writing its artefacts; the commit on that connection is the final
     check."""
     if conn is None:
@@ -86,7 +86,7 @@ def check_lock(conn: Connection | None) -> None:
         conn.execute(text("SELECT 1"))
         conn.commit()
     except SQLAlchemyError as e:
-        raise ApplyError(_LOST) from e
+        raise ApplyLockLostError(_LOST) from e
 
 
 LOST_LOCK = _LOST

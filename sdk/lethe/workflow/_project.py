@@ -644,22 +644,7 @@ class Lethe:
         what was committed, built without a read-back; a :class:`StoreError` means nothing
         was filed, unless its message says that is unknown.
         """
-        if samples:
-            raise SampleLevelRequestError(
-                "Lethe unlearns whole classes (an identity, a contributor's category, a product "
-                "line): a request for individual samples cannot be served by class filters. "
-                "Name the classes to forget, or delete those samples from the training data and "
-                "retrain the model."
-            )
-        subj = normalize_subject(subject)
-        if not isinstance(legal_basis, str) or not _LEGAL_BASIS.fullmatch(legal_basis):
-            raise RequestError(
-                f"legal basis {legal_basis!r} must be a short code (e.g. "
-                f"{', '.join(sorted(LEGAL_BASES)[:2])}, ...): lower-case letters, digits and "
-                ": . _ -, no free text (it is written to the log)"
-            )
-        if idempotency_key is not None and (not idempotency_key or len(idempotency_key) > 255):
-            raise RequestError("idempotency_key must be 1..255 characters")
+        subj = _check_filing(subject, legal_basis, idempotency_key, samples)
         model_name, ids, names = retry_transient(
             lambda: self._filing_target(model, classes), what="reading the model"
         )
@@ -1065,6 +1050,29 @@ class Lethe:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = self._log.export_bundle(Path(tmp) / "bundle")
             verify_bundle(bundle, self.verifiers(), origin=self._log.origin(), workers=workers)
+
+
+def _check_filing(
+    subject: str, legal_basis: str, idempotency_key: str | None, samples: Sequence[Any] | None
+) -> str:
+    """Validate what :meth:`Lethe.file` is given; the normalised subject."""
+    if samples:
+        raise SampleLevelRequestError(
+            "Lethe unlearns whole classes (an identity, a contributor's category, a product "
+            "line): a request for individual samples cannot be served by class filters. "
+            "Name the classes to forget, or delete those samples from the training data and "
+            "retrain the model."
+        )
+    subj = normalize_subject(subject)
+    if not isinstance(legal_basis, str) or not _LEGAL_BASIS.fullmatch(legal_basis):
+        raise RequestError(
+            f"legal basis {legal_basis!r} must be a short code (e.g. "
+            f"{', '.join(sorted(LEGAL_BASES)[:2])}, ...): lower-case letters, digits and "
+            ": . _ -, no free text (it is written to the log)"
+        )
+    if idempotency_key is not None and (not idempotency_key or len(idempotency_key) > 255):
+        raise RequestError("idempotency_key must be 1..255 characters")
+    return subj
 
 
 def _remove_unattached_banks(mdir: Path, *, keep: Path, old: Path | None) -> None:
