@@ -182,3 +182,148 @@ def test_erase_receipt_explains_depth_in_words(erased: Any) -> None:
     html = page.to_html()
     assert "What the numbers mean" in html and "2, erase" in html
     assert_clean("erase receipt", html, erased.root)
+
+
+# --- re-measuring the probe and its gap to the reference on the ONNX features -----------------
+
+
+def _erase_bundle(
+    root: Path, *, logged_auc: float | None, ref_auc: float = 0.99
+) -> dict[str, Path]:
+    """A signed tiny ONNX classifier with a ``features`` output, attested as an erase whose
+    logged probe AUC is the measured one (``logged_auc=None``) or a claimed value."""
+    import base64
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+    import onnx
+
+    from lethe_audit import statements as S
+    from lethe_audit import store
+    from lethe_audit.log import AuditLog
+    from lethe_audit.metrics import (
+        FEATURES_OUTPUT,
+        ImageSet,
+        OnnxBackend,
+        depth_metric,
+        evaluate,
+    )
+    from lethe_audit.model import ModelMetadata, content_hash, sign_model
+    from tests.report.test_report import _eval_data, _tiny_classifier
+
+    proto = _tiny_classifier()
+    proto.graph.node.append(onnx.helper.make_node("Identity", ["flat"], [FEATURES_OUTPUT]))
+    proto.graph.output.append(
+        onnx.helper.make_tensor_value_info(FEATURES_OUTPUT, onnx.TensorProto.FLOAT, ["batch", 4])
+    )
+    url = f"sqlite:///{root / 'log.db'}"
+    store.upgrade(url)
+    log = AuditLog(store.create_engine(url), signers=[B.signer()])
+    try:
+        log.initialize()
+        cp = log.head()
+        meta = ModelMetadata(
+            model_name="tiny",
+            base_digest="sha256:" + "1a" * 32,
+            folded_digest="sha256:" + "2b" * 32,
+            log_origin=cp.origin,
+            log_size=cp.size,
+            log_root=base64.b64encode(cp.root).decode("ascii"),
+            requests=("req-onnx-0001",),
+            forgotten_classes=(2,),
+            lethe_version="0.1.0",
+        )
+        signed = sign_model(proto, meta, [B.signer()])
+        blob = signed.SerializeToString()
+        x, y = _eval_data(0)
+        result = evaluate(OnnxBackend(blob), ImageSet(x, y, 3), forget=[2], progress=False)
+        assert result.probe is not None
+        if logged_auc is not None:
+            result = dataclasses.replace(
+                result, probe=dataclasses.replace(result.probe, auc=logged_auc)
+            )
+        # relearn time needs torch: the attested run is written as the torch side would
+        relearn = _relearn_metric(result.dataset_digest)
+        result = dataclasses.replace(result, relearn=relearn)
+        ref = _reference(probe_auc=ref_auc)
+        result = dataclasses.replace(result, depth=depth_metric(result, ref))
+        record = S.RequestRecord(
+            "req-onnx-0001",
+            S.hmac_commitment(b"k" * 32, "someone"),
+            (2,),
+            "gdpr-17-1-a",
+            "2024-05-01T00:00:00Z",
+            "2024-05-31T00:00:00Z",
+            "2024-05-02T00:00:00Z",
+        )
+        att = S.UnlearningAttestation(
+            outcome="applied",
+            requests=(record,),
+            forgotten_classes=(2,),
+            applied_at="2024-05-03T00:00:00Z",
+            model=S.ModelRef("tiny", meta.base_digest, meta.folded_digest),
+            filter_bank_digest="sha256:" + "3c" * 32,
+            method=S.MethodRef("weight-filtering", "0.1.0", {}),
+            metrics=result.to_dict(),
+            policy=S.PolicyVerdict({"max_forget_accuracy": 0.01, "max_probe_auc_gap": 0.02},
+                                   True, ()),
+            onnx=S.OnnxRef(hashlib.sha256(blob).hexdigest(), content_hash(signed)),
+            phase=S.Phase.ERASE,
+            erase={"method": "test", "config": {}, "seconds": 1.0, "retain_samples": 80},
+            starts_from={"apply_id": "apply-0000000000000001", "model_sha256": "2a" * 32},
+        )  # fmt: skip
+        log.append(att.to_statement(onnx_name="tiny.onnx"))
+        bundle = log.export_bundle(root / "bundle")
+    finally:
+        log.engine.dispose()
+    model = root / "tiny.onnx"
+    model.write_bytes(blob)
+    data = root / "eval.npz"
+    np.savez(data, x=x, y=y)
+    return {"bundle": bundle, "model": model, "data": data}
+
+
+def _relearn_metric(digest: str) -> Any:
+    from lethe_audit.metrics import RelearnConfig, RelearnMetric, RelearnRun
+
+    runs = tuple(RelearnRun(True, n, (0.0,) * n + (1.0,)) for n in (5, 6, 7))
+    return RelearnMetric(runs[1], None, None, RelearnConfig(seeds=3), 5, "d2" * 32, 40, digest,
+                         0, runs)  # fmt: skip
+
+
+def _reference(*, probe_auc: float) -> Any:
+    from lethe_audit.metrics import ReferenceInfo
+
+    return ReferenceInfo("retrain-holdout", (0,), "7e" * 32, "{}", 3.0, "2024-04-01T00:00:00Z",
+                         6.0, (5, 6, 7), probe_auc, (0, 1, 2))  # fmt: skip
+
+
+def test_remeasure_checks_the_probe_and_its_gap_without_torch(tmp_path: Path) -> None:
+    p = _erase_bundle(tmp_path, logged_auc=None)
+    report = build_report(p["bundle"], [B.vkey()], model=p["model"], eval_data=p["data"])
+    rm = report.data["remeasure"]
+    pr = rm["probe"]
+    assert pr["features"] == "graph output 'features'"
+    assert pr["measured"] == pr["logged"] and pr["agrees"] is True
+    assert pr["reference_auc"] == 0.99
+    assert pr["measured_gap"] == pr["logged_gap"] == pr["measured"] - 0.99
+    assert pr["logged_relearn_ratio"] == 1.0
+    gap = next(c for c in rm["checks"] if c["name"] == "max_probe_auc_gap")
+    assert gap["passed"] == (pr["measured_gap"] <= 0.02)
+    assert rm["agrees"]
+    lines = _lines(report.to_html())
+    assert "Feature probe on the model's own features" in lines
+
+
+def test_remeasure_catches_a_logged_probe_the_model_does_not_give(tmp_path: Path) -> None:
+    # The operator signed a probe AUC the model does not give: logged gap 0.5 − 0.9 < 0.02.
+    p = _erase_bundle(tmp_path, logged_auc=0.5, ref_auc=0.9)
+    rm = build_report(p["bundle"], [B.vkey()], model=p["model"], eval_data=p["data"]).data[
+        "remeasure"
+    ]
+    pr = rm["probe"]
+    assert pr["logged"] == 0.5 and pr["measured"] > 0.9
+    assert pr["agrees"] is False and not rm["agrees"]
+    gap = next(c for c in rm["checks"] if c["name"] == "max_probe_auc_gap")
+    assert not gap["passed"]  # the model's own features give a gap above 0.02
