@@ -315,3 +315,22 @@ def test_metric_names_are_dotted_paths_and_unknown_ones_list_the_valid(tmp_path:
     message = json.loads(res.stdout)["error"]["message"]
     assert "accuracy.forget_accuracy" in message and "zrf." in message
     cli("verify", str(bundle), "--key", s.vkey, "--metric", "accuracy.forget_accuracy<=0.01")
+
+
+def test_model_signed_by_a_retired_key_after_its_retirement(tmp_path: Path) -> None:
+    """The retired key's holder signs a model that claims a log size past the retirement."""
+    from lethe_audit.errors import ModelVerificationError
+    from lethe_audit.model import sign_model, verify_model
+    from lethe_audit.tlog import Checkpoint
+    from tests.audit.test_model_verify import metadata, tiny_model
+
+    old = note.Signer.generate(ORIGIN)
+    late = sign_model(tiny_model(), metadata(Checkpoint(ORIGIN, 9, b"\x02" * 32)), old)
+    with pytest.raises(ModelVerificationError, match="not valid at log size 9") as e:
+        verify_model(late, [TrustedKey.parse(f"{old.vkey}@..6")])
+    assert e.value.what == "signature"
+    path = tmp_path / "late.onnx"
+    path.write_bytes(late.SerializeToString())
+    cli("model", "verify", str(path), "--key", f"{old.vkey}@..6", code=50)
+    early = sign_model(tiny_model(), metadata(Checkpoint(ORIGIN, 5, b"\x02" * 32)), old)
+    verify_model(early, [TrustedKey.parse(f"{old.vkey}@..6")])  # signed while it was valid

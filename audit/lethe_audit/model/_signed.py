@@ -451,7 +451,7 @@ def verify_model(
             what="signature",
         )
     try:
-        note.verify(sig, verifiers)
+        signers = note.signed_by(sig, verifiers)
     except (SignatureError, FormatError) as e:
         raise ModelVerificationError(
             f"the model's signature does not verify: {e}", what="signature"
@@ -464,6 +464,7 @@ def verify_model(
     if signed != expected:
         raise _diagnose(signed, model)
     meta = model.metadata()
+    _check_key_window(signers, verifiers, meta.log_size)
     if origin is not None and meta.log_origin != origin:
         raise ModelVerificationError(
             f"the model names log {meta.log_origin!r}, not {origin!r}",
@@ -471,6 +472,23 @@ def verify_model(
         )
     if receipt is not None:
         _check_receipt(model, meta, receipt, verifiers)
+
+
+def _check_key_window(
+    signers: Sequence[note.Verifier],
+    verifiers: note.Verifier | Sequence[note.Verifier],
+    log_size: int,
+) -> None:
+    """The model was signed when the log had ``log_size`` entries: a key must have been valid
+    then (a key past its retirement signs nothing, see ``lethe_audit.keys.TrustedKey``)."""
+    from lethe_audit.verify._windows import KeyWindows
+
+    try:
+        KeyWindows(verifiers).check(
+            "the model's signature", log_size, (v.key_hint for v in signers)
+        )
+    except SignatureError as e:
+        raise ModelVerificationError(str(e), what="signature") from None
 
 
 def _check_receipt(
