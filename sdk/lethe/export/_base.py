@@ -79,7 +79,7 @@ def classifier_head(model: nn.Module) -> str | None:
         if isinstance(found, nn.Module) and not isinstance(found, nn.Identity):
             for name, m in model.named_modules():
                 if m is found and name:
-                    return name
+                    return str(name)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and n]
     return linears[-1] if linears else None
 
