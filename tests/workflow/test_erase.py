@@ -284,3 +284,17 @@ def test_erase_killed_then_recovered(masked_template: Path, tmp_path: Path, step
             applies = {p.name for p in (lt.model_dir(MODEL) / "applies").iterdir()}
             assert applies == {mask.id, res.id}  # the killed attempt's folder was removed
         lt.verify_log()
+
+
+def test_reference_recipe_and_class_are_checked_before_training(lt: Lethe) -> None:
+    from lethe.errors import ReferenceTrainingError
+
+    with pytest.raises(ReferenceTrainingError, match=">= 3 seeds"):
+        lt.train_reference(MODEL, seeds=2, progress=False)
+    with pytest.raises(ReferenceTrainingError, match="unknown reference recipe keys"):
+        lt.train_reference(MODEL, momentum=0.9, progress=False)
+    with pytest.raises(ReferenceTrainingError, match="no class 'eleven'"):
+        lt.train_reference(MODEL, cls="eleven", progress=False)
+    with pytest.raises(ReferenceTrainingError, match="classes 0..9, not 12"):
+        lt.train_reference(MODEL, cls=12, progress=False)
+    assert lt.reference(MODEL) is None

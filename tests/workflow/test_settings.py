@@ -73,3 +73,18 @@ def test_bad_settings_are_refused(tmp_path: Path, text: str, match: str) -> None
 def test_missing_explicit_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         Settings.load(tmp_path, env={}, config=tmp_path / "nope.toml")
+
+
+def test_reference_and_erase_tables_load_and_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "lethe.toml").write_text(
+        "[lethe]\n[reference]\nepochs = 4\nlr = 0.002\nseeds = 5\n[erase]\nepochs = 3\n"
+    )
+    s = Settings.load(tmp_path, env={})
+    assert s.reference == {"epochs": 4, "lr": 0.002, "seeds": 5} and s.erase == {"epochs": 3}
+    (tmp_path / "again").mkdir()
+    (tmp_path / "again" / "lethe.toml").write_text(s.to_toml())
+    again = Settings.load(tmp_path / "again", env={})
+    assert again.reference == s.reference and again.erase == s.erase
+    (tmp_path / "lethe.toml").write_text("[referense]\nepochs = 4\n")
+    with pytest.raises(ConfigError, match=r"\[reference\], \[erase\]"):
+        Settings.load(tmp_path, env={})
