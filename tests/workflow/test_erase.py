@@ -295,6 +295,6 @@ def test_reference_recipe_and_class_are_checked_before_training(lt: Lethe) -> No
         lt.train_reference(MODEL, momentum=0.9, progress=False)
     with pytest.raises(ReferenceTrainingError, match="no class 'eleven'"):
         lt.train_reference(MODEL, cls="eleven", progress=False)
-    with pytest.raises(ReferenceTrainingError, match="classes 0..9, not 12"):
+    with pytest.raises(ReferenceTrainingError, match=r"classes 0\.\.9, not 12"):
         lt.train_reference(MODEL, cls=12, progress=False)
     assert lt.reference(MODEL) is None
