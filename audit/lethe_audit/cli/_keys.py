@@ -10,6 +10,7 @@ import click
 from lethe_audit.cli._common import emit, json_option, passphrase, passphrase_options
 
 if TYPE_CHECKING:
+    from lethe_audit.keys import KeyEntry
     from lethe_audit.log import AppendResult
     from lethe_audit.note import Signer
 
@@ -54,7 +55,12 @@ def keys_list(keydir: Path, as_json: bool) -> None:
     from lethe_audit.keys import KeyRing
 
     ring = KeyRing.open(keydir)
-    lines = [f"{e.key_id}  {e.status:8}  {e.vkey}" for e in ring.entries]
+
+    def window(e: KeyEntry) -> str:
+        k = e.trusted_key()
+        return "untrusted" if k is None else f"sizes {k.window}"
+
+    lines = [f"{e.key_id}  {e.status:8}  {window(e):<16}  {e.vkey}" for e in ring.entries]
     emit(
         {"keydir": str(keydir), "keys": [e.to_dict() for e in ring.entries]},
         as_json,
