@@ -49,15 +49,24 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Env:
     e.vkey = json.loads(ok(["keys", "list", str(e.keys), "--json"]))["keys"][0]["vkey"]
     ok(["log", "init", "--db", e.url, "--keys", str(e.keys)])
     ok(
-        ["log", "append", "--db", e.url, "--keys", str(e.keys), "--event", "request.received"]
-        + ["--request-id", "req-1"]
+        [
+            "log",
+            "append",
+            "--db",
+            e.url,
+            "--keys",
+            str(e.keys),
+            "--event",
+            "request.received",
+            "--request-id",
+            "req-1",
+        ]
     )
     ok(["log", "export", "--db", e.url, str(e.bundle)])
     ok(["log", "receipt", "--db", e.url, "0", "-o", str(e.receipt)])
+    from lethe_audit.keys import KeyRing
     from lethe_audit.model import sign_model
     from tests.audit.test_model_verify import metadata, tiny_model
-
-    from lethe_audit.keys import KeyRing
 
     signer = KeyRing.open(e.keys).signers()[0]
     e.model.write_bytes(sign_model(tiny_model(), metadata(), signer).SerializeToString())
@@ -99,8 +108,18 @@ FILE_ARGS: dict[str, tuple[Callable[[Env, str], list[str]], dict[str, int]]] = {
     ),
     "report --model/--eval-data": (
         lambda e, f: (
-            ["report", str(e.bundle), "--key", e.vkey, "-o", str(e.root / "o.json")]
-            + ["--model", f, "--eval-data", f]
+            [
+                "report",
+                str(e.bundle),
+                "--key",
+                e.vkey,
+                "-o",
+                str(e.root / "o.json"),
+                "--model",
+                f,
+                "--eval-data",
+                f,
+            ]
         ),
         {"missing": 2, "directory": 2, "empty": 60, "garbage": 60, "fifo": 3},
     ),
@@ -134,8 +153,15 @@ FILE_ARGS: dict[str, tuple[Callable[[Env, str], list[str]], dict[str, int]]] = {
     ),
     "--passphrase-file": (
         lambda e, f: (
-            ["keys", "generate", str(e.root / f"k{len(f)}"), "--name", "a.example/x"]
-            + ["--passphrase-file", f]
+            [
+                "keys",
+                "generate",
+                str(e.root / f"k{len(f)}"),
+                "--name",
+                "a.example/x",
+                "--passphrase-file",
+                f,
+            ]
         ),
         {"missing": 2, "directory": 2, "empty": 30, "garbage": 30, "fifo": 30},
     ),

@@ -196,8 +196,8 @@ class KeyRing:
                 f"no {KEYRING_FILE} in {d}: create one with `lethe-audit keys generate {d} "
                 "--name NAME`"
             ) from None
-        except (OSError, ValueError) as e:
-            raise KeyFileError(f"cannot read {path}: {e}") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise KeyFileError(f"cannot read {path}: {type(e).__name__}: {e}") from None
         if not isinstance(raw, dict) or raw.get("format") != KEYRING_FORMAT:
             raise KeyFileError(f"{path} is not a {KEYRING_FORMAT} file")
         try:
@@ -209,8 +209,8 @@ class KeyRing:
                 if entry.status not in ("active", "retired"):
                     raise KeyFileError(f"{path}: key {entry.key_id} has status {entry.status!r}")
                 _check_sizes(entry, path)
-        except (KeyError, TypeError, FormatError) as err:
-            raise KeyFileError(f"{path} is malformed: {err}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, FormatError) as err:
+            raise KeyFileError(f"{path} is malformed: {type(err).__name__}") from None
         return cls(d, entries)
 
     @classmethod

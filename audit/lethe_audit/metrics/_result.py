@@ -397,6 +397,18 @@ class MetricsResult:
             raise ResultFormatError(f"expected an object, got {type(data).__name__}")
         fixed = dict(data)
         skipped = fixed.get("skipped")
-        if isinstance(skipped, Mapping):
-            fixed["skipped"] = [[str(k), v] for k, v in sorted(skipped.items())]
-        return from_jsonable(cls, fixed)
+        try:
+            if isinstance(skipped, Mapping):
+                fixed["skipped"] = [[str(k), v] for k, v in sorted(skipped.items())]
+            return from_jsonable(cls, fixed)
+        except ResultFormatError:
+            raise
+        except (
+            ArithmeticError,
+            LookupError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            RecursionError,
+        ) as e:
+            raise ResultFormatError(f"malformed metrics result ({type(e).__name__})") from None
