@@ -195,10 +195,14 @@ class ApplyResult:
         return self.outcome == "applied"
 
     @property
-    def depth(self) -> str:
-        """``"erased"`` for a passed erase, else ``"masked, not yet erased"``."""
+    def depth(self) -> str | None:
+        """What is deployed for these requests after this call: ``"erased"`` (a passed erase),
+        ``"masked, not yet erased"`` (a passed mask, or a failed erase: the mask stays
+        published), None for a failed mask (nothing was published)."""
         final = self.erase if self.erase is not None else self
-        return "erased" if final.phase == "erase" and final.passed else MASKED_NOT_ERASED
+        if final.phase == "erase":
+            return "erased" if final.passed else MASKED_NOT_ERASED
+        return MASKED_NOT_ERASED if self.passed else None
 
     @classmethod
     def from_row(
