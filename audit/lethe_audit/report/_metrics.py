@@ -138,107 +138,93 @@ def _skipped_label(key: str) -> str:
     return _SKIPPED_LABELS.get(key, key)
 
 
+def _row(
+    metric: str,
+    label: str,
+    before: float | None,
+    after: float | None,
+    *,
+    unit: str,
+    retrained: float | None = None,
+    reference: float | None = None,
+) -> dict[str, Any]:
+    return {
+        "metric": metric,
+        "label": label,
+        "unit": unit,
+        "before": before,
+        "after": after,
+        "delta": _diff(after, before),
+        "retrained": retrained,
+        "reference": reference,
+        **_described(metric),
+    }
+
+
 def _rows(result: Any) -> list[dict[str, Any]]:
     acc = result.accuracy
-    depth = result.depth
-    rows: list[dict[str, Any]] = []
-
-    def row(
-        metric: str,
-        label: str,
-        before: float | None,
-        after: float | None,
-        *,
-        unit: str,
-        retrained: float | None = None,
-        reference: float | None = None,
-    ) -> None:
-        rows.append(
-            {
-                "metric": metric,
-                "label": label,
-                "unit": unit,
-                "before": before,
-                "after": after,
-                "delta": _diff(after, before),
-                "retrained": retrained,
-                "reference": reference,
-                **_described(metric),
-            }
-        )
-
-    row(
-        "forget_accuracy",
-        "Forget accuracy",
-        acc.base_forget_accuracy,
-        acc.forget_accuracy,
-        unit="share",
-    )
-    row(
-        "retain_accuracy",
-        "Retain accuracy",
-        acc.base_retain_accuracy,
-        acc.retain_accuracy,
-        unit="share",
-    )
+    rows = [
+        _row("forget_accuracy", "Forget accuracy", acc.base_forget_accuracy,
+             acc.forget_accuracy, unit="share"),
+        _row("retain_accuracy", "Retain accuracy", acc.base_retain_accuracy,
+             acc.retain_accuracy, unit="share"),
+    ]  # fmt: skip
     if result.zrf is not None:
-        row("zrf", "ZRF (1 − mean JS to a random model)", None, result.zrf.zrf, unit="score")
-    if result.mia is not None:
-        row(
-            "mia_efficacy",
-            "MIA efficacy",
-            result.mia.base_efficacy,
-            result.mia.efficacy,
-            unit="share",
+        rows.append(
+            _row("zrf", "ZRF (1 − mean JS to a random model)", None, result.zrf.zrf, unit="score")
         )
+    if result.mia is not None:
+        mia = result.mia
+        rows.append(
+            _row("mia_efficacy", "MIA efficacy", mia.base_efficacy, mia.efficacy, unit="share")
+        )
+    rows += _depth_rows(result)
+    if result.parity is not None:
+        diff = result.parity.max_abs_logit_diff
+        rows.append(_row("onnx_parity", "ONNX parity max |Δlogit|", None, diff, unit="logit"))
+    return rows
+
+
+def _depth_rows(result: Any) -> list[dict[str, Any]]:
+    """Probe, relearn time and (with a reference) relearn ratio and probe AUC gap."""
+    depth = result.depth
+    rows = []
     if result.probe is not None:
-        row(
-            "probe_auc",
-            "Feature probe AUC",
-            result.probe.base_auc,
-            result.probe.auc,
-            unit="score",
-            retrained=result.probe.retrained_auc,
-            reference=None if depth is None else depth.reference.probe_auc,
+        rows.append(
+            _row(
+                "probe_auc",
+                "Feature probe AUC",
+                result.probe.base_auc,
+                result.probe.auc,
+                unit="score",
+                retrained=result.probe.retrained_auc,
+                reference=None if depth is None else depth.reference.probe_auc,
+            )
         )
     if result.relearn is not None:
         rl = result.relearn
         runs = len(rl.runs)
-        row(
-            "relearn_steps",
-            f"Relearn steps to {rl.config.threshold:g} accuracy"
-            + (f" (median of {runs} runs)" if runs > 1 else ""),
-            None if rl.base is None else float(rl.base.steps),
-            rl.steps,
-            unit="steps",
-            retrained=None if rl.retrained is None else float(rl.retrained.steps),
-            reference=None if depth is None else depth.reference.relearn_steps,
+        rows.append(
+            _row(
+                "relearn_steps",
+                f"Relearn steps to {rl.config.threshold:g} accuracy"
+                + (f" (median of {runs} runs)" if runs > 1 else ""),
+                None if rl.base is None else float(rl.base.steps),
+                rl.steps,
+                unit="steps",
+                retrained=None if rl.retrained is None else float(rl.retrained.steps),
+                reference=None if depth is None else depth.reference.relearn_steps,
+            )
         )
     if depth is not None:
-        row(
-            "relearn_ratio",
-            "Relearn ratio to the reference",
-            None,
-            depth.relearn_ratio,
-            unit="ratio",
-            reference=1.0,
-        )
-        row(
-            "probe_auc_gap",
-            "Probe AUC gap to the reference",
-            None,
-            depth.probe_auc_gap,
-            unit="score",
-            reference=0.0,
-        )
-    if result.parity is not None:
-        row(
-            "onnx_parity",
-            "ONNX parity max |Δlogit|",
-            None,
-            result.parity.max_abs_logit_diff,
-            unit="logit",
-        )
+        rows.append(
+            _row("relearn_ratio", "Relearn ratio to the reference", None, depth.relearn_ratio,
+                 unit="ratio", reference=1.0)
+        )  # fmt: skip
+        rows.append(
+            _row("probe_auc_gap", "Probe AUC gap to the reference", None, depth.probe_auc_gap,
+                 unit="score", reference=0.0)
+        )  # fmt: skip
     return rows
 
 

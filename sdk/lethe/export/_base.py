@@ -323,6 +323,13 @@ class BaseExport:
         _prove(self.model, tensors, layers, set(self.layers))
 
 
+def _io_json(
+    input_name: str, output_name: str, features: str | None, chw: tuple[int, int, int]
+) -> str:
+    io = {"input": input_name, "output": output_name, "features": features, "input_shape": chw}
+    return json.dumps(io, sort_keys=True, separators=(",", ":"))
+
+
 def export_base(
     model: nn.Module,
     *,
@@ -378,16 +385,7 @@ def export_base(
         _K_FORMAT: BASE_FORMAT,
         _K_DIGEST: digest,
         _K_LAYERS: json.dumps(proven, sort_keys=True, separators=(",", ":")),
-        _K_IO: json.dumps(
-            {
-                "input": input_name,
-                "output": output_name,
-                "features": features_output_of(proto),
-                "input_shape": list(chw),
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        ),
+        _K_IO: _io_json(input_name, output_name, features_output_of(proto), chw),
     }
     del proto.metadata_props[:]
     for k in sorted(props):
