@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -37,16 +38,24 @@ def _lethe() -> str:
     return str(exe) if exe.exists() else "lethe"
 
 
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _time(cmd: list[str], runs: int) -> dict[str, float]:
-    times = []
+    """Wall clock and CPU time (user + system, which a loaded machine inflates far less)."""
+    times, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu()
         subprocess.run(cmd, check=True, capture_output=True)
         times.append(time.perf_counter() - t0)
+        cpu.append(_cpu() - c0)
     return {
         "median_s": round(statistics.median(times), 4),
         "min_s": round(min(times), 4),
         "max_s": round(max(times), 4),
+        "cpu_median_s": round(statistics.median(cpu), 4),
     }
 
 
@@ -73,6 +82,7 @@ def run(runs: int) -> dict[str, Any]:
             rows[label] = {
                 **t,
                 "ratio_to_python": round(t["median_s"] / baseline["median_s"], 1),
+                "cpu_ratio_to_python": round(t["cpu_median_s"] / baseline["cpu_median_s"], 1),
                 "heavy_modules_imported": _heavy(args),
             }
     return {
@@ -98,8 +108,9 @@ def main() -> None:
     args.out.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     for label, row in res["commands"].items():
         print(
-            f"{label:22} median {row['median_s']:.3f} s  ({row['ratio_to_python']}x python -c "
-            f"pass)  heavy modules: {row['heavy_modules_imported'] or 'none'}"
+            f"{label:22} median {row['median_s']:.3f} s wall ({row['ratio_to_python']}x python "
+            f"-c pass), {row['cpu_median_s']:.3f} s CPU ({row['cpu_ratio_to_python']}x); heavy "
+            f"modules: {row['heavy_modules_imported'] or 'none'}"
         )
 
 
