@@ -298,3 +298,17 @@ def test_reference_recipe_and_class_are_checked_before_training(lt: Lethe) -> No
     with pytest.raises(ReferenceTrainingError, match=r"classes 0\.\.9, not 12"):
         lt.train_reference(MODEL, cls=12, progress=False)
     assert lt.reference(MODEL) is None
+
+
+def test_erase_needs_a_reference_on_postgresql_too(pg_project: Path) -> None:
+    with Lethe.open(pg_project) as lt:
+        with pytest.raises(NothingToApplyError, match="nothing is published"):
+            lt.erase(MODEL, progress=False)  # takes and releases the advisory lock
+        r = lt.file(subject="hal@example.com", classes=[5], legal_basis="gdpr-17-1-b")
+        lt.approve(r.id, actor="dpo")
+        assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
+        size = lt.log.size()
+        with pytest.raises(MissingReferenceError, match="lethe model reference"):
+            lt.erase(MODEL, progress=False)
+        assert lt.log.size() == size and lt.get(r.id).depth == MASKED_NOT_ERASED
+        lt.verify_log()
