@@ -367,3 +367,27 @@ def test_short_per_class_arrays_in_signed_metrics(
         assert r.exit_code == 0, r.output
     r = _run(["receipt", "show", str(receipt), "--key", vkey])
     assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("depth", [400, 900, 5000])
+def test_deeply_nested_signed_metrics(tmp_path: Path, signer: note.Signer, depth: int) -> None:
+    """The operator's key signs a statement whose metrics nest ``depth`` levels (written by
+    hand: json.dumps itself refuses such depths): a typed error, not a RecursionError."""
+    from lethe_audit import statements as S
+    from lethe_audit import tlog
+
+    doc = attestation(1).to_statement().to_dict()
+    doc["predicate"]["metrics"] = {"deep": "DEEP"}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    payload = text.replace('"DEEP"', '{"a":' * depth + "0" + "}" * depth).encode()
+    leaf = S.sign_envelope(payload, signer).to_json()
+    cp = tlog.Checkpoint(signer.name, 1, tlog.root([tlog.leaf_hash(leaf)]))
+    proof = tlog.TlogProof.create(0, [], tlog.sign_checkpoint(cp, signer), extra=leaf)
+    receipt = tmp_path / "deep.tlog-proof"
+    receipt.write_text(proof.to_text(), encoding="utf-8")
+    vkey = signer.verifier().vkey
+    r = _run(["receipt", "verify", str(receipt), "--key", vkey])
+    assert r.exit_code in (3, 4, 16), r.output  # not well-formed / not canonical
+    assert "nested" in r.stderr
+    r = _run(["receipt", "show", str(receipt), "--key", vkey])
+    assert r.exit_code in (3, 4, 16, 60), r.output  # 60: no page can be made of it

@@ -93,6 +93,10 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+#: Free-form JSON in a predicate (metrics, method config, event details) nests at most this deep.
+MAX_JSON_DEPTH = 64
+
+
 class _Check:
     """Validation helpers that name the field at fault."""
 
@@ -139,22 +143,27 @@ class _Check:
         return tuple(value)
 
     @staticmethod
-    def json_value(value: Any, path: str) -> None:
+    def json_value(value: Any, path: str, depth: int = 0) -> None:
         if value is None or isinstance(value, (str, bool, int)):
             return
+        if depth >= MAX_JSON_DEPTH:
+            raise StatementError(
+                f"{'.'.join(path.split('.')[:2])} is nested more than {MAX_JSON_DEPTH} levels deep",
+                field=path[:200],
+            )
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise StatementError(f"{path} must be finite", field=path)
             return
         if isinstance(value, (list, tuple)):
             for i, v in enumerate(value):
-                _Check.json_value(v, f"{path}[{i}]")
+                _Check.json_value(v, f"{path}[{i}]", depth + 1)
             return
         if isinstance(value, Mapping):
             for k, v in value.items():
                 if not isinstance(k, str):
                     raise StatementError(f"{path} keys must be strings", field=path)
-                _Check.json_value(v, f"{path}.{k}")
+                _Check.json_value(v, f"{path}.{k}", depth + 1)
             return
         raise StatementError(f"{path} holds a {type(value).__name__}, not JSON", field=path)
 
