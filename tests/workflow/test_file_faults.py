@@ -288,3 +288,27 @@ def test_filter_training_on_a_full_disk(project_dir: Path, small_disk: Path) -> 
     with Lethe.open(project_dir) as lt:
         assert lt.model(MODEL).bank_digest == out["bank_digest"] != old
         assert lt.load_bank(MODEL).digest == out["bank_digest"]
+
+
+def test_cli_maps_any_full_disk_to_its_exit_code(project_dir: Path, tmp_path: Path) -> None:
+    """A full disk the SDK does not check for itself (here: writing an export) is still a typed
+    one-line error with --json, never a traceback."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        (disk / "filler").write_bytes(b"\0" * (shutil.disk_usage(disk).free - 4096))
+        out = disk / "eval.npz"
+        doc, err = _cli(
+            project_dir,
+            "export",
+            "eval-data",
+            "-o",
+            str(out),
+            code=EXIT_CODES[InsufficientSpaceError],
+        )
+        assert doc["ok"] is False and "no space left" in err and len(err.splitlines()) == 1
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no temp file left
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

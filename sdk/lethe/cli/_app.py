@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,16 +63,29 @@ class LetheGroup(click.Group):
         except (LetheError, LetheAuditError) as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
         except Exception as e:
-            # A database error that escaped the SDK's own mapping is still a StoreError for the
-            # user (one line, its exit code, ok: false), never a traceback. sqlalchemy is only
-            # looked up if something imported it: the cheap commands never load it.
-            sa_exc = sys.modules.get("sqlalchemy.exc")
-            if sa_exc is None or not isinstance(e, sa_exc.SQLAlchemyError):
-                raise
-            from lethe_audit.store import store_error
+            # A database error or a full disk that escaped the SDK's own mapping is still a
+            # typed error for the user (one line, its exit code, ok: false), never a traceback.
+            # sqlalchemy is only looked up if something imported it (cheap commands do not).
+            ctx.exit(report(_typed(e), as_json=bool(ctx.meta.get(JSON_META))))
 
-            err = store_error(e, "database error")
-            ctx.exit(report(err, as_json=bool(ctx.meta.get(JSON_META))))
+
+def _typed(e: Exception) -> Exception:
+    """The typed error for a failure that escaped the SDK's own mapping (re-raised if none)."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    if sa_exc is not None and isinstance(e, sa_exc.SQLAlchemyError):
+        from lethe_audit.store import store_error
+
+        return store_error(e, "database error")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        from lethe.errors import InsufficientSpaceError
+
+        where = e.filename or "a file"
+        return InsufficientSpaceError(
+            f"{where}: no space left on the device ({e.strerror}); free some space on that file "
+            "system and run the command again",
+            path=str(e.filename or ""),
+        )
+    raise e
 
 
 @click.group(cls=LetheGroup, context_settings={"help_option_names": ["-h", "--help"]})
