@@ -391,3 +391,73 @@ def test_deeply_nested_signed_metrics(tmp_path: Path, signer: note.Signer, depth
     assert "nested" in r.stderr
     r = _run(["receipt", "show", str(receipt), "--key", vkey])
     assert r.exit_code in (3, 4, 16, 60), r.output  # 60: no page can be made of it
+
+
+def _parser_cases() -> list[tuple[str, Callable[[], object]]]:
+    from lethe_audit import statements as S
+    from lethe_audit import tlog
+
+    s = note.Signer.from_seed("example.org/p", bytes(32))
+    cp = tlog.sign_checkpoint(tlog.Checkpoint(s.name, 0, tlog.root([])), s)
+    env = S.sign_statement(event(0).to_statement(), s).to_json().decode()
+    big = "9" * 5000
+    return [
+        (
+            "tlog-proof extra non-ASCII",
+            lambda: tlog.TlogProof.parse(
+                f"c2sp.org/tlog-proof@v1\nextra \u00e9\u00e9\u00e9\u00e9\nindex 0\n\n{cp}"
+            ),
+        ),
+        (
+            "tlog-proof hash non-ASCII",
+            lambda: tlog.TlogProof.parse(
+                f"c2sp.org/tlog-proof@v1\nindex 0\n\u00b2\u00b2\u00b2\u00b2\n\n{cp}"
+            ),
+        ),
+        (
+            "tlog-proof index 5000 digits",
+            lambda: tlog.TlogProof.parse(f"c2sp.org/tlog-proof@v1\nindex {big}\n\n{cp}"),
+        ),
+        ("checkpoint size 5000 digits", lambda: tlog.Checkpoint.parse(f"{s.name}\n{big}\nAAAA\n")),
+        (
+            "checkpoint root non-ASCII",
+            lambda: tlog.Checkpoint.parse(f"{s.name}\n1\n\u00e9\u00e9\u00e9\u00e9\n"),
+        ),
+        (
+            "DSSE payload non-ASCII",
+            lambda: S.Envelope.from_json(
+                env.replace('"payload":"', '"payload":"\u00e9').encode(), require_canonical=False
+            ),
+        ),
+        (
+            "DSSE sig non-ASCII",
+            lambda: S.Envelope.from_json(
+                env.replace('"sig":"', '"sig":"\u00e9').encode(), require_canonical=False
+            ),
+        ),
+        (
+            "DSSE keyid lone surrogate",
+            lambda: S.Envelope.from_json(
+                env.replace('"keyid":"', '"keyid":"\\ud800').encode(), require_canonical=False
+            ),
+        ),
+        ("canonical JSON 5000 deep", lambda: S.loads_canonical(b"[" * 5000 + b"]" * 5000, "x")),
+        ("canonical JSON of 5000-deep value", lambda: S.canonical_json(_deep(5000))),
+        ("note with lone surrogate", lambda: note.parse(cp.replace(s.name, "\ud800", 1))),
+        ("vkey not a string", lambda: note.Verifier.from_vkey(["x"])),  # type: ignore[arg-type]
+    ]
+
+
+def _deep(n: int) -> object:
+    out: object = 0
+    for _ in range(n):
+        out = [out]
+    return out
+
+
+@pytest.mark.parametrize(("name", "call"), _parser_cases(), ids=[n for n, _ in _parser_cases()])
+def test_parsers_raise_typed_errors(name: str, call: Callable[[], object]) -> None:
+    from lethe_audit.errors import FormatError
+
+    with pytest.raises(FormatError):
+        call()
