@@ -8,12 +8,16 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lethe_audit.errors import PolicyConfigError, PolicyViolationError, ResultFormatError
 from lethe_audit.metrics._result import MetricsResult
 from lethe_audit.metrics._serial import from_jsonable, to_jsonable
-from lethe_audit.statements import Phase
+
+if TYPE_CHECKING:
+    # Imported where used: lethe_audit.statements pulls in cryptography, and the CLIs import
+    # this module only to build their policy options.
+    from lethe_audit.statements import Phase
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -239,8 +243,11 @@ class Policy:
 
     # --- decision -----------------------------------------------------------------------------
 
-    def evaluate(self, result: MetricsResult, *, phase: Phase | str = Phase.MASK) -> Verdict:
-        """Run every enabled check on ``result``; depth checks only when ``phase`` is erase."""
+    def evaluate(self, result: MetricsResult, *, phase: Phase | str = "mask") -> Verdict:
+        """Run every enabled check on ``result``; depth checks only when ``phase`` is erase
+        (:class:`lethe_audit.statements.Phase` or its value; the default is the mask phase)."""
+        from lethe_audit.statements import Phase
+
         try:
             phase = Phase(phase)
         except ValueError:
@@ -333,7 +340,7 @@ class Policy:
             how or _gap_missing(result),
         )
 
-    def check(self, result: MetricsResult, *, phase: Phase | str = Phase.MASK) -> None:
+    def check(self, result: MetricsResult, *, phase: Phase | str = "mask") -> None:
         """``None`` if ``result`` passes; :class:`PolicyViolationError` with the reasons if not."""
         verdict = self.evaluate(result, phase=phase)
         if not verdict.passed:
