@@ -317,3 +317,15 @@ def test_report_on_a_fifo_attachment_is_a_failed_report(
     r = _cli("report", str(bundle), "--key", signer.verifier().vkey, "-o", str(out))
     assert r.returncode == 17 and "Traceback" not in r.stderr, r.stderr
     assert "not a regular file" in json.loads(out.read_text())["headline"] + r.stderr
+
+
+def test_oversized_directory_attachment_is_not_copied(bundle: Path, signer: note.Signer) -> None:
+    """A sparse 8 GiB file where the manifest lists a few bytes: copied no further than that."""
+    att = _attachment(bundle)
+    with att.open("r+b") as f:
+        f.truncate(8 * GiB)
+    with open_bundle(bundle) as snap:
+        assert "larger than its listed size" in str(snap.problem)
+        assert _tree_bytes(snap.root) < 1 << 20
+    with pytest.raises(BundleError, match="larger than its listed size"):
+        verify_bundle(bundle, [signer.verifier()])

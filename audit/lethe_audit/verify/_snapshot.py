@@ -51,8 +51,9 @@ MAX_BUNDLE_BYTES = 64 << 30
 #: The largest expansion (uncompressed / compressed size) of a zip member over RATIO_FLOOR bytes.
 MAX_RATIO = 100
 RATIO_FLOOR = 1 << 20
-#: A listed file may exceed its listed size by this much and still be copied (so that a report
-#: can locate an edited entry); beyond it the copy stops.
+#: entries.jsonl and checkpoints.jsonl may exceed their listed sizes by this much and still be
+#: copied (so that a report can locate an edited entry); beyond it, and beyond its listed size
+#: for any other file, the copy stops. All copies together stop at MAX_BUNDLE_BYTES.
 SLACK_BYTES = 64 << 20
 _FIXED = (ENTRIES, CHECKPOINTS, KEYS)
 _CHUNK = 1 << 20
@@ -81,6 +82,7 @@ class BundleSnapshot:
     manifest: Manifest | None = None
     problem: BundleError | None = None
     digests: dict[str, tuple[str, int]] = field(default_factory=dict)
+    copied: int = 0
 
     def fail(self, message: str) -> None:
         if self.problem is None:
@@ -101,11 +103,14 @@ def _listed(snap: BundleSnapshot) -> dict[str, int]:
     if total > MAX_BUNDLE_BYTES:
         snap.fail(f"the manifest lists {total} bytes, more than the {MAX_BUNDLE_BYTES} read")
         return {}
-    return {name: min(n + SLACK_BYTES, MAX_BUNDLE_BYTES) for name, n in sizes.items()}
+    slack = {ENTRIES: SLACK_BYTES, CHECKPOINTS: SLACK_BYTES}
+    return {name: min(n + slack.get(name, 0), MAX_BUNDLE_BYTES) for name, n in sizes.items()}
 
 
 def _copy(snap: BundleSnapshot, src: BinaryIO, name: str, limit: int) -> None:
     """Copy ``src`` into the snapshot as ``name``, hashing it, reading at most limit + 1 bytes."""
+    if snap.copied + limit > MAX_BUNDLE_BYTES:
+        limit = MAX_BUNDLE_BYTES - snap.copied
     target = snap.root / name
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,13 +119,18 @@ def _copy(snap: BundleSnapshot, src: BinaryIO, name: str, limit: int) -> None:
             while chunk := src.read(min(_CHUNK, limit + 1 - n)):
                 n += len(chunk)
                 if n > limit:
-                    snap.fail(f"{name} is larger than its listed size: not read to the end")
+                    snap.fail(
+                        f"{name} is larger than its listed size (or the bundle than "
+                        f"{MAX_BUNDLE_BYTES} bytes): not read to the end"
+                    )
+                    snap.copied += n - len(chunk)
                     return
                 h.update(chunk)
                 dst.write(chunk)
     except OSError as e:
         snap.fail(f"{name} cannot be copied ({e.strerror or e}): a name clash?")
         return
+    snap.copied += n
     snap.digests[name] = (h.hexdigest(), n)
 
 
