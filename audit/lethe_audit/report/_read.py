@@ -36,7 +36,7 @@ from lethe_audit.tlog import (
     verify_checkpoint,
     verify_inclusion,
 )
-from lethe_audit.verify import Manifest, verify_bundle
+from lethe_audit.verify import BundleSnapshot, Manifest, open_bundle, verify_bundle
 from lethe_audit.verify._entry import check_entry, known_keys
 from lethe_audit.verify._format import (
     CHECKPOINTS,
@@ -45,7 +45,6 @@ from lethe_audit.verify._format import (
     MANIFEST,
     FileDigest,
 )
-from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle
 
 #: Attachments larger than this are listed but never embedded in a report.
 MAX_EMBEDDED_BYTES = 8 << 20
