@@ -237,6 +237,8 @@ def build(
                 }
             )
             policy = p.policy.to_dict()
+            # Reasons older versions logged with Python hints read in words.
+            policy["failures"] = [_metrics.in_words(f) for f in policy["failures"]]
             phase = p.phase.value
             applies.append(
                 {

@@ -20,6 +20,7 @@ from lethe_audit._version import __version__
 from lethe_audit.errors import LetheAuditError, MetricsError, ReportError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _fmt, _read
+from lethe_audit.report._metrics import in_words
 from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict, phase_label
 from lethe_audit.statements import (
     LifecycleEvent,
@@ -145,7 +146,7 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
         "depth": None,
         # A reason that lists class ids may name other subjects' classes: summarise it.
         "failures": [
-            f if "classes [" not in f else "a check on the forgotten classes as a group"
+            in_words(f) if "classes [" not in f else "a check on the forgotten classes as a group"
             for f in att.policy.failures
         ],
     }
