@@ -73,8 +73,9 @@ def test_planted_file_at_the_vkey_path_does_not_replace_the_key(
     cli("receipt", "show", str(receipt), "--key", real.vkey, code=14)
     # Reading a file of keys takes the explicit option, and success names the key trusted.
     ok = cli("receipt", "verify", str(receipt), "--key-file", str(planted))
-    assert ok.stdout.splitlines()[0].startswith("OK: entry 0")
-    assert ok.stdout.splitlines()[-1] == f"trusted keys: {attacker.key_hint}"
+    # The keys trusted come first, the verdict last (nothing printed after it).
+    assert ok.stdout.splitlines()[0] == f"trusted keys: {attacker.key_hint}"
+    assert ok.stdout.splitlines()[-1].startswith("OK: entry 0")
     doc = json.loads(cli("verify", str(bundle), "--key", attacker.vkey, "--json").stdout)
     assert doc["trusted_keys"] == [
         {"name": ORIGIN, "key_id": f"{attacker.key_id:08x}", "vkey": attacker.vkey, "window": ".."}

@@ -40,8 +40,8 @@ def json_option(f: F) -> F:
 
 
 def emit(data: dict[str, Any], as_json: bool, text: str) -> None:
-    """Print a success: JSON (with ``trusted_keys`` when keys were loaded) or text (then a
-    last line naming the trusted keys)."""
+    """Print a success: JSON (with ``trusted_keys`` when keys were loaded) or text (a line
+    naming the trusted keys first, the verdict last)."""
     keys, line = trusted_keys_data(), trusted_keys_line()
     if as_json:
         doc = {"ok": True, **data}
@@ -49,7 +49,7 @@ def emit(data: dict[str, Any], as_json: bool, text: str) -> None:
             doc.setdefault("trusted_keys", keys)
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        click.echo(safe_text(f"{text}\n{line}" if line else text))
+        click.echo(safe_text(f"{line}\n{text}" if line else text))
 
 
 def passphrase_options(f: F) -> F:

@@ -142,7 +142,8 @@ def receipt_show(
             safe_text(json.dumps({"ok": True, **doc}, indent=2, ensure_ascii=False), json=True)
         )
     elif out is not None:
-        click.echo(safe_text(f"{page.headline}\nwrote {out}\n{trusted_keys_line()}"))
+        click.echo(safe_text(f"{trusted_keys_line()}\nwrote {out}\n{page.headline}"))
     else:
+        # The page reads top-down (its headline is the verdict); the keys it trusted follow.
         click.echo(safe_text(page.to_text()), nl=False)
         click.echo(trusted_keys_line())
