@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from lethe._io import fsync_dir
 from lethe.errors import (
@@ -38,6 +39,7 @@ from lethe.workflow._time import now as utcnow
 from lethe.workflow._time import utc
 from lethe.workflow._types import ApplyResult
 from lethe_audit.errors import StoreError
+from lethe_audit.log import AppendResult
 from lethe_audit.statements import (
     LifecycleEvent,
     MethodRef,
@@ -406,27 +408,7 @@ def _commit_applied(
                 ),
                 session=s,
             )
-            for rid, st in snapshot.items():
-                r = locked[rid]
-                r.apply_id = apply_id
-                # the new model only masks: erased again by its erase phase
-                r.erased_at = None
-                if st == "approved":
-                    r.status = "applied"
-                    r.applied_at = applied_at
-                    r.failure_reason = None
-                elif st == "applied":
-                    r.status = "superseded"
-                    s.flush()
-                    last = lt.log.append(
-                        LifecycleEvent(
-                            "request.superseded",
-                            rfc3339(applied_at),
-                            request_id=rid,
-                            details={"apply_log_index": entry.index},
-                        ),
-                        session=s,
-                    )
+            last = _move_requests(lt, s, locked, snapshot, apply_id, applied_at, entry) or last
             new_row = attempt.row(
                 rows,
                 log_index=entry.index,
@@ -452,6 +434,41 @@ def _commit_applied(
             shutil.rmtree(adir, ignore_errors=True)
         raise
     return res
+
+
+def _move_requests(
+    lt: Lethe,
+    s: Session,
+    locked: dict[str, RequestRow],
+    snapshot: dict[str, str],
+    apply_id: str,
+    applied_at: datetime,
+    entry: AppendResult,
+) -> AppendResult | None:
+    """Approved requests become applied, applied ones superseded (logged); the last append."""
+    last: AppendResult | None = None
+    for rid, st in snapshot.items():
+        r = locked[rid]
+        r.apply_id = apply_id
+        # the new model only masks: erased again by its erase phase
+        r.erased_at = None
+        if st == "approved":
+            r.status = "applied"
+            r.applied_at = applied_at
+            r.failure_reason = None
+        elif st == "applied":
+            r.status = "superseded"
+            s.flush()
+            last = lt.log.append(
+                LifecycleEvent(
+                    "request.superseded",
+                    rfc3339(applied_at),
+                    request_id=rid,
+                    details={"apply_log_index": entry.index},
+                ),
+                session=s,
+            )
+    return last
 
 
 def _write_figures(bank: Any, adir: Path, apply_id: str) -> dict[str, str]:

@@ -645,8 +645,9 @@ class Lethe:
         was filed, unless its message says that is unknown.
         """
         subj = _check_filing(subject, legal_basis, idempotency_key, samples)
+        wanted = [classes] if isinstance(classes, str | int) else list(classes)  # retried below
         model_name, ids, names = retry_transient(
-            lambda: self._filing_target(model, classes), what="reading the model"
+            lambda: self._filing_target(model, wanted), what="reading the model"
         )
         if idempotency_key is not None:
             existing = self._by_idempotency_key(idempotency_key)
