@@ -423,7 +423,7 @@ def comparison(
     if mask is None or erase is None:
         return None
     rows: dict[str, dict[str, Any]] = {}
-    for phase, a in (("mask", mask), ("erase", erase)):
+    for phase, a in (("erase", erase), ("mask", mask)):  # in the erase table's row order
         m = a["metrics"]
         if not m.get("structured"):
             continue

@@ -293,7 +293,10 @@ def _apply(doc: _Doc, a: Mapping[str, Any], images: Mapping[str, bytes], *, othe
         *_phase_facts(a),
         ("Model", a["model"]["name"]),
         ("Base model digest", a["model"]["base_digest"]),
-        ("Filtered model digest", a["model"]["folded_digest"] or _fmt.DASH),
+        (
+            "Erased model digest" if a["phase"] == "erase" else "Filtered model digest",
+            a["model"]["folded_digest"] or _fmt.DASH,
+        ),
         ("Filter bank digest", a["filter_bank_digest"]),
         ("ONNX file (sha256)", onnx.get("sha256") or "— (nothing exported)"),
         ("ONNX content hash", onnx.get("content_hash") or _fmt.DASH),
