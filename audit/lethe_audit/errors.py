@@ -24,6 +24,7 @@ __all__ = [
     "LetheAuditError",
     "LogStateError",
     "MetricsError",
+    "MissingExtraError",
     "ModelInputError",
     "ModelVerificationError",
     "NothingToCheckError",
@@ -225,3 +226,20 @@ class ReportError(LetheAuditError):
     """A report or receipt page cannot be made from what was given: unreadable evaluation data,
     a request that is not in the receipt, an output file that cannot be written. (A bundle that
     fails verification still yields a report; its error is the verifier's own.)"""
+
+
+# --- installation (optional extras of the lethe-audit distribution) --------------------------
+
+
+class MissingExtraError(LetheAuditError):
+    """A feature needs a package of an optional extra that is not installed. ``extra`` names
+    the extra (``report``, ``remeasure``, ``store``); the message gives the install line."""
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(
+            f"{feature} needs the {module!r} package of the [{extra}] extra, which is not "
+            f"installed: pip install 'lethe-audit[{extra}]'"
+        )
+        self.feature = feature
+        self.extra = extra
+        self.module = module

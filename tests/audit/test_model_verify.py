@@ -25,6 +25,8 @@ from lethe_audit.model import (
     read_model,
     sign_model,
     signing_text,
+    signing_text_v2,
+    stripped_hash,
     verify_model,
 )
 from lethe_audit.tlog import Checkpoint
@@ -138,13 +140,65 @@ def test_signed_model_verifies_and_signs_a_note(signer: note.Signer) -> None:
     assert list(props) == sorted(props)
     sig = props[SIGNATURE_KEY]
     parsed = note.parse(sig)
-    assert parsed.text == signing_text(content_hash(model), meta.to_props())
-    assert parsed.text.splitlines()[:2] == ["lethe.onnx/v1", f"content {content_hash(model)}"]
+    data = signed.SerializeToString()
+    assert parsed.text == signing_text_v2(stripped_hash(data), meta.to_props())
+    # v2 signs the exact bytes with the metadata records cut out: the model without metadata.
+    assert stripped_hash(data) == "sha256:" + hashlib.sha256(model.SerializeToString()).hexdigest()
+    assert parsed.text.splitlines()[:2] == ["lethe.onnx/v2", f"bytes {stripped_hash(data)}"]
     note.verify(sig, [note.Verifier.from_vkey(signer.vkey)])  # a plain C2SP signed note
     verify_model(signed.SerializeToString(), [note.Verifier.from_vkey(signer.vkey)])
     got = read_model(signed.SerializeToString())
     assert got.metadata() == meta
     assert got.sha256 == hashlib.sha256(signed.SerializeToString()).hexdigest()
+
+
+def _sign_v1(model: onnx.ModelProto, meta: ModelMetadata, signer: note.Signer) -> onnx.ModelProto:
+    """What sign_model wrote before lethe.onnx/v2: a signature over the canonical content hash."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    props = meta.to_props()
+    props[SIGNATURE_KEY] = note.sign(signing_text(content_hash(out), props), signer)
+    for key in sorted(props):
+        out.metadata_props.add(key=key, value=props[key])
+    return out
+
+
+def test_models_signed_in_the_v1_format_still_verify(signer: note.Signer) -> None:
+    old = _sign_v1(tiny_model(), metadata(), signer)
+    keys = [note.Verifier.from_vkey(signer.vkey)]
+    assert note.parse(_props(old)[SIGNATURE_KEY]).text.startswith("lethe.onnx/v1\ncontent ")
+    verify_model(old.SerializeToString(), keys)
+    verify_model(read_model(old.SerializeToString()), keys)
+    with pytest.raises(ModelVerificationError, match="graph or weights changed") as err:
+        verify_model(_tamper_weight(old).SerializeToString(), keys)
+    assert err.value.what == "content"
+    with pytest.raises(ModelVerificationError, match=r"lethe\.log\.size") as err:
+        verify_model(_set_prop(old, "lethe.log.size", "2").SerializeToString(), keys)
+    assert err.value.what == "metadata:lethe.log.size"
+
+
+def test_a_note_in_an_unknown_format_is_named(signer: note.Signer) -> None:
+    model = tiny_model()
+    model.metadata_props.add(key=SIGNATURE_KEY, value=note.sign("lethe.onnx/v9\nx\n", signer))
+    with pytest.raises(ModelVerificationError, match="not a model signature") as err:
+        verify_model(model.SerializeToString(), [note.Verifier.from_vkey(signer.vkey)])
+    assert err.value.what == "signature"
+
+
+def test_stripped_hash_cuts_metadata_anywhere_in_the_file(signed: onnx.ModelProto) -> None:
+    """Metadata records interleaved with other fields (any protobuf writer may do that) are cut
+    out byte by byte; the rest keeps its order."""
+    bare = tiny_model().SerializeToString()
+    entries = [e.SerializeToString() for e in signed.metadata_props]
+    record = [b"\x72" + bytes([len(e)]) + e if len(e) < 128 else None for e in entries]
+    small = [r for r in record if r is not None]
+    assert small  # at least the short entries fit a one-byte length
+    shuffled = small[0] + bare + b"".join(small[1:])
+    assert stripped_hash(shuffled) == "sha256:" + hashlib.sha256(bare).hexdigest()
+    with pytest.raises(FormatError, match="not an ONNX model"):
+        stripped_hash(bare[:-3])  # a record cut short
+    with pytest.raises(FormatError, match="not an ONNX model"):
+        stripped_hash(b"\x73\x00")  # wire type 3 (groups) at top level
 
 
 def test_onnxruntime_still_runs_the_signed_model(signed: onnx.ModelProto) -> None:

@@ -48,6 +48,7 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.PolicyViolationError: 47,
         E.ModelVerificationError: 50,
         E.ReportError: 60,
+        E.MissingExtraError: 70,
     }
 )
 

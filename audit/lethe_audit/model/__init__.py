@@ -1,7 +1,8 @@
 """Signed ONNX models for edge devices: metadata, content hash, signature, verification.
 
 Torch-free (onnx + cryptography + lethe_audit). The SDK signs with :func:`sign_model`; an
-edge device or auditor checks a model file with :func:`verify_model` (or
+edge device loads one with :func:`load_verified` (verifies and builds the onnxruntime session
+from the same bytes); an auditor checks a model file with :func:`verify_model` (or
 ``lethe-audit model verify MODEL.onnx --key VKEY [--receipt FILE]``).
 
 >>> signed = sign_model(onnx_model, metadata, log_signer)              # doctest: +SKIP
@@ -10,28 +11,40 @@ edge device or auditor checks a model file with :func:`verify_model` (or
 
 from __future__ import annotations
 
+from lethe_audit.model._load import load_verified
 from lethe_audit.model._signed import (
+    MAX_MODEL_BYTES,
     MODEL_FORMAT,
+    SIGNATURE_FORMAT,
     SIGNATURE_KEY,
     VARIANTS,
     ModelMetadata,
     SignedModel,
     content_hash,
     read_model,
+    read_model_bytes,
     sign_model,
     signing_text,
+    signing_text_v2,
+    stripped_hash,
     verify_model,
 )
 
 __all__ = [
+    "MAX_MODEL_BYTES",
     "MODEL_FORMAT",
+    "SIGNATURE_FORMAT",
     "SIGNATURE_KEY",
     "VARIANTS",
     "ModelMetadata",
     "SignedModel",
     "content_hash",
+    "load_verified",
     "read_model",
+    "read_model_bytes",
     "sign_model",
     "signing_text",
+    "signing_text_v2",
+    "stripped_hash",
     "verify_model",
 ]

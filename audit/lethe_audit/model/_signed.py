@@ -8,7 +8,8 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -18,22 +19,33 @@ import onnx
 
 from lethe_audit import note
 from lethe_audit.errors import FormatError, ModelVerificationError, SignatureError
+from lethe_audit.model._bytes import scan_model_bytes
 
 __all__ = [
+    "MAX_MODEL_BYTES",
     "MODEL_FORMAT",
+    "SIGNATURE_FORMAT",
     "SIGNATURE_KEY",
     "VARIANTS",
     "ModelMetadata",
     "SignedModel",
     "content_hash",
     "read_model",
+    "read_model_bytes",
     "sign_model",
     "signing_text",
+    "signing_text_v2",
+    "stripped_hash",
     "verify_model",
 ]
 
 #: Format tag: the value of ``lethe.format`` and the first line of the signed text.
 MODEL_FORMAT = "lethe.onnx/v1"
+#: First line of the text a current model signature signs (``bytes`` line: see
+#: :func:`signing_text_v2`). ``lethe.onnx/v1`` signatures (``content`` line) still verify.
+SIGNATURE_FORMAT = "lethe.onnx/v2"
+#: The largest model file read (protobuf's own limit is 2 GiB).
+MAX_MODEL_BYTES = 2**31 - 1
 #: Metadata key holding the signed note (the only key the signature does not cover).
 SIGNATURE_KEY = "lethe.signature"
 #: Allowed values of ``lethe.model.variant``.
@@ -301,22 +313,44 @@ def signing_text(content: str, props: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def signing_text_v2(stripped: str, props: Mapping[str, str]) -> str:
+    """The note text a ``lethe.onnx/v2`` model signature signs.
+
+    ``lethe.onnx/v2``, then ``bytes <stripped hash>`` (:func:`stripped_hash`: SHA-256 of the
+    file's exact bytes with its top-level metadata records cut out), then one ``<key> <value>``
+    line per metadata entry except the signature, sorted by key.
+    """
+    text = signing_text(stripped, props)
+    _, _, rest = text.partition("\n")
+    return f"{SIGNATURE_FORMAT}\n" + rest.replace("content ", "bytes ", 1)
+
+
+def stripped_hash(data: bytes) -> str:
+    """``sha256:<hex>`` of a model file's bytes without its top-level ``metadata_props``
+    records (cut out byte by byte, no re-serialisation): what ``lethe.onnx/v2`` signs."""
+    return scan_model_bytes(data).stripped
+
+
 def sign_model(
     model: onnx.ModelProto,
     metadata: ModelMetadata,
     signers: note.Signer | Sequence[note.Signer],
 ) -> onnx.ModelProto:
-    """A copy of ``model`` with ``metadata`` and a signature over its content hash and metadata.
+    """A copy of ``model`` with ``metadata`` and a signature over its bytes and metadata.
 
     Any metadata the model already had is replaced. The signature is a C2SP signed note
-    (:func:`signing_text` + one Ed25519 signature line per signer) stored under
-    ``lethe.signature``; verify it with :func:`verify_model` and the signers' vkeys.
+    (:func:`signing_text_v2` + one Ed25519 signature line per signer) stored under
+    ``lethe.signature``; verify it with :func:`verify_model` and the signers' vkeys. Save the
+    returned proto with ``SerializeToString()`` (adding metadata entries never changes the
+    bytes of the other fields, so the signed stripped hash is that of the saved file).
+    External tensor data anywhere is refused (:class:`FormatError`) before signing.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.metadata_props[:]
+    _check_self_contained(out)
     props = metadata.to_props()
-    text = signing_text(content_hash(out), props)
+    text = signing_text_v2(stripped_hash(out.SerializeToString()), props)
     props[SIGNATURE_KEY] = note.sign(text, signers)
     for key in sorted(props):
         out.metadata_props.add(key=key, value=props[key])
@@ -325,12 +359,17 @@ def sign_model(
 
 @dataclass(frozen=True)
 class SignedModel:
-    """A model file as read (nothing verified): its bytes' SHA-256, content hash, metadata."""
+    """A model file as read (nothing verified): its bytes' SHA-256, content hash, metadata.
+
+    ``stripped`` is the SHA-256 of the file's bytes without the metadata records (what a
+    ``lethe.onnx/v2`` signature signs; :func:`stripped_hash`).
+    """
 
     model: onnx.ModelProto = field(repr=False)
     sha256: str
     content_hash: str
     props: Mapping[str, str]
+    stripped: str | None = None
 
     @property
     def signature(self) -> str | None:
@@ -341,19 +380,45 @@ class SignedModel:
         return ModelMetadata.from_props(self.props)
 
 
+def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYTES) -> bytes:
+    """The bytes of a model file, read once from one open file: a regular file (not a FIFO,
+    device or directory) of at most ``limit`` bytes, else :class:`FormatError`."""
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FormatError(f"{p}: no such model file") from None
+    except OSError as e:
+        raise FormatError(f"{p}: cannot open the model file: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FormatError(f"{p}: not a regular file (a model must be a plain file)")
+        if st.st_size > limit:
+            raise FormatError(f"{p}: {st.st_size} bytes, more than the {limit}-byte model limit")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        data = f.read(st.st_size + 1)  # one read of the whole file, normally
+        if len(data) > st.st_size:  # it grew since fstat: read on, bounded
+            parts, total = [data], len(data)
+            while total <= limit and (chunk := f.read(1 << 24)):
+                parts.append(chunk)
+                total += len(chunk)
+            data = b"".join(parts)
+    if len(data) > limit:
+        raise FormatError(f"{p}: grew past the {limit}-byte model limit while being read")
+    return data
+
+
 def read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> SignedModel:
     """Read an ONNX model (path, bytes or proto) without verifying anything."""
     if isinstance(source, onnx.ModelProto):
         data = source.SerializeToString()
         proto = source
     else:
-        if isinstance(source, bytes):
-            data = source
-        else:
-            p = Path(source)
-            if not p.is_file():
-                raise FormatError(f"{p}: no such model file")
-            data = p.read_bytes()
+        data = source if isinstance(source, bytes) else read_model_bytes(source)
         try:
             proto = onnx.load_model_from_string(data)
         except Exception as e:  # protobuf's DecodeError and friends
@@ -370,39 +435,97 @@ def read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> Sign
         sha256=hashlib.sha256(data).hexdigest(),
         content_hash=content_hash(proto),
         props=MappingProxyType(props),
+        stripped=scan_model_bytes(data).stripped,
     )
+
+
+@dataclass
+class _Subject:
+    """What verification looks at: hashes and metadata of one model, the canonical content
+    hash computed only when needed (a v1 signature, a receipt that names it)."""
+
+    sha256: str
+    stripped: str
+    props: Mapping[str, str]
+    _content: Callable[[], str]
+    _cached: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        if self._cached is None:
+            self._cached = self._content()
+        return self._cached
+
+    @property
+    def signature(self) -> str | None:
+        return self.props.get(SIGNATURE_KEY)
+
+
+def _subject(
+    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel,
+) -> _Subject:
+    if isinstance(source, SignedModel):
+        model = source
+        stripped = model.stripped or scan_model_bytes(model.model.SerializeToString()).stripped
+        return _Subject(model.sha256, stripped, model.props, lambda: model.content_hash)
+    if isinstance(source, onnx.ModelProto):
+        return _subject(read_model(source))
+    data = source if isinstance(source, bytes) else read_model_bytes(source)
+    scanned = scan_model_bytes(data)
+    return _Subject(
+        scanned.sha256, scanned.stripped, scanned.props, lambda: read_model(data).content_hash
+    )
+
+
+_HASH_LINE = {MODEL_FORMAT: "content", SIGNATURE_FORMAT: "bytes"}
 
 
 def _signed_lines(text: str) -> tuple[str, str | None, dict[str, str]]:
     lines = text.rstrip("\n").split("\n")
     header = lines[0] if lines else ""
+    hash_key = _HASH_LINE.get(header)
     content: str | None = None
     kv: dict[str, str] = {}
     for line in lines[1:]:
         key, _, value = line.partition(" ")
-        if key == "content" and content is None:
+        if key == hash_key and content is None:
             content = value
         else:
             kv[key] = value
     return header, content, kv
 
 
-def _diagnose(signed: str, model: SignedModel) -> ModelVerificationError:
+def _expected_text(header: str, model: _Subject) -> str | None:
+    """The text a signature in format ``header`` must sign for this model (None: no such
+    format, or metadata that cannot be signed)."""
+    try:
+        if header == SIGNATURE_FORMAT:
+            return signing_text_v2(model.stripped, model.props)
+        if header == MODEL_FORMAT:
+            return signing_text(model.content_hash, model.props)
+    except FormatError:
+        return None
+    return None
+
+
+def _diagnose(signed: str, model: _Subject) -> ModelVerificationError:
     """Say what differs between the signed text and the file."""
     header, content, kv = _signed_lines(signed)
-    if header != MODEL_FORMAT or content is None:
+    if header not in _HASH_LINE or content is None:
         return ModelVerificationError(
-            f"the signature is a valid signed note but not a {MODEL_FORMAT} model signature",
+            f"the signature is a valid signed note but not a model signature (its first line "
+            f"is {header[:60]!r}; this verifier reads {SIGNATURE_FORMAT} and {MODEL_FORMAT})",
             what="signature",
         )
     file_props = {k: v for k, v in model.props.items() if k != SIGNATURE_KEY}
     problems: list[tuple[str, str]] = []
-    if content != model.content_hash:
+    mine = model.stripped if header == SIGNATURE_FORMAT else model.content_hash
+    if content != mine:
+        label = "file hash without metadata" if header == SIGNATURE_FORMAT else "content hash"
         problems.append(
             (
                 "content",
-                f"the graph or weights changed after signing (content hash "
-                f"{model.content_hash}, signed {content})",
+                f"the graph or weights changed after signing ({label} {mine}, signed {content})",
             )
         )
     for key in sorted(set(kv) | set(file_props)):
@@ -435,15 +558,27 @@ def verify_model(
     """Verify a signed ONNX model offline (no torch): returns None or raises.
 
     Checks that ``lethe.signature`` is a signed note by a trusted key, that its text equals
-    the one rebuilt from the file (recomputed content hash + every metadata entry), and that
-    the metadata is well-formed. With ``receipt`` (a Lethe deletion receipt: C2SP tlog-proof
-    carrying the logged envelope), also verifies the receipt and that its statement is the
-    applied unlearning attestation of this model (content hash or file SHA-256, digests,
-    classes, requests, log). Raises :class:`~lethe_audit.errors.ModelVerificationError` whose
-    ``what`` names the part at fault (``signature``, ``content``, ``metadata:<key>``,
-    ``receipt``), or the receipt verifier's own errors.
+    the one rebuilt from the file (a ``lethe.onnx/v2`` signature: SHA-256 of the exact file
+    bytes with the metadata records cut out, one pass, no parse; a ``lethe.onnx/v1`` one: the
+    recomputed canonical content hash) and every metadata entry, and that the metadata is
+    well-formed. A path is read once (a regular file, :data:`MAX_MODEL_BYTES` at most). With
+    ``receipt`` (a Lethe deletion receipt: C2SP tlog-proof carrying the logged envelope), also
+    verifies the receipt and that its statement is the applied unlearning attestation of this
+    model (file SHA-256 or content hash, digests, classes, requests, log). Raises
+    :class:`~lethe_audit.errors.ModelVerificationError` whose ``what`` names the part at fault
+    (``signature``, ``content``, ``metadata:<key>``, ``receipt``), or the receipt verifier's own
+    errors.
     """
-    model = source if isinstance(source, SignedModel) else read_model(source)
+    _verify_subject(_subject(source), verifiers, receipt=receipt, origin=origin)
+
+
+def _verify_subject(
+    model: _Subject,
+    verifiers: note.Verifier | Sequence[note.Verifier],
+    *,
+    receipt: str | bytes | None,
+    origin: str | None,
+) -> ModelMetadata:
     sig = model.signature
     if sig is None:
         raise ModelVerificationError(
@@ -457,13 +592,9 @@ def verify_model(
             f"the model's signature does not verify: {e}", what="signature"
         ) from e
     signed = note.parse(sig).text
-    try:
-        expected = signing_text(model.content_hash, model.props)
-    except FormatError:
-        expected = None
-    if signed != expected:
+    if signed != _expected_text(signed.partition("\n")[0], model):
         raise _diagnose(signed, model)
-    meta = model.metadata()
+    meta = ModelMetadata.from_props(model.props)
     _check_key_window(signers, verifiers, meta.log_size)
     if origin is not None and meta.log_origin != origin:
         raise ModelVerificationError(
@@ -472,6 +603,7 @@ def verify_model(
         )
     if receipt is not None:
         _check_receipt(model, meta, receipt, verifiers)
+    return meta
 
 
 def _check_key_window(
@@ -492,7 +624,7 @@ def _check_key_window(
 
 
 def _check_receipt(
-    model: SignedModel,
+    model: _Subject,
     meta: ModelMetadata,
     receipt: str | bytes,
     verifiers: note.Verifier | Sequence[note.Verifier],
@@ -518,9 +650,8 @@ def _check_receipt(
     if p.get("outcome") != "applied":
         raise fail(f"the attestation's outcome is {p.get('outcome')!r}, not 'applied'")
     onnx_ref = p.get("onnx") or {}
-    by_content = onnx_ref.get("content_hash") == model.content_hash
     by_file = any(s.digest.get("sha256") == model.sha256 for s in st.subject)
-    if not (by_content or by_file):
+    if not (by_file or onnx_ref.get("content_hash") == model.content_hash):
         raise fail(
             f"the attestation names another ONNX model (content hash "
             f"{onnx_ref.get('content_hash')}), not this one ({model.content_hash}, file sha256 "

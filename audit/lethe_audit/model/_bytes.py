@@ -1,0 +1,114 @@
+"""Byte-level view of an ONNX file: its top-level protobuf records, the metadata removed.
+
+The ``lethe.onnx/v2`` signature signs the SHA-256 of the file's exact bytes with every
+top-level ``ModelProto.metadata_props`` record (field 14) cut out. Computing it needs one pass
+over the bytes and no protobuf parse: an edge device hashes what it will load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from lethe_audit.errors import FormatError
+
+__all__ = ["ModelBytes", "scan_model_bytes"]
+
+_METADATA_FIELD = 14  # ModelProto.metadata_props (repeated StringStringEntryProto)
+
+
+@dataclass(frozen=True)
+class ModelBytes:
+    """What one pass over a model file gives: its SHA-256, the metadata-stripped SHA-256 (both
+    ``sha256:<hex>`` / hex as noted) and the metadata entries (nothing verified)."""
+
+    sha256: str  #: hex SHA-256 of the whole file (what a log statement names it by)
+    stripped: str  #: ``sha256:<hex>`` of the bytes without the top-level metadata records
+    props: Mapping[str, str]
+
+
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    for i in range(10):
+        if pos + i >= len(data):
+            raise FormatError("not an ONNX model: truncated protobuf varint")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos + i + 1
+        shift += 7
+    raise FormatError("not an ONNX model: protobuf varint longer than 10 bytes")
+
+
+def _record_end(data: memoryview, pos: int, wire: int) -> tuple[int, int]:
+    """Where the value of a record starting at ``pos`` (after its tag) begins and ends."""
+    if wire == 0:
+        return pos, _varint(data, pos)[1]
+    if wire == 1:
+        return pos, pos + 8
+    if wire == 5:
+        return pos, pos + 4
+    if wire == 2:
+        length, start = _varint(data, pos)
+        return start, start + length
+    raise FormatError(f"not an ONNX model: protobuf wire type {wire} at top level")
+
+
+def _entry(raw: bytes) -> tuple[str, str]:
+    import onnx
+
+    try:
+        e = onnx.StringStringEntryProto.FromString(raw)
+    except Exception as exc:  # protobuf's DecodeError
+        raise FormatError(f"not an ONNX model: malformed metadata entry: {exc}") from None
+    return e.key, e.value
+
+
+def scan_model_bytes(data: bytes) -> ModelBytes:
+    """Split ``data`` into top-level protobuf records in one pass: hash the whole file, hash it
+    without the ``metadata_props`` records, and decode those records.
+
+    The two hashes share every byte before the first metadata record (the usual layout puts
+    metadata near the end), so this costs about one SHA-256 of the file. :class:`FormatError`
+    for bytes that are not a protobuf message or repeat a metadata key.
+    """
+    view = memoryview(data)
+    stripped = hashlib.sha256()
+    full: hashlib._Hash | None = None
+    props: dict[str, str] = {}
+    pos = run = 0  # ``run``: start of the pending stretch of non-metadata bytes
+    while pos < len(view):
+        tag, after_tag = _varint(view, pos)
+        field, wire = tag >> 3, tag & 7
+        if field == 0:
+            raise FormatError("not an ONNX model: protobuf field number 0")
+        start, end = _record_end(view, after_tag, wire)
+        if end > len(view):
+            raise FormatError("not an ONNX model: a protobuf record runs past the end of the file")
+        if field == _METADATA_FIELD:
+            if wire != 2:
+                raise FormatError("not an ONNX model: metadata_props is not length-delimited")
+            stripped.update(view[run:pos])
+            if full is None:
+                full = stripped.copy()
+            else:
+                full.update(view[run:pos])
+            full.update(view[pos:end])
+            key, value = _entry(bytes(view[start:end]))
+            if key in props:
+                raise FormatError(f"metadata key {key!r} appears twice")
+            props[key] = value
+            run = end
+        pos = end
+    stripped.update(view[run:])
+    if full is None:
+        full = stripped
+    else:
+        full.update(view[run:])
+    return ModelBytes(
+        sha256=full.hexdigest(),
+        stripped="sha256:" + stripped.hexdigest(),
+        props=MappingProxyType(props),
+    )
