@@ -90,6 +90,12 @@ def test_idempotency_key_reused_for_another_subject_is_a_conflict(lt: Lethe) -> 
         subject=" alice@example.com", classes=[3], legal_basis="gdpr-17-1-b", idempotency_key="K1"
     )
     assert (again.id, again.subject_key) == (alice.id, alice.subject_key)
+    # nobody else gets the key: reads and decisions carry none
+    assert lt.get(alice.id).subject_key is None
+    assert [r.subject_key for r in lt.list()] == [None]
+    assert lt.approve(alice.id, actor="dpo").subject_key is None
+    doc, _ = _cli(lt.settings.project_dir, "request", "show", alice.id)
+    assert alice.subject_key not in json.dumps(doc)
     # once the key is shredded the subject cannot be checked: a replay is a conflict
     lt.shred(alice.id, actor="dpo")
     with pytest.raises(IdempotencyConflictError, match="shredded"):

@@ -752,7 +752,7 @@ class Lethe:
                 row = s.execute(
                     select(RequestRow).where(RequestRow.idempotency_key == key)
                 ).scalar_one_or_none()
-                return None if row is None else self._request(s, row)
+                return None if row is None else self._request(s, row, with_key=True)
 
         return retry_transient(run, what="looking up the idempotency key")
 
@@ -783,9 +783,11 @@ class Lethe:
             )
         return req
 
-    def _request(self, s: Session, row: RequestRow) -> DeletionRequest:
+    def _request(self, s: Session, row: RequestRow, *, with_key: bool = False) -> DeletionRequest:
+        """The request as callers see it. Its subject key is loaded only for the idempotency
+        check: only :meth:`file` hands a key out, and only to whoever filed the request."""
         names = tuple(json.loads(self._model_row(s, row.model_name).class_names))
-        key = s.get(SubjectKeyRow, row.id)
+        key = s.get(SubjectKeyRow, row.id) if with_key else None
         return DeletionRequest.from_row(row, names, key.key if key is not None else None)
 
     def _request_row(self, s: Session, request_id: str, *, lock: bool = False) -> RequestRow:

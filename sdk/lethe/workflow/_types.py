@@ -19,7 +19,8 @@ MASKED_NOT_ERASED = "masked, not yet erased"
 @dataclass(frozen=True)
 class DeletionRequest:
     """A deletion request. ``subject_key`` is the per-request HMAC key (hex) that lets the data
-    subject check the commitment in their receipt; ``None`` once shredded."""
+    subject check the commitment in their receipt: set only on what :meth:`Lethe.file` returns
+    to the filer (``None`` from ``get``/``list``/decisions, and once shredded)."""
 
     id: str
     model: str
