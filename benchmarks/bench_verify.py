@@ -1,0 +1,241 @@
+"""Issue 18's benchmark: how fast an edge device verifies a signed model (DESIGN §7).
+
+One exported ResNet-18 (timm, ImageNet shape, random weights: 44.7 MB of ONNX), signed by
+``lethe_audit.model.sign_model``; side by side in one run, medians of interleaved repeats:
+
+- ``lethe_v2``: ``verify_model(path, keys)`` on the current (``lethe.onnx/v2``) signature;
+- ``lethe_v1``: the same on a copy signed in the old ``lethe.onnx/v1`` format (parse +
+  deterministic re-serialisation + tensor walk), to show what changed;
+- ``baseline``: a streaming SHA-256 of the file (1 MiB reads) + one Ed25519 signature check
+  of the digest (cryptography) — the hashing limit a verifier of file bytes can reach;
+- ``model_signing`` (if the package is installed): OpenSSF model_signing's own verifier
+  on the same file signed with a P-256 key;
+- ``load_verified`` against a plain ``onnxruntime.InferenceSession(path)``.
+
+    python -m benchmarks.bench_verify        # writes benchmarks/results/verify.json and the
+                                             # "verify" section of docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import CACHE, DOCS, RESULTS_DIR, machine, update_docs
+
+RESULTS = RESULTS_DIR / "verify.json"
+SECTION = "verify"
+ARCH = "resnet18"
+
+
+def _exported(path: Path) -> bytes:
+    """The unsigned, optimised ONNX export of a timm ResNet-18 (cached)."""
+    if path.exists():
+        return path.read_bytes()
+    import timm
+    import torch
+
+    from lethe.export import export_base, patch
+
+    torch.manual_seed(0)
+    model = timm.create_model(ARCH, num_classes=1000).eval()
+    proto = patch(export_base(model, input_shape=(3, 224, 224)), {})
+    data: bytes = proto.SerializeToString()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
+
+
+def _metadata() -> Any:
+    from lethe_audit.model import ModelMetadata
+
+    return ModelMetadata(
+        model_name="imagenet-resnet18",
+        base_digest="sha256:" + "a" * 64,
+        folded_digest="sha256:" + "b" * 64,
+        log_origin="example.org/bench",
+        log_size=1,
+        log_root=base64.b64encode(b"\x01" * 32).decode(),
+        requests=("req-1",),
+        forgotten_classes=(3,),
+        lethe_version="bench",
+    )
+
+
+def _sign_v1(proto: Any, signer: Any) -> Any:
+    """What sign_model wrote before lethe.onnx/v2 (content-hash signature)."""
+    import onnx
+
+    from lethe_audit import note
+    from lethe_audit.model import SIGNATURE_KEY, content_hash, signing_text
+
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    props = _metadata().to_props()
+    props[SIGNATURE_KEY] = note.sign(signing_text(content_hash(out), props), signer)
+    for key in sorted(props):
+        out.metadata_props.add(key=key, value=props[key])
+    return out
+
+
+def _baseline(path: Path, public: Any, signature: bytes) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    public.verify(signature, h.digest())
+
+
+def _model_signing(path: Path, work: Path) -> Callable[[], None] | None:
+    """OpenSSF model_signing's verifier on ``path`` (None if the package is missing)."""
+    try:
+        import model_signing
+    except ImportError:
+        return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    priv, pub = work / "p256.pem", work / "p256.pub.pem"
+    priv.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    pub.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    sig = work / "model.sig"
+    model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).sign(path, sig)
+    config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub)
+    return lambda: config.verify(path, sig)
+
+
+def _time(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, the functions interleaved round by round."""
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def run(repeats: int, work: Path) -> dict[str, Any]:
+    import onnx
+    import onnxruntime as ort
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from lethe_audit import note
+    from lethe_audit.model import load_verified, sign_model, verify_model
+
+    data = _exported(CACHE / f"verify-{ARCH}.onnx")
+    proto = onnx.load_model_from_string(data)
+    signer = note.Signer.generate("example.org/bench")
+    keys = [signer.verifier()]
+    v2, v1 = work / "model-v2.onnx", work / "model-v1.onnx"
+    v2.write_bytes(sign_model(proto, _metadata(), signer).SerializeToString())
+    v1.write_bytes(_sign_v1(proto, signer).SerializeToString())
+    ed = ed25519.Ed25519PrivateKey.generate()
+    ed_sig = ed.sign(hashlib.sha256(v2.read_bytes()).digest())
+    fns: dict[str, Callable[[], Any]] = {
+        "baseline": lambda: _baseline(v2, ed.public_key(), ed_sig),
+        "lethe_v2": lambda: verify_model(v2, keys),
+        "lethe_v1": lambda: verify_model(v1, keys),
+        "load_verified": lambda: load_verified(v2, keys),
+        "ort_session": lambda: ort.InferenceSession(str(v2), providers=["CPUExecutionProvider"]),
+    }
+    ms = _model_signing(v2, work)
+    if ms is not None:
+        fns["model_signing"] = ms
+    for fn in fns.values():  # warm caches and imports
+        fn()
+    med = _time(fns, repeats)
+    ratios = {
+        "lethe_v2_vs_baseline": med["lethe_v2"] / med["baseline"],
+        "lethe_v1_vs_baseline": med["lethe_v1"] / med["baseline"],
+        "load_verified_vs_ort_session": med["load_verified"] / med["ort_session"],
+    }
+    if ms is not None:
+        ratios["lethe_v2_vs_model_signing"] = med["lethe_v2"] / med["model_signing"]
+    return {
+        "model": {"arch": ARCH, "source": "timm, random weights", "file_bytes": v2.stat().st_size},
+        "median_s": med,
+        "ratios": ratios,
+    }
+
+
+def _section(result: dict[str, Any]) -> str:
+    r, m = result["verify"], result["verify"]["median_s"]
+    mb = r["model"]["file_bytes"] / 1e6
+    ms_row = (
+        f"| OpenSSF `model_signing` verifier (P-256) | {m['model_signing']:.3f} | "
+        f"{m['model_signing'] / m['baseline']:.2f} |\n"
+        if "model_signing" in m
+        else "| OpenSSF `model_signing` verifier | not installed | – |\n"
+    )
+    return (
+        f"## Model verification speed (issue 18)\n\n"
+        f"`python -m benchmarks.bench_verify`: one {mb:.1f} MB ResNet-18 ONNX file (timm, "
+        f"random weights), medians of {result['settings']['repeats']} interleaved repeats, "
+        f"{result['machine']['cpu']} ({result['machine']['cpu_count']} cores, shared). Target: "
+        f"`verify_model` within 1.5x of a streaming SHA-256 + one signature check.\n\n"
+        "| what | median s | × baseline |\n|---|---|---|\n"
+        f"| streaming SHA-256 + one Ed25519 check (baseline) | {m['baseline']:.3f} | 1.00 |\n"
+        f"| `verify_model`, `lethe.onnx/v2` signature | {m['lethe_v2']:.3f} | "
+        f"**{r['ratios']['lethe_v2_vs_baseline']:.2f}** |\n"
+        f"| `verify_model`, old `lethe.onnx/v1` signature | {m['lethe_v1']:.3f} | "
+        f"{r['ratios']['lethe_v1_vs_baseline']:.2f} |\n"
+        + ms_row
+        + f"| `load_verified` (verify + parse + tensor walk + session) | "
+        f"{m['load_verified']:.3f} | – |\n"
+        f"| plain `onnxruntime.InferenceSession(path)` | {m['ort_session']:.3f} | – |\n"
+        + (
+            f"\n`verify_model` / `model_signing` verifier: "
+            f"**{r['ratios']['lethe_v2_vs_model_signing']:.2f}**. "
+            if "model_signing" in m
+            else "\n"
+        )
+        + "The v2 signature signs the SHA-256 of the file's bytes with the metadata records cut "
+        "out, so verifying is one hashing pass plus one Ed25519 check; the v1 signature made "
+        "the verifier parse, walk and re-serialise the model. `load_verified` also parses the "
+        "model once (tensor walk: no external data) and builds the session from the same bytes.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    ap.add_argument("--repeats", type=int, default=15, help="interleaved repeats")
+    ap.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = ap.parse_args(argv)
+    result: dict[str, Any] = {
+        "format": "lethe-bench/verify/v1",
+        "machine": machine("onnx", "onnxruntime", "cryptography"),
+        "settings": {"repeats": args.repeats},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        result["verify"] = run(args.repeats, Path(tmp))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    if not args.no_docs:
+        update_docs(DOCS, SECTION, _section(result))
+    print(json.dumps(result["verify"], indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
