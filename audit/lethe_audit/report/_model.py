@@ -6,7 +6,7 @@ import base64
 import copy
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -157,6 +157,62 @@ def _event_summary(p: LifecycleEvent) -> str:
     return " ".join(str(x) for x in parts)
 
 
+def _apply_entry(index: int, p: UnlearningAttestation) -> dict[str, Any]:
+    """One unlearning attestation as the report shows it (inclusion and figures added later)."""
+    policy = p.policy.to_dict()
+    # Reasons older versions logged with Python hints read in words.
+    policy["failures"] = [_metrics.in_words(f) for f in policy["failures"]]
+    phase = p.phase.value
+    return {
+        "index": index,
+        "outcome": p.outcome,
+        "phase": phase,
+        "phase_label": phase_label(phase, p.outcome),
+        "erase": None if p.erase is None else dict(p.erase),
+        "starts_from": None if p.starts_from is None else {**dict(p.starts_from), "index": None},
+        "applied_at": p.applied_at,
+        "model": p.model.to_dict(),
+        "filter_bank_digest": p.filter_bank_digest,
+        "method": p.method.to_dict(),
+        "onnx": None if p.onnx is None else p.onnx.to_dict(),
+        "forgotten_classes": list(p.forgotten_classes),
+        "request_ids": [q.id for q in p.requests],
+        "policy": policy,
+        "metrics": _metrics.view(p.metrics, policy, phase=phase),
+        "inclusion": None,
+        "figures": [],
+    }
+
+
+def _cover(index: int, p: UnlearningAttestation, req: Callable[[str], dict[str, Any]]) -> None:
+    """What an attestation says about each request it lists (applied, erased or failed)."""
+    for q in p.requests:
+        r = req(q.id)
+        r["classes"] = list(q.classes)
+        r["legal_basis"] = q.legal_basis
+        r["subject_commitment"] = q.subject_commitment
+        r["received_at"] = q.received_at
+        r["due_at"] = q.due_at
+        r["approved_at"] = q.approved_at
+        r["model"] = p.model.name
+        if p.outcome == "applied" and p.phase.value == "erase":
+            r["erase_indexes"].append(index)
+            if r["erase_index"] is None:
+                r["erase_index"] = index
+                r["erased_at"] = p.applied_at
+            r["status"] = "applied"
+        elif p.outcome == "applied":
+            r["covered_by"].append(index)
+            if r["apply_index"] is None:
+                r["apply_index"] = index
+                r["applied_at"] = p.applied_at
+            r["status"] = "applied"
+        else:
+            r["failed_applies"].append(index)
+            if r["status"] != "applied":
+                r["status"] = "failed"
+
+
 def build(
     contents: BundleContents,
     *,
@@ -236,58 +292,8 @@ def build(
                     f"requests={len(p.requests)}",
                 }
             )
-            policy = p.policy.to_dict()
-            # Reasons older versions logged with Python hints read in words.
-            policy["failures"] = [_metrics.in_words(f) for f in policy["failures"]]
-            phase = p.phase.value
-            applies.append(
-                {
-                    "index": e.index,
-                    "outcome": p.outcome,
-                    "phase": phase,
-                    "phase_label": phase_label(phase, p.outcome),
-                    "erase": None if p.erase is None else dict(p.erase),
-                    "starts_from": None
-                    if p.starts_from is None
-                    else {**dict(p.starts_from), "index": None},
-                    "applied_at": p.applied_at,
-                    "model": p.model.to_dict(),
-                    "filter_bank_digest": p.filter_bank_digest,
-                    "method": p.method.to_dict(),
-                    "onnx": None if p.onnx is None else p.onnx.to_dict(),
-                    "forgotten_classes": list(p.forgotten_classes),
-                    "request_ids": [q.id for q in p.requests],
-                    "policy": policy,
-                    "metrics": _metrics.view(p.metrics, policy, phase=phase),
-                    "inclusion": None,
-                    "figures": [],
-                }
-            )
-            for q in p.requests:
-                r = req(q.id)
-                r["classes"] = list(q.classes)
-                r["legal_basis"] = q.legal_basis
-                r["subject_commitment"] = q.subject_commitment
-                r["received_at"] = q.received_at
-                r["due_at"] = q.due_at
-                r["approved_at"] = q.approved_at
-                r["model"] = p.model.name
-                if p.outcome == "applied" and phase == "erase":
-                    r["erase_indexes"].append(e.index)
-                    if r["erase_index"] is None:
-                        r["erase_index"] = e.index
-                        r["erased_at"] = p.applied_at
-                    r["status"] = "applied"
-                elif p.outcome == "applied":
-                    r["covered_by"].append(e.index)
-                    if r["apply_index"] is None:
-                        r["apply_index"] = e.index
-                        r["applied_at"] = p.applied_at
-                    r["status"] = "applied"
-                else:
-                    r["failed_applies"].append(e.index)
-                    if r["status"] != "applied":
-                        r["status"] = "failed"
+            applies.append(_apply_entry(e.index, p))
+            _cover(e.index, p, req)
 
     # Inclusion proofs of every attestation against the latest trusted checkpoint.
     proofs = inclusions(contents, [a["index"] for a in applies])
