@@ -354,7 +354,9 @@ def test_cli_report_formats_and_json(fixed: Any, tmp_path: Path) -> None:
         )
         assert res.exit_code == 0, res.output
         assert out.read_bytes().startswith(magic)
-        assert res.output.startswith("Verification passed")
+        # The verdict prints last: the trusted keys and the file written come first.
+        assert res.output.splitlines()[-1].startswith("Verification passed")
+        assert res.output.startswith("trusted keys: ")
     out = tmp_path / "report.data"
     res = runner.invoke(
         main,

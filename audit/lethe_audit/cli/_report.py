@@ -94,4 +94,4 @@ def report(
         "summary": data["summary"],
         "remeasured": data["remeasure"] is not None,
     }
-    emit(info, as_json, f"{result.headline}\nwrote {out} ({chosen})")
+    emit(info, as_json, f"wrote {out} ({chosen})\n{result.headline}")
