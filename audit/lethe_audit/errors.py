@@ -231,7 +231,7 @@ class ReportError(LetheAuditError):
 # --- installation (optional extras of the lethe-audit distribution) --------------------------
 
 
-class MissingExtraError(LetheAuditError):
+class MissingExtraError(LetheAuditError, ImportError):
     """A feature needs a package of an optional extra that is not installed. ``extra`` names
     the extra (``report``, ``remeasure``, ``store``); the message gives the install line."""
 

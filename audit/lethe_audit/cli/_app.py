@@ -21,10 +21,18 @@ class LetheAuditGroup(click.Group):
         except LetheAuditError as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
         except Exception as e:
-            typed = _database_error(e)
+            typed = _database_error(e) or _missing_extra(e, ctx)
             if typed is None:
                 raise
             ctx.exit(report(typed, as_json=bool(ctx.meta.get(JSON_META))))
+
+
+def _missing_extra(exc: Exception, ctx: click.Context) -> LetheAuditError | None:
+    """A module of an optional extra that is not installed: one line naming the extra."""
+    from lethe_audit._extras import missing_extra
+
+    sub = ctx.invoked_subcommand
+    return missing_extra(exc, f"lethe-audit {sub}" if sub else "lethe-audit")
 
 
 def _database_error(exc: Exception) -> StoreError | None:

@@ -1,0 +1,154 @@
+"""The `lethe-audit` distribution alone: built from ``audit/`` into a fresh virtual environment,
+pip resolves no torch, and the core commands verify what the SDK produced in this test.
+
+Installs from the package index through pip's own cache (a second run downloads nothing).
+The environment's sizes (core, then with ``[report,remeasure]``) are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import venv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.workflow.conftest import (  # noqa: F401  (fixtures)
+    MODEL,
+    lt,
+    project_dir,
+    project_template,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = {"torch", "torchvision", "timm", "lethe-sdk", "onnxscript"}
+
+pytestmark = pytest.mark.slow
+
+
+def _pip(env: Path, *args: str) -> None:
+    cmd = [str(env / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    assert res.returncode == 0, (
+        f"pip {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    )
+
+
+def _installed(env: Path) -> set[str]:
+    out = subprocess.run(
+        [str(env / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {p["name"].lower().replace("_", "-") for p in json.loads(out)}
+
+
+_TOOLING = ("pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel")
+
+
+def _site_mb(env: Path) -> float:
+    """MB of the environment's site-packages, without pip's own tooling (what ``du -s`` of
+    site-packages shows, less pip/setuptools, which every venv has)."""
+    site = next((env / "lib").glob("python3*/site-packages"))
+    total = 0
+    for f in site.rglob("*"):
+        top = f.relative_to(site).parts[0]
+        if f.is_file() and not f.is_symlink() and top.split("-")[0] not in _TOOLING:
+            total += f.stat().st_size
+    return total / 1e6
+
+
+def _run(env: Path, *args: str) -> dict[str, Any]:
+    exe = env / "bin" / "lethe-audit"
+    res = subprocess.run(
+        [str(exe), *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": ""},
+        cwd=env,
+    )
+    assert res.returncode == 0, f"lethe-audit {args[0]} exited {res.returncode}: {res.stderr}"
+    doc: dict[str, Any] = json.loads(res.stdout)
+    assert doc["ok"] is True
+    return doc
+
+
+@pytest.fixture(scope="module")
+def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with only ``pip install ./audit`` (from a copy of the tree: audit/ and the
+    migrations its link points at)."""
+    work = tmp_path_factory.mktemp("audit-dist")
+    src = work / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(REPO / "audit", src / "audit", symlinks=True, ignore=ignore)
+    shutil.copytree(REPO / "migrations", src / "migrations", ignore=ignore)
+    env = work / "venv"
+    venv.EnvBuilder(with_pip=True, symlinks=True).create(env)
+    _pip(env, "install", str(src / "audit"))
+    return env
+
+
+def test_core_install_verifies_what_the_sdk_produced(
+    audit_env: Path,
+    lt: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    installed = _installed(audit_env)
+    assert "lethe-audit" in installed
+    assert not installed & HEAVY, f"the core install pulled {installed & HEAVY}"
+    for extra_only in ("sqlalchemy", "jinja2", "matplotlib", "onnxruntime", "scikit-learn"):
+        assert extra_only not in installed  # core = onnx, cryptography, numpy, rfc8785, click
+    core_mb = _site_mb(audit_env)
+    print(f"\nlethe-audit core: {core_mb:.0f} MB of site-packages (without pip/setuptools)")
+    assert core_mb <= 150, f"the core install is {core_mb:.0f} MB (target 150)"
+
+    # The SDK (this interpreter) produces a bundle, a receipt and a signed model.
+    req = lt.file(subject="alice@example.com", classes=[3], legal_basis="gdpr-17-1-b")
+    lt.approve(req.id, actor="dpo")
+    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
+    bundle = lt.export_bundle(tmp_path / "bundle.zip")
+    receipt = tmp_path / "receipt.tlog-proof"
+    receipt.write_text(lt.receipt(req.id))
+    model = lt.published(MODEL)["onnx"]
+    vkey = lt.verifiers()[0].vkey
+
+    assert _run(audit_env, "verify", str(bundle), "--key", vkey)["ok"]
+    assert _run(audit_env, "receipt", "verify", str(receipt), "--key", vkey)["ok"]
+    doc = _run(audit_env, "model", "verify", str(model), "--key", vkey, "--receipt", str(receipt))
+    assert doc["ok"]
+
+    # A command that needs an extra says which one, in one line, with its own exit code.
+    res = subprocess.run(
+        [
+            str(audit_env / "bin" / "lethe-audit"),
+            "report",
+            str(bundle),
+            "--key",
+            vkey,
+            "-o",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 70, res.stderr
+    assert "pip install 'lethe-audit[report]'" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+    # With [report,remeasure] the report renders there too.
+    _pip(audit_env, "install", f"{audit_env.parent / 'src' / 'audit'}[report,remeasure]")
+    assert not _installed(audit_env) & HEAVY
+    out = tmp_path / "report.html"
+    _run(audit_env, "report", str(bundle), "--key", vkey, "-o", str(out))
+    assert out.stat().st_size > 0
+    full_mb = _site_mb(audit_env)
+    print(f"lethe-audit[report,remeasure]: {full_mb:.0f} MB of site-packages")
+    assert full_mb <= 600, f"core + [report,remeasure] is {full_mb:.0f} MB (target 600)"
