@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top2": {"blocks": 2},
     "top2-e5": {"blocks": 2, "epochs": 5},
     "top3-e5": {"blocks": 3, "epochs": 5},
+    "l3.1-e5": {"boundary": "layer3.1", "epochs": 5},
+    "l3.0-e5": {"boundary": "layer3.0", "epochs": 5},
+    "l2.0-e5": {"boundary": "layer2.0", "epochs": 5},
     "top1+ft1": {"blocks": 1, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
     "top2+ft1": {"blocks": 2, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
     "sp0.3+top1+ft1": {
@@ -86,10 +89,11 @@ def erase_variant(
     if spec.get("finetune_first"):
         import copy
 
-        start = copy.deepcopy(start)
+        start = copy.deepcopy(start).requires_grad_(True)
         fit(start, retain, seed=seed, progress=False, **spec["finetune_first"])
     out, _ = erase(start, train, [c], config=cfg)
     if spec.get("finetune"):
+        out.requires_grad_(True)
         fit(out, retain, seed=seed, progress=False, **spec["finetune"])
     return out.eval(), time.perf_counter() - t, cfg.to_dict()
 
@@ -218,9 +222,10 @@ def run_class(
         erased, seconds, cfg = erase_variant(masked, data.train, c, VARIANTS[v])
         row = {"model": v, "class": c, "seconds": seconds, "config": cfg, "spec": VARIANTS[v]}
         row.update(_measure(erased, c, data, base, seeds, max_steps))
-        rows.append(row)
-    for row in rows[1:]:
         _depth(row, ref)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("config", "spec")}), flush=True)
+        rows.append(row)
+    _depth(rows[1], ref)
     return rows
 
 
@@ -256,14 +261,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--relearn-seeds", type=int, default=3)
     p.add_argument("--relearn-max-steps", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--fixture", type=Path, default=None, help="digits: a trained test fixture dir")
     a = p.parse_args(argv)
     preset = U.PRESETS[a.preset]
     setup, recipe, data = _setup(a.setup, preset)
-    model, info = U.base_model(a.setup, recipe, data, seed=0, cache=CACHE, progress=False)
-    bank, _ = U.train_lethe(
-        a.setup, model, data, recipe, base_digest=info["digest"], seed=0, cache=CACHE,
-        progress=False,
-    )  # fmt: skip
+    if a.fixture is not None:
+        # The test suite's trained digits model and bank (same recipe and split as _DIGITS).
+        from lethe import model_digest
+        from lethe.filters import FilterBank
+        from lethe.models import load_checkpoint
+
+        model, _ = load_checkpoint(a.fixture / "model.safetensors")
+        bank = FilterBank.load(a.fixture / "bank.safetensors", model)
+        info = {"digest": model_digest(model), "fixture": str(a.fixture)}
+    else:
+        model, info = U.base_model(a.setup, recipe, data, seed=0, cache=CACHE, progress=False)
+        bank, _ = U.train_lethe(
+            a.setup, model, data, recipe, base_digest=info["digest"], seed=0, cache=CACHE,
+            progress=False,
+        )  # fmt: skip
     out = a.out or RESULTS_DIR / f"erase-lab-{a.setup}.json"
     old = json.loads(out.read_text()) if out.exists() else {"rows": []}
     rows = [r for r in old["rows"] if r["model"] not in a.variants or r["class"] not in a.classes]
@@ -277,8 +293,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = {"setup": a.setup, "base": info, "machine": machine(), "rows": rows}
         result["summary"] = summarise(rows)
         out.write_text(json.dumps(result, indent=1, default=str))
-        for r in new:
-            print(json.dumps({k: v for k, v in r.items() if k != "config"}, default=str))
+        for r in new[:2]:
+            print(json.dumps(r, default=str), flush=True)
     print(json.dumps(result["summary"], indent=1))
     return result
 
