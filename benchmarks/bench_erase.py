@@ -261,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--relearn-seeds", type=int, default=3)
     p.add_argument("--relearn-max-steps", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--cache", type=Path, default=CACHE, help="base-model / bank / retrain cache")
     p.add_argument("--fixture", type=Path, default=None, help="digits: a trained test fixture dir")
     a = p.parse_args(argv)
     preset = U.PRESETS[a.preset]
@@ -275,9 +276,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         bank = FilterBank.load(a.fixture / "bank.safetensors", model)
         info = {"digest": model_digest(model), "fixture": str(a.fixture)}
     else:
-        model, info = U.base_model(a.setup, recipe, data, seed=0, cache=CACHE, progress=False)
+        model, info = U.base_model(a.setup, recipe, data, seed=0, cache=a.cache, progress=False)
         bank, _ = U.train_lethe(
-            a.setup, model, data, recipe, base_digest=info["digest"], seed=0, cache=CACHE,
+            a.setup, model, data, recipe, base_digest=info["digest"], seed=0, cache=a.cache,
             progress=False,
         )  # fmt: skip
     out = a.out or RESULTS_DIR / f"erase-lab-{a.setup}.json"
@@ -286,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for c in a.classes:
         new = run_class(
             c, name=a.setup, setup=setup, recipe=recipe, data=data, model=model, bank=bank,
-            variants=a.variants, seeds=a.relearn_seeds, max_steps=a.relearn_max_steps, cache=CACHE,
+            variants=a.variants, seeds=a.relearn_seeds, max_steps=a.relearn_max_steps,
+            cache=a.cache,
         )  # fmt: skip
         rows = [r for r in rows if not (r["class"] == c and r["model"] in ("retrain", "mask"))]
         rows += new

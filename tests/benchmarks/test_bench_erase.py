@@ -1,0 +1,55 @@
+"""The erase lab's code path at toy size (MNIST CNN, a few batches): rows and depth columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import bench_erase
+from lethe.data import default_data_dir
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (default_data_dir() / "mnist").is_dir(),
+        reason="needs ../shared/data/mnist (present in CI)",
+    ),
+]
+
+
+def test_lab_measures_retrain_mask_and_variants_with_depth_columns(tmp_path: Path) -> None:
+    out = tmp_path / "lab.json"
+    result = bench_erase.main(
+        [
+            "--setup", "mnist_cnn", "--preset", "toy", "--classes", "1",
+            "--variants", "top1-e5", "top1+ft1",
+            "--relearn-seeds", "2", "--relearn-max-steps", "2",
+            "--out", str(out), "--cache", str(tmp_path / "cache"),
+        ]
+    )  # fmt: skip
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(result["rows"]))
+    rows = {r["model"]: r for r in result["rows"]}
+    assert set(rows) == {"retrain", "mask", "top1-e5", "top1+ft1"}
+    for name in ("mask", "top1-e5", "top1+ft1"):
+        row = rows[name]
+        assert len(row["relearn_runs"]) == 2
+        assert row["relearn_ratio"] == row["relearn_steps"] / max(
+            rows["retrain"]["relearn_steps"], 1
+        )
+        assert row["cost_ratio"] > 0 and 0.0 <= row["forget_acc"] <= 1.0
+    assert rows["top1-e5"]["config"]["epochs"] == 5
+    summary = result["summary"]["top1-e5"]
+    assert summary["relearn_ratio_min"] <= summary["relearn_ratio_median"]
+    # A rerun of one variant replaces its rows and keeps the others.
+    again = bench_erase.main(
+        [
+            "--setup", "mnist_cnn", "--preset", "toy", "--classes", "1", "--variants", "top1-e5",
+            "--relearn-seeds", "1", "--relearn-max-steps", "2",
+            "--out", str(out), "--cache", str(tmp_path / "cache"),
+        ]
+    )  # fmt: skip
+    models = [r["model"] for r in again["rows"]]
+    assert sorted(models) == ["mask", "retrain", "top1+ft1", "top1-e5"]
+    assert len(next(r for r in again["rows"] if r["model"] == "top1-e5")["relearn_runs"]) == 1
