@@ -173,3 +173,34 @@ def test_filters_train_attaches_a_new_bank(project_dir: Path) -> None:
     assert run(p, "model", "show")["model"]["bank_digest"] == out["bank_digest"]
     assert run(p, "filters", "show")["manifest"]["train_config"]["seed"] == 5
     assert not (p / "models" / "digits" / "filter-train.ckpt").exists()  # cleaned up
+
+
+def test_log_export_writes_the_full_bundle_with_figures(project_dir: Path, tmp_path: Path) -> None:
+    """`lethe log export` writes what Lethe.export_bundle writes: the figures included."""
+    import zipfile
+
+    from lethe.workflow import Lethe
+
+    from .conftest import MODEL
+
+    with Lethe.open(project_dir) as lt:
+        r = lt.file(subject="a@example.com", classes=[3], legal_basis="gdpr-17-1-b")
+        lt.approve(r.id, actor="dpo")
+        assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
+        api = lt.export_bundle(tmp_path / "api.zip")
+    out = tmp_path / "bundle.zip"
+    doc = run(project_dir, "log", "export", "-o", str(out))
+    assert doc["path"] == str(out) and doc["figures"] is True and doc["size"] >= 4
+    names = sorted(zipfile.ZipFile(out).namelist())
+    assert names == sorted(zipfile.ZipFile(api).namelist())
+    figures = [n for n in names if "attachments/" in n]
+    assert figures, names  # the filter-bank figures of the apply
+    bare = run(project_dir, "log", "export", "-o", str(tmp_path / "bare.zip"), "--no-figures")
+    assert not [n for n in zipfile.ZipFile(bare["path"]).namelist() if "attachments/" in n]
+    vkey = run(project_dir, "keys", "show")["keys"][0]["vkey"]
+    ok = CliRunner().invoke(audit_main, ["verify", str(out), "--key", vkey])
+    assert ok.exit_code == 0, ok.output
+    again = CliRunner().invoke(
+        main, ["--project", str(project_dir), "log", "export", "-o", str(out)]
+    )
+    assert again.exit_code != 0 and "exists" in again.output

@@ -378,6 +378,26 @@ def log_verify(ref: ProjectRef, as_json: bool) -> None:
     emit({"verified": True, "size": size}, as_json, f"log verified: {size} entries")
 
 
+@log.command("export")
+@out_option("The bundle to write: a .zip file, or a new directory for any other name.")
+@click.option(
+    "--no-figures", is_flag=True, help="Leave out the filter-bank figures of the applies."
+)
+@json_option
+@click.pass_obj
+def log_export(ref: ProjectRef, out: Path, no_figures: bool, as_json: bool) -> None:
+    """Write the auditor bundle: every entry, the checkpoints, the keys and the filter figures."""
+    lt = ref.open()
+    path = lt.export_bundle(out, figures=not no_figures)
+    size = lt.log.size()
+    emit(
+        {"path": str(path), "size": size, "figures": not no_figures},
+        as_json,
+        f"wrote {path} ({size} entries); the auditor checks it with "
+        f"`lethe-audit verify {path} --key VKEY` and `lethe-audit report {path} --key VKEY`",
+    )
+
+
 @click.command()
 @click.argument("request_id")
 @out_option("Receipt file to write.")
