@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "l3.0-e5": {"boundary": "layer3.0", "epochs": 5},
     "l2.0-e5": {"boundary": "layer2.0", "epochs": 5},
     "top1+ft1": {"blocks": 1, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
+    "top1+ft1-lr1e-4": {"blocks": 1, "finetune": {"epochs": 1, "lr": 1e-4}},
     "top2+ft1": {"blocks": 2, "epochs": 5, "finetune": {"epochs": 1, "lr": 1e-3}},
     "sp0.3+top1+ft1": {
         "blocks": 1,
