@@ -133,7 +133,9 @@ def _time(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def run(repeats: int, work: Path) -> dict[str, Any]:
+def run(repeats: int, work: Path, *, model_bytes: bytes | None = None) -> dict[str, Any]:
+    """Time every verifier on one model (default: the exported ResNet-18; ``model_bytes``: an
+    unsigned ONNX model to use instead, e.g. a toy one in tests)."""
     import onnx
     import onnxruntime as ort
     from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -141,7 +143,7 @@ def run(repeats: int, work: Path) -> dict[str, Any]:
     from lethe_audit import note
     from lethe_audit.model import load_verified, sign_model, verify_model
 
-    data = _exported(CACHE / f"verify-{ARCH}.onnx")
+    data = model_bytes if model_bytes is not None else _exported(CACHE / f"verify-{ARCH}.onnx")
     proto = onnx.load_model_from_string(data)
     signer = note.Signer.generate("example.org/bench")
     keys = [signer.verifier()]
@@ -171,7 +173,11 @@ def run(repeats: int, work: Path) -> dict[str, Any]:
     if ms is not None:
         ratios["lethe_v2_vs_model_signing"] = med["lethe_v2"] / med["model_signing"]
     return {
-        "model": {"arch": ARCH, "source": "timm, random weights", "file_bytes": v2.stat().st_size},
+        "model": {
+            "arch": ARCH if model_bytes is None else "given",
+            "source": "timm, random weights" if model_bytes is None else "model_bytes",
+            "file_bytes": v2.stat().st_size,
+        },
         "median_s": med,
         "ratios": ratios,
     }
