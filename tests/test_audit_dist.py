@@ -143,12 +143,32 @@ def test_core_install_verifies_what_the_sdk_produced(
     assert "pip install 'lethe-audit[report]'" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
+    # The edge loader needs onnxruntime: the core names the extra; with it, it runs the model.
+    edge = (
+        "import sys, numpy as np\n"
+        "from lethe_audit.model import load_verified\n"
+        "s = load_verified(sys.argv[1], sys.argv[2], receipt=open(sys.argv[3], 'rb').read())\n"
+        "name = s.get_inputs()[0].name\n"
+        "shape = [1 if not isinstance(d, int) else d for d in s.get_inputs()[0].shape]\n"
+        "print(s.run(None, {name: np.zeros(shape, np.float32)})[0].shape)\n"
+    )
+    py = str(audit_env / "bin" / "python")
+    no_ort = subprocess.run(
+        [py, "-c", edge, str(model), vkey, str(receipt)], capture_output=True, text=True
+    )
+    assert no_ort.returncode != 0 and "pip install 'lethe-audit[remeasure]'" in no_ort.stderr
+
     # With [report,remeasure] the report renders there too.
     _pip(audit_env, "install", f"{audit_env.parent / 'src' / 'audit'}[report,remeasure]")
     assert not _installed(audit_env) & HEAVY
     out = tmp_path / "report.html"
     _run(audit_env, "report", str(bundle), "--key", vkey, "-o", str(out))
     assert out.stat().st_size > 0
+    ran = subprocess.run(
+        [py, "-c", edge, str(model), vkey, str(receipt)], capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("(1, ")  # the verified model's logits for one image
     full_mb = _site_mb(audit_env)
     print(f"lethe-audit[report,remeasure]: {full_mb:.0f} MB of site-packages")
     assert full_mb <= 600, f"core + [report,remeasure] is {full_mb:.0f} MB (target 600)"
