@@ -427,7 +427,9 @@ def test_cli_model_verify(logged: dict[str, Any], tmp_path: Path) -> None:
     args = ["model", "verify", str(logged["path"]), "--key", logged["vkey"]]
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("OK: model.onnx (fp32) is signed by the log key")
+    first, verdict = res.output.splitlines()[:2]
+    assert first.startswith("trusted keys: ")
+    assert verdict.startswith("OK: model.onnx (fp32) is signed by the log key")
 
     res = runner.invoke(main, [*args, "--receipt", str(logged["receipt"]), "--json"])
     assert res.exit_code == 0, res.output
