@@ -172,3 +172,24 @@ def test_core_install_verifies_what_the_sdk_produced(
     full_mb = _site_mb(audit_env)
     print(f"lethe-audit[report,remeasure]: {full_mb:.0f} MB of site-packages")
     assert full_mb <= 600, f"core + [report,remeasure] is {full_mb:.0f} MB (target 600)"
+
+
+def test_the_sdk_pins_lethe_audit_at_its_own_version() -> None:
+    """lethe-sdk depends on lethe-audit at exactly the version both read from
+    lethe_audit._version, and no longer ships lethe_audit or the migrations itself."""
+    import tomllib
+
+    from lethe_audit._version import __version__
+
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    audit = tomllib.loads((REPO / "audit" / "pyproject.toml").read_text())
+    pins = [d for d in root["project"]["dependencies"] if d.startswith("lethe-audit")]
+    assert pins == [f"lethe-audit[report,remeasure,store]=={__version__}"]
+    assert audit["project"]["name"] == "lethe-audit"
+    version_attr = {"attr": "lethe_audit._version.__version__"}
+    assert root["tool"]["setuptools"]["dynamic"]["version"] == version_attr
+    assert audit["tool"]["setuptools"]["dynamic"]["version"] == version_attr
+    assert root["tool"]["setuptools"]["packages"]["find"]["where"] == ["sdk"]
+    assert "data-files" not in root["tool"]["setuptools"]
+    assert "lethe-audit" not in root["project"]["scripts"]
+    assert audit["project"]["scripts"]["lethe-audit"] == "lethe_audit.cli:main"

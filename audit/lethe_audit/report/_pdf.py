@@ -713,7 +713,7 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
 
     doc.heading("Check it yourself")
     doc.para("Everything above can be re-checked offline with the log's public key and no PyTorch:")
-    lines = ["pip install lethe-sdk"]
+    lines = ["pip install 'lethe-audit[report]'"]
     sh = _fmt.sh
     name = sh(bundle["name"])  # every inserted value is one shell word
     lines += [

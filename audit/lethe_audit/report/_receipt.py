@@ -513,7 +513,7 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
     sh = _fmt.sh
     name, key = sh(rc["name"]), sh(vkey, always=True)
     cmds = [
-        "pip install lethe-sdk",
+        "pip install lethe-audit",
         f"lethe-audit receipt verify {name} --key {key}",
         f"lethe-audit receipt show {name} --key {key} --request {sh(rid)} "
         "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
