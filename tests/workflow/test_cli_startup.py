@@ -1,5 +1,6 @@
 """The `lethe` CLI loads PyTorch, timm and the ONNX stack only for commands that need them:
-`lethe --version` and `lethe request list` run in a fresh interpreter without importing them."""
+`lethe --version` and `lethe request list` run in a fresh interpreter without importing them
+(nor numpy and scikit-learn, which the metrics load on first use)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "timm", "onnx", "onnxruntime", "torchvision")
+HEAVY = ("torch", "timm", "onnx", "onnxruntime", "torchvision", "numpy", "sklearn")
 
 _RUN = textwrap.dedent(
     """

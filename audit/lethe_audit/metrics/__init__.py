@@ -7,28 +7,10 @@ the onnxruntime backend an auditor uses on the exported model. See docs/metrics.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from lethe_audit.metrics._backend import (
-    FEATURES_OUTPUT,
-    Backend,
-    FeatureBackend,
-    RandomInitBackend,
-    RelearnBackend,
-)
 from lethe_audit.metrics._cli import policy_from_options, policy_options
-from lethe_audit.metrics._core import (
-    ClassAccuracy,
-    class_accuracy,
-    js_divergence,
-    max_abs_diff,
-    mia_efficacy,
-    probe_auc,
-    softmax,
-    true_label_confidence,
-    zrf_score,
-)
-from lethe_audit.metrics._dataset import ImageSet, dataset_digest
 from lethe_audit.metrics._definitions import (
     METRIC_DEFINITIONS,
     POLICY_METRIC,
@@ -36,7 +18,6 @@ from lethe_audit.metrics._definitions import (
     metric_definition,
 )
 from lethe_audit.metrics._depth import depth_metric
-from lethe_audit.metrics._evaluate import MIA_MAX_PER_SIDE, evaluate
 from lethe_audit.metrics._policy import OFF, CheckOutcome, Policy, Verdict
 from lethe_audit.metrics._result import (
     RESULT_FORMAT,
@@ -55,6 +36,26 @@ from lethe_audit.metrics._result import (
 )
 
 if TYPE_CHECKING:
+    from lethe_audit.metrics._backend import (
+        FEATURES_OUTPUT,
+        Backend,
+        FeatureBackend,
+        RandomInitBackend,
+        RelearnBackend,
+    )
+    from lethe_audit.metrics._core import (
+        ClassAccuracy,
+        class_accuracy,
+        js_divergence,
+        max_abs_diff,
+        mia_efficacy,
+        probe_auc,
+        softmax,
+        true_label_confidence,
+        zrf_score,
+    )
+    from lethe_audit.metrics._dataset import ImageSet, dataset_digest
+    from lethe_audit.metrics._evaluate import MIA_MAX_PER_SIDE, evaluate
     from lethe_audit.metrics._onnx import (
         RANDOM_ONNX_SCHEME,
         OnnxBackend,
@@ -62,17 +63,44 @@ if TYPE_CHECKING:
         random_onnx_model,
     )
 
-# onnx/onnxruntime load in about a second; they are imported on first use of these names so
-# that the `lethe` CLI's cheap commands (which only need the policy options) stay fast.
-_ONNX_NAMES = ("RANDOM_ONNX_SCHEME", "OnnxBackend", "find_head_input", "random_onnx_model")
+# numpy, scikit-learn and onnx/onnxruntime take from a tenth of a second to a second to load;
+# the names that need them are imported on first use, so that the `lethe` CLI's cheap commands
+# (which only need the policy and its options) start fast (issue 19; tests/workflow/
+# test_cli_startup.py).
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("FEATURES_OUTPUT", "Backend", "FeatureBackend", "RandomInitBackend", "RelearnBackend"),
+        "_backend",
+    ),
+    **dict.fromkeys(
+        (
+            "ClassAccuracy",
+            "class_accuracy",
+            "js_divergence",
+            "max_abs_diff",
+            "mia_efficacy",
+            "probe_auc",
+            "softmax",
+            "true_label_confidence",
+            "zrf_score",
+        ),
+        "_core",
+    ),
+    **dict.fromkeys(("ImageSet", "dataset_digest"), "_dataset"),
+    **dict.fromkeys(("MIA_MAX_PER_SIDE", "evaluate"), "_evaluate"),
+    **dict.fromkeys(
+        ("RANDOM_ONNX_SCHEME", "OnnxBackend", "find_head_input", "random_onnx_model"), "_onnx"
+    ),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ONNX_NAMES:
-        from lethe_audit.metrics import _onnx
-
-        return getattr(_onnx, name)
-    raise AttributeError(f"module 'lethe_audit.metrics' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lethe_audit.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"lethe_audit.metrics.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [

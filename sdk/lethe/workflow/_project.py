@@ -6,6 +6,7 @@ import builtins
 import functools
 import hmac
 import json
+import numbers
 import os
 import re
 import secrets
@@ -19,7 +20,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -595,7 +595,7 @@ class Lethe:
         for c in classes:
             if isinstance(c, bool):
                 raise UnknownClassError(f"{c!r} is not a class")
-            if isinstance(c, (int, np.integer)):
+            if isinstance(c, numbers.Integral):  # int or a numpy integer
                 if not 0 <= int(c) < len(names):
                     raise UnknownClassError(
                         f"model {row.name!r} has classes 0..{len(names) - 1}, not {int(c)}"
@@ -972,9 +972,7 @@ class Lethe:
         :mod:`lethe.workflow._erase`."""
         from lethe.workflow._erase import run_erase
 
-        return run_erase(
-            self, model, progress=progress, policy=policy, config=config, fault=_fault
-        )
+        return run_erase(self, model, progress=progress, policy=policy, config=config, fault=_fault)
 
     def train_reference(
         self,
@@ -1098,6 +1096,8 @@ def _as_arrays(data: Any, what: str, *, split: str) -> ImageArrays:
 
 def _save_arrays(data: ImageArrays, path: Path) -> Path:
     import io
+
+    import numpy as np
 
     from lethe._io import atomic_write_bytes
 
