@@ -109,27 +109,3 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSetup]:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     yield DigitsSetup(shared / "model.safetensors", shared / "bank.safetensors", seed=0)
-
-
-#: Files whose tests run for minutes (venv installs, the demo, reference retrains, kill tests).
-#: They are collected first so that xdist starts them early and the short tests fill the other
-#: worker around them; collected last (alphabetically) they left one worker idle at the end.
-_LONG_FIRST = (
-    "tests/test_audit_dist.py",
-    "tests/test_demo.py",
-    "tests/workflow/test_erase.py",
-    "tests/workflow/test_concurrency.py",
-    "tests/workflow/test_cli.py",
-    "tests/workflow/test_crash.py",
-    "tests/workflow/test_db_faults.py",
-    "tests/benchmarks/",
-    "tests/filters/test_erase.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.nodeid.split("::", 1)[0]
-        return next((i for i, p in enumerate(_LONG_FIRST) if path.startswith(p)), len(_LONG_FIRST))
-
-    items.sort(key=rank)  # stable: the order inside each group stays as collected
