@@ -39,11 +39,13 @@ from lethe_audit.store._models import (
 from lethe_audit.store._workflow import (
     APPLY_PHASES,
     REQUEST_STATUSES,
+    TOKEN_ROLES,
     ApplyRow,
     ModelRow,
     ReferenceRow,
     RequestRow,
     SubjectKeyRow,
+    TokenRow,
 )
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "READ_ONLY",
     "REQUEST_STATUSES",
     "RETRY_ATTEMPTS",
+    "TOKEN_ROLES",
     "ApplyRow",
     "Base",
     "ModelRow",
@@ -63,6 +66,7 @@ __all__ = [
     "TlogHead",
     "TlogKey",
     "TlogNode",
+    "TokenRow",
     "alembic_config",
     "check_schema",
     "create_engine",

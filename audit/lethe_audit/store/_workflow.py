@@ -26,17 +26,22 @@ from lethe_audit.store._models import Base
 __all__ = [
     "APPLY_PHASES",
     "REQUEST_STATUSES",
+    "TOKEN_ROLES",
     "ApplyRow",
     "ModelRow",
     "ReferenceRow",
     "RequestRow",
     "SubjectKeyRow",
+    "TokenRow",
 ]
 
 #: received -> approved | rejected -> applied | failed; superseded when a later apply covers it.
 REQUEST_STATUSES = ("received", "approved", "rejected", "applied", "failed", "superseded")
 #: Phase 1 masks (compose + fold the filters); phase 2 erases (re-trains the folded weights).
 APPLY_PHASES = ("mask", "erase")
+#: Roles of API tokens (``lethe serve``): app files and reads its own requests; dpo approves,
+#: rejects, shreds; operator applies, erases, exports; auditor reads the log and receipts.
+TOKEN_ROLES = ("app", "dpo", "operator", "auditor")
 
 _UTC = DateTime(timezone=True)
 
@@ -104,6 +109,30 @@ class RequestRow(Base):
     #: When the published model covering this request was *erased* (phase 2); None while it is
     #: only masked. A later phase-1 apply (a new request) clears it until its erase lands.
     erased_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
+    #: The authenticated principal (token name) that filed it, and its role; None when filed
+    #: in-process (SDK / CLI on the project itself).
+    filed_by: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    filed_by_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: Role of ``decided_by`` when the decision came through an authenticated token.
+    decided_by_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    shredded_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    shredded_by_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class TokenRow(Base):
+    """An API token of ``lethe serve``. Only the SHA-256 of the (32 random bytes) token is
+    stored; a name is never reused, so a name in the log names one principal forever."""
+
+    __tablename__ = "wf_tokens"
+    __table_args__ = (
+        CheckConstraint("role IN ('app', 'dpo', 'operator', 'auditor')", name="role_known"),
+    )
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(_UTC, nullable=True)
 
 
 class SubjectKeyRow(Base):
@@ -151,6 +180,9 @@ class ApplyRow(Base):
     )
     #: For an erase: the id of the phase-1 apply whose folded model it started from.
     starts_from: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The authenticated principal (token name, role) that ran it; None when run in-process.
+    applied_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    applied_by_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class ReferenceRow(Base):
