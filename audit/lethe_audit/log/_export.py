@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from lethe_audit._version import __version__
 from lethe_audit.errors import ExportError, LogStateError, StoreError
-from lethe_audit.log._log import KEY_COLUMNS, KeyRecord
+from lethe_audit.log._keys import KEY_COLUMNS, KeyRecord
 from lethe_audit.store import TlogCheckpoint, TlogEntry, TlogHead, TlogKey
 from lethe_audit.verify._format import (
     ATTACHMENTS_DIR,
@@ -76,20 +76,9 @@ class _Sink:
             os.fsync(f.fileno())
 
 
-def _write_bundle(
-    conn: Connection, sink: _Sink, attachments: Sequence[Path], progress: bool
-) -> Manifest:
+def _write_entries(conn: Connection, sink: _Sink, size: int, progress: bool) -> FileDigest:
+    """``entries.jsonl``: every envelope of the first ``size`` entries, one per line."""
     from tqdm import tqdm
-
-    head = conn.execute(
-        select(TlogHead.origin, TlogHead.size, TlogHead.root, TlogHead.checkpoint).where(
-            TlogHead.id == 1
-        )
-    ).first()
-    if head is None:
-        raise LogStateError("the log is not initialised: nothing to export")
-    size = head.size
-    files: dict[str, FileDigest] = {}
 
     with (
         sink.open(ENTRIES) as w,
@@ -114,8 +103,11 @@ def _write_bundle(
             if expected != hi:
                 raise StoreError(f"entry {expected} is missing from the database")
             bar.update(hi - lo)
-        files[ENTRIES] = w.digest()
+    return w.digest()
 
+
+def _write_checkpoints(conn: Connection, sink: _Sink, size: int) -> FileDigest:
+    """``checkpoints.jsonl``: every stored checkpoint up to ``size``."""
     with sink.open(CHECKPOINTS) as w:
         cq = (
             select(TlogCheckpoint.size, TlogCheckpoint.note)
@@ -125,8 +117,11 @@ def _write_bundle(
         for cp_size, note_text in conn.execute(cq):
             line = json.dumps({"note": note_text, "size": cp_size}, sort_keys=True)
             w.write(line.encode("utf-8") + b"\n")
-        files[CHECKPOINTS] = w.digest()
+    return w.digest()
 
+
+def _write_keys(conn: Connection, sink: _Sink, size: int) -> FileDigest:
+    """``keys.json``: the signing keys added up to ``size``."""
     keys = [
         asdict(KeyRecord(*k))
         for k in conn.execute(
@@ -137,8 +132,11 @@ def _write_bundle(
     ]
     with sink.open(KEYS) as w:
         w.write((json.dumps({"keys": keys}, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-        files[KEYS] = w.digest()
+    return w.digest()
 
+
+def _write_attachments(sink: _Sink, attachments: Sequence[Path]) -> tuple[Attachment, ...]:
+    """Copy each attachment under ``attachments/`` (unique, safe names), with its digest."""
     atts = []
     seen: set[str] = set()
     for src in attachments:
@@ -157,14 +155,32 @@ def _write_bundle(
         d = w.digest()
         media = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
         atts.append(Attachment(rel, d.sha256, d.bytes, media))
+    return tuple(atts)
 
+
+def _write_bundle(
+    conn: Connection, sink: _Sink, attachments: Sequence[Path], progress: bool
+) -> Manifest:
+    head = conn.execute(
+        select(TlogHead.origin, TlogHead.size, TlogHead.root, TlogHead.checkpoint).where(
+            TlogHead.id == 1
+        )
+    ).first()
+    if head is None:
+        raise LogStateError("the log is not initialised: nothing to export")
+    size = head.size
+    files: dict[str, FileDigest] = {
+        ENTRIES: _write_entries(conn, sink, size, progress),
+        CHECKPOINTS: _write_checkpoints(conn, sink, size),
+        KEYS: _write_keys(conn, sink, size),
+    }
     manifest = Manifest(
         origin=head.origin,
         size=size,
         root=bytes(head.root),
         checkpoint=head.checkpoint,
         files=files,
-        attachments=tuple(atts),
+        attachments=_write_attachments(sink, attachments),
         created_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         generator=f"lethe-audit {__version__}",
     )

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from lethe_audit.errors import LetheAuditError, LogStateError, StoreError
+from lethe_audit.log._keys import KEY_COLUMNS, KeyRecord
 from lethe_audit.log._source import DatabaseHashSource
 from lethe_audit.note import Signer, Verifier
 from lethe_audit.statements import (
@@ -73,32 +74,6 @@ class AppendResult:
     duplicate: bool = False
 
 
-# The columns of a KeyRecord, in its field order.
-KEY_COLUMNS = (
-    TlogKey.vkey,
-    TlogKey.name,
-    TlogKey.key_id,
-    TlogKey.status,
-    TlogKey.added_at_size,
-    TlogKey.retired_at_size,
-)
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """A log signing key as the database records it."""
-
-    vkey: str
-    name: str
-    key_id: str
-    status: str
-    added_at_size: int
-    retired_at_size: int | None
-
-    def verifier(self) -> Verifier:
-        return Verifier.from_vkey(self.vkey)
-
-
 @dataclass(frozen=True)
 class _Prepared:
     envelope: bytes
@@ -119,6 +94,49 @@ _HEAD_COLUMNS = (TlogHead.origin, TlogHead.size, TlogHead.compact, TlogHead.chec
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _existing_leaves(conn: Connection, leaves: Sequence[bytes]) -> dict[bytes, int]:
+    """Index of every already-logged leaf among ``leaves`` (a retried append is a duplicate)."""
+    existing: dict[bytes, int] = {}
+    for start in range(0, len(leaves), 500):
+        q = select(TlogEntry.leaf_hash, TlogEntry.idx).where(
+            TlogEntry.leaf_hash.in_(leaves[start : start + 500])
+        )
+        existing.update({h: i for h, i in conn.execute(q)})
+    return existing
+
+
+def _place(
+    conn: Connection, prepared: Sequence[_Prepared], compact: CompactRange, now: datetime
+) -> tuple[list[dict[str, object]], list[dict[str, object]], list[tuple[int, bytes, bool]]]:
+    """Give each new envelope the next index (appending its leaf to ``compact``): the entry
+    rows, the tree-node rows to insert, and (index, leaf, duplicate) for every item."""
+    existing = _existing_leaves(conn, list({p.leaf for p in prepared}))
+    entry_rows: list[dict[str, object]] = []
+    node_rows: list[dict[str, object]] = []
+    placed: list[tuple[int, bytes, bool]] = []
+    for p in prepared:
+        if p.leaf in existing:
+            placed.append((existing[p.leaf], p.leaf, True))
+            continue
+        index = compact.size
+        compact.append(
+            p.leaf,
+            on_node=lambda level, idx, h: node_rows.append({"level": level, "idx": idx, "hash": h}),
+        )
+        entry_rows.append(
+            {
+                "idx": index,
+                "leaf_hash": p.leaf,
+                "envelope": p.envelope,
+                "predicate_type": p.predicate_type,
+                "appended_at": now,
+            }
+        )
+        existing[p.leaf] = index
+        placed.append((index, p.leaf, False))
+    return entry_rows, node_rows, placed
 
 
 class AuditLog:
@@ -338,40 +356,9 @@ class AuditLog:
         self._fault("locked")
         if signers is self._signers:
             self._check_signers(conn)
-        leaves = list({p.leaf for p in prepared})
-        existing: dict[bytes, int] = {}
-        for start in range(0, len(leaves), 500):
-            q = select(TlogEntry.leaf_hash, TlogEntry.idx).where(
-                TlogEntry.leaf_hash.in_(leaves[start : start + 500])
-            )
-            existing.update({h: i for h, i in conn.execute(q)})
         compact = CompactRange.from_bytes(head.size, head.compact)
-        entry_rows: list[dict[str, object]] = []
-        node_rows: list[dict[str, object]] = []
-        placed: list[tuple[int, bytes, bool]] = []
         now = _utcnow()
-        for p in prepared:
-            if p.leaf in existing:
-                placed.append((existing[p.leaf], p.leaf, True))
-                continue
-            index = compact.size
-            compact.append(
-                p.leaf,
-                on_node=lambda level, idx, h: node_rows.append(
-                    {"level": level, "idx": idx, "hash": h}
-                ),
-            )
-            entry_rows.append(
-                {
-                    "idx": index,
-                    "leaf_hash": p.leaf,
-                    "envelope": p.envelope,
-                    "predicate_type": p.predicate_type,
-                    "appended_at": now,
-                }
-            )
-            existing[p.leaf] = index
-            placed.append((index, p.leaf, False))
+        entry_rows, node_rows, placed = _place(conn, prepared, compact, now)
         if not entry_rows:
             return [AppendResult(i, h, head.size, head.checkpoint, dup) for i, h, dup in placed]
         conn.execute(insert(TlogEntry), entry_rows)

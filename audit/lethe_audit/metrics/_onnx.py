@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -101,12 +101,26 @@ def random_onnx_model(model: onnx.ModelProto, *, seed: int) -> tuple[onnx.ModelP
         raise BackendError(f"seed must be a non-negative integer, got {seed!r}")
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    graph = out.graph
+    weights, constants = _initializer_roles(out.graph)
+    if not weights:
+        raise BackendError(
+            "found no Conv/Gemm/MatMul weight initializers to re-draw in the ONNX model; "
+            "pass an explicit random_model= to evaluate()"
+        )
+    _redraw(out.graph, weights, constants, seed)
+    description = (
+        f"{RANDOM_ONNX_SCHEME}: seed {seed}, {len(weights)} weight/bias initializers re-drawn "
+        f"from U(±1/√fan_in), {len(constants)} normalisation initializers reset"
+    )
+    return out, description
+
+
+def _resolver(graph: Any) -> Callable[[str], tuple[str, tuple[int, ...]] | None]:
+    """Follow Transpose nodes back to an initializer: its name and effective shape (or None)."""
     inits = {i.name: i for i in graph.initializer}
     producers = {o: node for node in graph.node for o in node.output}
 
     def resolve(name: str) -> tuple[str, tuple[int, ...]] | None:
-        # Follow Transpose nodes back to an initializer; return it with its effective shape.
         perms: list[list[int]] = []
         while name not in inits:
             node = producers.get(name)
@@ -120,13 +134,25 @@ def random_onnx_model(model: onnx.ModelProto, *, seed: int) -> tuple[onnx.ModelP
             shape = tuple(shape[p] for p in perm) if perm else tuple(reversed(shape))
         return name, shape
 
-    weights: dict[str, float] = {}  # initializer name -> fan_in
-    constants: dict[str, float] = {}  # initializer name -> fill value
+    return resolve
+
+
+def _initializer_roles(graph: Any) -> tuple[dict[str, float], dict[str, float]]:
+    """(initializer name -> fan_in for weights/biases, name -> fill value for normalisation)."""
+    inits = {i.name: i for i in graph.initializer}
+    resolve = _resolver(graph)
+    weights: dict[str, float] = {}
+    constants: dict[str, float] = {}
     matmul_fan_in: dict[str, float] = {}  # MatMul output -> fan_in of its weight
 
     def weight(name: str, fan_in: int) -> None:
         if fan_in > 0 and name not in constants:
             weights.setdefault(name, float(fan_in))
+
+    def constant(names: Sequence[str], values: Sequence[float]) -> None:
+        for name, value in zip(names, values, strict=False):
+            if name in inits and name not in weights:
+                constants[name] = value
 
     for node in graph.node:
         op, ins = node.op_type, list(node.input)
@@ -153,19 +179,16 @@ def random_onnx_model(model: onnx.ModelProto, *, seed: int) -> tuple[onnx.ModelP
                 if a in matmul_fan_in and b in inits and len(inits[b].dims) == 1:
                     weight(b, int(matmul_fan_in[a]))
         elif op == "BatchNormalization":
-            for name, value in zip(ins[1:5], (1.0, 0.0, 0.0, 1.0), strict=False):
-                if name in inits and name not in weights:
-                    constants[name] = value
+            constant(ins[1:5], (1.0, 0.0, 0.0, 1.0))
         elif op in _NORM_OPS:
-            for name, value in zip(ins[1:3], (1.0, 0.0), strict=False):
-                if name in inits and name not in weights:
-                    constants[name] = value
+            constant(ins[1:3], (1.0, 0.0))
+    return weights, constants
 
-    if not weights:
-        raise BackendError(
-            "found no Conv/Gemm/MatMul weight initializers to re-draw in the ONNX model; "
-            "pass an explicit random_model= to evaluate()"
-        )
+
+def _redraw(
+    graph: Any, weights: Mapping[str, float], constants: Mapping[str, float], seed: int
+) -> None:
+    """Replace the floating-point initializers named in ``weights`` / ``constants`` in place."""
     for init in graph.initializer:
         if init.name not in weights and init.name not in constants:
             continue
@@ -179,11 +202,6 @@ def random_onnx_model(model: onnx.ModelProto, *, seed: int) -> tuple[onnx.ModelP
         else:
             values = np.full(current.shape, constants[init.name], dtype=current.dtype)
         init.CopyFrom(numpy_helper.from_array(values, init.name))
-    description = (
-        f"{RANDOM_ONNX_SCHEME}: seed {seed}, {len(weights)} weight/bias initializers re-drawn "
-        f"from U(±1/√fan_in), {len(constants)} normalisation initializers reset"
-    )
-    return out, description
 
 
 class OnnxBackend:
