@@ -1,0 +1,98 @@
+"""Request and response bodies of the HTTP API (pydantic: they make the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ApplyBody",
+    "DecisionBody",
+    "FileBody",
+    "Health",
+    "Problem",
+    "RejectBody",
+    "RequestList",
+    "RequestOut",
+]
+
+_KEY = Field(default=None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileBody(_Strict):
+    """A deletion request. The subject identifier travels only here (never in a URL)."""
+
+    subject: str = Field(min_length=1, max_length=1024)
+    classes: list[int | str] = Field(min_length=1, max_length=1000)
+    legal_basis: str = Field(min_length=1, max_length=64)
+    model: str | None = Field(default=None, min_length=1, max_length=100)
+    idempotency_key: str | None = _KEY
+
+
+class DecisionBody(_Strict):
+    reason: str | None = Field(default=None, max_length=4000)
+
+
+class RejectBody(_Strict):
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class ApplyBody(_Strict):
+    #: ``mask`` (phase 1, seconds) or ``both`` (phase 1 then the erase, minutes).
+    phase: Literal["mask", "both"] = "mask"
+
+
+class RequestOut(BaseModel):
+    """A deletion request as the API shows it (``subject_key`` only to its filer, on filing)."""
+
+    id: str
+    model: str
+    classes: list[int]
+    class_names: list[str]
+    legal_basis: str
+    status: str
+    overdue: bool
+    subject_commitment: str
+    received_at: str
+    due_at: str
+    idempotency_key: str | None = None
+    decided_at: str | None = None
+    decided_by: str | None = None
+    decided_by_role: str | None = None
+    decision_reason: str | None = None
+    applied_at: str | None = None
+    apply_id: str | None = None
+    failure_reason: str | None = None
+    shredded_at: str | None = None
+    shredded_by: str | None = None
+    erased_at: str | None = None
+    depth: str | None = None
+    filed_by: str | None = None
+    filed_by_role: str | None = None
+    subject_key: str | None = None
+
+
+class RequestList(BaseModel):
+    requests: list[RequestOut]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    log_size: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = None
