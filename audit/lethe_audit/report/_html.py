@@ -6,9 +6,11 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from lethe_audit.report import _charts, _fmt
+from lethe_audit.report._page import build_document
+from lethe_audit.report._view import Badge, Code, Link, Note, Rich, Text
 
 
 def environment() -> Any:
@@ -31,32 +33,39 @@ def _css(env: Any) -> Markup:
     return Markup(source)
 
 
+def inline(text: Rich) -> Markup:
+    """A rich run as HTML: every string escaped, badges as pills, digests breakable."""
+    out: list[str] = []
+    for p in text:
+        if isinstance(p, Text):
+            out.append(escape(p.text))
+        elif isinstance(p, Code):
+            css = ' class="digest"' if p.digest else ""
+            out.append(f"<code{css}>{escape(p.text)}</code>")
+        elif isinstance(p, Badge):
+            out.append(f'<span class="badge {escape(p.css)}">{escape(p.text)}</span>')
+        elif isinstance(p, Link):
+            label = f"<code>{escape(p.text)}</code>" if p.code else escape(p.text)
+            out.append(f'<a href="{escape(p.href)}">{label}</a>')
+        elif isinstance(p, Note):
+            out.append(f'<br><span class="muted">{escape(p.text)}</span>')
+        else:
+            out.append("<br>")
+    return Markup("".join(out))
+
+
 def render_report(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
+    """The report dict as one self-contained HTML page (from the same view model as the PDF)."""
     env = environment()
-    charts: dict[int, Markup] = {}
-    for a in data["applies"]:
-        m = a["metrics"]
-        if m.get("structured"):
-            charts[a["index"]] = Markup(_charts.per_class_accuracy(m["per_class"]))
-    remeasure_chart = None
-    rm = data.get("remeasure")
-    if rm is not None:
-        remeasure_chart = Markup(_charts.remeasured_accuracy(rm["per_class"]))
+    env.filters["inline"] = inline
     images = {
         path: "data:image/png;base64," + base64.b64encode(blob).decode("ascii")
         for path, blob in figures.items()
     }
-    requests = {r["id"]: r for r in data["requests"]}
-    applies = {a["index"]: a for a in data["applies"]}
+    doc = build_document(data)
     return str(
         env.get_template("report.html.j2").render(
-            r=data,
-            css=_css(env),
-            charts=charts,
-            remeasure_chart=remeasure_chart,
-            images=images,
-            requests_by_id=requests,
-            applies=applies,
+            doc=doc, css=_css(env), images=images, Markup=Markup
         )
     )
 
