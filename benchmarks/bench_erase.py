@@ -55,7 +55,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "finetune": {"epochs": 1, "lr": 1e-3},
     },
     "ft1+top1": {"blocks": 1, "epochs": 5, "finetune_first": {"epochs": 1, "lr": 1e-3}},
+    # Recipes of benchmarks/_erase_dev.py ("method" plus its options; see its docstring).
+    "rows-fresh": {"method": "retrain-top", "rows": "fresh"},
+    "rows-zero": {"method": "retrain-top", "rows": "zero"},
+    "resist-top": {"method": "resist", "adv_scope": "top"},
+    "resist-top-x3": {"method": "resist", "adv_scope": "top", "resist": 3.0, "adv_steps": 5},
+    "resist-all": {"method": "resist", "adv_scope": "all"},
+    "resist-all-x3": {"method": "resist", "adv_scope": "all", "resist": 3.0, "adv_steps": 5},
+    "sal0.5": {"method": "saliency", "threshold": 0.5},
+    "sal0.9": {"method": "saliency", "threshold": 0.9},
+    "sal0.9+resist-all": {"method": "saliency+resist", "threshold": 0.9, "adv_scope": "all"},
 }
+_DEV_KEYS = ("method", "rows", "resist", "adv_scope", "adv_steps", "adv_lr", "adv_batch")
+_DEV_KEYS += ("adv_pool", "adv_every", "threshold")
 
 
 def _perturb(model: nn.Module, p: float, seed: int) -> nn.Module:
@@ -74,15 +86,24 @@ def _perturb(model: nn.Module, p: float, seed: int) -> nn.Module:
 
 
 def erase_variant(
-    masked: nn.Module, train: TensorDataset, c: int, spec: Mapping[str, Any], seed: int = 0
+    masked: nn.Module,
+    train: TensorDataset,
+    c: int | Sequence[int],
+    spec: Mapping[str, Any],
+    seed: int = 0,
+    scales: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, float, dict[str, Any]]:
     """One variant: (model, seconds, EraseConfig dict)."""
+    from benchmarks._erase_dev import erase_dev
     from lethe.filters import EraseConfig, erase
     from lethe.models import fit
 
-    opts = {k: v for k, v in spec.items() if k not in ("perturb", "finetune", "finetune_first")}
+    lab = ("perturb", "finetune", "finetune_first", *_DEV_KEYS)
+    opts = {k: v for k, v in spec.items() if k not in lab}
     cfg = EraseConfig(**{"seed": seed, **opts})
-    retain = TensorDataset(*(t[train.tensors[1] != c] for t in train.tensors))
+    forget = _classes(c)
+    keep = ~torch.isin(train.tensors[1], torch.tensor(forget))
+    retain = TensorDataset(*(t[keep] for t in train.tensors))
     t = time.perf_counter()
     start = masked
     if spec.get("perturb"):
@@ -92,7 +113,10 @@ def erase_variant(
 
         start = copy.deepcopy(start).requires_grad_(True)
         fit(start, retain, seed=seed, progress=False, **spec["finetune_first"])
-    out, _ = erase(start, train, [c], config=cfg)
+    if "method" in spec:
+        out, info = erase_dev(start, train, forget, config=cfg, spec=spec, scales=scales)
+        return out.eval(), time.perf_counter() - t, {**cfg.to_dict(), "lab": info}
+    out, _ = erase(start, train, forget, config=cfg)
     if spec.get("finetune"):
         out.requires_grad_(True)
         fit(out, retain, seed=seed, progress=False, **spec["finetune"])
@@ -141,8 +165,26 @@ def _setup(name: str, preset: U.Preset) -> tuple[U.Setup, U.Recipe, U.Data]:
     return setup, preset.recipe(name), U.load_data(setup.dataset, preset)
 
 
+def _classes(c: int | Sequence[int]) -> list[int]:
+    return [c] if isinstance(c, int) else sorted(int(x) for x in c)
+
+
+def _label(c: int | Sequence[int]) -> int | list[int]:
+    """A row's "class": the id for one class, the sorted list for a set."""
+    cs = _classes(c)
+    return cs[0] if len(cs) == 1 else cs
+
+
+def _parse_classes(text: str) -> int | list[int]:
+    """``3`` (one class) or ``3+7`` (a set)."""
+    try:
+        return _label([int(x) for x in text.split("+")])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"class or set like 3 or 3+7, got {text!r}") from exc
+
+
 def _measure(
-    model: nn.Module, c: int, data: U.Data, base: Any, seeds: int, max_steps: int
+    model: nn.Module, c: int | Sequence[int], data: U.Data, base: Any, seeds: int, max_steps: int
 ) -> dict[str, Any]:
     from lethe.metrics import TorchBackend
     from lethe_audit.metrics import RelearnConfig, evaluate
@@ -150,7 +192,7 @@ def _measure(
     r = evaluate(
         TorchBackend(model),
         data.test_set,
-        forget=[c],
+        forget=_classes(c),
         base=base,
         train_set=data.train_set,
         relearn=RelearnConfig(seeds=seeds, max_steps=max_steps),
@@ -175,26 +217,12 @@ def _depth(row: dict[str, Any], ref: Mapping[str, Any]) -> None:
         row["cost_ratio"] = row["seconds"] / ref["seconds"]
 
 
-def run_class(
-    c: int,
-    *,
-    name: str,
-    setup: U.Setup,
-    recipe: U.Recipe,
-    data: U.Data,
-    model: nn.Module,
-    bank: Any,
-    variants: Sequence[str],
-    seeds: int,
-    max_steps: int,
-    cache: Path,
-) -> list[dict[str, Any]]:
-    """Rows for one class: retrain reference, masked model, each erase variant."""
+def _reference(
+    c: int | list[int], *, name: str, setup: U.Setup, recipe: U.Recipe, data: U.Data, cache: Path
+) -> dict[str, Any]:
+    """The model retrained without ``c`` (cached by setup, recipe, data and classes), timed."""
     from safetensors.torch import load_file, save_file
 
-    from lethe.filters import fold
-
-    base = U._Memo(__import__("lethe.metrics", fromlist=["TorchBackend"]).TorchBackend(model))
     key = U._key({"setup": name, "recipe": recipe.base_key(), "data": data.digests, "c": c})
     path = cache / f"erase-lab-retrain-{name}-{key}.safetensors"
     torch.manual_seed(0)
@@ -206,22 +234,55 @@ def run_class(
         t = time.perf_counter()
         ref_model = B.retrain(
             lambda: setup.make(data.in_chans, data.size, data.num_classes),
-            data.train, [c], seed=0, **recipe.fit_options(),
+            data.train, _classes(c), seed=0, **recipe.fit_options(),
         )  # fmt: skip
         ref_seconds = time.perf_counter() - t
         cache.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in ref_model.state_dict().items()}, str(path))
         path.with_suffix(".json").write_text(json.dumps({"seconds": ref_seconds}))
-    ref = {"model": "retrain", "class": c, "seconds": ref_seconds}
-    ref.update(_measure(ref_model.eval(), c, data, base, seeds, max_steps))
-    rows = [ref]
-    t = time.perf_counter()
-    masked = fold(model, bank, [c])
-    rows.append({"model": "mask", "class": c, "seconds": time.perf_counter() - t})
-    rows[-1].update(_measure(masked, c, data, base, seeds, max_steps))
+    return {"model": "retrain", "class": _label(c), "seconds": ref_seconds, "_model": ref_model}
+
+
+def run_class(
+    c: int | list[int],
+    *,
+    name: str,
+    setup: U.Setup,
+    recipe: U.Recipe,
+    data: U.Data,
+    model: nn.Module,
+    bank: Any,
+    variants: Sequence[str],
+    seeds: int,
+    max_steps: int,
+    cache: Path,
+    refs: Sequence[dict[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Rows for one class (or set): retrain reference, masked model, each erase variant.
+    ``refs``: earlier retrain and mask rows of this class to reuse instead of re-measuring."""
+    from lethe.filters import fold
+
+    base = U._Memo(__import__("lethe.metrics", fromlist=["TorchBackend"]).TorchBackend(model))
+    forget = _classes(c)
+    masked = fold(model, bank, forget)
+    old = {r["model"]: dict(r) for r in refs}
+    if "retrain" in old and "mask" in old:
+        ref, rows = old["retrain"], [old["retrain"], old["mask"]]
+    else:
+        ref = _reference(c, name=name, setup=setup, recipe=recipe, data=data, cache=cache)
+        ref_model = ref.pop("_model")
+        ref.update(_measure(ref_model.eval(), c, data, base, seeds, max_steps))
+        rows = [ref]
+        t = time.perf_counter()
+        fold(model, bank, forget)
+        rows.append({"model": "mask", "class": _label(c), "seconds": time.perf_counter() - t})
+        rows[-1].update(_measure(masked, c, data, base, seeds, max_steps))
     for v in variants:
-        erased, seconds, cfg = erase_variant(masked, data.train, c, VARIANTS[v])
-        row = {"model": v, "class": c, "seconds": seconds, "config": cfg, "spec": VARIANTS[v]}
+        erased, seconds, cfg = erase_variant(
+            masked, data.train, c, VARIANTS[v], scales=bank.scales(forget)
+        )
+        row = {"model": v, "class": _label(c), "seconds": seconds, "config": cfg}
+        row["spec"] = VARIANTS[v]
         row.update(_measure(erased, c, data, base, seeds, max_steps))
         _depth(row, ref)
         print(json.dumps({k: v for k, v in row.items() if k not in ("config", "spec")}), flush=True)
@@ -257,13 +318,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--setup", default="digits")
     p.add_argument("--preset", default="compare", help="bench_unlearning preset for data sizes")
-    p.add_argument("--classes", type=int, nargs="+", default=[0, 3, 5])
+    p.add_argument(
+        "--classes", type=_parse_classes, nargs="+", default=[0, 3, 5], help="3 or a set 3+7"
+    )
     p.add_argument("--variants", nargs="*", default=["top1"], choices=sorted(VARIANTS))
     p.add_argument("--relearn-seeds", type=int, default=3)
     p.add_argument("--relearn-max-steps", type=int, default=100)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--cache", type=Path, default=CACHE, help="base-model / bank / retrain cache")
     p.add_argument("--fixture", type=Path, default=None, help="digits: a trained test fixture dir")
+    p.add_argument(
+        "--reuse-refs", action="store_true", help="keep the JSON's retrain / mask rows of a class"
+    )
     a = p.parse_args(argv)
     preset = U.PRESETS[a.preset]
     setup, recipe, data = _setup(a.setup, preset)
@@ -286,10 +352,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     old = json.loads(out.read_text()) if out.exists() else {"rows": []}
     rows = [r for r in old["rows"] if r["model"] not in a.variants or r["class"] not in a.classes]
     for c in a.classes:
+        refs = [r for r in rows if r["class"] == c and r["model"] in ("retrain", "mask")]
         new = run_class(
             c, name=a.setup, setup=setup, recipe=recipe, data=data, model=model, bank=bank,
             variants=a.variants, seeds=a.relearn_seeds, max_steps=a.relearn_max_steps,
-            cache=a.cache,
+            cache=a.cache, refs=refs if a.reuse_refs else (),
         )  # fmt: skip
         rows = [r for r in rows if not (r["class"] == c and r["model"] in ("retrain", "mask"))]
         rows += new
