@@ -34,40 +34,44 @@ def model_verify(
     origin: str | None,
     as_json: bool,
 ) -> None:
-    """Verify the ONNX model FILE: signature by a trusted key (--key VKEY), recomputed
-    content hash, metadata, and with --receipt the log's inclusion proof for its attestation.
+    """Verify the ONNX model FILE: signature by a trusted key (--key VKEY), the hash of its
+    exact bytes, metadata, and with --receipt the log's inclusion proof for its attestation.
     """
-    from lethe_audit.model import read_model, verify_model
+    from lethe_audit.model import ModelMetadata, read_model_bytes, scan_model_bytes, verify_model
 
     check_regular(file, "model")
-    signed = read_model(file)
+    scanned = scan_model_bytes(read_model_bytes(file))  # one read, one hash pass, no parse
     receipt = read_bytes(receipt_file, "receipt") if receipt_file is not None else None
-    verify_model(signed, load_verifiers(keys), receipt=receipt, origin=origin)
-    meta = signed.metadata()
+    verify_model(scanned, load_verifiers(keys), receipt=receipt, origin=origin)
+    meta = ModelMetadata.from_props(scanned.props)
     info: dict[str, object] = {
         "file": str(file),
-        "sha256": signed.sha256,
-        "content_hash": signed.content_hash,
+        "sha256": scanned.sha256,
+        "bytes_hash": scanned.stripped,
         "metadata": meta.to_dict(),
         "receipt": None,
     }
     text = (
-        f"OK: {file.name} ({meta.variant}) is signed by the log key; content "
-        f"{signed.content_hash}; forgets classes {list(meta.forgotten_classes)} for "
+        f"OK: {file.name} ({meta.variant}) is signed by the log key; bytes "
+        f"{scanned.stripped}; forgets classes {list(meta.forgotten_classes)} for "
         f"{len(meta.requests)} request(s); log {meta.log_origin} at size {meta.log_size}"
     )
     if receipt is not None:
-        from lethe_audit.verify import parse_receipt
-
-        r = parse_receipt(receipt)
-        info["receipt"] = {
-            "file": str(receipt_file),
-            "index": r.index,
-            "size": r.checkpoint.size,
-            "origin": r.checkpoint.origin,
-        }
-        text += f"; attested by entry {r.index}, included at size {r.checkpoint.size}"
+        r = info["receipt"] = _receipt_info(receipt, receipt_file)
+        text += f"; attested by entry {r['index']}, included at size {r['size']}"
     emit(info, as_json, text)
+
+
+def _receipt_info(receipt: bytes, receipt_file: Path | None) -> dict[str, object]:
+    from lethe_audit.verify import parse_receipt
+
+    r = parse_receipt(receipt)
+    return {
+        "file": str(receipt_file),
+        "index": r.index,
+        "size": r.checkpoint.size,
+        "origin": r.checkpoint.origin,
+    }
 
 
 @model.command("info")

@@ -11,6 +11,7 @@ from the same bytes); an auditor checks a model file with :func:`verify_model` (
 
 from __future__ import annotations
 
+from lethe_audit.model._bytes import ModelBytes, scan_model_bytes
 from lethe_audit.model._load import load_verified
 from lethe_audit.model._signed import (
     MAX_MODEL_BYTES,
@@ -36,12 +37,14 @@ __all__ = [
     "SIGNATURE_FORMAT",
     "SIGNATURE_KEY",
     "VARIANTS",
+    "ModelBytes",
     "ModelMetadata",
     "SignedModel",
     "content_hash",
     "load_verified",
     "read_model",
     "read_model_bytes",
+    "scan_model_bytes",
     "sign_model",
     "signing_text",
     "signing_text_v2",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from lethe_audit.errors import FormatError
@@ -17,6 +17,7 @@ from lethe_audit.errors import FormatError
 __all__ = ["ModelBytes", "scan_model_bytes"]
 
 _METADATA_FIELD = 14  # ModelProto.metadata_props (repeated StringStringEntryProto)
+_GRAPH_FIELD = 7  # ModelProto.graph
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class ModelBytes:
     sha256: str  #: hex SHA-256 of the whole file (what a log statement names it by)
     stripped: str  #: ``sha256:<hex>`` of the bytes without the top-level metadata records
     props: Mapping[str, str]
+    data: bytes = field(default=b"", repr=False, compare=False)  #: the bytes scanned
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
@@ -56,29 +58,45 @@ def _record_end(data: memoryview, pos: int, wire: int) -> tuple[int, int]:
     raise FormatError(f"not an ONNX model: protobuf wire type {wire} at top level")
 
 
-def _entry(raw: bytes) -> tuple[str, str]:
-    import onnx
-
-    try:
-        e = onnx.StringStringEntryProto.FromString(raw)
-    except Exception as exc:  # protobuf's DecodeError
-        raise FormatError(f"not an ONNX model: malformed metadata entry: {exc}") from None
-    return e.key, e.value
+def _entry(raw: memoryview) -> tuple[str, str]:
+    """Decode one ``StringStringEntryProto`` (field 1 ``key``, field 2 ``value``, both strings;
+    unknown fields skipped, the last value of a repeated field wins, as protobuf reads it)."""
+    key = value = ""
+    pos = 0
+    while pos < len(raw):
+        tag, after = _varint(raw, pos)
+        number, wire = tag >> 3, tag & 7
+        if number == 0:
+            raise FormatError("not an ONNX model: malformed metadata entry (field number 0)")
+        start, end = _record_end(raw, after, wire)
+        if end > len(raw):
+            raise FormatError("not an ONNX model: malformed metadata entry (truncated)")
+        if number in (1, 2):
+            if wire != 2:
+                raise FormatError("not an ONNX model: a metadata key or value is not a string")
+            try:
+                text = bytes(raw[start:end]).decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError("not an ONNX model: metadata is not valid UTF-8") from None
+            key, value = (text, value) if number == 1 else (key, text)
+        pos = end
+    return key, value
 
 
 def scan_model_bytes(data: bytes) -> ModelBytes:
     """Split ``data`` into top-level protobuf records in one pass: hash the whole file, hash it
-    without the ``metadata_props`` records, and decode those records.
+    without the ``metadata_props`` records, and decode those records (no ``onnx`` import).
 
     The two hashes share every byte before the first metadata record (the usual layout puts
     metadata near the end), so this costs about one SHA-256 of the file. :class:`FormatError`
-    for bytes that are not a protobuf message or repeat a metadata key.
+    for bytes that are not a protobuf message, have no graph or repeat a metadata key.
     """
     view = memoryview(data)
     stripped = hashlib.sha256()
     full: hashlib._Hash | None = None
     props: dict[str, str] = {}
     pos = run = 0  # ``run``: start of the pending stretch of non-metadata bytes
+    graph = False
     while pos < len(view):
         tag, after_tag = _varint(view, pos)
         field, wire = tag >> 3, tag & 7
@@ -87,6 +105,7 @@ def scan_model_bytes(data: bytes) -> ModelBytes:
         start, end = _record_end(view, after_tag, wire)
         if end > len(view):
             raise FormatError("not an ONNX model: a protobuf record runs past the end of the file")
+        graph = graph or (field == _GRAPH_FIELD and wire == 2)
         if field == _METADATA_FIELD:
             if wire != 2:
                 raise FormatError("not an ONNX model: metadata_props is not length-delimited")
@@ -96,12 +115,14 @@ def scan_model_bytes(data: bytes) -> ModelBytes:
             else:
                 full.update(view[run:pos])
             full.update(view[pos:end])
-            key, value = _entry(bytes(view[start:end]))
+            key, value = _entry(view[start:end])
             if key in props:
                 raise FormatError(f"metadata key {key!r} appears twice")
             props[key] = value
             run = end
         pos = end
+    if not graph:
+        raise FormatError("not an ONNX model: it has no graph")
     stripped.update(view[run:])
     if full is None:
         full = stripped
@@ -111,4 +132,5 @@ def scan_model_bytes(data: bytes) -> ModelBytes:
         sha256=full.hexdigest(),
         stripped="sha256:" + stripped.hexdigest(),
         props=MappingProxyType(props),
+        data=data,
     )

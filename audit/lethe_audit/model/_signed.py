@@ -9,17 +9,19 @@ import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-import onnx
+from typing import TYPE_CHECKING, Any
 
 from lethe_audit import note
 from lethe_audit.errors import FormatError, ModelVerificationError, SignatureError
-from lethe_audit.model._bytes import scan_model_bytes
+from lethe_audit.model._bytes import ModelBytes, scan_model_bytes
+
+if TYPE_CHECKING:  # onnx is imported where a proto is built or parsed: verifying needs none
+    import onnx
 
 __all__ = [
     "MAX_MODEL_BYTES",
@@ -272,6 +274,8 @@ def _iter_tensors(model: onnx.ModelProto) -> Iterator[tuple[Any, str]]:
 def _check_self_contained(model: onnx.ModelProto) -> None:
     """Refuse a model with external tensor data anywhere (the content hash would not cover
     it: swapping the data file would change the outputs while the signature still verifies)."""
+    import onnx
+
     for t, where in _iter_tensors(model):
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
             raise FormatError(
@@ -287,6 +291,8 @@ def content_hash(model: onnx.ModelProto) -> str:
     model-level metadata (which the signature covers separately). External tensor data is
     refused (it would not be covered).
     """
+    import onnx
+
     _check_self_contained(model)
     bare = onnx.ModelProto()
     bare.CopyFrom(model)
@@ -345,6 +351,8 @@ def sign_model(
     bytes of the other fields, so the signed stripped hash is that of the saved file).
     External tensor data anywhere is refused (:class:`FormatError`) before signing.
     """
+    import onnx
+
     out = onnx.ModelProto()
     out.CopyFrom(model)
     del out.metadata_props[:]
@@ -414,6 +422,8 @@ def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYT
 
 def read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> SignedModel:
     """Read an ONNX model (path, bytes or proto) without verifying anything."""
+    import onnx
+
     if isinstance(source, onnx.ModelProto):
         data = source.SerializeToString()
         proto = source
@@ -461,17 +471,29 @@ class _Subject:
         return self.props.get(SIGNATURE_KEY)
 
 
+def _is_proto(source: object) -> bool:
+    """Whether ``source`` is an ``onnx.ModelProto`` (without importing onnx: if it is not
+    loaded, nothing can be one)."""
+    mod = sys.modules.get("onnx")
+    return mod is not None and isinstance(source, mod.ModelProto)
+
+
 def _subject(
-    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel,
+    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel | ModelBytes,
 ) -> _Subject:
     if isinstance(source, SignedModel):
         model = source
         stripped = model.stripped or scan_model_bytes(model.model.SerializeToString()).stripped
         return _Subject(model.sha256, stripped, model.props, lambda: model.content_hash)
-    if isinstance(source, onnx.ModelProto):
-        return _subject(read_model(source))
-    data = source if isinstance(source, bytes) else read_model_bytes(source)
-    scanned = scan_model_bytes(data)
+    if _is_proto(source):
+        return _subject(read_model(source))  # type: ignore[arg-type]
+    if isinstance(source, ModelBytes):
+        scanned = source
+    else:
+        path_or_bytes: Any = source
+        data = path_or_bytes if isinstance(source, bytes) else read_model_bytes(path_or_bytes)
+        scanned = scan_model_bytes(data)
+    data = scanned.data
     return _Subject(
         scanned.sha256, scanned.stripped, scanned.props, lambda: read_model(data).content_hash
     )
@@ -549,7 +571,7 @@ def _diagnose(signed: str, model: _Subject) -> ModelVerificationError:
 
 
 def verify_model(
-    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel,
+    source: str | os.PathLike[str] | bytes | onnx.ModelProto | SignedModel | ModelBytes,
     verifiers: note.Verifier | Sequence[note.Verifier],
     *,
     receipt: str | bytes | None = None,
