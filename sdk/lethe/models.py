@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +20,50 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lethe._io import atomic_write_bytes
+from lethe._weights import Caller, CheckpointFormatError, read_state_dict, term
 from lethe.data import Preprocess
-from lethe.errors import ConfigError, ModelError
+from lethe.errors import ConfigError, DataError, ModelError, ModelRegistrationError
 
 __all__ = [
+    "CheckpointFormatError",
     "ModelSpec",
+    "PreprocessingError",
     "accuracy",
     "create_model",
     "fit",
     "load_checkpoint",
+    "load_weights",
     "predict",
+    "resolve_device",
+    "resolve_preprocessing",
     "save_checkpoint",
 ]
+
+#: The preprocessing fields of a :class:`ModelSpec` (besides ``in_chans`` / ``input_size``).
+PREPROCESSING_FIELDS = ("mean", "std", "interpolation", "crop_pct", "input_range")
+_ARCH_FIELDS = ("arch", "num_classes", "in_chans", "input_size", "small_stem", "kwargs")
+
+
+class PreprocessingError(ModelRegistrationError):
+    """The model's preprocessing is unknown, or the values given contradict the recorded ones."""
+
 
 _CHECKPOINT_FORMAT = "lethe/model-checkpoint/v1"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything needed to rebuild a classifier's module tree.
+    """Everything needed to rebuild a classifier's module tree, and to feed it.
 
     ``small_stem`` replaces a ResNet-style stem (7x7 stride-2 conv + max-pool) by a 3x3
     stride-1 conv without pooling, the usual adaptation for 28x28 / 32x32 images.
     ``kwargs`` are passed to ``timm.create_model`` (e.g. ``patch_size`` for a ViT).
+
+    The preprocessing (``mean``, ``std``, ``interpolation``, ``crop_pct``, ``input_range``;
+    with ``in_chans`` and ``input_size``) is part of the model: every measurement feeds the
+    model through :attr:`preprocess`. ``None`` means Lethe's own default (0.5 / 0.5, bilinear,
+    no crop, pixels scaled to [0, 1]), which is right only for models Lethe trained itself;
+    registration makes every value explicit (:func:`resolve_preprocessing`).
     """
 
     arch: str
@@ -53,6 +74,9 @@ class ModelSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    interpolation: str | None = None
+    crop_pct: float | None = None
+    input_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -61,10 +85,16 @@ class ModelSpec:
             raise ConfigError(f"in_chans must be 1 or 3, got {self.in_chans}")
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "kwargs", dict(self.kwargs))
-        for name in ("mean", "std"):
+        for name in ("mean", "std", "input_range"):
             v = getattr(self, name)
             if v is not None:
                 object.__setattr__(self, name, tuple(float(a) for a in v))
+        if self.crop_pct is not None:
+            object.__setattr__(self, "crop_pct", float(self.crop_pct))
+        try:
+            self.preprocess  # noqa: B018 - validates the preprocessing values
+        except DataError as exc:
+            raise ConfigError(f"invalid preprocessing in the model spec: {exc}") from exc
 
     @property
     def preprocess(self) -> Preprocess:
@@ -73,14 +103,37 @@ class ModelSpec:
             (c, *self.input_size),
             self.mean or (0.5,) * c,
             self.std or (0.5,) * c,
+            self.interpolation or "bilinear",
+            1.0 if self.crop_pct is None else self.crop_pct,
+            self.input_range or (0.0, 1.0),
+        )
+
+    @property
+    def has_preprocessing(self) -> bool:
+        """Whether mean and std are recorded (else the spec relies on Lethe's default)."""
+        return self.mean is not None and self.std is not None
+
+    def explicit(self) -> ModelSpec:
+        """The same spec with every preprocessing value written out (defaults made explicit)."""
+        pre = self.preprocess
+        return replace(
+            self,
+            mean=pre.mean,
+            std=pre.std,
+            interpolation=pre.interpolation,
+            crop_pct=pre.crop_pct,
+            input_range=pre.input_range,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         d["kwargs"] = dict(self.kwargs)
-        for k in ("mean", "std"):
+        for k in ("mean", "std", "input_range"):
             d[k] = list(d[k]) if d[k] is not None else None
+        for k in ("interpolation", "crop_pct", "input_range"):
+            if d[k] is None:  # keep older specs' JSON (and digests over it) unchanged
+                del d[k]
         return d
 
     @classmethod
@@ -133,7 +186,13 @@ def create_model(spec: ModelSpec, *, seed: int | None = None) -> nn.Module:
     # Record the preprocessing in timm's data config so Preprocess.from_model agrees.
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     pre = spec.preprocess
-    cfg.update(input_size=pre.input_size, mean=pre.mean, std=pre.std, crop_pct=1.0)
+    cfg.update(
+        input_size=pre.input_size,
+        mean=pre.mean,
+        std=pre.std,
+        crop_pct=pre.crop_pct,
+        interpolation=pre.interpolation,
+    )
     model.pretrained_cfg = cfg  # type: ignore[assignment]
     return model
 
@@ -191,6 +250,191 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, ModelSpec]:
     return model, spec
 
 
+def load_weights(
+    path: str | Path,
+    spec: ModelSpec | Mapping[str, Any] | None = None,
+    *,
+    caller: Caller = "python",
+) -> tuple[nn.Module, ModelSpec, bool]:
+    """A model from any ordinary weight file: ``(model, spec, is_lethe_checkpoint)``.
+
+    A Lethe checkpoint carries its spec (a ``spec`` given too must describe the same
+    architecture); any other state dict (safetensors, ``torch.save``, wrapped, ``module.``
+    prefixed: see :func:`lethe._weights.read_state_dict`) needs ``spec``. The returned spec's
+    preprocessing is as recorded (resolve it with :func:`resolve_preprocessing`).
+    """
+    sd = read_state_dict(path, caller=caller)
+    given = _as_spec(spec) if spec is not None else None
+    if sd.metadata.get("format") == _CHECKPOINT_FORMAT:
+        model, own = load_checkpoint(path)
+        if given is not None and _arch_of(given) != _arch_of(own):
+            raise ModelRegistrationError(
+                f"{path} is a Lethe checkpoint for {_arch_of(own)}, which differs from the "
+                f"{term('spec', caller)} given ({_arch_of(given)}); drop them"
+            )
+        if given is not None:
+            own = _merge_recorded(own, given, caller)
+        return model, own, True
+    if given is None:
+        raise ModelRegistrationError(
+            f"{path} is a plain {sd.kind} state dict{_head_hint(sd.tensors)}: pass "
+            f"{term('spec', caller)} to say which model it is"
+        )
+    model = create_model(given)
+    _load_into(model, sd.tensors, given, Path(path), caller)
+    model.eval()
+    return model, given, False
+
+
+def _as_spec(spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
+    return spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(spec)
+
+
+def _arch_of(spec: ModelSpec) -> dict[str, Any]:
+    d = spec.to_dict()
+    return {k: d[k] for k in _ARCH_FIELDS}
+
+
+def _merge_recorded(own: ModelSpec, given: ModelSpec, caller: Caller) -> ModelSpec:
+    extra = {k: getattr(given, k) for k in PREPROCESSING_FIELDS if getattr(given, k) is not None}
+    return _with_options(own, extra, caller, what="the checkpoint records")
+
+
+def _head_hint(tensors: Mapping[str, torch.Tensor]) -> str:
+    mats = [(k, v) for k, v in tensors.items() if k.endswith(".weight") and v.ndim == 2]
+    if not mats:
+        return ""
+    k, v = mats[-1]
+    return f" (its last linear layer {k} has {v.shape[0]} outputs)"
+
+
+def _load_into(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], spec: ModelSpec, p: Path, caller: Caller
+) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
+    if not (missing or unexpected or shapes):
+        model.load_state_dict(dict(tensors), strict=True)
+        return
+    hints = [_shape_hint(k, own[k], tensors[k], caller) for k in shapes[:3]]
+    parts = [
+        f"missing {missing[:4]}" if missing else "",
+        f"unexpected {unexpected[:4]}" if unexpected else "",
+    ]
+    parts += [h for h in hints if h]
+    raise ModelRegistrationError(
+        f"{p}: the weights do not fit timm {spec.arch!r} as specified: "
+        + "; ".join(x for x in parts if x)
+        + f". Check {term('arch', caller)}, {term('num_classes', caller)}, "
+        f"{term('in_chans', caller)} and {term('small_stem', caller)}"
+    )
+
+
+def _shape_hint(key: str, want: torch.Tensor, got: torch.Tensor, caller: Caller) -> str:
+    w, g = tuple(want.shape), tuple(got.shape)
+    if want.ndim == 2 and got.ndim == 2 and w[1] == g[1]:
+        return f"{key} has {g[0]} outputs in the file: pass {term('num_classes', caller)} {g[0]}"
+    if want.ndim == 4 and got.ndim == 4 and w[1] != g[1]:
+        return (
+            f"{key} takes {g[1]} input channels in the file: pass {term('in_chans', caller)} {g[1]}"
+        )
+    if want.ndim == 4 and got.ndim == 4 and w[2:] != g[2:]:
+        return f"{key} has a {g[2]}x{g[3]} kernel in the file (toggle {term('small_stem', caller)})"
+    return f"{key} is {list(g)} in the file, {list(w)} in the model"
+
+
+def resolve_preprocessing(
+    spec: ModelSpec,
+    options: Mapping[str, Any] | None = None,
+    *,
+    use_timm: bool = False,
+    lethe_trained: bool = False,
+    caller: Caller = "python",
+) -> tuple[ModelSpec, str]:
+    """The spec with every preprocessing value explicit, and where the values came from.
+
+    In order: ``options`` (``mean``, ``std``, ``interpolation``, ``crop_pct``,
+    ``input_range``) and the values the spec already records (``"options"`` /
+    ``"checkpoint"``); then timm's pretrained config of the architecture when ``use_timm`` or
+    the architecture names a pretrained tag (``resnet18.a1_in1k``) (``"timm"``); then Lethe's
+    own default for a model Lethe trained (``lethe_trained``: a Lethe checkpoint without
+    recorded preprocessing) (``"lethe"``). Anything else raises :class:`PreprocessingError`
+    naming what to pass: an external checkpoint never gets a silent default.
+    """
+    given = {k: v for k, v in dict(options or {}).items() if v is not None}
+    unknown = set(given) - set(PREPROCESSING_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown preprocessing options {sorted(unknown)}")
+    merged = _with_options(spec, given, caller, what="the spec says")
+    if merged.has_preprocessing:
+        source = "options" if {"mean", "std"} & set(given) else "checkpoint"
+        return merged.explicit(), source
+    cfg = _timm_cfg(spec.arch)
+    if (use_timm or "." in spec.arch) and cfg is not None:
+        fill = {
+            k: v for k, v in _from_timm(cfg, spec.in_chans).items() if getattr(merged, k) is None
+        }
+        return replace(merged, **fill).explicit(), "timm"
+    if lethe_trained and not given:
+        return merged.explicit(), "lethe"
+    raise PreprocessingError(_unknown_preprocessing(spec, cfg, caller))
+
+
+def _with_options(
+    spec: ModelSpec, given: Mapping[str, Any], caller: Caller, *, what: str
+) -> ModelSpec:
+    for k, v in given.items():
+        have = getattr(spec, k)
+        norm = tuple(float(a) for a in v) if isinstance(v, (list, tuple)) else v
+        if have is not None and have != norm:
+            raise PreprocessingError(
+                f"{what} {k} = {have}, but {term(k, caller)} gives {v}: the model was measured "
+                "with its recorded preprocessing; drop the option or fix the record"
+            )
+    try:
+        return replace(spec, **dict(given))
+    except ConfigError as exc:
+        raise PreprocessingError(str(exc)) from exc
+
+
+def _timm_cfg(arch: str) -> Any:
+    from timm.models import get_pretrained_cfg
+
+    try:
+        return get_pretrained_cfg(arch)
+    except (RuntimeError, ValueError, KeyError):
+        return None
+
+
+def _from_timm(cfg: Any, in_chans: int) -> dict[str, Any]:
+    mean, std = tuple(cfg.mean), tuple(cfg.std)
+    if len(mean) != in_chans:  # 3-channel statistics for a 1-channel model: average them
+        mean, std = (sum(mean) / len(mean),) * in_chans, (sum(std) / len(std),) * in_chans
+    interp = cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic", "nearest") else None
+    return {"mean": mean, "std": std, "interpolation": interp, "crop_pct": cfg.crop_pct}
+
+
+def _unknown_preprocessing(spec: ModelSpec, cfg: Any, caller: Caller) -> str:
+    msg = (
+        f"the preprocessing of this {spec.arch} checkpoint is unknown: Lethe measures the model "
+        "on exactly the inputs it is fed, and a wrong normalisation makes every number (and "
+        "the signed attestation) wrong. Pass the values it was trained with: "
+        f"{term('mean', caller)} and {term('std', caller)} (optional: "
+        f"{term('interpolation', caller)}, {term('crop_pct', caller)}, "
+        f"{term('input_range', caller)})"
+    )
+    if cfg is not None:
+        t = _from_timm(cfg, spec.in_chans)
+        msg += (
+            f", or {term('timm', caller)} if it was fine-tuned from timm's pretrained weights "
+            f"(mean {[round(m, 4) for m in t['mean']]}, std {[round(s, 4) for s in t['std']]}, "
+            f"{t['interpolation']}, crop_pct {t['crop_pct']})"
+        )
+    return msg
+
+
 def _safetensors_metadata(raw: bytes) -> dict[str, str]:
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + n])
@@ -198,6 +442,25 @@ def _safetensors_metadata(raw: bytes) -> dict[str, str]:
     if not isinstance(meta, dict):
         raise ValueError("malformed metadata")
     return {str(k): str(v) for k, v in meta.items()}
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``; ``None`` means CUDA when present, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise ConfigError(f"device {device!r}: CUDA is not available here; use cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"device {device!r}: only {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+    return dev
 
 
 def _device_of(model: nn.Module) -> torch.device:

@@ -13,9 +13,10 @@ from lethe.data._loaders import (
     load_mnist,
     load_npz,
 )
-from lethe.data._preprocess import Preprocess, to_dataset
+from lethe.data._preprocess import INTERPOLATIONS, Preprocess, to_dataset
 
 __all__ = [
+    "INTERPOLATIONS",
     "ImageArrays",
     "Preprocess",
     "default_data_dir",

@@ -143,26 +143,32 @@ def load_cifar10(
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
+def _hidden(p: Path) -> bool:
+    return p.name.startswith(".") or p.name == "__MACOSX"
+
+
 def load_image_folder(
     path: str | os.PathLike[str], *, size: tuple[int, int] | None = None, grayscale: bool = False
 ) -> ImageArrays:
     """An ImageFolder tree (``root/<class>/<image>``); classes are the sorted folder names.
 
-    Images are resized to ``size`` (H, W) when given, else they must all share one size.
+    Hidden folders and files (``.ipynb_checkpoints``, any dot-name, ``__MACOSX``) are never
+    classes or images. Images are resized to ``size`` (H, W) when given, else they must all
+    share one size.
     """
     from PIL import Image
 
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
-    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not _hidden(p)))
     if not classes:
         raise DataError(f"{root}: no class sub-folders found (expected root/<class>/<image>)")
     xs: list[npt.NDArray[np.uint8]] = []
     ys: list[int] = []
     for label, cls in enumerate(classes):
         for f in sorted((root / cls).iterdir()):
-            if f.suffix.lower() not in _IMAGE_SUFFIXES:
+            if f.suffix.lower() not in _IMAGE_SUFFIXES or _hidden(f):
                 continue
             with Image.open(f) as raw:
                 im = raw.convert("L" if grayscale else "RGB")
