@@ -10,7 +10,11 @@ One exported ResNet-18 (timm, ImageNet shape, random weights: 44.7 MB of ONNX), 
   of the digest (cryptography) — the hashing limit a verifier of file bytes can reach;
 - ``model_signing`` (if the package is installed): OpenSSF model_signing's own verifier
   on the same file signed with a P-256 key;
-- ``load_verified`` against a plain ``onnxruntime.InferenceSession(path)``.
+- ``load_verified`` against a plain ``onnxruntime.InferenceSession(path)``;
+- ``lethe_cli``: the ``lethe-audit model verify FILE --key VKEY`` command run in-process (click
+  ``main(..., standalone_mode=False)``, output discarded), against ``model_signing``'s API;
+- ``*_process``: both command lines as fresh processes (``python -m lethe_audit.cli model
+  verify`` and ``python -m model_signing verify key``), interpreter start and imports included.
 
     python -m benchmarks.bench_verify        # writes benchmarks/results/verify.json and the
                                              # "verify" section of docs/benchmarks.md
@@ -20,9 +24,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
+import io
 import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,12 +101,13 @@ def _baseline(path: Path, public: Any, signature: bytes) -> None:
     public.verify(signature, h.digest())
 
 
-def _model_signing(path: Path, work: Path) -> Callable[[], None] | None:
-    """OpenSSF model_signing's verifier on ``path`` (None if the package is missing)."""
+def _model_signing(path: Path, work: Path) -> dict[str, Callable[[], Any]]:
+    """OpenSSF model_signing's verifier on ``path``: its API and its command line (empty if the
+    package is missing)."""
     try:
         import model_signing
     except ImportError:
-        return None
+        return {}
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -119,7 +128,26 @@ def _model_signing(path: Path, work: Path) -> Callable[[], None] | None:
     sig = work / "model.sig"
     model_signing.signing.Config().use_elliptic_key_signer(private_key=priv).sign(path, sig)
     config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=pub)
-    return lambda: config.verify(path, sig)
+    argv = ["-m", "model_signing", "verify", "key", "--signature", str(sig)]
+    argv += ["--public_key", str(pub), str(path)]
+    return {
+        "model_signing": lambda: config.verify(path, sig),
+        "model_signing_process": lambda: _process(argv),
+    }
+
+
+def _process(argv: list[str]) -> None:
+    subprocess.run([sys.executable, *argv], check=True, capture_output=True, timeout=300)
+
+
+def _cli(argv: list[str]) -> None:
+    """``lethe-audit`` in this process, its output discarded; raises unless it exits 0."""
+    from lethe_audit.cli import main as cli_main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = cli_main(argv, standalone_mode=False)
+    if code not in (None, 0):
+        raise RuntimeError(f"lethe-audit {' '.join(argv[:2])} exited {code}")
 
 
 def _time(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -159,9 +187,11 @@ def run(repeats: int, work: Path, *, model_bytes: bytes | None = None) -> dict[s
         "load_verified": lambda: load_verified(v2, keys),
         "ort_session": lambda: ort.InferenceSession(str(v2), providers=["CPUExecutionProvider"]),
     }
+    cli_args = ["model", "verify", str(v2), "--key", signer.vkey]
+    fns["lethe_cli"] = lambda: _cli(cli_args)
+    fns["lethe_cli_process"] = lambda: _process(["-m", "lethe_audit.cli", *cli_args])
     ms = _model_signing(v2, work)
-    if ms is not None:
-        fns["model_signing"] = ms
+    fns.update(ms)
     for fn in fns.values():  # warm caches and imports
         fn()
     med = _time(fns, repeats)
@@ -170,8 +200,12 @@ def run(repeats: int, work: Path, *, model_bytes: bytes | None = None) -> dict[s
         "lethe_v1_vs_baseline": med["lethe_v1"] / med["baseline"],
         "load_verified_vs_ort_session": med["load_verified"] / med["ort_session"],
     }
-    if ms is not None:
+    if ms:
         ratios["lethe_v2_vs_model_signing"] = med["lethe_v2"] / med["model_signing"]
+        ratios["lethe_cli_vs_model_signing"] = med["lethe_cli"] / med["model_signing"]
+        ratios["lethe_cli_process_vs_model_signing_process"] = (
+            med["lethe_cli_process"] / med["model_signing_process"]
+        )
     return {
         "model": {
             "arch": ARCH if model_bytes is None else "given",
@@ -181,6 +215,21 @@ def run(repeats: int, work: Path, *, model_bytes: bytes | None = None) -> dict[s
         "median_s": med,
         "ratios": ratios,
     }
+
+
+def _ratio_lines(r: dict[str, Any]) -> str:
+    m, q = r["median_s"], r["ratios"]
+    if "model_signing" not in m:
+        return "\n"
+    return (
+        f"\nAgainst OpenSSF `model_signing`'s verifier on the same file (target ≤ 1.5x): "
+        f"`verify_model` **{q['lethe_v2_vs_model_signing']:.2f}x**, the `lethe-audit model "
+        f"verify` command in-process **{q['lethe_cli_vs_model_signing']:.2f}x**; as fresh "
+        f"processes (interpreter start and imports included) `python -m lethe_audit.cli model "
+        f"verify` {m['lethe_cli_process']:.2f} s against `python -m model_signing verify key` "
+        f"{m['model_signing_process']:.2f} s "
+        f"(**{q['lethe_cli_process_vs_model_signing_process']:.2f}x**). "
+    )
 
 
 def _section(result: dict[str, Any]) -> str:
@@ -205,19 +254,17 @@ def _section(result: dict[str, Any]) -> str:
         f"| `verify_model`, old `lethe.onnx/v1` signature | {m['lethe_v1']:.3f} | "
         f"{r['ratios']['lethe_v1_vs_baseline']:.2f} |\n"
         + ms_row
+        + f"| `lethe-audit model verify` (in-process) | {m['lethe_cli']:.3f} | "
+        f"{m['lethe_cli'] / m['baseline']:.2f} |\n"
         + f"| `load_verified` (verify + parse + tensor walk + session) | "
         f"{m['load_verified']:.3f} | – |\n"
         f"| plain `onnxruntime.InferenceSession(path)` | {m['ort_session']:.3f} | – |\n"
-        + (
-            f"\n`verify_model` / `model_signing` verifier: "
-            f"**{r['ratios']['lethe_v2_vs_model_signing']:.2f}**. "
-            if "model_signing" in m
-            else "\n"
-        )
+        + _ratio_lines(r)
         + "The v2 signature signs the SHA-256 of the file's bytes with the metadata records cut "
         "out, so verifying is one hashing pass plus one Ed25519 check; the v1 signature made "
         "the verifier parse, walk and re-serialise the model. `load_verified` also parses the "
-        "model once (tensor walk: no external data) and builds the session from the same bytes.\n"
+        "model once (tensor walk: no external data) and builds the session from the same bytes. "
+        "The command hashes the exact bytes too (no parse; it does not import onnx).\n"
     )
 
 

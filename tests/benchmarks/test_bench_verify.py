@@ -13,7 +13,10 @@ from tests.audit.test_model_verify import tiny_model
 def test_bench_verify_times_every_verifier(tmp_path: Path) -> None:
     res = run(1, tmp_path, model_bytes=tiny_model().SerializeToString())
     med = res["median_s"]
-    assert {"baseline", "lethe_v2", "lethe_v1", "load_verified", "ort_session"} <= set(med)
+    assert {"baseline", "lethe_v2", "lethe_v1", "load_verified", "ort_session", "lethe_cli"} <= set(
+        med
+    )
+    assert "lethe_cli_process" in med and "model_signing_process" in med
     assert all(v > 0 for v in med.values())
     assert all(r > 0 for r in res["ratios"].values())
     text = _section(
