@@ -24,6 +24,7 @@ from lethe_audit.metrics import FEATURES_OUTPUT
 __all__ = [
     "BASE_FORMAT",
     "FEATURES_OUTPUT",
+    "PREPROCESSING_KEY",
     "BaseExport",
     "add_features_output",
     "classifier_head",
@@ -38,6 +39,8 @@ _K_FORMAT = "lethe.base.format"
 _K_DIGEST = "lethe.base.digest"
 _K_LAYERS = "lethe.base.layers"
 _K_IO = "lethe.base.io"
+#: Metadata key holding how to feed the model (``lethe.data.Preprocess.to_dict`` as JSON).
+PREPROCESSING_KEY = "lethe.preprocessing"
 
 
 def patchable_layers(model: nn.Module) -> dict[str, int]:
@@ -245,6 +248,7 @@ class BaseExport:
     input_shape: tuple[int, int, int]
     path: Path | None = None
     features_name: str | None = None
+    preprocessing: Mapping[str, object] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", MappingProxyType(dict(self.layers)))
@@ -305,6 +309,7 @@ class BaseExport:
             input_shape=(shape[0], shape[1], shape[2]),
             path=p,
             features_name=features_output_of(proto),
+            preprocessing=_preprocessing_of(props, p),
         )
         if model is not None:
             base.check_model(model)
@@ -323,6 +328,19 @@ class BaseExport:
         _prove(self.model, tensors, layers, set(self.layers))
 
 
+def _preprocessing_of(props: Mapping[str, str], p: Path) -> dict[str, object] | None:
+    text = props.get(PREPROCESSING_KEY)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ExportError(f"{p}: malformed {PREPROCESSING_KEY} metadata ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ExportError(f"{p}: {PREPROCESSING_KEY} metadata is not a JSON object")
+    return value
+
+
 def _io_json(
     input_name: str, output_name: str, features: str | None, chw: tuple[int, int, int]
 ) -> str:
@@ -338,8 +356,13 @@ def export_base(
     input_name: str = "input",
     output_name: str = "logits",
     targets: Iterable[str] | None = None,
+    preprocessing: Mapping[str, object] | None = None,
 ) -> BaseExport:
     """Export ``model`` once to ONNX, prove every layer is patchable, and optionally save it.
+
+    ``preprocessing`` (the model's ``Preprocess.to_dict()``) is stored as the
+    ``lethe.preprocessing`` metadata entry: the ONNX model takes *preprocessed* float32 input,
+    and this record says how to make it from pixels.
 
     Uses the dynamo exporter with ``optimize=False``, no external data and a dynamic batch
     axis: then each conv/linear weight and bias is an initializer under its exact torch name
@@ -387,6 +410,10 @@ def export_base(
         _K_LAYERS: json.dumps(proven, sort_keys=True, separators=(",", ":")),
         _K_IO: _io_json(input_name, output_name, features_output_of(proto), chw),
     }
+    if preprocessing is not None:
+        props[PREPROCESSING_KEY] = json.dumps(
+            dict(preprocessing), sort_keys=True, separators=(",", ":")
+        )
     del proto.metadata_props[:]
     for k in sorted(props):
         proto.metadata_props.add(key=k, value=props[k])
@@ -399,6 +426,7 @@ def export_base(
         output_name=output_name,
         input_shape=chw,
         features_name=features_output_of(proto),
+        preprocessing=dict(preprocessing) if preprocessing is not None else None,
     )
     if path is not None:
         base = replace(base, path=base.save(path))
