@@ -200,12 +200,26 @@ def _measure(
     )
     assert r.relearn is not None
     return {
+        "forget_margin": _margin(model, c, data),
         "forget_acc": r.accuracy.forget_accuracy,
         "retain_acc": r.accuracy.retain_accuracy,
         "probe_auc": None if r.probe is None else r.probe.auc,
         "relearn_steps": r.relearn.model.steps,
         "relearn_runs": [run.steps for run in r.relearn.model_runs],
     }
+
+
+def _margin(model: nn.Module, c: int | Sequence[int], data: U.Data) -> float:
+    """Mean over forgotten-class test images of (best forgotten logit - best other logit):
+    how far below the winning class the forgotten classes sit (a hint of a gamed relearn
+    time when far more negative than the retrained model's)."""
+    x, y = data.test.tensors
+    keep = torch.isin(y, torch.tensor(_classes(c)))
+    with torch.no_grad():
+        z = model.eval()(x[keep]).float()
+    mask = torch.zeros(z.shape[1], dtype=torch.bool)
+    mask[_classes(c)] = True
+    return float((z[:, mask].max(1).values - z[:, ~mask].max(1).values).mean())
 
 
 def _depth(row: dict[str, Any], ref: Mapping[str, Any]) -> None:
@@ -268,6 +282,10 @@ def run_class(
     old = {r["model"]: dict(r) for r in refs}
     if "retrain" in old and "mask" in old:
         ref, rows = old["retrain"], [old["retrain"], old["mask"]]
+        if "forget_margin" not in ref:
+            ref_model = _reference(c, name=name, setup=setup, recipe=recipe, data=data, cache=cache)
+            ref["forget_margin"] = _margin(ref_model["_model"], c, data)
+            rows[1]["forget_margin"] = _margin(masked, c, data)
     else:
         ref = _reference(c, name=name, setup=setup, recipe=recipe, data=data, cache=cache)
         ref_model = ref.pop("_model")
