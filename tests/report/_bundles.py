@@ -384,3 +384,40 @@ def build_erase_log(workdir: Path) -> FixedLog:
     )
     fixed.log.append(erased.to_statement())
     return fixed
+
+
+def pending_id(k: int) -> str:
+    return f"req-{k:026x}"
+
+
+def build_pending_log(workdir: Path, *, count: int = 16) -> AuditLog:
+    """A log of ``count`` open requests (a busy week): received 2024-05-01 + k hours, due 30
+    days later, every other one approved; nothing applied. At :data:`NOW` all are overdue; on
+    2024-05-15 none is."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{workdir / 'log.db'}"
+    store.upgrade(url)
+    log = AuditLog(store.create_engine(url), signers=[signer()])
+    log.initialize()
+    for k in range(count):
+        rid = pending_id(k)
+        received = f"2024-05-01T{k:02d}:00:00Z"
+        log.append(
+            S.LifecycleEvent(
+                "request.received",
+                received,
+                request_id=rid,
+                details={
+                    "model": MODEL,
+                    "classes": [k % 10],
+                    "legal_basis": "gdpr-17-1-b",
+                    "subject_commitment": S.hmac_commitment(bytes(32), rid),
+                    "due_at": f"2024-05-31T{k:02d}:00:00Z",
+                },
+            )
+        )
+        if k % 2:
+            log.append(
+                S.LifecycleEvent("request.approved", f"2024-05-02T{k:02d}:00:00Z", request_id=rid)
+            )
+    return log

@@ -52,6 +52,7 @@ class PageLoad:
     console_errors: list[str] = field(default_factory=list)
     screenshot: bytes = b""
     pdf: bytes = b""
+    value: Any = None  # what the ``evaluate`` expression returned
 
 
 class _Pipe:
@@ -149,9 +150,17 @@ class _Pipe:
         os.close(self._from_r)
 
 
-def load_page(path: Path, *, width: int = 1000, height: int = 1400, pdf: bool = False) -> PageLoad:
+def load_page(
+    path: Path,
+    *,
+    width: int = 1000,
+    height: int = 1400,
+    pdf: bool = False,
+    evaluate: str | None = None,
+) -> PageLoad:
     """Open ``path`` in headless Chromium; record requests, failures, console errors, and take a
-    full-page screenshot (and a printed PDF when asked)."""
+    full-page screenshot (and a printed PDF when asked; ``evaluate``: a JavaScript expression
+    whose value is returned in ``PageLoad.value``, e.g. an element's height)."""
     exe = chromium()
     url = path.resolve().as_uri()
     with tempfile.TemporaryDirectory(prefix="lethe-chromium-") as profile:
@@ -175,6 +184,12 @@ def load_page(path: Path, *, width: int = 1000, height: int = 1400, pdf: bool = 
                 {"format": "png", "captureBeyondViewport": True},
                 session=session,
             )
+            value = None
+            if evaluate is not None:
+                value = pipe.call(
+                    "Runtime.evaluate", {"expression": evaluate, "returnByValue": True},
+                    session=session,
+                )["result"].get("value")  # fmt: skip
             printed = (
                 pipe.call("Page.printToPDF", {"printBackground": True}, session=session)
                 if pdf
@@ -182,7 +197,7 @@ def load_page(path: Path, *, width: int = 1000, height: int = 1400, pdf: bool = 
             )
         finally:
             pipe.close()
-    out = PageLoad(screenshot=base64.b64decode(shot["data"]))
+    out = PageLoad(screenshot=base64.b64decode(shot["data"]), value=value)
     if printed is not None:
         out.pdf = base64.b64decode(printed["data"])
     for ev in pipe.events:

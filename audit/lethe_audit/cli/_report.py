@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +18,29 @@ from lethe_audit.cli._common import (
 )
 from lethe_audit.cli._files import check_regular
 from lethe_audit.cli._terminal import safe_text
+
+
+class Instant(click.ParamType):
+    """A point in time: RFC 3339 (``2024-06-01T00:00:00Z``, offsets allowed) or a date
+    (``2024-06-01``, midnight UTC)."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:
+                return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+            t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            self.fail(f"{text!r} is not a date (2024-06-01) or an RFC 3339 time "
+                      "(2024-06-01T09:00:00Z)", param, ctx)  # fmt: skip
+        if t.tzinfo is None:
+            self.fail(f"{text!r} has no time zone: end it with Z or an offset such as +02:00",
+                      param, ctx)  # fmt: skip
+        return t.astimezone(timezone.utc)
 
 
 @click.command("report")
@@ -46,6 +71,13 @@ from lethe_audit.cli._terminal import safe_text
     help="Report format (default: from the suffix of -o; .pdf, .json, else html).",
 )
 @click.option("--origin", metavar="ORIGIN", help="Require the bundle to be of this log origin.")
+@click.option(
+    "--as-of",
+    "--now",
+    "as_of",
+    type=Instant(),
+    help="Judge deadlines at this time instead of now (a date or an RFC 3339 time).",
+)
 @progress_option
 @json_option
 def report(
@@ -56,6 +88,7 @@ def report(
     out: Path,
     fmt: str | None,
     origin: str | None,
+    as_of: datetime | None,
     progress: bool | None,
     as_json: bool,
 ) -> None:
@@ -78,6 +111,7 @@ def report(
         model=model,
         eval_data=eval_data,
         origin=origin,
+        now=as_of,
         progress=want_progress(progress),
     )
     chosen = fmt or format_for(out)

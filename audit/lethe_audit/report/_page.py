@@ -79,7 +79,7 @@ def build_document(r: Mapping[str, Any]) -> Document:
         " · bundle ",
         Code(bundle["name"]),
         f" exported {_fmt.when(bundle['created_at'])}" if bundle["created_at"] else None,
-        f" · report generated {_fmt.when(r['generated_at'])} by {r['generator']}",
+        f" · deadlines as of {_fmt.when(r['generated_at'])} · made by {r['generator']}",
     )
     return Document(
         title=f"Lethe audit report · {r['log']['origin'] or 'unknown log'}",
