@@ -3,6 +3,7 @@
 - :func:`create_app`: the ASGI app (FastAPI) over an open :class:`lethe.Lethe` project.
 - :func:`create_token` / :func:`list_tokens` / :func:`revoke_token`: API tokens (hash only).
 - :class:`Principal`: an authenticated token's name and role.
+- :func:`serve_in_thread`: the app on a real uvicorn server in a thread (tests, embedding).
 - Errors: :class:`ServiceError` and its subclasses; ``lethe.Client`` is the HTTP client.
 
 See docs/service.md.
@@ -18,6 +19,7 @@ from lethe.serve._errors import (
     TokenError,
 )
 from lethe.serve._problems import PROBLEM_BASE, status_of
+from lethe.serve._thread import serve_in_thread
 from lethe.serve._tokens import TokenInfo, authenticate, create_token, list_tokens, revoke_token
 from lethe.workflow._principal import Principal
 
@@ -37,5 +39,6 @@ __all__ = [
     "create_token",
     "list_tokens",
     "revoke_token",
+    "serve_in_thread",
     "status_of",
 ]

@@ -1,0 +1,145 @@
+"""The service end to end over real HTTP: an app with no key file files and reads, the DPO
+approves, the operator applies, the auditor gets the receipt and the bundle; errors are RFC 9457
+problems with their typed names; idempotency keys are per token."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve.conftest import MODEL, Service, file_body
+
+_APP_SCRIPT = """
+import json, sys
+from lethe import Client
+c = Client(sys.argv[1], sys.argv[2])
+r = c.file(subject="erin@example.com", classes=["3"], legal_basis="gdpr-17-1-b",
+           idempotency_key="order-77")
+again = c.file(subject="erin@example.com", classes=["3"], legal_basis="gdpr-17-1-b",
+               idempotency_key="order-77")
+got = c.get(r.id)
+print(json.dumps({"id": r.id, "again": again.id, "status": got.status, "key": bool(r.subject_key),
+                  "heavy": sorted(m for m in ("torch", "sqlalchemy", "cryptography", "fastapi")
+                                  if m in sys.modules)}))
+"""
+
+
+def test_an_app_files_and_reads_with_no_key_file_and_no_torch(
+    service: Service, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _APP_SCRIPT, service.url, service.tokens["app"]],
+        cwd=tmp_path,  # an empty folder: no project, no keys/*.pem anywhere near
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert not list(tmp_path.iterdir())
+    got = json.loads(out.stdout)
+    assert got["id"] == got["again"] and got["status"] == "received" and got["key"]
+    assert got["heavy"] == []
+    assert service.lt.get(got["id"]).idempotency_key == "app/order-77"
+
+
+def test_approve_apply_receipt_bundle_over_http(service: Service, tmp_path: Path) -> None:
+    from lethe_audit.verify import verify_bundle, verify_receipt
+
+    app, dpo, op, aud = (service.client(w) for w in ("app", "dpo", "operator", "auditor"))
+    r = app.file(**file_body("frank"))
+    dpo.approve(r.id, reason="identity checked")
+    result = op.apply(MODEL, phase="mask")
+    assert result["outcome"] == "applied" and r.id in result["request_ids"]
+    assert not any(k.endswith("_path") for k in result)
+    assert app.get(r.id).status == "applied"
+    receipt = app.receipt(r.id)
+    assert receipt == aud.receipt(r.id)
+    verify_receipt(receipt, service.lt.verifiers(), origin=service.lt.log.origin())
+    assert aud.checkpoint().startswith(service.lt.log.origin())
+    bundle = aud.export_bundle(tmp_path / "bundle.zip")
+    verify_bundle(bundle, service.lt.verifiers(), origin=service.lt.log.origin())
+    shredded = dpo.shred(r.id)
+    assert shredded.shredded and shredded.shredded_by == "dpo"
+
+
+def test_errors_are_typed_problems(service: Service) -> None:
+    from lethe.errors import IdempotencyConflictError, UnknownClassError, UnknownRequestError
+
+    app = service.client("app")
+    first = app.file(**file_body("gina"), idempotency_key="k1")
+    assert app.file(**file_body("gina"), idempotency_key="k1").id == first.id
+    assert first.idempotency_key == "k1"
+    with pytest.raises(IdempotencyConflictError):  # same key, another subject: 409
+        app.file(**file_body("hank"), idempotency_key="k1")
+    # Keys are per token: another app's "k1" is its own request, and learns nothing of this.
+    assert service.client("app2").file(**file_body("gina"), idempotency_key="k1").id != first.id
+    with pytest.raises(UnknownClassError):
+        app.file(subject="ivan", classes=["no-such-class"], legal_basis="gdpr-17-1-b")
+    with pytest.raises(UnknownRequestError):
+        app.get("req-000000000000000000000000")
+    with httpx.Client(base_url=service.url, headers=service.headers("app")) as http:
+        r = http.get("/v1/requests/req-nope")
+        assert (r.status_code, r.headers["content-type"]) == (404, "application/problem+json")
+        assert r.json()["type"] == "urn:lethe:problem:UnknownRequestError"
+        assert r.json()["title"] == "UnknownRequestError"
+        bad = http.post(
+            "/v1/requests", content=b"{not json", headers={"content-type": "application/json"}
+        )
+        assert bad.status_code == 400
+        assert http.post("/v1/requests", json={"subject": "x"}).status_code == 422
+        both = http.post(
+            "/v1/requests", json=file_body(idempotency_key="a"), headers={"Idempotency-Key": "b"}
+        )
+        assert both.status_code == 422
+        hdr = http.post("/v1/requests", json=file_body("gina"), headers={"Idempotency-Key": "k1"})
+        assert (hdr.status_code, hdr.json()["id"]) == (201, first.id)
+        assert "alice" not in http.get("/v1/requests").text  # subjects never come back
+
+
+def test_cli_tokens_and_subject_from_stdin(service: Service) -> None:
+    from click.testing import CliRunner
+
+    from lethe.cli import main
+
+    run = CliRunner()
+    base = ["--project", str(service.project)]
+    made = run.invoke(
+        main, [*base, "tokens", "create", "--role", "auditor", "--name", "aud-2", "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    token = json.loads(made.output)["token"]
+    assert service.client("dpo").list() is not None
+    from lethe import Client
+
+    assert Client(service.url, token).checkpoint()
+    again = run.invoke(main, [*base, "tokens", "create", "--role", "app", "--name", "aud-2"])
+    assert again.exit_code == 161, again.output
+    listed = json.loads(run.invoke(main, [*base, "tokens", "list", "--json"]).output)
+    assert token not in json.dumps(listed) and "aud-2" in json.dumps(listed)
+    assert run.invoke(main, [*base, "tokens", "revoke", "aud-2"]).exit_code == 0
+    from lethe.serve import AuthenticationError
+
+    with pytest.raises(AuthenticationError):
+        Client(service.url, token).checkpoint()
+    filed = run.invoke(
+        main,
+        [*base, "request", "file", "--subject-file", "-", "--class", "3",
+         "--legal-basis", "gdpr-17-1-b", "--json"],
+        input="judy@example.com\n",
+    )  # fmt: skip
+    assert filed.exit_code == 0, filed.output
+    both = run.invoke(
+        main,
+        [*base, "request", "file", "--subject", "x", "--subject-file", "-", "--class", "3",
+         "--legal-basis", "gdpr-17-1-b"],
+        input="y",
+    )  # fmt: skip
+    assert both.exit_code == 2
