@@ -15,7 +15,7 @@ from lethe_audit._version import __version__
 from lethe_audit.errors import VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _metrics
-from lethe_audit.report._read import BundleContents, Inclusion, inclusions
+from lethe_audit.report._read import AttachmentFile, BundleContents, Inclusion, inclusions
 from lethe_audit.statements import LifecycleEvent, UnlearningAttestation, parse_rfc3339, rfc3339
 
 
@@ -213,6 +213,82 @@ def _cover(index: int, p: UnlearningAttestation, req: Callable[[str], dict[str, 
                 r["status"] = "failed"
 
 
+class _Walk:
+    """What one pass over the entries collects: requests by id, applies, figure events, the
+    timeline, counts by kind and unreadable entries."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, dict[str, Any]] = {}
+        self.applies: list[dict[str, Any]] = []
+        self.figure_events: list[tuple[int, LifecycleEvent]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.unreadable: list[dict[str, Any]] = []
+
+    def req(self, rid: str) -> dict[str, Any]:
+        if rid not in self.requests:
+            self.requests[rid] = _new_request(rid)
+        return self.requests[rid]
+
+    def entry(self, index: int, p: Any, problem: str | None) -> None:
+        if p is None:
+            self.counts["unreadable"] += 1
+            self.unreadable.append({"index": index, "problem": problem})
+        elif isinstance(p, LifecycleEvent):
+            self.event(index, p)
+        elif isinstance(p, UnlearningAttestation):
+            self.attestation(index, p)
+
+    def event(self, index: int, p: LifecycleEvent) -> None:
+        self.counts[f"event {p.event}"] += 1
+        self.timeline.append(
+            {"index": index, "kind": p.event, "at": p.at, "summary": _event_summary(p)}
+        )
+        if p.event == FIGURES_EVENT:
+            self.figure_events.append((index, p))
+        if p.request_id is not None and p.event.startswith("request."):
+            r = self.req(p.request_id)
+            r["events"].append({"index": index, "event": p.event, "at": p.at})
+            _request_event(r, p)
+
+    def attestation(self, index: int, p: UnlearningAttestation) -> None:
+        self.counts[f"attestation {p.outcome}"] += 1
+        self.timeline.append(
+            {
+                "index": index,
+                "kind": f"unlearning.{p.outcome}",
+                "at": p.applied_at,
+                "summary": f"model={p.model.name} classes={list(p.forgotten_classes)} "
+                f"requests={len(p.requests)}",
+            }
+        )
+        self.applies.append(_apply_entry(index, p))
+        _cover(index, p, self.req)
+
+
+def _request_event(r: dict[str, Any], p: LifecycleEvent) -> None:
+    """What one ``request.*`` event says about its request."""
+    d = dict(p.details or {})
+    if p.event == "request.received":
+        r["received_at"] = p.at
+        r["status"] = "received"
+        r["model"] = d.get("model", r["model"])
+        if isinstance(d.get("classes"), list):
+            r["classes"] = [c for c in d["classes"] if isinstance(c, int)]
+        r["legal_basis"] = d.get("legal_basis", r["legal_basis"])
+        r["subject_commitment"] = d.get("subject_commitment", r["subject_commitment"])
+        r["due_at"] = d.get("due_at", r["due_at"])
+    elif p.event == "request.approved":
+        r["approved_at"] = p.at
+        if r["status"] in ("received", "failed", "unknown"):
+            r["status"] = "approved"
+    elif p.event == "request.rejected":
+        r["rejected_at"] = p.at
+        r["status"] = "rejected"
+    elif p.event == "request.shredded":
+        r["shredded_at"] = p.at
+
+
 def build(
     contents: BundleContents,
     *,
@@ -223,115 +299,84 @@ def build(
     now: datetime,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The report dict, and the bytes of the authenticated figures (keyed by attachment path)."""
-    passed = error is None
-    trusted_vkeys = {v.vkey for v in verifiers}
-    manifest = contents.manifest
-    size = len(contents.entries)
     warnings: list[str] = []
     if contents.manifest_problem:
         warnings.append(contents.manifest_problem)
     warnings.extend(contents.checkpoint_problems)
-
-    requests: dict[str, dict[str, Any]] = {}
-    applies: list[dict[str, Any]] = []
-    figure_events: list[tuple[int, LifecycleEvent]] = []
-    timeline: list[dict[str, Any]] = []
-    counts: Counter[str] = Counter()
-    unreadable: list[dict[str, Any]] = []
-
-    def req(rid: str) -> dict[str, Any]:
-        if rid not in requests:
-            requests[rid] = _new_request(rid)
-        return requests[rid]
-
+    walk = _Walk()
     for e in contents.entries:
-        p = e.predicate
-        if p is None:
-            counts["unreadable"] += 1
-            unreadable.append({"index": e.index, "problem": e.problem})
-            continue
-        if isinstance(p, LifecycleEvent):
-            counts[f"event {p.event}"] += 1
-            timeline.append(
-                {"index": e.index, "kind": p.event, "at": p.at, "summary": _event_summary(p)}
-            )
-            if p.event == FIGURES_EVENT:
-                figure_events.append((e.index, p))
-            if p.request_id is None or not p.event.startswith("request."):
-                continue
-            r = req(p.request_id)
-            r["events"].append({"index": e.index, "event": p.event, "at": p.at})
-            d = dict(p.details or {})
-            if p.event == "request.received":
-                r["received_at"] = p.at
-                r["status"] = "received"
-                r["model"] = d.get("model", r["model"])
-                if isinstance(d.get("classes"), list):
-                    r["classes"] = [c for c in d["classes"] if isinstance(c, int)]
-                r["legal_basis"] = d.get("legal_basis", r["legal_basis"])
-                r["subject_commitment"] = d.get("subject_commitment", r["subject_commitment"])
-                r["due_at"] = d.get("due_at", r["due_at"])
-            elif p.event == "request.approved":
-                r["approved_at"] = p.at
-                if r["status"] in ("received", "failed", "unknown"):
-                    r["status"] = "approved"
-            elif p.event == "request.rejected":
-                r["rejected_at"] = p.at
-                r["status"] = "rejected"
-            elif p.event == "request.shredded":
-                r["shredded_at"] = p.at
-        else:
-            assert isinstance(p, UnlearningAttestation)
-            counts[f"attestation {p.outcome}"] += 1
-            timeline.append(
-                {
-                    "index": e.index,
-                    "kind": f"unlearning.{p.outcome}",
-                    "at": p.applied_at,
-                    "summary": f"model={p.model.name} classes={list(p.forgotten_classes)} "
-                    f"requests={len(p.requests)}",
-                }
-            )
-            applies.append(_apply_entry(e.index, p))
-            _cover(e.index, p, req)
-
+        walk.entry(e.index, e.predicate, e.problem)
+    applies = walk.applies
     # Inclusion proofs of every attestation against the latest trusted checkpoint.
     proofs = inclusions(contents, [a["index"] for a in applies])
     for a in applies:
         a["inclusion"] = _inclusion_dict(proofs[a["index"]])
-
-    figures, attachment_rows = _figures(contents, applies, figure_events, warnings)
-
+    figures, attachment_rows = _figures(contents, applies, walk.figure_events, warnings)
     _link_phases(applies)
+    requests = list(walk.requests.values())
+    _finish_requests(requests, applies, now)
+    warnings += _apply_warnings(applies, walk.unreadable)
+    size = len(contents.entries)
+    manifest = contents.manifest
+    doc: dict[str, Any] = {
+        "headline": headline(error, located, size),
+        "format": REPORT_FORMAT,
+        "generator": f"lethe-audit {__version__}",
+        "generated_at": rfc3339(now.replace(microsecond=0)),
+        "bundle": {
+            "name": PurePosixPath(bundle_name).name,
+            "created_at": manifest.created_at if manifest is not None else None,
+            "generator": manifest.generator if manifest is not None else None,
+        },
+        "verification": _verification(error, located, verifiers),
+        "summary": _summary(requests, applies),
+        "log": _log(contents, walk, verifiers, attachment_rows),
+        "requests": requests,
+        "applies": applies,
+        "remeasure": None,
+        "definitions": definitions(),
+        "warnings": warnings,
+    }
+    return doc, figures
+
+
+def _finish_requests(
+    requests: list[dict[str, Any]], applies: list[dict[str, Any]], now: datetime
+) -> None:
+    """Each request's mask/erase comparison, phase and deadline (as of ``now``)."""
     by_index = {a["index"]: a for a in applies}
-    for r in requests.values():
-        r["comparison"] = comparison(
-            by_index.get(r["apply_index"]) if r["apply_index"] is not None else None,
-            by_index.get(r["erase_index"]) if r["erase_index"] is not None else None,
-        )
-        r["phase"] = (
-            "erased"
-            if r["erase_index"] is not None
-            else "masked"
-            if r["apply_index"] is not None
-            else None
-        )
+    for r in requests:
+        mask = by_index.get(r["apply_index"]) if r["apply_index"] is not None else None
+        erase = by_index.get(r["erase_index"]) if r["erase_index"] is not None else None
+        r["comparison"] = comparison(mask, erase)
+        if r["erase_index"] is not None:
+            r["phase"] = "erased"
+        elif r["apply_index"] is not None:
+            r["phase"] = "masked"
+        else:
+            r["phase"] = None
         r["deadline"] = _deadline(r, now)
         r["overdue"] = r["deadline"]["state"] in ("late", "overdue")
-    req_list = list(requests.values())
-    summary = {
-        "requests": len(req_list),
-        "applied": sum(r["status"] == "applied" for r in req_list),
-        "failed": sum(r["status"] == "failed" for r in req_list),
-        "rejected": sum(r["status"] == "rejected" for r in req_list),
-        "pending": sum(r["status"] in ("received", "approved") for r in req_list),
-        "overdue": sum(r["overdue"] for r in req_list),
-        "shredded": sum(r["shredded_at"] is not None for r in req_list),
-        "masked_only": sum(r["phase"] == "masked" for r in req_list),
-        "erased": sum(r["phase"] == "erased" for r in req_list),
+
+
+def _summary(requests: list[dict[str, Any]], applies: list[dict[str, Any]]) -> dict[str, int]:
+    return {
+        "requests": len(requests),
+        "applied": sum(r["status"] == "applied" for r in requests),
+        "failed": sum(r["status"] == "failed" for r in requests),
+        "rejected": sum(r["status"] == "rejected" for r in requests),
+        "pending": sum(r["status"] in ("received", "approved") for r in requests),
+        "overdue": sum(r["overdue"] for r in requests),
+        "shredded": sum(r["shredded_at"] is not None for r in requests),
+        "masked_only": sum(r["phase"] == "masked" for r in requests),
+        "erased": sum(r["phase"] == "erased" for r in requests),
         "applies": sum(a["outcome"] == "applied" for a in applies),
         "failed_applies": sum(a["outcome"] == "failed" for a in applies),
     }
+
+
+def _apply_warnings(applies: list[dict[str, Any]], unreadable: list[dict[str, Any]]) -> list[str]:
+    warnings = []
     for a in applies:
         if a["metrics"].get("structured") and a["metrics"]["recheck"]["agrees_with_log"] is False:
             warnings.append(
@@ -347,12 +392,37 @@ def build(
             )
     for u in unreadable:
         warnings.append(f"entry {u['index']} cannot be read: {u['problem']}")
+    return warnings
 
+
+def _verification(
+    error: VerificationError | None,
+    located: VerificationError | None,
+    verifiers: Sequence[Verifier],
+) -> dict[str, Any]:
+    return {
+        "passed": error is None,
+        "error": error_dict(error),
+        "located": error_dict(located),
+        "trusted_keys": [
+            {"name": v.name, "key_hint": v.key_hint, "vkey": v.vkey} for v in verifiers
+        ],
+    }
+
+
+def _log(
+    contents: BundleContents,
+    walk: _Walk,
+    verifiers: Sequence[Verifier],
+    attachments: list[dict[str, Any]],
+) -> dict[str, Any]:
     latest = contents.latest
     cps = contents.checkpoints
-    log = {
+    manifest = contents.manifest
+    trusted_vkeys = {v.vkey for v in verifiers}
+    return {
         "origin": manifest.origin if manifest is not None else None,
-        "size": size,
+        "size": len(contents.entries),
         "root": b64(latest.root) if latest is not None else None,
         "checkpoint_size": latest.size if latest is not None else None,
         "checkpoints": {
@@ -363,50 +433,24 @@ def build(
                 for c in cps[-CHECKPOINT_LIMIT:]
             ],
         },
-        "keys": [
-            {
-                "name": k.get("name"),
-                "key_id": k.get("key_id"),
-                "vkey": k.get("vkey"),
-                "status": k.get("status"),
-                "added_at_size": k.get("added_at_size"),
-                "retired_at_size": k.get("retired_at_size"),
-                "trusted": k.get("vkey") in trusted_vkeys,
-            }
-            for k in contents.keys
-        ],
-        "entry_counts": dict(sorted(counts.items())),
-        "timeline": timeline[:TIMELINE_LIMIT],
-        "timeline_truncated": len(timeline) > TIMELINE_LIMIT,
-        "attachments": attachment_rows,
+        "keys": [_key_row(k, trusted_vkeys) for k in contents.keys],
+        "entry_counts": dict(sorted(walk.counts.items())),
+        "timeline": walk.timeline[:TIMELINE_LIMIT],
+        "timeline_truncated": len(walk.timeline) > TIMELINE_LIMIT,
+        "attachments": attachments,
     }
-    doc: dict[str, Any] = {
-        "headline": headline(error, located, size),
-        "format": REPORT_FORMAT,
-        "generator": f"lethe-audit {__version__}",
-        "generated_at": rfc3339(now.replace(microsecond=0)),
-        "bundle": {
-            "name": PurePosixPath(bundle_name).name,
-            "created_at": manifest.created_at if manifest is not None else None,
-            "generator": manifest.generator if manifest is not None else None,
-        },
-        "verification": {
-            "passed": passed,
-            "error": error_dict(error),
-            "located": error_dict(located),
-            "trusted_keys": [
-                {"name": v.name, "key_hint": v.key_hint, "vkey": v.vkey} for v in verifiers
-            ],
-        },
-        "summary": summary,
-        "log": log,
-        "requests": req_list,
-        "applies": applies,
-        "remeasure": None,
-        "definitions": definitions(),
-        "warnings": warnings,
+
+
+def _key_row(k: Mapping[str, Any], trusted_vkeys: set[str]) -> dict[str, Any]:
+    return {
+        "name": k.get("name"),
+        "key_id": k.get("key_id"),
+        "vkey": k.get("vkey"),
+        "status": k.get("status"),
+        "added_at_size": k.get("added_at_size"),
+        "retired_at_size": k.get("retired_at_size"),
+        "trusted": k.get("vkey") in trusted_vkeys,
     }
-    return doc, figures
 
 
 #: Shown beside every verdict of a phase-1 apply: its classes are masked, not yet erased.
@@ -504,8 +548,39 @@ def _figures(
 ) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
     """Attach each attachment whose digest a logged ``apply.figures`` event names to its apply."""
     by_index = {a["index"]: a for a in applies}
-    files = {a.path: a for a in contents.attachments}
-    claims: dict[str, tuple[int, int, str]] = {}  # path -> (event index, apply index, digest)
+    claims = _claims(events, by_index, warnings)
+    images: dict[str, bytes] = {}
+    rows = []
+    for f in contents.attachments:
+        claim = claims.get(f.path)
+        row = _attachment_row(f, claim)
+        rows.append(row)
+        if row["authenticated"] and claim is not None:
+            figure = _figure(f, claim[0])
+            by_index[claim[1]]["figures"].append(figure)
+            if figure["embedded"] and f.data is not None:
+                images[f.path] = f.data
+    order = list(FIGURE_KINDS)
+    for a in applies:
+        a["figures"].sort(
+            key=lambda g: (order.index(g["kind"]) if g["kind"] in order else 99, g["name"])
+        )
+    for row in rows:
+        if not row["authenticated"]:
+            warnings.append(f"attachment {row['path']} is unauthenticated: {row['reason']}")
+    files = {a.path for a in contents.attachments}
+    for path in sorted(set(claims) - files):
+        warnings.append(f"entry {claims[path][0]} logs figure {path}, which is not in the bundle")
+    return images, rows
+
+
+def _claims(
+    events: list[tuple[int, LifecycleEvent]],
+    by_index: Mapping[int, dict[str, Any]],
+    warnings: list[str],
+) -> dict[str, tuple[int, int, str]]:
+    """Attachment path -> (event index, apply index, digest) as the figure events log them."""
+    claims: dict[str, tuple[int, int, str]] = {}
     for index, ev in events:
         d = ev.details if isinstance(ev.details, Mapping) else {}
         log_index = d.get("log_index")
@@ -526,59 +601,41 @@ def _figures(
                 continue
             path = name if name.startswith("attachments/") else f"attachments/{name}"
             claims[path] = (index, log_index, digest.removeprefix("sha256:"))
-    images: dict[str, bytes] = {}
-    rows = []
-    for f in contents.attachments:
-        claim = claims.get(f.path)
-        reason: str | None = None
-        apply_index = None
-        if f.sha256 is None:
-            reason = "the file is missing from the bundle"
-        elif claim is None:
-            reason = f"no logged {FIGURES_EVENT} event names this file"
-        elif claim[2] != f.sha256:
-            reason = f"its digest differs from the one logged in entry {claim[0]}"
-        else:
-            apply_index = claim[1]
-        ok = reason is None
-        rows.append(
-            {
-                "path": f.path,
-                "sha256": f.sha256,
-                "bytes": f.size,
-                "media_type": f.media_type,
-                "authenticated": ok,
-                "apply_index": apply_index,
-                "event_index": claim[0] if claim is not None else None,
-                "reason": reason,
-            }
-        )
-        if ok and apply_index is not None:
-            name = PurePosixPath(f.path).name
-            embeddable = f.data is not None and f.media_type in ("image/png", "image/jpeg")
-            by_index[apply_index]["figures"].append(
-                {
-                    "path": f.path,
-                    "name": name,
-                    "kind": _figure_kind(name),
-                    "caption": FIGURE_KINDS.get(_figure_kind(name), name),
-                    "sha256": f.sha256,
-                    "media_type": f.media_type,
-                    "event_index": claim[0] if claim is not None else None,
-                    "embedded": embeddable,
-                }
-            )
-            if embeddable and f.data is not None:
-                images[f.path] = f.data
-    for a in applies:
-        order = list(FIGURE_KINDS)
-        a["figures"].sort(
-            key=lambda g: (order.index(g["kind"]) if g["kind"] in order else 99, g["name"])
-        )
-    for row in rows:
-        if not row["authenticated"]:
-            warnings.append(f"attachment {row['path']} is unauthenticated: {row['reason']}")
-    missing = sorted(set(claims) - set(files))
-    for path in missing:
-        warnings.append(f"entry {claims[path][0]} logs figure {path}, which is not in the bundle")
-    return images, rows
+    return claims
+
+
+def _attachment_row(f: AttachmentFile, claim: tuple[int, int, str] | None) -> dict[str, Any]:
+    """One attachment of the log summary: authenticated when a figure event logs its digest."""
+    reason: str | None = None
+    if f.sha256 is None:
+        reason = "the file is missing from the bundle"
+    elif claim is None:
+        reason = f"no logged {FIGURES_EVENT} event names this file"
+    elif claim[2] != f.sha256:
+        reason = f"its digest differs from the one logged in entry {claim[0]}"
+    ok = reason is None and claim is not None
+    return {
+        "path": f.path,
+        "sha256": f.sha256,
+        "bytes": f.size,
+        "media_type": f.media_type,
+        "authenticated": ok,
+        "apply_index": claim[1] if ok and claim is not None else None,
+        "event_index": claim[0] if claim is not None else None,
+        "reason": reason,
+    }
+
+
+def _figure(f: AttachmentFile, event_index: int) -> dict[str, Any]:
+    name = PurePosixPath(f.path).name
+    kind = _figure_kind(name)
+    return {
+        "path": f.path,
+        "name": name,
+        "kind": kind,
+        "caption": FIGURE_KINDS.get(kind, name),
+        "sha256": f.sha256,
+        "media_type": f.media_type,
+        "event_index": event_index,
+        "embedded": f.data is not None and f.media_type in ("image/png", "image/jpeg"),
+    }
