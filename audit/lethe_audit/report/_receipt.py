@@ -226,29 +226,10 @@ def build_receipt_page(
     """
     from lethe_audit.verify import parse_receipt, verify_receipt
 
-    if isinstance(receipt, os.PathLike):
-        p = Path(receipt)
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise ReportError(f"cannot read receipt {p.name}: {e.strerror}") from None
-        name = p.name
-    else:
-        data = receipt.encode("utf-8") if isinstance(receipt, str) else bytes(receipt)
-        name = "RECEIPT"
-    if (subject is None) != (subject_key is None):
-        raise ReportError("checking the commitment needs both the identifier and its key")
-    key: bytes | None = None
-    if subject_key is not None:
-        try:
-            key = bytes.fromhex(subject_key.strip())
-        except (ValueError, binascii.Error):
-            raise ReportError("the subject key must be hexadecimal") from None
-        if len(key) < 16:
-            raise ReportError("the subject key is too short (Lethe gives 32 bytes, 64 hex digits)")
+    data, name = _receipt_bytes(receipt)
+    key = _subject_key(subject, subject_key)
     trusted = _read.as_verifiers(verifiers)
     when = now or datetime.now(timezone.utc)
-
     parsed = parse_receipt(data)
     error: VerificationError | None = None
     try:
@@ -259,10 +240,59 @@ def build_receipt_page(
         predicate = parse_predicate(parsed.statement)
     except LetheAuditError as e:
         raise ReportError(f"the receipt's entry is not a Lethe statement: {e}") from None
+    doc = _skeleton(parsed, name, error, when)
+    commitment: str | None
+    if isinstance(predicate, UnlearningAttestation):
+        hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
+        own = _pick(predicate, request_id, subject, key, hint)
+        _fill_unlearning(doc, predicate, own, when)
+        commitment = own.subject_commitment
+    elif isinstance(predicate, LifecycleEvent) and predicate.request_id is not None:
+        commitment = _fill_event(doc, predicate, request_id)
+    else:
+        kind = predicate.event if isinstance(predicate, LifecycleEvent) else "statement"
+        raise ReportError(
+            f"entry {parsed.index} is a {kind} about no deletion request: not a deletion receipt"
+        )
+    if subject is not None and key is not None:
+        matches = None if commitment is None else hmac_commitment(key, subject) == commitment
+        doc["subject_check"] = {"matches": matches}
+    _explain(doc, trusted[0].vkey if trusted else "VKEY")
+    return ReceiptPage(data=doc, error=error)
 
-    vkey = trusted[0].vkey if trusted else "VKEY"
+
+def _receipt_bytes(receipt: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
+    """The receipt's bytes and the name the page shows (``RECEIPT`` when given as text)."""
+    if isinstance(receipt, os.PathLike):
+        p = Path(receipt)
+        try:
+            return p.read_bytes(), p.name
+        except OSError as e:
+            raise ReportError(f"cannot read receipt {p.name}: {e.strerror}") from None
+    data = receipt.encode("utf-8") if isinstance(receipt, str) else bytes(receipt)
+    return data, "RECEIPT"
+
+
+def _subject_key(subject: str | None, subject_key: str | None) -> bytes | None:
+    if (subject is None) != (subject_key is None):
+        raise ReportError("checking the commitment needs both the identifier and its key")
+    if subject_key is None:
+        return None
+    try:
+        key = bytes.fromhex(subject_key.strip())
+    except (ValueError, binascii.Error):
+        raise ReportError("the subject key must be hexadecimal") from None
+    if len(key) < 16:
+        raise ReportError("the subject key is too short (Lethe gives 32 bytes, 64 hex digits)")
+    return key
+
+
+def _skeleton(
+    parsed: Any, name: str, error: VerificationError | None, when: datetime
+) -> dict[str, Any]:
+    """The page's dict with every key present; the kind of entry fills in the rest."""
     cp = parsed.checkpoint
-    doc: dict[str, Any] = {
+    return {
         "headline": "",
         "format": RECEIPT_PAGE_FORMAT,
         "generator": f"lethe-audit {__version__}",
@@ -291,63 +321,52 @@ def build_receipt_page(
         "sections": [],
         "commands": [],
     }
-    commitment: str | None
-    if isinstance(predicate, UnlearningAttestation):
-        hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
-        own = _pick(predicate, request_id, subject, key, hint)
-        doc["kind"] = "unlearning"
-        doc["outcome"] = predicate.outcome
-        doc["applied_at"] = predicate.applied_at
-        doc["shared"] = len(predicate.requests) > 1
-        doc["model"] = {
-            "name": predicate.model.name,
-            "folded_digest": predicate.model.folded_digest,
-            "onnx_sha256": None if predicate.onnx is None else predicate.onnx.sha256,
-        }
-        doc["metrics"] = _own_metrics(predicate, own.classes)
-        doc["phase"] = predicate.phase.value
-        doc["phase_label"] = phase_label(predicate.phase.value, predicate.outcome)
-        doc["starts_from"] = None if predicate.starts_from is None else dict(predicate.starts_from)
-        doc["definitions"] = _definitions(doc["metrics"])
-        req = own.to_dict()
-        closed = predicate.applied_at if predicate.outcome == "applied" else None
-        req["deadline"] = _deadline(
-            {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
-        )
-        doc["request"] = req
-        commitment = own.subject_commitment
-    elif isinstance(predicate, LifecycleEvent) and predicate.request_id is not None:
-        if request_id is not None and request_id != predicate.request_id:
-            raise ReportError(
-                f"this receipt is about request {predicate.request_id}, not {request_id}"
-            )
-        d = dict(predicate.details or {})
-        doc["kind"] = "event"
-        doc["event"] = predicate.event
-        classes = [c for c in d.get("classes", []) if isinstance(c, int)]
-        doc["request"] = {
-            "id": predicate.request_id,
-            "classes": classes,
-            "legal_basis": d.get("legal_basis"),
-            "received_at": predicate.at if predicate.event == "request.received" else None,
-            "due_at": d.get("due_at"),
-            "approved_at": predicate.at if predicate.event == "request.approved" else None,
-            "subject_commitment": d.get("subject_commitment"),
-            "at": predicate.at,
-        }
-        commitment = d.get("subject_commitment")
-    else:
-        kind = predicate.event if isinstance(predicate, LifecycleEvent) else "statement"
-        raise ReportError(
-            f"entry {parsed.index} is a {kind} about no deletion request: not a deletion receipt"
-        )
-    if subject is not None and key is not None:
-        if commitment is None:
-            doc["subject_check"] = {"matches": None}
-        else:
-            doc["subject_check"] = {"matches": hmac_commitment(key, subject) == commitment}
-    _explain(doc, vkey)
-    return ReceiptPage(data=doc, error=error)
+
+
+def _fill_unlearning(
+    doc: dict[str, Any], p: UnlearningAttestation, own: RequestRecord, when: datetime
+) -> None:
+    doc["kind"] = "unlearning"
+    doc["outcome"] = p.outcome
+    doc["applied_at"] = p.applied_at
+    doc["shared"] = len(p.requests) > 1
+    doc["model"] = {
+        "name": p.model.name,
+        "folded_digest": p.model.folded_digest,
+        "onnx_sha256": None if p.onnx is None else p.onnx.sha256,
+    }
+    doc["metrics"] = _own_metrics(p, own.classes)
+    doc["phase"] = p.phase.value
+    doc["phase_label"] = phase_label(p.phase.value, p.outcome)
+    doc["starts_from"] = None if p.starts_from is None else dict(p.starts_from)
+    doc["definitions"] = _definitions(doc["metrics"])
+    req = own.to_dict()
+    closed = p.applied_at if p.outcome == "applied" else None
+    req["deadline"] = _deadline(
+        {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
+    )
+    doc["request"] = req
+
+
+def _fill_event(doc: dict[str, Any], p: LifecycleEvent, request_id: str | None) -> str | None:
+    """A receipt of a request event (received, approved, ...); returns its commitment."""
+    if request_id is not None and request_id != p.request_id:
+        raise ReportError(f"this receipt is about request {p.request_id}, not {request_id}")
+    d = dict(p.details or {})
+    doc["kind"] = "event"
+    doc["event"] = p.event
+    doc["request"] = {
+        "id": p.request_id,
+        "classes": [c for c in d.get("classes", []) if isinstance(c, int)],
+        "legal_basis": d.get("legal_basis"),
+        "received_at": p.at if p.event == "request.received" else None,
+        "due_at": d.get("due_at"),
+        "approved_at": p.at if p.event == "request.approved" else None,
+        "subject_commitment": d.get("subject_commitment"),
+        "at": p.at,
+    }
+    commitment = d.get("subject_commitment")
+    return commitment if isinstance(commitment, str) else None
 
 
 def _read_root(root: bytes) -> str:
@@ -356,135 +375,167 @@ def _read_root(root: bytes) -> str:
     return base64.b64encode(root).decode("ascii")
 
 
+def _section(title: str, *paragraphs: str) -> dict[str, Any]:
+    return {"title": title, "paragraphs": [p for p in paragraphs if p]}
+
+
 def _explain(d: dict[str, Any], vkey: str) -> None:
-    req = d["request"]
-    rid = req["id"]
-    ver = d["verification"]
-    rc = d["receipt"]
-    sections: list[dict[str, Any]] = []
+    """The page's headline, sections and commands in plain words."""
+    d["headline"] = _headline(d)
+    if d["kind"] == "unlearning":
+        sections = [_what_section(d), _when_section(d)]
+        sections.append(_section("How it was verified", *_verified_parts(d)))
+    else:
+        sections = [_event_section(d)]
+    sections.append(_genuine_section(d))
+    d["sections"] = sections
+    d["commands"] = _commands(d, vkey)
 
-    def section(title: str, *paragraphs: str) -> None:
-        sections.append({"title": title, "paragraphs": [p for p in paragraphs if p]})
 
+def _classes_of(req: Mapping[str, Any]) -> str:
     classes = req.get("classes") or []
-    what_classes = _classes_phrase(classes) if classes else "the classes named in your request"
+    return _classes_phrase(classes) if classes else "the classes named in your request"
+
+
+def _headline(d: Mapping[str, Any]) -> str:
+    rid = d["request"]["id"]
+    ver = d["verification"]
     if not ver["passed"]:
-        head = (
+        return (
             f"This receipt did NOT verify: {ver['error']['message']}. Do not rely on what it "
             "says; ask the operator for a new receipt."
         )
-    elif d["kind"] == "unlearning" and d["outcome"] == "applied" and d["phase"] == "erase":
-        head = (
-            f"Your deletion request {rid} was erased from the model's weights on "
-            f"{_fmt.when(d['applied_at'])}, and this receipt verified."
-        )
-    elif d["kind"] == "unlearning" and d["outcome"] == "applied":
-        head = (
-            f"Your deletion request {rid} was carried out on {_fmt.when(d['applied_at'])} "
-            "(masked, not yet erased): the model no longer recognises your classes, but its "
-            "weights still hold them until the operator erases them. This receipt verified."
-        )
-    elif d["kind"] == "unlearning":
-        head = (
-            f"Your deletion request {rid} was attempted on {_fmt.when(d['applied_at'])} but the "
-            "result did not pass its checks, so nothing was changed yet. The receipt verified."
-        )
-    else:
+    if d["kind"] != "unlearning":
         word = _EVENT_WORDS.get(d["event"], f"has the event {d['event']}")
-        head = (
-            f"Your deletion request {rid} {word} on {_fmt.when(req['at'])}; this receipt "
-            "verified. It is not yet a receipt of the deletion itself."
+        return (
+            f"Your deletion request {rid} {word} on {_fmt.when(d['request']['at'])}; this "
+            "receipt verified. It is not yet a receipt of the deletion itself."
         )
-    d["headline"] = head
+    when = _fmt.when(d["applied_at"])
+    if d["outcome"] == "applied" and d["phase"] == "erase":
+        return (
+            f"Your deletion request {rid} was erased from the model's weights on {when}, and "
+            "this receipt verified."
+        )
+    if d["outcome"] == "applied":
+        return (
+            f"Your deletion request {rid} was carried out on {when} (masked, not yet erased): "
+            "the model no longer recognises your classes, but its weights still hold them "
+            "until the operator erases them. This receipt verified."
+        )
+    return (
+        f"Your deletion request {rid} was attempted on {when} but the result did not pass its "
+        "checks, so nothing was changed yet. The receipt verified."
+    )
 
-    if d["kind"] == "unlearning":
-        model = d["model"]["name"]
-        section(
-            "What was deleted" if d["outcome"] == "applied" else "What you asked to delete",
-            f"Your request asked the operator to make the image classifier “{model}” forget "
-            f"{what_classes}. Classes appear here only by number: the log holds no names, and "
-            "the operator knows which person or category each number stands for.",
-            "The same change to the model also carried out other people's requests; they are "
-            "not shown here."
-            if d["shared"]
-            else "",
-            _phase_words(d),
+
+def _what_section(d: Mapping[str, Any]) -> dict[str, Any]:
+    model = d["model"]["name"]
+    return _section(
+        "What was deleted" if d["outcome"] == "applied" else "What you asked to delete",
+        f"Your request asked the operator to make the image classifier “{model}” forget "
+        f"{_classes_of(d['request'])}. Classes appear here only by number: the log holds no "
+        "names, and the operator knows which person or category each number stands for.",
+        "The same change to the model also carried out other people's requests; they are not "
+        "shown here."
+        if d["shared"]
+        else "",
+        _phase_words(d),
+    )
+
+
+def _when_section(d: Mapping[str, Any]) -> dict[str, Any]:
+    req = d["request"]
+    dl = req["deadline"]
+    timing = {
+        "met": "within the legal deadline",
+        "late": f"after the deadline ({_fmt.deadline(dl)})",
+        "open": f"the deadline has not passed ({_fmt.deadline(dl)})",
+        "overdue": f"the deadline has passed ({_fmt.deadline(dl)})",
+    }.get(dl["state"], "")
+    done = (
+        f"carried out on {_fmt.when(d['applied_at'])}"
+        if d["outcome"] == "applied"
+        else f"attempted on {_fmt.when(d['applied_at'])} without success"
+    )
+    return _section(
+        "When",
+        f"Received on {_fmt.when(req['received_at'])} (legal basis {req['legal_basis']}), "
+        f"due by {_fmt.when(req['due_at'])}, approved on {_fmt.when(req['approved_at'])}, "
+        f"{done}: {timing}.",
+    )
+
+
+def _verified_parts(d: Mapping[str, Any]) -> list[str]:
+    m = d["metrics"]
+    parts = []
+    if m["classes"] and m["samples"]:
+        per = "; ".join(
+            f"class {c['class']}: {_fmt.pct(c['before'])} of its {c['samples']} test images "
+            f"before, {_fmt.pct(c['after'])} after"
+            for c in m["classes"]
         )
-        dl = req["deadline"]
-        timing = {
-            "met": "within the legal deadline",
-            "late": f"after the deadline ({_fmt.deadline(dl)})",
-            "open": f"the deadline has not passed ({_fmt.deadline(dl)})",
-            "overdue": f"the deadline has passed ({_fmt.deadline(dl)})",
-        }.get(dl["state"], "")
-        done = (
-            f"carried out on {_fmt.when(d['applied_at'])}"
-            if d["outcome"] == "applied"
-            else f"attempted on {_fmt.when(d['applied_at'])} without success"
+        parts.append(
+            "Before a changed model is published it is tested on images it was never trained "
+            f"on ({m['samples']} here). How often it still recognised your classes: {per}."
         )
-        section(
-            "When",
-            f"Received on {_fmt.when(req['received_at'])} (legal basis {req['legal_basis']}), "
-            f"due by {_fmt.when(req['due_at'])}, approved on {_fmt.when(req['approved_at'])}, "
-            f"{done}: {timing}.",
+    if m["retain_after"] is not None:
+        parts.append(
+            "On the classes that were not deleted its accuracy went from "
+            f"{_fmt.pct(m['retain_before'])} to {_fmt.pct(m['retain_after'])}."
         )
-        m = d["metrics"]
-        verified_parts = []
-        if m["classes"] and m["samples"]:
-            per = "; ".join(
-                f"class {c['class']}: {_fmt.pct(c['before'])} of its {c['samples']} test images "
-                f"before, {_fmt.pct(c['after'])} after"
-                for c in m["classes"]
-            )
-            verified_parts.append(
-                f"Before a changed model is published it is tested on images it was never "
-                f"trained on ({m['samples']} here). How often it still recognised your classes: "
-                f"{per}."
-            )
-        if m["retain_after"] is not None:
-            verified_parts.append(
-                "On the classes that were not deleted its accuracy went from "
-                f"{_fmt.pct(m['retain_before'])} to {_fmt.pct(m['retain_after'])}."
-            )
-        rules = []
-        if m["max_forget_accuracy"] is not None:
-            rules.append(
-                f"deleted classes recognised in at most {_fmt.pct(m['max_forget_accuracy'])} of "
-                "their test images"
-            )
-        if m["max_retain_drop"] is not None:
-            rules.append(
-                f"the other classes' accuracy falling by at most {100 * m['max_retain_drop']:.1f} "
-                "percentage points"
-            )
-        if rules:
-            verdict = "it passed" if m["passed"] else "it did NOT pass"
-            verified_parts.append(f"The operator's rule required {' and '.join(rules)}: {verdict}.")
-        verified_parts.extend(_depth_words(m))
-        if not m["passed"] and m["failures"]:
-            verified_parts.append("What failed: " + "; ".join(m["failures"]) + ".")
-        if d["outcome"] == "applied":
-            verified_parts.append(
-                "Only then was the model published, and a signed record of this was added to a "
-                f"tamper-evident log (entry {rc['index']} of {rc['origin']})."
-            )
-        else:
-            verified_parts.append(
-                "Because of that, nothing was published; the operator must try again. The "
-                f"attempt itself is recorded in the tamper-evident log (entry {rc['index']})."
-            )
-        section("How it was verified", *verified_parts)
+    rules = _rules(m)
+    if rules:
+        verdict = "it passed" if m["passed"] else "it did NOT pass"
+        parts.append(f"The operator's rule required {' and '.join(rules)}: {verdict}.")
+    parts.extend(_depth_words(m))
+    if not m["passed"] and m["failures"]:
+        parts.append("What failed: " + "; ".join(m["failures"]) + ".")
+    rc = d["receipt"]
+    if d["outcome"] == "applied":
+        parts.append(
+            "Only then was the model published, and a signed record of this was added to a "
+            f"tamper-evident log (entry {rc['index']} of {rc['origin']})."
+        )
     else:
-        section(
-            "What this receipt records",
-            f"The log recorded that your request {rid} {_EVENT_WORDS.get(d['event'], d['event'])} "
-            f"on {_fmt.when(req['at'])}"
-            + (f", asking to delete {what_classes}" if classes else "")
-            + (f", due by {_fmt.when(req['due_at'])}" if req.get("due_at") else "")
-            + ".",
-            "Ask the operator for the receipt of the deletion once it is carried out.",
+        parts.append(
+            "Because of that, nothing was published; the operator must try again. The attempt "
+            f"itself is recorded in the tamper-evident log (entry {rc['index']})."
         )
+    return parts
 
+
+def _rules(m: Mapping[str, Any]) -> list[str]:
+    rules = []
+    if m["max_forget_accuracy"] is not None:
+        rules.append(
+            f"deleted classes recognised in at most {_fmt.pct(m['max_forget_accuracy'])} of "
+            "their test images"
+        )
+    if m["max_retain_drop"] is not None:
+        rules.append(
+            f"the other classes' accuracy falling by at most {100 * m['max_retain_drop']:.1f} "
+            "percentage points"
+        )
+    return rules
+
+
+def _event_section(d: Mapping[str, Any]) -> dict[str, Any]:
+    req = d["request"]
+    classes = req.get("classes") or []
+    return _section(
+        "What this receipt records",
+        f"The log recorded that your request {req['id']} "
+        f"{_EVENT_WORDS.get(d['event'], d['event'])} on {_fmt.when(req['at'])}"
+        + (f", asking to delete {_classes_of(req)}" if classes else "")
+        + (f", due by {_fmt.when(req['due_at'])}" if req.get("due_at") else "")
+        + ".",
+        "Ask the operator for the receipt of the deletion once it is carried out.",
+    )
+
+
+def _genuine_section(d: Mapping[str, Any]) -> dict[str, Any]:
+    ver, rc = d["verification"], d["receipt"]
     if ver["passed"]:
         proof = (
             f"This receipt verified with the log's public key: the log signed its state at "
@@ -506,21 +557,22 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
             )
         else:
             mine = "The identifier and key you gave do NOT match this request's subject commitment."
-    section("Is this receipt genuine?", proof, mine)
-    d["sections"] = sections
+    return _section("Is this receipt genuine?", proof, mine)
 
+
+def _commands(d: Mapping[str, Any], vkey: str) -> list[str]:
     # Every inserted value is one shell word: file names and request ids come from the input.
     sh = _fmt.sh
-    name, key = sh(rc["name"]), sh(vkey, always=True)
+    name, key = sh(d["receipt"]["name"]), sh(vkey, always=True)
     cmds = [
         "pip install lethe-audit",
         f"lethe-audit receipt verify {name} --key {key}",
-        f"lethe-audit receipt show {name} --key {key} --request {sh(rid)} "
+        f"lethe-audit receipt show {name} --key {key} --request {sh(d['request']['id'])} "
         "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
     ]
     if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
         cmds.append(f"lethe-audit model verify MODEL.onnx --key {key} --receipt {name}")
-    d["commands"] = cmds
+    return cmds
 
 
 def _phase_words(d: Mapping[str, Any]) -> str:
