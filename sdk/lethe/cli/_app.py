@@ -4,52 +4,16 @@ from __future__ import annotations
 
 import errno
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from lethe.cli._context import ProjectRef
 from lethe.errors import LetheError
-from lethe_audit._version import __version__
-from lethe_audit.cli._common import JSON_META
+from lethe_audit import __version__
+from lethe_audit.cli.common import JSON_META
 from lethe_audit.errors import LetheAuditError
-
-if TYPE_CHECKING:
-    from lethe.workflow import Lethe
-
-
-@dataclass
-class ProjectRef:
-    """Where the command's project is; opened on first use (some commands never need it)."""
-
-    project_dir: Path | None
-    config: Path | None
-    _opened: Any = None
-
-    def open(self) -> Lethe:
-        if self._opened is None:
-            from lethe.workflow import Lethe
-
-            self._opened = Lethe.open(self.project_dir, config=self.config)
-        return self._opened  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        if self._opened is not None:
-            self._opened.close()
-
-
-def out_option(help: str, *, folder: bool = False) -> Callable[[Any], Any]:
-    """The required ``-o/--out`` path of commands that write a file (or, ``folder``, a folder)."""
-    return click.option(
-        "-o",
-        "--out",
-        "out_dir" if folder else "out",
-        required=True,
-        type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
-        help=help,
-    )
 
 
 class LetheGroup(click.Group):
@@ -116,7 +80,7 @@ def main(ctx: click.Context, project_dir: Path | None, config: Path | None) -> N
 
 
 def _register() -> None:
-    from lethe.cli import _demo, _models, _project, _requests
+    from lethe.cli import _demo, _models, _project, _requests, _serve, _tokens
 
     for cmd in (
         _project.init,
@@ -131,6 +95,8 @@ def _register() -> None:
         _requests.log,
         _requests.receipt,
         _demo.demo,
+        _serve.serve,  # serve helper
+        _tokens.tokens,  # serve helper
     ):
         main.add_command(cmd)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from lethe_audit.cli._common import json_option
+from lethe_audit.cli.common import json_option
 
 
 def _fmt(v: Any) -> str:

@@ -15,8 +15,8 @@ from types import MappingProxyType
 import click
 
 from lethe import errors as E
-from lethe_audit.cli import safe_text
-from lethe_audit.cli._errors import EXIT_CODES as AUDIT_EXIT_CODES
+from lethe_audit.cli.common import EXIT_CODES as AUDIT_EXIT_CODES
+from lethe_audit.cli.common import safe_text
 
 EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
     {

@@ -8,8 +8,13 @@ from typing import Any
 
 import click
 
-from lethe.cli._app import ProjectRef, out_option
-from lethe_audit.cli._common import emit, json_option
+from lethe.cli._context import ProjectRef, out_option
+from lethe_audit.cli.common import emit, json_option
+
+#: ``--device`` for the commands that run the model (validated by lethe.models.resolve_device).
+device_option = click.option(
+    "--device", help="Where to run the model: cpu, cuda or cuda:N (default: CUDA when present)."
+)
 
 
 @click.group()
@@ -44,6 +49,40 @@ def model() -> None:
 @click.option("--input-size", help="Input size HxW, e.g. 32x32 (with --arch).")
 @click.option("--small-stem", is_flag=True, help="ResNet stem for small images (with --arch).")
 @click.option(
+    "--timm-kwargs", help="Extra timm.create_model options as JSON, e.g. '{\"drop_rate\": 0.1}'."
+)
+@click.option("--mean", help="Normalisation mean the model was trained with, R,G,B (or one value).")
+@click.option("--std", help="Normalisation std the model was trained with, R,G,B (or one value).")
+@click.option(
+    "--interpolation",
+    type=click.Choice(["bilinear", "bicubic", "nearest"]),
+    help="Resize interpolation (default bilinear).",
+)
+@click.option(
+    "--crop-pct",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    help="Centre-crop fraction: resize to size/crop_pct, crop to size (default 1.0: no crop).",
+)
+@click.option(
+    "--input-range",
+    help="Value range pixels are scaled to before normalising, LOW,HIGH (default 0,1).",
+)
+@click.option(
+    "--timm-preprocessing",
+    is_flag=True,
+    help="Take mean/std/interpolation/crop from timm's pretrained config of --arch "
+    "(only for weights fine-tuned from timm's pretrained ones).",
+)
+@click.option(
+    "--expect-accuracy",
+    type=click.FloatRange(0.0, 1.0),
+    help="Refuse unless the measured base accuracy is at least this minus 0.05.",
+)
+@click.option(
+    "--force", is_flag=True, help="Register even if the measured accuracy is near chance."
+)
+@device_option
+@click.option(
     "--bank",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Attach this filter bank too.",
@@ -65,11 +104,25 @@ def model_register(
     in_chans: str,
     input_size: str | None,
     small_stem: bool,
+    timm_kwargs: str | None,
+    mean: str | None,
+    std: str | None,
+    interpolation: str | None,
+    crop_pct: float | None,
+    input_range: str | None,
+    timm_preprocessing: bool,
+    expect_accuracy: float | None,
+    force: bool,
+    device: str | None,
     bank: Path | None,
     no_onnx: bool,
     as_json: bool,
 ) -> None:
-    """Register a deployed model NAME with its evaluation (and training) data."""
+    """Register a deployed model NAME with its evaluation (and training) data.
+
+    Registration measures before it trusts: it feeds the eval data through the model with its
+    recorded preprocessing and refuses a near-chance accuracy unless --force.
+    """
     spec: dict[str, Any] | None = None
     if arch is not None:
         if num_classes is None or input_size is None:
@@ -84,8 +137,16 @@ def model_register(
             "in_chans": int(in_chans),
             "input_size": [h, w],
             "small_stem": small_stem,
+            "kwargs": _json_object(timm_kwargs),
         }
     names = [c.strip() for c in class_names.split(",")] if class_names else None
+    pre: dict[str, Any] = {
+        "mean": _floats(mean, "--mean"),
+        "std": _floats(std, "--std"),
+        "interpolation": interpolation,
+        "crop_pct": crop_pct,
+        "input_range": _floats(input_range, "--input-range", n=2),
+    }
     info = ref.open().register_model(
         name,
         checkpoint,
@@ -95,12 +156,51 @@ def model_register(
         spec=spec,
         bank=bank,
         export_onnx=not no_onnx,
+        preprocessing="timm" if timm_preprocessing else pre,
+        expect_accuracy=expect_accuracy,
+        force=force,
+        device=device,
+        caller="cli",
+        log=None if as_json else _say,
     )
+    acc = info.base_accuracy
     emit(
-        {"model": info.to_dict()},
+        {"model": info.to_dict(), "base_accuracy": acc},
         as_json,
-        f"registered {info.name} (digest {info.base_digest[:16]}...)",
+        f"registered {info.name} (digest {info.base_digest[:16]}...), base accuracy "
+        + (f"{acc:.4f}" if acc is not None else "not measured"),
     )
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc})", param_hint="--timm-kwargs") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("give a JSON object", param_hint="--timm-kwargs")
+    return value
+
+
+def _say(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _floats(text: str | None, flag: str, *, n: int | None = None) -> tuple[float, ...] | None:
+    """``R,G,B`` (or one value) as floats; ``None`` when the option was not given."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            "use comma-separated numbers, e.g. 0.485,0.456,0.406", param_hint=flag
+        ) from None
+    if n is not None and len(values) != n:
+        raise click.BadParameter(f"give {n} comma-separated numbers", param_hint=flag)
+    return values
 
 
 @model.command("list")
@@ -224,7 +324,8 @@ def filters() -> None:
     "--max-set-size", type=click.IntRange(min=1), help="Classes per random forget set (default 5)."
 )
 @click.option("--seed", type=int, help="Seed (default 0).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@device_option
+@click.option("--quiet", is_flag=True, help="No progress bar or progress lines.")
 @json_option
 @click.pass_obj
 def filters_train(
@@ -235,10 +336,17 @@ def filters_train(
     batch_size: int | None,
     max_set_size: int | None,
     seed: int | None,
+    device: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
-    """Train the filters of every class in one round and attach the bank (resumable)."""
+    """Train the filters of every class in one round and attach the bank (resumable).
+
+    Prints one line per epoch when stderr is not a terminal (a bar otherwise), then what the
+    filters reach class by class on the eval data (forgetting that class alone).
+    """
+    import sys
+
     config: dict[str, Any] = {
         k: v
         for k, v in {
@@ -252,18 +360,52 @@ def filters_train(
     }
     lt = ref.open()
     stats: list[dict[str, float]] = []
+    lines = not quiet and not sys.stderr.isatty()
+    total = epochs or 8
+
+    def on_epoch(e: int, s: dict[str, float]) -> None:
+        stats.append(s)
+        if lines:
+            click.echo(
+                f"filters epoch {e + 1}/{total}: loss {s['loss']:.3f}, forget acc "
+                f"{s['forget_acc']:.3f}, retain acc {s['retain_acc']:.3f}",
+                err=True,
+            )
+
     bank = lt.train_filters(
-        name, progress=not quiet and not as_json, on_epoch=lambda e, s: stats.append(s), **config
+        name, progress=not quiet and not as_json, on_epoch=on_epoch, device=device, config=config
     )
+    report = _class_report(lt, name, bank, device)
     data = {"bank_digest": bank.digest, "layers": len(bank.targets), "epochs": stats}
+    data["classes"] = report
+    emit(data, as_json, _train_text(bank, stats, report))
+
+
+def _class_report(lt: Any, name: str | None, bank: Any, device: str | None) -> list[dict[str, Any]]:
+    from lethe.data import to_dataset
+    from lethe.filters import class_report
+    from lethe.models import resolve_device
+
+    model, spec = lt.load_model(name)
+    model.to(resolve_device(device))
+    return list(class_report(model, bank, to_dataset(lt.data(name, split="eval"), spec.preprocess)))
+
+
+def _train_text(bank: Any, stats: list[dict[str, float]], report: list[dict[str, Any]]) -> str:
     last = stats[-1] if stats else {}
-    emit(
-        data,
-        as_json,
+    lines = [
         f"trained bank {bank.digest[:16]}... ({len(bank.targets)} layers); "
         f"last epoch forget acc {last.get('forget_acc', float('nan')):.3f}, "
         f"retain acc {last.get('retain_acc', float('nan')):.3f}",
-    )
+        "on the eval data, forgetting one class at a time (forget acc -> 0, retain acc -> base):",
+    ]
+    for r in report:
+        f, k = r["forget_acc"], r["retain_acc"]
+        lines.append(
+            f"  {r['class']:>16}: forget acc {'-' if f is None else f'{f:.3f}'}, "
+            f"retain acc {'-' if k is None else f'{k:.3f}'}"
+        )
+    return "\n".join(lines)
 
 
 @filters.command("show")

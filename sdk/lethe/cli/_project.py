@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from lethe.cli._app import ProjectRef
-from lethe_audit.cli._common import emit, json_option
+from lethe.cli._context import ProjectRef
+from lethe_audit.cli.common import emit, json_option
 
 
 @click.command()

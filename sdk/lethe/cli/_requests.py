@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from lethe.cli._app import ProjectRef, out_option
-from lethe_audit.cli._common import emit, json_option
+from lethe.cli._context import ProjectRef, out_option
+from lethe_audit.cli.common import emit, json_option
 from lethe_audit.metrics import policy_options
 
 
@@ -31,8 +31,13 @@ def request() -> None:
 @request.command("file")
 @click.option(
     "--subject",
-    required=True,
-    help="The data subject's identifier (never stored: only a keyed commitment).",
+    help="The data subject's identifier (never stored: only a keyed commitment). Visible in "
+    "`ps` and shell history: prefer --subject-file.",
+)
+@click.option(
+    "--subject-file",
+    type=click.File("rb"),
+    help="Read the identifier from this file ('-': stdin; one trailing newline is dropped).",
 )
 @click.option(
     "--class",
@@ -53,7 +58,8 @@ def request() -> None:
 @click.pass_obj
 def request_file(
     ref: ProjectRef,
-    subject: str,
+    subject: str | None,
+    subject_file: Any,
     classes: tuple[str, ...],
     legal_basis: str,
     model: str | None,
@@ -63,7 +69,7 @@ def request_file(
 ) -> None:
     """File a deletion request (what an app does through the SDK)."""
     r = ref.open().file(
-        subject=subject,
+        subject=_subject(subject, subject_file),
         classes=list(classes),
         legal_basis=legal_basis,
         model=model,
@@ -75,6 +81,22 @@ def request_file(
         as_json,
         f"filed {r.id} ({r.status}), due {r.due_at:%Y-%m-%d}",
     )
+
+
+def _subject(subject: str | None, subject_file: Any) -> str:
+    """The identifier from exactly one of --subject / --subject-file (at most 64 KiB)."""
+    if (subject is None) == (subject_file is None):
+        raise click.UsageError("give exactly one of --subject and --subject-file")
+    if subject is not None:
+        return subject
+    raw = subject_file.read(65537)
+    if len(raw) > 65536:
+        raise click.BadParameter("the subject file is over 64 KiB", param_hint="--subject-file")
+    try:
+        text: str = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise click.BadParameter("the subject is not UTF-8", param_hint="--subject-file") from e
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
 
 
 @request.command("list")
@@ -92,7 +114,7 @@ def request_list(
     ref: ProjectRef, status: tuple[str, ...], overdue: bool, model: str | None, as_json: bool
 ) -> None:
     """List requests, oldest first."""
-    rs = ref.open().list(
+    rs = ref.reader().list(
         status=list(status) or None, overdue=True if overdue else None, model=model
     )
     emit(
@@ -108,7 +130,7 @@ def request_list(
 @click.pass_obj
 def request_show(ref: ProjectRef, request_id: str, as_json: bool) -> None:
     """Show one request."""
-    r = ref.open().get(request_id)
+    r = ref.reader().get(request_id)
     d = r.to_dict()
     emit({"request": d}, as_json, "\n".join(f"{k:18} {v}" for k, v in d.items()))
 

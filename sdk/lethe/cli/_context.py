@@ -1,0 +1,82 @@
+"""What every ``lethe`` command shares: the project it works on and the ``-o/--out`` option.
+
+Command modules import this (never :mod:`lethe.cli._app`, which imports them to register
+them), so the CLI has no import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from lethe.workflow import Lethe, Settings
+    from lethe.workflow._readonly import RequestReader
+
+__all__ = ["ProjectRef", "out_option"]
+
+
+@dataclass
+class ProjectRef:
+    """Where the command's project is; opened on first use (some commands never need it).
+
+    Opening never creates anything: outside an initialised project every command fails with a
+    :class:`~lethe.errors.ProjectError` that says to run ``lethe init``.
+    """
+
+    project_dir: Path | None
+    config: Path | None
+    _opened: Any = None
+    _settings: Any = None
+
+    def settings(self) -> Settings:
+        """The project's settings (options > environment > lethe.toml > defaults)."""
+        if self._settings is None:
+            from lethe.workflow._settings import Settings
+
+            self._settings = Settings.load(self.project_dir, config=self.config)
+        return self._settings  # type: ignore[no-any-return]
+
+    def check_initialised(self) -> Settings:
+        """The settings of an initialised project (else a ProjectError naming `lethe init`)."""
+        from lethe.workflow._readonly import check_initialised
+
+        settings = self.settings()
+        check_initialised(settings)
+        return settings
+
+    def open(self) -> Lethe:
+        if self._opened is None:
+            from lethe.workflow import Lethe
+
+            self.check_initialised()
+            self._opened = Lethe.open(self.project_dir, config=self.config)
+        return self._opened  # type: ignore[no-any-return]
+
+    def reader(self) -> RequestReader | Lethe:
+        """What reads requests fastest: the driver-only :class:`RequestReader` where the
+        database URL allows it (no SQLAlchemy import), else the opened project."""
+        from lethe.workflow._readonly import RequestReader
+
+        reader = RequestReader.open(self.settings())
+        return reader if reader is not None else self.open()
+
+    def close(self) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+def out_option(help: str, *, folder: bool = False) -> Callable[[Any], Any]:
+    """The required ``-o/--out`` path of commands that write a file (or, ``folder``, a folder)."""
+    return click.option(
+        "-o",
+        "--out",
+        "out_dir" if folder else "out",
+        required=True,
+        type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
+        help=help,
+    )
