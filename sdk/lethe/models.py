@@ -367,6 +367,12 @@ def resolve_preprocessing(
     unknown = set(given) - set(PREPROCESSING_FIELDS)
     if unknown:
         raise ConfigError(f"unknown preprocessing options {sorted(unknown)}")
+    for k in ("mean", "std"):  # one value for every channel
+        v = given.get(k)
+        if v is not None and not isinstance(v, (int, float)) and len(v) == 1:
+            given[k] = tuple(v) * spec.in_chans
+        elif isinstance(v, (int, float)):
+            given[k] = (float(v),) * spec.in_chans
     merged = _with_options(spec, given, caller, what="the spec says")
     if merged.has_preprocessing:
         source = "options" if {"mean", "std"} & set(given) else "checkpoint"

@@ -6,7 +6,7 @@ from lethe.filters._bank import BANK_FORMAT, FilterBank
 from lethe.filters._erase import ERASE_METHODS, EraseConfig, EraseReport, erase
 from lethe.filters._explain import ExplainResult, channel_overlap, explain, suppression_by_layer
 from lethe.filters._targets import Target, TargetSpec, select_targets
-from lethe.filters._train import TrainConfig, train
+from lethe.filters._train import TrainConfig, class_report, knob_hints, train
 
 __all__ = [
     "BANK_FORMAT",
@@ -20,10 +20,12 @@ __all__ = [
     "TargetSpec",
     "TrainConfig",
     "channel_overlap",
+    "class_report",
     "erase",
     "explain",
     "filtered",
     "fold",
+    "knob_hints",
     "select_targets",
     "suppression_by_layer",
     "train",

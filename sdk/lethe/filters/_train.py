@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -19,9 +20,10 @@ from lethe.errors import ConfigError, TargetSelectionError, TrainingError
 from lethe.filters._apply import ScaleInjector
 from lethe.filters._bank import FilterBank
 
-__all__ = ["TrainConfig", "sample_forget_sets", "train"]
+__all__ = ["TrainConfig", "class_report", "knob_hints", "sample_forget_sets", "train"]
 
 _CKPT_FORMAT = "lethe/filter-train-checkpoint/v1"
+_log = logging.getLogger("lethe.filters")
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,21 @@ def _load_checkpoint(
     return int(meta["epoch_done"])
 
 
+@dataclass
+class _Run:
+    """The state one training round carries from step to step."""
+
+    cfg: TrainConfig
+    theta: dict[str, torch.nn.Parameter]
+    opt: torch.optim.Optimizer
+    injector: ScaleInjector
+    dev: torch.device
+    n_classes: int
+    distributed: bool
+    world: int
+    check_calls: bool = True
+
+
 def train(
     model: nn.Module,
     bank: FilterBank,
@@ -225,7 +242,8 @@ def train(
     running statistics); only the filter logits train. ``config`` holds
     :class:`TrainConfig` fields. With ``checkpoint``, progress is saved after every epoch and
     (``resume=True``) picked up again; a run is deterministic on CPU for a given seed.
-    The model runs where its parameters are (move it to CUDA first to train there).
+    The model runs where its parameters are (move it to CUDA first to train there). Each
+    epoch logs one line (logger ``lethe.filters``, INFO) with the numbers of the progress bar.
     """
     cfg = TrainConfig.from_mapping(config)
     bank.check_compatible(model)
@@ -236,135 +254,243 @@ def train(
         n_samples = -1
     if n_samples == 0:
         raise TrainingError("train_data is empty")
-    dev = _device(model)
-    n_classes = bank.num_classes
-
-    init = bank.alpha
-    theta: dict[str, torch.nn.Parameter] = {}
-    for name, a in init.items():
-        t = torch.logit(a.clamp(1e-6, 1 - 1e-6)).clamp(max=cfg.theta_init)
-        theta[name] = torch.nn.Parameter(t.to(dev))
-    opt = torch.optim.Adam(theta.values(), lr=cfg.lr)
-
-    start_epoch = 0
+    run, start_epoch = _start(model, bank, cfg, checkpoint, resume)
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists() and resume:
-        start_epoch = _load_checkpoint(ckpt, cfg=cfg, bank=bank, theta=theta, opt=opt)
-
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    world = torch.distributed.get_world_size() if distributed else 1
-
     was_training = model.training
     grad_flags = {n: p.requires_grad for n, p in model.named_parameters()}
-    injector = ScaleInjector(model, {t.name: t.kind for t in bank.targets})
-    from tqdm.auto import tqdm
-
-    stats: dict[str, float] = {}
     try:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         for epoch in range(start_epoch, cfg.epochs):
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            if distributed:
-                from torch.utils.data.distributed import DistributedSampler
-
-                sampler: Any = DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
-                sampler.set_epoch(epoch)
-                loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
-            else:
-                loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen)
-            # Running sums stay on the device (loss, forget hits, retain hits); the CPU knows
-            # the sample counts from the masks it drew. The step never waits for the device
-            # except to refresh the progress bar, which matters on a GPU, where these small
-            # models are bound by launches and synchronisations, not arithmetic.
-            sums = torch.zeros(3, device=dev)
-            n_forget_total = n_retain_total = batches = 0
-            bar = tqdm(
-                loader,
-                desc=f"filters {epoch + 1}/{cfg.epochs}",
-                disable=None if progress else True,
-                leave=False,
-            )
-            for xb, yb in bar:
-                yb = yb.long()
-                member, is_forget = sample_forget_sets(yb, n_classes, cfg, gen)
-                n_forget = int(is_forget.sum())
-                n_retain = len(yb) - n_forget
-                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-                member, forget_mask = member.to(dev), is_forget.to(dev)
-                # Product of the selected rows == exp(sum of log rows); logsigmoid is stable.
-                injector.set_scales(
-                    {n: torch.exp(member @ F.logsigmoid(th)) for n, th in theta.items()}
-                )
-                if batches == 0 and epoch == start_epoch:
-                    injector.reset_calls()
-                logits = model(xb)
-                if batches == 0 and epoch == start_epoch:
-                    never = injector.uncalled()
-                    if never:
-                        raise TargetSelectionError(
-                            f"layers {never} are never called through their forward, so a "
-                            "filter cannot act on them; exclude them from the targets"
-                        )
-                ce = F.cross_entropy(logits.float(), yb, reduction="none")
-                zero = ce.new_zeros(())
-                loss = zero
-                if n_retain:
-                    retain_ce = torch.where(forget_mask, zero, ce).sum() / n_retain
-                    loss = loss + cfg.retain_weight * retain_ce
-                if n_forget:
-                    capped = ce.clamp(max=cfg.forget_ce_cap)
-                    forget_ce = torch.where(forget_mask, capped, zero).sum() / n_forget
-                    loss = loss + cfg.forget_weight / (forget_ce + 1e-6)
-                if cfg.sparsity_weight:
-                    alphas = torch.cat([torch.sigmoid(th).flatten() for th in theta.values()])
-                    loss = loss + cfg.sparsity_weight * (1 - alphas).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()  # type: ignore[no-untyped-call]
-                if distributed:
-                    for th in theta.values():
-                        if th.grad is not None:
-                            torch.distributed.all_reduce(th.grad)
-                            th.grad /= world
-                opt.step()
-                with torch.no_grad():
-                    hit = logits.argmax(1) == yb
-                    sums += torch.stack(
-                        [
-                            loss.detach(),
-                            (hit & forget_mask).sum().float(),
-                            (hit & ~forget_mask).sum().float(),
-                        ]
-                    )
-                n_forget_total += n_forget
-                n_retain_total += n_retain
-                batches += 1
-                if not bar.disable and (batches % 20 == 1 or batches == bar.total):
-                    stats = _epoch_stats(sums, batches, n_forget_total, n_retain_total)
-                    bar.set_postfix(
-                        loss=f"{stats['loss']:.3f}",
-                        forget=f"{stats['forget_acc']:.3f}",
-                        retain=f"{stats['retain_acc']:.3f}",
-                    )
-            bar.close()
-            stats = _epoch_stats(sums, batches, n_forget_total, n_retain_total)
+            stats = _epoch(run, model, dataset, epoch, progress=progress)
+            _log.info(
+                "filters epoch %d/%d: loss %.3f, forget acc %.3f, retain acc %.3f",
+                epoch + 1, cfg.epochs, stats["loss"], stats["forget_acc"], stats["retain_acc"],
+            )  # fmt: skip
             # Checked once per epoch (a per-step check would wait for the device every step);
             # raised before the checkpoint, so a diverged state is never saved.
             if not math.isfinite(stats["loss"]):
                 raise TrainingError("filter training diverged (non-finite loss); lower lr")
-            if ckpt is not None and (not distributed or torch.distributed.get_rank() == 0):
+            if ckpt is not None and (not run.distributed or torch.distributed.get_rank() == 0):
                 _save_checkpoint(
-                    ckpt, epoch_done=epoch + 1, cfg=cfg, bank=bank, theta=theta, opt=opt
+                    ckpt, epoch_done=epoch + 1, cfg=cfg, bank=bank, theta=run.theta, opt=run.opt
                 )
             if on_epoch is not None:
                 on_epoch(epoch, dict(stats))
     finally:
-        injector.remove()
+        run.injector.remove()
         for n, p in model.named_parameters():
             p.requires_grad_(grad_flags[n])
         model.train(was_training)
 
     with torch.no_grad():
-        alpha = {n: torch.sigmoid(th).detach().cpu() for n, th in theta.items()}
+        alpha = {n: torch.sigmoid(th).detach().cpu() for n, th in run.theta.items()}
     return bank.with_alpha(alpha, train_config=cfg.to_dict())
+
+
+def _start(
+    model: nn.Module,
+    bank: FilterBank,
+    cfg: TrainConfig,
+    checkpoint: str | Path | None,
+    resume: bool,
+) -> tuple[_Run, int]:
+    """The filter logits (from the bank, or the resume checkpoint), their optimiser and hooks."""
+    dev = _device(model)
+    theta: dict[str, torch.nn.Parameter] = {}
+    for name, a in bank.alpha.items():
+        t = torch.logit(a.clamp(1e-6, 1 - 1e-6)).clamp(max=cfg.theta_init)
+        theta[name] = torch.nn.Parameter(t.to(dev))
+    opt = torch.optim.Adam(theta.values(), lr=cfg.lr)
+    start_epoch = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists() and resume:
+        start_epoch = _load_checkpoint(ckpt, cfg=cfg, bank=bank, theta=theta, opt=opt)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    world = torch.distributed.get_world_size() if distributed else 1
+    injector = ScaleInjector(model, {t.name: t.kind for t in bank.targets})
+    run = _Run(cfg, theta, opt, injector, dev, bank.num_classes, distributed, world)
+    return run, start_epoch
+
+
+def _loader(run: _Run, dataset: Dataset[Any], epoch: int, gen: torch.Generator) -> DataLoader[Any]:
+    cfg = run.cfg
+    if run.distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler: Any = DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+        return DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler)
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, generator=gen)
+
+
+def _epoch(
+    run: _Run, model: nn.Module, dataset: Dataset[Any], epoch: int, *, progress: bool
+) -> dict[str, float]:
+    """One pass over the data; returns the epoch's mean loss and forget / retain accuracy."""
+    from tqdm.auto import tqdm
+
+    cfg = run.cfg
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    loader = _loader(run, dataset, epoch, gen)
+    # Running sums stay on the device (loss, forget hits, retain hits); the CPU knows the
+    # sample counts from the masks it drew. The step never waits for the device except to
+    # refresh the progress bar, which matters on a GPU, where these small models are bound by
+    # launches and synchronisations, not arithmetic.
+    sums = torch.zeros(3, device=run.dev)
+    n_forget_total = n_retain_total = batches = 0
+    bar = tqdm(
+        loader,
+        desc=f"filters {epoch + 1}/{cfg.epochs}",
+        disable=None if progress else True,
+        leave=False,
+    )
+    for xb, yb in bar:
+        n_forget, n_retain = _step(run, model, xb, yb.long(), gen, sums)
+        n_forget_total += n_forget
+        n_retain_total += n_retain
+        batches += 1
+        if not bar.disable and (batches % 20 == 1 or batches == bar.total):
+            stats = _epoch_stats(sums, batches, n_forget_total, n_retain_total)
+            bar.set_postfix(
+                loss=f"{stats['loss']:.3f}",
+                forget=f"{stats['forget_acc']:.3f}",
+                retain=f"{stats['retain_acc']:.3f}",
+            )
+    bar.close()
+    return _epoch_stats(sums, batches, n_forget_total, n_retain_total)
+
+
+def _step(
+    run: _Run,
+    model: nn.Module,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    gen: torch.Generator,
+    sums: torch.Tensor,
+) -> tuple[int, int]:
+    """One optimiser step on a batch; adds (loss, forget hits, retain hits) to ``sums``."""
+    member, is_forget = sample_forget_sets(yb, run.n_classes, run.cfg, gen)
+    n_forget = int(is_forget.sum())
+    n_retain = len(yb) - n_forget
+    dev = run.dev
+    xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+    member, forget_mask = member.to(dev), is_forget.to(dev)
+    # Product of the selected rows == exp(sum of log rows); logsigmoid is stable.
+    run.injector.set_scales(
+        {n: torch.exp(member @ F.logsigmoid(th)) for n, th in run.theta.items()}
+    )
+    if run.check_calls:
+        run.injector.reset_calls()
+    logits = model(xb)
+    if run.check_calls:
+        run.check_calls = False
+        never = run.injector.uncalled()
+        if never:
+            raise TargetSelectionError(
+                f"layers {never} are never called through their forward, so a "
+                "filter cannot act on them; exclude them from the targets"
+            )
+    ce = F.cross_entropy(logits.float(), yb, reduction="none")
+    loss = _loss(run, ce, forget_mask, n_forget, n_retain)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    if run.distributed:
+        for th in run.theta.values():
+            if th.grad is not None:
+                torch.distributed.all_reduce(th.grad)
+                th.grad /= run.world
+    run.opt.step()
+    with torch.no_grad():
+        hit = logits.argmax(1) == yb
+        sums += torch.stack(
+            [
+                loss.detach(),
+                (hit & forget_mask).sum().float(),
+                (hit & ~forget_mask).sum().float(),
+            ]
+        )
+    return n_forget, n_retain
+
+
+def _loss(
+    run: _Run, ce: torch.Tensor, forget_mask: torch.Tensor, n_forget: int, n_retain: int
+) -> torch.Tensor:
+    """λ0·CE_retain + λ1 / capped CE_forget + λ2·mean(1 − α) (DESIGN §3)."""
+    cfg = run.cfg
+    zero = ce.new_zeros(())
+    loss = zero
+    if n_retain:
+        retain_ce = torch.where(forget_mask, zero, ce).sum() / n_retain
+        loss = loss + cfg.retain_weight * retain_ce
+    if n_forget:
+        capped = ce.clamp(max=cfg.forget_ce_cap)
+        forget_ce = torch.where(forget_mask, capped, zero).sum() / n_forget
+        loss = loss + cfg.forget_weight / (forget_ce + 1e-6)
+    if cfg.sparsity_weight:
+        alphas = torch.cat([torch.sigmoid(th).flatten() for th in run.theta.values()])
+        loss = loss + cfg.sparsity_weight * (1 - alphas).mean()
+    return loss
+
+
+@torch.no_grad()
+def class_report(
+    model: nn.Module,
+    bank: FilterBank,
+    data: TensorDataset,
+    *,
+    max_samples: int = 2000,
+    batch_size: int = 512,
+) -> list[dict[str, Any]]:
+    """What the trained filters reach, class by class, on ``data`` (preprocessed, labelled):
+    forgetting class c alone, the accuracy on c (``forget_acc``, want ~0) and on every other
+    class (``retain_acc``, want ~ the base model's). At most ``max_samples`` (seeded subset)."""
+    from lethe.filters._apply import filtered
+
+    x, y = data.tensors[0], data.tensors[1].long()
+    if len(y) > max_samples:
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:max_samples]
+        x, y = x[idx], y[idx]
+    dev = _device(model)
+    out: list[dict[str, Any]] = []
+    for c in range(bank.num_classes):
+        f = filtered(model, bank, [c]).eval()
+        pred = torch.cat(
+            [f(x[i : i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)]
+        )
+        hit, mine = pred == y, y == c
+        out.append(
+            {
+                "class": bank.class_names[c],
+                "forget_acc": float(hit[mine].double().mean()) if mine.any() else None,
+                "retain_acc": float(hit[~mine].double().mean()) if (~mine).any() else None,
+            }
+        )
+    return out
+
+
+#: What usually helps when a policy check fails, by the metric its reason names.
+_KNOBS = (
+    ("retain", "train the filters longer (`lethe filters train --epochs 16`, Python "
+     "config={'epochs': 16}) or on more training data: the retain drop usually shrinks"),
+    ("forget", "more filter epochs (--epochs) or a larger --lr; check `lethe filters train`'s "
+     "per-class report for the class"),
+    ("parity", "the ONNX export differs from torch: re-register the model (fresh base export)"),
+    ("relearn", "run phase 2 (`lethe erase`): masking leaves the class's weights intact"),
+    ("depth", "run phase 2 (`lethe erase`): masking leaves the class's weights intact"),
+    ("mia", "run phase 2 (`lethe erase`), or train the filters with more training data"),
+    ("zrf", "more filter epochs (--epochs), or phase 2 (`lethe erase`)"),
+)  # fmt: skip
+
+
+def knob_hints(reasons: Any) -> list[str]:
+    """For each policy-failure reason (text), the knob that usually helps (deduplicated)."""
+    hints: list[str] = []
+    for reason in reasons:
+        text = str(reason).lower()
+        for key, hint in _KNOBS:
+            if key in text and hint not in hints:
+                hints.append(hint)
+                break
+    return hints
