@@ -341,6 +341,22 @@ def _preprocessing_of(props: Mapping[str, str], p: Path) -> dict[str, object] | 
     return value
 
 
+def _base_props(
+    digest: str, proven: Mapping[str, int], io: str, preprocessing: Mapping[str, object] | None
+) -> dict[str, str]:
+    props = {
+        _K_FORMAT: BASE_FORMAT,
+        _K_DIGEST: digest,
+        _K_LAYERS: json.dumps(proven, sort_keys=True, separators=(",", ":")),
+        _K_IO: io,
+    }
+    if preprocessing is not None:
+        props[PREPROCESSING_KEY] = json.dumps(
+            dict(preprocessing), sort_keys=True, separators=(",", ":")
+        )
+    return props
+
+
 def _io_json(
     input_name: str, output_name: str, features: str | None, chw: tuple[int, int, int]
 ) -> str:
@@ -404,16 +420,12 @@ def export_base(
     mapping = _prove(proto, tensors, layers, required)
     proven = {layer: all_layers[layer] for layer in layers if f"{layer}.weight" in mapping}
     digest = "sha256:" + model_digest(model)
-    props = {
-        _K_FORMAT: BASE_FORMAT,
-        _K_DIGEST: digest,
-        _K_LAYERS: json.dumps(proven, sort_keys=True, separators=(",", ":")),
-        _K_IO: _io_json(input_name, output_name, features_output_of(proto), chw),
-    }
-    if preprocessing is not None:
-        props[PREPROCESSING_KEY] = json.dumps(
-            dict(preprocessing), sort_keys=True, separators=(",", ":")
-        )
+    props = _base_props(
+        digest,
+        proven,
+        _io_json(input_name, output_name, features_output_of(proto), chw),
+        preprocessing,
+    )
     del proto.metadata_props[:]
     for k in sorted(props):
         proto.metadata_props.add(key=k, value=props[k])
