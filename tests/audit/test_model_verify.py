@@ -203,6 +203,33 @@ def test_stripped_hash_cuts_metadata_anywhere_in_the_file(signed: onnx.ModelProt
         stripped_hash(b"\x73\x00")  # wire type 3 (groups) at top level
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64, 1 << 20])
+def test_streamed_scan_equals_the_in_memory_scan(signed: onnx.ModelProto, chunk: int) -> None:
+    """scan_model_file (what verify_model and the CLI use on a path) gives the same hashes and
+    metadata as scan_model_bytes, whatever the read size, for metadata anywhere."""
+    import io
+
+    from lethe_audit.model import scan_model_bytes
+    from lethe_audit.model._bytes import scan_model_file
+
+    bare = tiny_model().SerializeToString()
+    entries = [e.SerializeToString() for e in signed.metadata_props]
+    small = [b"\x72" + bytes([len(e)]) + e for e in entries if len(e) < 128]
+    for data in (signed.SerializeToString(), small[0] + bare + b"".join(small[1:])):
+        want = scan_model_bytes(data)
+        got = scan_model_file(io.BytesIO(data), len(data), chunk=chunk)
+        assert (got.sha256, got.stripped, dict(got.props)) == (
+            want.sha256,
+            want.stripped,
+            dict(want.props),
+        )
+    for bad in (bare[:-3], b"\x73\x00", b"", signed.SerializeToString()[:-1]):
+        with pytest.raises(FormatError):
+            scan_model_file(io.BytesIO(bad), len(bad), chunk=chunk)
+    with pytest.raises(FormatError, match="shrank"):
+        scan_model_file(io.BytesIO(bare), len(bare) + 10, chunk=chunk)
+
+
 def test_onnxruntime_still_runs_the_signed_model(signed: onnx.ModelProto) -> None:
     import onnxruntime as ort
 

@@ -26,23 +26,50 @@ def model() -> None:
     "is checked against the signed checkpoint).",
 )
 @click.option("--origin", metavar="ORIGIN", help="Require the model to name this log origin.")
+@click.option(
+    "--openssf",
+    is_flag=True,
+    help="Also verify the model's OpenSSF Model Signing signature (FILE.sig) with the "
+    "model_signing verifier; needs --openssf-key and the [openssf] extra.",
+)
+@click.option(
+    "--openssf-key",
+    "openssf_key",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The P-256 public key PEM of the OpenSSF signature (the project's "
+    "openssf-p256.pub.pem; the log registers it in a key.registered event).",
+)
+@click.option(
+    "--openssf-signature",
+    "openssf_signature",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The OpenSSF signature file (default: FILE.sig beside the model).",
+)
 @json_option
 def model_verify(
     file: Path,
     keys: tuple[str, ...],
     receipt_file: Path | None,
     origin: str | None,
+    openssf: bool,
+    openssf_key: Path | None,
+    openssf_signature: Path | None,
     as_json: bool,
 ) -> None:
     """Verify the ONNX model FILE: signature by a trusted key (--key VKEY), the hash of its
     exact bytes, metadata, and with --receipt the log's inclusion proof for its attestation.
     """
-    from lethe_audit.model import ModelMetadata, read_model_bytes, scan_model_bytes, verify_model
+    from lethe_audit.model import ModelMetadata, scan_model_path, verify_model
 
+    if openssf and openssf_key is None:
+        raise click.UsageError("--openssf needs --openssf-key PEM (the P-256 public key)")
+    if not openssf and (openssf_key or openssf_signature):
+        raise click.UsageError("--openssf-key and --openssf-signature go with --openssf")
     check_regular(file, "model")
-    scanned = scan_model_bytes(read_model_bytes(file))  # one read, one hash pass, no parse
     receipt = read_bytes(receipt_file, "receipt") if receipt_file is not None else None
-    verify_model(scanned, load_verifiers(keys), receipt=receipt, origin=origin)
+    verifiers = load_verifiers(keys)
+    scanned = scan_model_path(file)  # one streamed read and hash pass, no parse
+    verify_model(scanned, verifiers, receipt=receipt, origin=origin)
     meta = ModelMetadata.from_props(scanned.props)
     info: dict[str, object] = {
         "file": str(file),
@@ -50,6 +77,7 @@ def model_verify(
         "bytes_hash": scanned.stripped,
         "metadata": meta.to_dict(),
         "receipt": None,
+        "openssf": None,
     }
     text = (
         f"OK: {file.name} ({meta.variant}) is signed by the log key; bytes "
@@ -59,7 +87,19 @@ def model_verify(
     if receipt is not None:
         r = info["receipt"] = _receipt_info(receipt, receipt_file)
         text += f"; attested by entry {r['index']}, included at size {r['size']}"
+    if openssf and openssf_key is not None:
+        o = info["openssf"] = _check_openssf(file, openssf_key, openssf_signature)
+        text += f"; OpenSSF signature {Path(str(o['signature'])).name} verifies (key {o['key_id']})"
     emit(info, as_json, text)
+
+
+def _check_openssf(file: Path, key: Path, signature: Path | None) -> dict[str, object]:
+    from lethe_audit.keys import openssf_key_id
+    from lethe_audit.model import openssf_signature_path, verify_openssf
+
+    sig = signature if signature is not None else openssf_signature_path(file)
+    verify_openssf(file, key, signature_path=sig)
+    return {"signature": str(sig), "key_id": openssf_key_id(read_bytes(key, "OpenSSF key"))}
 
 
 def _receipt_info(receipt: bytes, receipt_file: Path | None) -> dict[str, object]:

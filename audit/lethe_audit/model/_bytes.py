@@ -11,10 +11,11 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import BinaryIO
 
 from lethe_audit.errors import FormatError
 
-__all__ = ["ModelBytes", "scan_model_bytes"]
+__all__ = ["ModelBytes", "scan_model_bytes", "scan_model_file"]
 
 _METADATA_FIELD = 14  # ModelProto.metadata_props (repeated StringStringEntryProto)
 _GRAPH_FIELD = 7  # ModelProto.graph
@@ -28,7 +29,8 @@ class ModelBytes:
     sha256: str  #: hex SHA-256 of the whole file (what a log statement names it by)
     stripped: str  #: ``sha256:<hex>`` of the bytes without the top-level metadata records
     props: Mapping[str, str]
-    data: bytes = field(default=b"", repr=False, compare=False)  #: the bytes scanned
+    data: bytes = field(default=b"", repr=False, compare=False)  #: the bytes (if kept)
+    path: str | None = field(default=None, compare=False)  #: the file streamed (if one was)
 
 
 def _varint(data: memoryview, pos: int) -> tuple[int, int]:
@@ -83,6 +85,9 @@ def _entry(raw: memoryview) -> tuple[str, str]:
     return key, value
 
 
+_HEADER = 21  # a tag varint (<= 10 bytes) + a length varint (<= 10) + 1
+
+
 def scan_model_bytes(data: bytes) -> ModelBytes:
     """Split ``data`` into top-level protobuf records in one pass: hash the whole file, hash it
     without the ``metadata_props`` records, and decode those records (no ``onnx`` import).
@@ -133,4 +138,80 @@ def scan_model_bytes(data: bytes) -> ModelBytes:
         stripped="sha256:" + stripped.hexdigest(),
         props=MappingProxyType(props),
         data=data,
+    )
+
+
+def scan_model_file(f: BinaryIO, size: int, *, chunk: int = 1 << 20) -> ModelBytes:
+    """:func:`scan_model_bytes` of the next ``size`` bytes of the open file ``f``, streamed in
+    ``chunk``-sized reads through one reused buffer and not kept (``data`` is empty): about as
+    fast as hashing the file can be (no fresh memory to fault in, the bytes hashed while in the
+    cache). For verifying a file; :class:`FormatError` if it is not ``size`` bytes long."""
+    stripped = hashlib.sha256()
+    full: hashlib._Hash | None = None
+    props: dict[str, str] = {}
+    pending = bytearray()  # bytes from offset ``pos`` not yet classified (a header, a record)
+    pos = plain_left = 0  # next record start; bytes of a plain record still to stream in
+    graph = False
+    read = 0
+    while True:
+        data = f.read(min(chunk, size - read)) if read < size else b""
+        read += len(data)
+        if not data and read < size:
+            raise FormatError("the model file shrank while being read")
+        final = read >= size
+        view = memoryview(data)
+        if plain_left:
+            take = min(plain_left, len(view))
+            stripped.update(view[:take])
+            if full is not None:
+                full.update(view[:take])
+            plain_left -= take
+            view = view[take:]
+        pending += view
+        while pending and not plain_left and (final or len(pending) >= _HEADER):
+            head = memoryview(pending)
+            tag, after_tag = _varint(head, 0)
+            field, wire = tag >> 3, tag & 7
+            if field == 0:
+                raise FormatError("not an ONNX model: protobuf field number 0")
+            start, end = _record_end(head, after_tag, wire)
+            if pos + end > size:
+                raise FormatError(
+                    "not an ONNX model: a protobuf record runs past the end of the file"
+                )
+            graph = graph or (field == _GRAPH_FIELD and wire == 2)
+            if field == _METADATA_FIELD:
+                if wire != 2:
+                    raise FormatError("not an ONNX model: metadata_props is not length-delimited")
+                if end > len(pending):
+                    head.release()
+                    break  # decode it once all of it has arrived
+                if full is None:
+                    full = stripped.copy()
+                full.update(head[:end])
+                key, value = _entry(head[start:end])
+                if key in props:
+                    raise FormatError(f"metadata key {key!r} appears twice")
+                props[key] = value
+            else:
+                take = min(end, len(pending))
+                stripped.update(head[:take])
+                if full is not None:
+                    full.update(head[:take])
+                plain_left = end - take
+            head.release()
+            del pending[: min(end, len(pending))]
+            pos += end
+        if final:
+            break
+    if pending or plain_left:
+        raise FormatError("not an ONNX model: a protobuf record runs past the end of the file")
+    if not graph:
+        raise FormatError("not an ONNX model: it has no graph")
+    if full is None:
+        full = stripped
+    return ModelBytes(
+        sha256=full.hexdigest(),
+        stripped="sha256:" + stripped.hexdigest(),
+        props=MappingProxyType(props),
     )

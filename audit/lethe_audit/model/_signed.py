@@ -11,14 +11,15 @@ import re
 import stat
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lethe_audit import note
 from lethe_audit.errors import FormatError, ModelVerificationError, SignatureError
-from lethe_audit.model._bytes import ModelBytes, scan_model_bytes
+from lethe_audit.model._bytes import ModelBytes, scan_model_bytes, scan_model_file
 
 if TYPE_CHECKING:  # onnx is imported where a proto is built or parsed: verifying needs none
     import onnx
@@ -34,6 +35,7 @@ __all__ = [
     "content_hash",
     "read_model",
     "read_model_bytes",
+    "scan_model_path",
     "sign_model",
     "signing_text",
     "signing_text_v2",
@@ -388,9 +390,10 @@ class SignedModel:
         return ModelMetadata.from_props(self.props)
 
 
-def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYTES) -> bytes:
-    """The bytes of a model file, read once from one open file: a regular file (not a FIFO,
-    device or directory) of at most ``limit`` bytes, else :class:`FormatError`."""
+@contextmanager
+def _open_model(path: str | os.PathLike[str], limit: int) -> Iterator[tuple[BinaryIO, int, Path]]:
+    """One open regular file of at most ``limit`` bytes (not a FIFO, device or directory),
+    unbuffered, with its size; else :class:`FormatError`."""
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
@@ -408,8 +411,15 @@ def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYT
         os.close(fd)
         raise
     with os.fdopen(fd, "rb", buffering=0) as f:
-        data = f.read(st.st_size + 1)  # one read of the whole file, normally
-        if len(data) > st.st_size:  # it grew since fstat: read on, bounded
+        yield f, st.st_size, p
+
+
+def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYTES) -> bytes:
+    """The bytes of a model file, read once from one open file: a regular file (not a FIFO,
+    device or directory) of at most ``limit`` bytes, else :class:`FormatError`."""
+    with _open_model(path, limit) as (f, size, p):
+        data = f.read(size + 1)  # one read of the whole file, normally
+        if len(data) > size:  # it grew since fstat: read on, bounded
             parts, total = [data], len(data)
             while total <= limit and (chunk := f.read(1 << 24)):
                 parts.append(chunk)
@@ -418,6 +428,21 @@ def read_model_bytes(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYT
     if len(data) > limit:
         raise FormatError(f"{p}: grew past the {limit}-byte model limit while being read")
     return data
+
+
+def scan_model_path(path: str | os.PathLike[str], *, limit: int = MAX_MODEL_BYTES) -> ModelBytes:
+    """:func:`~lethe_audit.model.scan_model_bytes` of a model file, streamed (one open file,
+    the bytes hashed as they are read and not kept: ``data`` is empty). The fast path of
+    :func:`verify_model`; :class:`FormatError` for a file that is not a regular one of at most
+    ``limit`` bytes, that changes size while read, or is not a model."""
+    with _open_model(path, limit) as (f, size, p):
+        try:
+            scanned = scan_model_file(f, size)
+        except FormatError as e:
+            raise FormatError(f"{p}: {e}") from None
+        if f.read(1):
+            raise FormatError(f"{p}: the model file grew while being read")
+    return replace(scanned, path=str(p))
 
 
 def read_model(source: str | os.PathLike[str] | bytes | onnx.ModelProto) -> SignedModel:
@@ -487,16 +512,23 @@ def _subject(
         return _Subject(model.sha256, stripped, model.props, lambda: model.content_hash)
     if _is_proto(source):
         return _subject(read_model(source))  # type: ignore[arg-type]
-    if isinstance(source, ModelBytes):
-        scanned = source
-    else:
-        path_or_bytes: Any = source
-        data = path_or_bytes if isinstance(source, bytes) else read_model_bytes(path_or_bytes)
-        scanned = scan_model_bytes(data)
-    data = scanned.data
-    return _Subject(
-        scanned.sha256, scanned.stripped, scanned.props, lambda: read_model(data).content_hash
-    )
+    if isinstance(source, bytes):
+        source = scan_model_bytes(source)
+    if isinstance(source, ModelBytes) and (source.data or source.path is None):
+        data = source.data
+        return _Subject(
+            source.sha256, source.stripped, source.props, lambda: read_model(data).content_hash
+        )
+    scanned = source if isinstance(source, ModelBytes) else scan_model_path(source)  # type: ignore[arg-type]
+    path = scanned.path or ""  # streamed: a v2 signature needs nothing more
+
+    def content() -> str:  # a v1 signature or an old receipt: parse the file, once
+        again = read_model(path)
+        if again.sha256 != scanned.sha256:
+            raise FormatError(f"{path}: the model file changed while being verified")
+        return again.content_hash
+
+    return _Subject(scanned.sha256, scanned.stripped, scanned.props, content)
 
 
 _HASH_LINE = {MODEL_FORMAT: "content", SIGNATURE_FORMAT: "bytes"}
