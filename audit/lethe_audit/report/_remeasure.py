@@ -65,56 +65,13 @@ def remeasure(
 ) -> dict[str, Any]:
     """Verify the model's signature, run it on the evaluation data, compare with the log."""
     from lethe_audit.metrics import ImageSet, OnnxBackend, evaluate
-    from lethe_audit.model import read_model, verify_model
 
-    try:
-        signed = read_model(model_path)
-    except FormatError as e:
-        raise ReportError(f"cannot read the model {model_path.name}: {e}") from None
-    meta: dict[str, Any] | None = None
-    name: str | None = None
-    try:
-        m = signed.metadata()
-        meta = m.to_dict()
-        name = m.model_name
-    except FormatError:
-        pass
-    try:
-        verify_model(signed, list(verifiers))
-        signature = {
-            "verified": True,
-            "message": "signed by a trusted key; content and metadata match",
-        }
-    except LetheAuditError as e:
-        signature = {"verified": False, "message": str(e), "what": getattr(e, "what", None)}
-
-    target, matches = _target(applies, signed.sha256, signed.content_hash, name)
-    model_info = {
-        "name": model_path.name,
-        "sha256": signed.sha256,
-        "content_hash": signed.content_hash,
-        "signature": signature,
-        "metadata": meta,
-        "attestation_index": None if target is None else target["index"],
-        "matches_attestation": matches,
-    }
+    model_info, target = _model_info(model_path, applies, verifiers)
     x, y = load_eval_data(eval_path)
-    logged = target["metrics"] if target is not None else None
-    structured = bool(logged and logged.get("structured"))
-    if structured and logged is not None:
-        num_classes = int(logged["num_classes"])
-        forget = list(logged["forget_classes"])
-    elif target is not None:
-        num_classes = int(max(int(y.max()) + 1, max(target["forgotten_classes"], default=0) + 1))
-        forget = list(target["forgotten_classes"])
-    else:
-        raise ReportError(
-            "the bundle has no applied attestation to compare the model with (and the model "
-            "names none)"
-        )
+    logged, num_classes, forget = _logged(target, y)
     data = ImageSet(x, y, num_classes)
     backend = OnnxBackend(model_path)
-    seed = int(logged["seed"]) if structured and logged and "seed" in logged else 0
+    seed = int(logged["seed"]) if logged is not None and "seed" in logged else 0
     result = evaluate(backend, data, forget=forget, seed=seed, progress=progress)
     acc = result.accuracy
     eval_info = {
@@ -122,49 +79,19 @@ def remeasure(
         "samples": len(data),
         "num_classes": num_classes,
         "dataset_digest": data.digest,
-        "logged_dataset_digest": logged.get("dataset_digest") if structured and logged else None,
-        "digest_matches": bool(structured and logged and logged["dataset_digest"] == data.digest),
+        "logged_dataset_digest": logged.get("dataset_digest") if logged else None,
+        "digest_matches": bool(logged and logged["dataset_digest"] == data.digest),
     }
-    rows: list[dict[str, Any]] = []
-    per_class: list[dict[str, Any]] = []
-    logged_rows = {r["metric"]: r for r in logged["rows"]} if structured and logged else {}
-
-    def compare(metric: str, label: str, measured: float, samples: int) -> None:
-        lg = logged_rows.get(metric, {}).get("after")
-        diff = None if lg is None else measured - lg
-        rows.append(
-            {
-                "metric": metric,
-                "label": label,
-                "logged": lg,
-                "measured": measured,
-                "difference": diff,
-                "samples": samples,
-                "differing_samples": None if diff is None else round(abs(diff) * samples),
-                "equal": None if diff is None else abs(diff) < EQUAL,
-            }
-        )
-
-    compare("forget_accuracy", "Forget accuracy", acc.forget_accuracy, acc.forget_samples)
-    compare("retain_accuracy", "Retain accuracy", acc.retain_accuracy, acc.retain_samples)
-    logged_pc = {r["class"]: r for r in logged["per_class"]} if structured and logged else {}
-    for c in range(num_classes):
-        measured = acc.per_class[c]
-        lg = logged_pc.get(c, {}).get("after")
-        diff = None if lg is None or measured is None else measured - lg
-        per_class.append(
-            {
-                "class": c,
-                "samples": acc.class_counts[c],
-                "logged": lg,
-                "measured": measured,
-                "difference": diff,
-                "equal": None if diff is None else abs(diff) < EQUAL,
-                "forgotten": c in forget,
-            }
-        )
+    logged_rows = {r["metric"]: r for r in logged["rows"]} if logged else {}
+    rows = [
+        _compare(logged_rows, "forget_accuracy", "Forget accuracy", acc.forget_accuracy,
+                 acc.forget_samples),
+        _compare(logged_rows, "retain_accuracy", "Retain accuracy", acc.retain_accuracy,
+                 acc.retain_samples),
+    ]  # fmt: skip
+    per_class = _per_class(acc, logged, num_classes, forget)
     checks = _checks(target, acc.forget_accuracy, acc.retain_accuracy, logged_rows)
-    probe = _probe(result, backend.feature_source, logged_rows, logged if structured else None)
+    probe = _probe(result, backend.feature_source, logged_rows, logged)
     checks += _depth_checks(target, probe)
     compared = [r["equal"] for r in rows + per_class if r["equal"] is not None]
     if probe["agrees"] is not None:
@@ -186,6 +113,103 @@ def remeasure(
         },
         "warnings": list(result.warnings),
     }
+
+
+def _model_info(
+    model_path: Path, applies: Sequence[dict[str, Any]], verifiers: Sequence[Verifier]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The model file's digests and signature check, and the attestation it is compared with."""
+    from lethe_audit.model import read_model, verify_model
+
+    try:
+        signed = read_model(model_path)
+    except FormatError as e:
+        raise ReportError(f"cannot read the model {model_path.name}: {e}") from None
+    meta: dict[str, Any] | None = None
+    name: str | None = None
+    try:
+        m = signed.metadata()
+        meta = m.to_dict()
+        name = m.model_name
+    except FormatError:
+        pass
+    signature: dict[str, Any]
+    try:
+        verify_model(signed, list(verifiers))
+        signature = {
+            "verified": True,
+            "message": "signed by a trusted key; content and metadata match",
+        }
+    except LetheAuditError as e:
+        signature = {"verified": False, "message": str(e), "what": getattr(e, "what", None)}
+    target, matches = _target(applies, signed.sha256, signed.content_hash, name)
+    info = {
+        "name": model_path.name,
+        "sha256": signed.sha256,
+        "content_hash": signed.content_hash,
+        "signature": signature,
+        "metadata": meta,
+        "attestation_index": None if target is None else target["index"],
+        "matches_attestation": matches,
+    }
+    return info, target
+
+
+def _logged(
+    target: dict[str, Any] | None, y: np.ndarray[Any, Any]
+) -> tuple[dict[str, Any] | None, int, list[int]]:
+    """The target's logged metrics (``None`` unless in Lethe's format), its number of classes
+    and forgotten classes."""
+    if target is None:
+        raise ReportError(
+            "the bundle has no applied attestation to compare the model with (and the model "
+            "names none)"
+        )
+    logged = target["metrics"]
+    if logged and logged.get("structured"):
+        return logged, int(logged["num_classes"]), list(logged["forget_classes"])
+    num_classes = int(max(int(y.max()) + 1, max(target["forgotten_classes"], default=0) + 1))
+    return None, num_classes, list(target["forgotten_classes"])
+
+
+def _compare(
+    logged_rows: dict[str, dict[str, Any]], metric: str, label: str, measured: float, samples: int
+) -> dict[str, Any]:
+    lg = logged_rows.get(metric, {}).get("after")
+    diff = None if lg is None else measured - lg
+    return {
+        "metric": metric,
+        "label": label,
+        "logged": lg,
+        "measured": measured,
+        "difference": diff,
+        "samples": samples,
+        "differing_samples": None if diff is None else round(abs(diff) * samples),
+        "equal": None if diff is None else abs(diff) < EQUAL,
+    }
+
+
+def _per_class(
+    acc: Any, logged: dict[str, Any] | None, num_classes: int, forget: list[int]
+) -> list[dict[str, Any]]:
+    logged_pc = {r["class"]: r for r in logged["per_class"]} if logged else {}
+    out = []
+    for c in range(num_classes):
+        measured = acc.per_class[c]
+        lg = logged_pc.get(c, {}).get("after")
+        diff = None if lg is None or measured is None else measured - lg
+        out.append(
+            {
+                "class": c,
+                "samples": acc.class_counts[c],
+                "logged": lg,
+                "measured": measured,
+                "difference": diff,
+                "equal": None if diff is None else abs(diff) < EQUAL,
+                "forgotten": c in forget,
+            }
+        )
+    return out
 
 
 def _probe(
