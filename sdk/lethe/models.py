@@ -25,6 +25,7 @@ from lethe.data import Preprocess
 from lethe.errors import ConfigError, DataError, ModelError, ModelRegistrationError
 
 __all__ = [
+    "Caller",
     "CheckpointFormatError",
     "ModelSpec",
     "PreprocessingError",
@@ -37,6 +38,7 @@ __all__ = [
     "resolve_device",
     "resolve_preprocessing",
     "save_checkpoint",
+    "term",
 ]
 
 #: The preprocessing fields of a :class:`ModelSpec` (besides ``in_chans`` / ``input_size``).
