@@ -18,6 +18,8 @@ from tests.workflow.conftest import (  # noqa: F401  (fixtures)
     project_template,
 )
 
+__all__ = ["MODEL", "ROLES", "Service", "file_body"]
+
 ROLES = ("app", "dpo", "operator", "auditor")
 
 

@@ -3,6 +3,8 @@ HTTP on loopback, exactly as docs/service.md documents it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -84,10 +86,10 @@ def test_the_filer_cannot_approve_and_decisions_record_the_principal(service: Se
     assert events["request.approved"]["details"]["principal"] == {"name": "dpo", "role": "dpo"}
 
 
-def _events(service: Service, request_id: str) -> dict[str, dict[str, object]]:
+def _events(service: Service, request_id: str) -> dict[str, dict[str, Any]]:
     from lethe_audit.statements import Envelope, Statement
 
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for _, raw in service.lt.log.iter_entries():
         p = dict(Statement.from_envelope(Envelope.from_json(raw)).predicate)
         if p.get("request_id") == request_id and "event" in p:

@@ -50,7 +50,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 _MODEL = PathParam(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
-_TEXT = {200: {"content": {"text/plain": {"schema": {"type": "string"}}}}}
+_ZIP: dict[int | str, dict[str, Any]] = {200: {"content": {"application/zip": {}}}}
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
 
 
 def create_app(lt: Lethe, *, max_in_flight: int = 32) -> FastAPI:
@@ -179,6 +182,20 @@ def _result(res: Any) -> dict[str, Any]:
     return d
 
 
+def _record_operator(lt: Lethe, res: Any, p: Principal) -> None:
+    """Name the operator on the apply rows the call made (``applied_by``). The apply itself
+    committed already; its signed attestation has no principal field (yet)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from lethe_audit.store import ApplyRow
+
+    ids = [r.id for r in (res, getattr(res, "erase", None)) if r is not None]
+    with Session(lt.engine) as s, s.begin():
+        for row in s.execute(select(ApplyRow).where(ApplyRow.id.in_(ids))).scalars():
+            row.applied_by, row.applied_by_role = p.name, p.role
+
+
 def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
     op = Depends(gate.allow(*ROLES["apply"]))
 
@@ -186,12 +203,16 @@ def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
     def apply(body: ApplyBody | None = None, model: str = _MODEL, p: Principal = op) -> Any:
         """Apply the model's approved requests (operator). Synchronous: see docs/service.md."""
         phase = body.phase if body else "mask"
-        return _result(lt.apply(model, phase=phase, progress=False, principal=p))
+        res = lt.apply(model, phase=phase, progress=False)
+        _record_operator(lt, res, p)
+        return _result(res)
 
     @router.post("/models/{model}/erase", tags=["operator"])
     def erase(model: str = _MODEL, p: Principal = op) -> Any:
         """Erase (phase 2) the published deletion of the model (operator). Synchronous."""
-        return _result(lt.erase(model, progress=False, principal=p))
+        res = lt.erase(model, progress=False)
+        _record_operator(lt, res, p)
+        return _result(res)
 
 
 def _log_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
@@ -209,7 +230,7 @@ def _log_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
         return PlainTextResponse(lt.log.checkpoint())
 
     @router.get("/log/bundle", response_class=FileResponse, tags=["log"],
-                responses={200: {"content": {"application/zip": {}}}})  # fmt: skip
+                responses=_ZIP)  # fmt: skip
     def bundle(
         p: Principal = Depends(gate.allow(*ROLES["bundle"])),  # noqa: B008
     ) -> FileResponse:
