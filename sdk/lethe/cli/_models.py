@@ -240,6 +240,13 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
     lines = [
         f"name:        {info.name}",
         f"arch:        {info.spec['arch']} in={info.spec['in_chans']}x{info.spec['input_size']}",
+        f"feed:        {_feed(info.spec)}",
+        "base acc:    "
+        + (
+            f"{info.base_accuracy:.4f} (measured at registration)"
+            if info.base_accuracy is not None
+            else "-"
+        ),
         f"digest:      {info.base_digest}",
         f"bank:        {info.bank_digest or '-'}",
         f"base onnx:   {info.base_onnx_sha256 or '-'}",
@@ -301,6 +308,18 @@ def model_reference(
         f"stored {r.checkpoint_path}, logged at index {r.log_index}",
     ]
     emit({"reference": r.to_dict()}, as_json, "\n".join(lines))
+
+
+def _feed(spec: dict[str, Any]) -> str:
+    """How the model is fed (its recorded preprocessing), in one line."""
+    from lethe.errors import LetheError
+    from lethe.models import ModelSpec
+
+    known = {k: v for k, v in spec.items() if k != "registration"}
+    try:
+        return ModelSpec.from_dict(known).preprocess.describe()
+    except (LetheError, TypeError, ValueError):  # a foreign spec: show it raw, don't fail
+        return json.dumps(known, sort_keys=True)
 
 
 def _published_depth(lt: Any, name: str, apply_id: str | None) -> str | None:
