@@ -6,47 +6,96 @@
   ``BEGIN IMMEDIATE``; PostgreSQL pool).
 - :func:`upgrade` / :func:`downgrade` / :func:`check_schema`: the schema is created and changed
   only by the Alembic history (``lethe-audit db upgrade URL``).
+- :func:`schema_heads` / :func:`schema_mismatch` / :func:`migrations_dir`: what a database must
+  be at, with the standard library only.
+
+Importing this package is cheap: everything but the schema heads loads SQLAlchemy, so it is
+imported on first use (PEP 562), and a command that only reads the schema version (the CLI's
+read path) never loads SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from lethe_audit.store._engine import READ_ONLY, create_engine, describe
-from lethe_audit.store._errors import (
-    RETRY_ATTEMPTS,
-    is_transient,
-    retry_transient,
-    store_error,
-)
-from lethe_audit.store._migrate import (
-    alembic_config,
-    check_schema,
-    current_revisions,
-    downgrade,
-    head_revisions,
-    migrations_dir,
-    upgrade,
-)
-from lethe_audit.store._models import (
-    NAMING_CONVENTION,
-    Base,
-    TlogCheckpoint,
-    TlogEntry,
-    TlogHead,
-    TlogKey,
-    TlogNode,
-    metadata,
-)
-from lethe_audit.store._workflow import (
-    APPLY_PHASES,
-    REQUEST_STATUSES,
-    TOKEN_ROLES,
-    ApplyRow,
-    ModelRow,
-    ReferenceRow,
-    RequestRow,
-    SubjectKeyRow,
-    TokenRow,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lethe_audit.store._heads import migrations_dir, schema_heads, schema_mismatch
+
+if TYPE_CHECKING:
+    from lethe_audit.store._engine import (
+        READ_ONLY,
+        create_engine,
+        describe,
+    )
+    from lethe_audit.store._errors import (
+        RETRY_ATTEMPTS,
+        is_transient,
+        retry_transient,
+        store_error,
+    )
+    from lethe_audit.store._migrate import (
+        alembic_config,
+        check_schema,
+        current_revisions,
+        downgrade,
+        head_revisions,
+        upgrade,
+    )
+    from lethe_audit.store._models import (
+        NAMING_CONVENTION,
+        Base,
+        TlogCheckpoint,
+        TlogEntry,
+        TlogHead,
+        TlogKey,
+        TlogNode,
+        metadata,
+    )
+    from lethe_audit.store._workflow import (
+        APPLY_PHASES,
+        REQUEST_STATUSES,
+        TOKEN_ROLES,
+        ApplyRow,
+        ModelRow,
+        ReferenceRow,
+        RequestRow,
+        SubjectKeyRow,
+        TokenRow,
+    )
+
+#: Public name -> the private module defining it (imported on first access).
+_LAZY = {
+    "APPLY_PHASES": "_workflow",
+    "ApplyRow": "_workflow",
+    "Base": "_models",
+    "ModelRow": "_workflow",
+    "NAMING_CONVENTION": "_models",
+    "READ_ONLY": "_engine",
+    "REQUEST_STATUSES": "_workflow",
+    "RETRY_ATTEMPTS": "_errors",
+    "ReferenceRow": "_workflow",
+    "RequestRow": "_workflow",
+    "SubjectKeyRow": "_workflow",
+    "TOKEN_ROLES": "_workflow",
+    "TlogCheckpoint": "_models",
+    "TlogEntry": "_models",
+    "TlogHead": "_models",
+    "TlogKey": "_models",
+    "TlogNode": "_models",
+    "TokenRow": "_workflow",
+    "alembic_config": "_migrate",
+    "check_schema": "_migrate",
+    "create_engine": "_engine",
+    "current_revisions": "_migrate",
+    "describe": "_engine",
+    "downgrade": "_migrate",
+    "head_revisions": "_migrate",
+    "is_transient": "_errors",
+    "metadata": "_models",
+    "retry_transient": "_errors",
+    "store_error": "_errors",
+    "upgrade": "_migrate",
+}
 
 __all__ = [
     "APPLY_PHASES",
@@ -78,6 +127,23 @@ __all__ = [
     "metadata",
     "migrations_dir",
     "retry_transient",
+    "schema_heads",
+    "schema_mismatch",
     "store_error",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # The first touch loads every module, as an eager import did: ``metadata`` must hold the
+    # workflow tables too, whichever name was asked for first.
+    for module in sorted(set(_LAZY.values())):
+        loaded = importlib.import_module(f"{__name__}.{module}")
+        globals().update({n: getattr(loaded, n) for n, m in _LAZY.items() if m == module})
+    return globals()[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import ast
-import functools
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, Connection, Engine
 
-from lethe_audit.errors import SchemaError, StoreError
+from lethe_audit.errors import StoreError
 from lethe_audit.store._engine import create_engine, describe
 from lethe_audit.store._errors import retry_transient
+from lethe_audit.store._heads import file_heads, migrations_dir, schema_mismatch
 
 if TYPE_CHECKING:
     from alembic.config import Config
-
-
-def migrations_dir() -> Path:
-    """The Alembic directory (``migrations/``, holding ``env.py`` and ``versions/``).
-
-    Looked up next to the source tree (editable installs, checkouts) and then where a wheel
-    installs it (``<prefix>/share/lethe/migrations``).
-    """
-    import site
-    import sysconfig
-
-    import lethe_audit
-
-    candidates = [
-        Path(lethe_audit.__file__).resolve().parents[2] / "migrations",
-        Path(sysconfig.get_path("data")) / "share" / "lethe" / "migrations",
-        Path(sys.prefix) / "share" / "lethe" / "migrations",
-        Path(site.getuserbase()) / "share" / "lethe" / "migrations",
-    ]
-    for c in candidates:
-        if (c / "env.py").is_file():
-            return c
-    raise StoreError(
-        "cannot find the Alembic migrations (looked in "
-        + ", ".join(str(c) for c in candidates)
-        + "): reinstall lethe"
-    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -107,36 +77,6 @@ def current_revisions(connection: Connection) -> tuple[str, ...]:
     return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
-@functools.cache
-def _file_heads(versions: Path) -> frozenset[str] | None:
-    """The head revisions read from the migration files' ``revision`` / ``down_revision``
-    assignments (without importing Alembic, which costs a CLI call ~0.3 s); None if a file
-    does not have the plain form, and then Alembic's own reading is used."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for f in sorted(versions.glob("*.py")):
-        found: dict[str, Any] = {}
-        for node in ast.parse(f.read_text(encoding="utf-8")).body:
-            target: ast.expr | None = None
-            value: ast.expr | None = None
-            if isinstance(node, ast.AnnAssign):
-                target, value = node.target, node.value
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-            names = ("revision", "down_revision")
-            if isinstance(target, ast.Name) and target.id in names and value is not None:
-                try:
-                    found[target.id] = ast.literal_eval(value)
-                except ValueError:
-                    return None
-        rev, down = found.get("revision"), found.get("down_revision")
-        if not isinstance(rev, str):
-            return None
-        revisions.add(rev)
-        parents.update([down] if isinstance(down, str) else list(down or ()))
-    return frozenset(revisions - parents) if revisions else None
-
-
 def _stored_revisions(conn: Connection) -> set[str]:
     from sqlalchemy import inspect, text
 
@@ -147,7 +87,7 @@ def _stored_revisions(conn: Connection) -> set[str]:
 
 def check_schema(engine: Engine) -> None:
     """Raise SchemaError unless the database is migrated to the head revision."""
-    fast = _file_heads(migrations_dir() / "versions")
+    fast = file_heads(migrations_dir() / "versions")
     heads = set(fast) if fast is not None else set(head_revisions())
 
     def read() -> set[str]:
@@ -156,9 +96,6 @@ def check_schema(engine: Engine) -> None:
 
     # A lost connection is retried; any other database error is a StoreError, never raw.
     current = retry_transient(read, what=f"reading the schema version of {describe(engine)}")
-    if current != heads:
-        have = ", ".join(sorted(current)) or "an empty schema"
-        raise SchemaError(
-            f"database {describe(engine)} is at {have}, not at head {', '.join(sorted(heads))}: "
-            f"run `lethe-audit db upgrade {describe(engine)}`"
-        )
+    mismatch = schema_mismatch(describe(engine), current, frozenset(heads))
+    if mismatch is not None:
+        raise mismatch

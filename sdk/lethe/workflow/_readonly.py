@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lethe.errors import ProjectError, RequestError, UnknownModelError, UnknownRequestError
-from lethe_audit.errors import SchemaError, StoreError
+from lethe_audit.errors import StoreError
 
 if TYPE_CHECKING:
     from lethe.workflow._settings import Settings
@@ -139,12 +139,13 @@ class RequestReader:
         model: str | None = None,
     ) -> list[DeletionRequest]:
         """Requests, oldest first; filter by status (one or several), overdue, model."""
-        from lethe_audit.store import REQUEST_STATUSES
+        from lethe_audit.statements import RequestStatus
 
+        known = [s.value for s in RequestStatus]
         statuses = [status] if isinstance(status, str) else list(status or [])
-        bad = [x for x in statuses if x not in REQUEST_STATUSES]
+        bad = [x for x in statuses if x not in known]
         if bad:
-            raise RequestError(f"unknown status {bad}; one of {', '.join(REQUEST_STATUSES)}")
+            raise RequestError(f"unknown status {bad}; one of {', '.join(known)}")
 
         def run(cur: Any) -> list[DeletionRequest]:
             names = _class_names(cur)
@@ -180,9 +181,9 @@ class RequestReader:
 
     def _check_schema(self) -> None:
         """As ``lethe_audit.store.check_schema``: the stored revisions must be the heads."""
-        from lethe_audit.store import head_revisions
+        from lethe_audit.store import schema_heads, schema_mismatch
 
-        heads = set(head_revisions())
+        heads = schema_heads()
 
         def run(cur: Any) -> set[str]:
             if not _has_table(cur, self._dialect, "alembic_version"):
@@ -190,12 +191,9 @@ class RequestReader:
             return {r.version_num for r in _rows(cur, "SELECT version_num FROM alembic_version")}
 
         current = self._retry(run, f"reading the schema version of {self._described}")
-        if current != heads:
-            have = ", ".join(sorted(current)) or "an empty schema"
-            raise SchemaError(
-                f"database {self._described} is at {have}, not at head "
-                f"{', '.join(sorted(heads))}: run `lethe-audit db upgrade {self._described}`"
-            )
+        mismatch = schema_mismatch(self._described, current, heads)
+        if mismatch is not None:
+            raise mismatch
 
     def _retry(self, fn: Callable[[Any], T], what: str) -> T:
         """``fn(cursor)`` in one read-only transaction, retried while it fails transiently."""
