@@ -238,6 +238,18 @@ def verify_bundle(
         _verify_dir(snap, windows, origin, policies, workers, progress)
 
 
+_Faults = list[tuple[int, int, VerificationError]]
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """What a successful verification established: the leaves, the last checkpoint."""
+
+    leaves: bytes
+    size: int
+    last: Checkpoint
+
+
 def _verify_dir(
     snap: BundleSnapshot,
     windows: KeyWindows,
@@ -245,67 +257,89 @@ def _verify_dir(
     policies: Sequence[Policy],
     workers: int | None,
     progress: bool,
-) -> None:
-    from tqdm import tqdm
+) -> _Verified:
+    manifest = _check_layout(snap, origin)
+    e_results, c_results = _run_chunks(snap, windows.vkeys, manifest.origin, workers, progress)
+    _check_digests(snap, manifest)
+    faults: _Faults = []
+    leaves, n_entries = _entry_faults(e_results, faults)
+    sizes, roots = _checkpoint_faults(c_results, faults)
+    _tree_faults(leaves, n_entries, sizes, roots, faults)
+    faults += _window_faults(windows, e_results, c_results)
+    if faults:
+        faults.sort(key=lambda f: (f[0], f[1]))
+        raise faults[0][2]
+    last = _check_last(snap.root / CHECKPOINTS, manifest, n_entries)
+    verified = _Verified(bytes(leaves), n_entries, last)
+    if policies:
+        view = _log_view(snap.root, manifest.origin, verified)
+        for p in policies:
+            p.verify(view)
+    return verified
 
-    vkeys = windows.vkeys
 
+def _check_layout(snap: BundleSnapshot, origin: str | None) -> Manifest:
+    """The snapshot is a bundle with its three log files, of the expected origin."""
     if snap.problem is not None:
         raise snap.problem
-    root, manifest = snap.root, snap.manifest
+    manifest = snap.manifest
     if manifest is None:
         raise BundleError(f"{snap.source} has no {MANIFEST}: not a bundle")
     for name in (ENTRIES, CHECKPOINTS, KEYS):
-        if name not in manifest.files or not (root / name).is_file():
+        if name not in manifest.files or not (snap.root / name).is_file():
             raise BundleError(f"the bundle lacks {name}")
     if origin is not None and manifest.origin != origin:
         raise CheckpointError(f"the bundle is for log {manifest.origin!r}, expected {origin!r}")
-    want_origin = manifest.origin
+    return manifest
 
-    digests = snap.digests  # hashed while copying
-    names = [ENTRIES, CHECKPOINTS, KEYS, *(a.path for a in manifest.attachments)]
 
-    entries_path, cps_path = root / ENTRIES, root / CHECKPOINTS
+def _run_chunks(
+    snap: BundleSnapshot,
+    vkeys: list[str],
+    want_origin: str,
+    workers: int | None,
+    progress: bool,
+) -> tuple[list[Any], list[Any]]:
+    """Check entries and checkpoints chunk by chunk (in worker processes for big bundles)."""
+    from tqdm import tqdm
+
+    entries_path, cps_path = snap.root / ENTRIES, snap.root / CHECKPOINTS
     if workers is None:
         big = entries_path.stat().st_size + cps_path.stat().st_size > PARALLEL_THRESHOLD
         workers = _usable_cpus() if big else 1
     workers = max(1, workers)
     e_chunks = _split(entries_path, workers * 4 if workers > 1 else 1)
     c_chunks = _split(cps_path, workers * 2 if workers > 1 else 1)
-
     runner = _Runner(workers)
     try:
-        e_futs = [
+        futures = [
             runner.submit(_entries_chunk, str(entries_path), a, b, vkeys) for a, b in e_chunks
         ]
-        c_futs = [
+        futures += [
             runner.submit(_checkpoints_chunk, str(cps_path), a, b, vkeys, want_origin)
             for a, b in c_chunks
         ]
-        e_results = []
-        with tqdm(
-            total=len(e_futs) + len(c_futs),
-            disable=None if progress else True,
-            desc="verify",
-            unit="chunk",
-        ) as bar:
-            for f in e_futs:
-                e_results.append(f.result())
-                bar.update(1)
-            c_results = []
-            for g in c_futs:
-                c_results.append(g.result())
+        results = []
+        disable = None if progress else True
+        with tqdm(total=len(futures), disable=disable, desc="verify", unit="chunk") as bar:
+            for f in futures:
+                results.append(f.result())
                 bar.update(1)
     finally:
         runner.close()
+    return results[: len(e_chunks)], results[len(e_chunks) :]
 
+
+def _check_digests(snap: BundleSnapshot, manifest: Manifest) -> None:
+    """Every listed file has the manifest's digest and length (hashed while copying)."""
+    names = [ENTRIES, CHECKPOINTS, KEYS, *(a.path for a in manifest.attachments)]
     for name in names:
         want = (
             manifest.files[name]
             if name in manifest.files
             else next(a for a in manifest.attachments if a.path == name)
         )
-        got_hex, got_n = digests.get(name, ("missing", -1))
+        got_hex, got_n = snap.digests.get(name, ("missing", -1))
         if got_n < 0:
             raise BundleError(f"the bundle lacks {name}")
         if (got_hex, got_n) != (want.sha256, want.bytes):
@@ -313,9 +347,9 @@ def _verify_dir(
                 f"{name} does not match the manifest's digest (corrupted or edited file)"
             )
 
-    faults: list[tuple[int, int, VerificationError]] = []
 
-    # Entries: absolute indices and the first fault of each chunk.
+def _entry_faults(e_results: list[Any], faults: _Faults) -> tuple[bytearray, int]:
+    """The leaves of all entries, in order; each chunk's first fault at its absolute index."""
     leaves = bytearray()
     n_entries = 0
     for chunk_leaves, count, fault, _runs, _events in e_results:
@@ -324,8 +358,12 @@ def _verify_dir(
             faults.append((i, 0, _error(fault[1], f"entry {i}: {fault[2]}", index=i)))
         leaves += chunk_leaves
         n_entries += count
+    return leaves, n_entries
 
-    # Checkpoints: signatures, origin, order.
+
+def _checkpoint_faults(c_results: list[Any], faults: _Faults) -> tuple[list[int], bytearray]:
+    """Checkpoint sizes and roots in file order (-1: unreadable); signature, origin and order
+    faults."""
     sizes: list[int] = []
     roots = bytearray()
     line = 0
@@ -350,52 +388,43 @@ def _verify_dir(
         if s < 0:
             continue
         if s <= prev_size:
-            faults.append(
-                (
-                    max(s - 1, 0),
-                    1,
-                    CheckpointError(
-                        f"checkpoint at size {s} comes after size {prev_size}: sizes must grow",
-                        size=s,
-                    ),
-                )
+            err = CheckpointError(
+                f"checkpoint at size {s} comes after size {prev_size}: sizes must grow", size=s
             )
+            faults.append((max(s - 1, 0), 1, err))
         prev_size = max(prev_size, s)
+    return sizes, roots
 
-    # The tree: recompute the root at every checkpoint size.
+
+def _tree_faults(
+    leaves: bytearray, n_entries: int, sizes: list[int], roots: bytearray, faults: _Faults
+) -> None:
+    """Recompute the Merkle root at every checkpoint size, in one pass over the leaves."""
     order = sorted((s, k) for k, s in enumerate(sizes) if s >= 0)
     compact = CompactRange()
     matched = 0
-    pos_in_order = 0
-    while pos_in_order < len(order) and order[pos_in_order][0] == 0:
-        _compare(compact, order[pos_in_order][1], roots, 0, faults)
-        pos_in_order += 1
+    pos = 0
+    while pos < len(order) and order[pos][0] == 0:
+        _compare(compact, order[pos][1], roots, 0, faults)
+        pos += 1
     for i in range(n_entries):
         compact.append(bytes(leaves[32 * i : 32 * i + 32]))
-        while pos_in_order < len(order) and order[pos_in_order][0] == i + 1:
-            if _compare(compact, order[pos_in_order][1], roots, matched, faults):
+        while pos < len(order) and order[pos][0] == i + 1:
+            if _compare(compact, order[pos][1], roots, matched, faults):
                 matched = i + 1
-            pos_in_order += 1
-    for s, _k in order[pos_in_order:]:
-        faults.append(
-            (
-                n_entries,
-                2,
-                CheckpointError(
-                    f"checkpoint at size {s} covers more entries than the bundle's {n_entries}: "
-                    f"entries from {n_entries} on were removed",
-                    size=s,
-                    index=n_entries,
-                ),
-            )
+            pos += 1
+    for s, _k in order[pos:]:
+        err = CheckpointError(
+            f"checkpoint at size {s} covers more entries than the bundle's {n_entries}: "
+            f"entries from {n_entries} on were removed",
+            size=s,
+            index=n_entries,
         )
+        faults.append((n_entries, 2, err))
 
-    faults += _window_faults(windows, e_results, c_results)
-    if faults:
-        faults.sort(key=lambda f: (f[0], f[1]))
-        raise faults[0][2]
 
-    # The manifest must describe the last checkpoint, and it must cover every entry.
+def _check_last(cps_path: Path, manifest: Manifest, n_entries: int) -> Checkpoint:
+    """The manifest must describe the last checkpoint, and it must cover every entry."""
     last_line = _last_line(cps_path)
     try:
         last_note = json.loads(last_line)["note"]
@@ -409,36 +438,37 @@ def _verify_dir(
             f"the bundle has {n_entries} entries but its last checkpoint covers {last.size}: "
             "entries beyond a signed checkpoint prove nothing"
         )
+    return last
 
-    if policies:
-        checkpoints = _read_checkpoints(cps_path)
-        leaf_bytes = bytes(leaves)
 
-        def entries() -> Iterator[VerifiedEntry]:
-            # Already verified above: parse only.
-            with entries_path.open("rb") as f:
-                for index, raw in enumerate(f):
-                    envelope = Envelope.from_json(raw.rstrip(b"\n"))
-                    yield VerifiedEntry(index, envelope, Statement.from_envelope(envelope))
+def _log_view(root: Path, origin: str, verified: _Verified) -> LogView:
+    """The verified log as policies see it (entries parsed again on demand, not re-checked)."""
+    leaf_bytes = verified.leaves
+    n_entries = verified.size
 
-        def root_at(size: int) -> bytes:
-            from lethe_audit.tlog import root as tree_root
+    def entries() -> Iterator[VerifiedEntry]:
+        # Already verified: parse only.
+        with (root / ENTRIES).open("rb") as f:
+            for index, raw in enumerate(f):
+                envelope = Envelope.from_json(raw.rstrip(b"\n"))
+                yield VerifiedEntry(index, envelope, Statement.from_envelope(envelope))
 
-            if not 0 <= size <= n_entries:
-                raise ValueError(f"size {size} is outside the log")
-            return tree_root([leaf_bytes[32 * i : 32 * i + 32] for i in range(size)])
+    def root_at(size: int) -> bytes:
+        from lethe_audit.tlog import root as tree_root
 
-        view = LogView(
-            origin=want_origin,
-            size=last.size,
-            root=last.root,
-            checkpoints=checkpoints,
-            entries=entries,
-            root_at=root_at,
-            complete=True,
-        )
-        for p in policies:
-            p.verify(view)
+        if not 0 <= size <= n_entries:
+            raise ValueError(f"size {size} is outside the log")
+        return tree_root([leaf_bytes[32 * i : 32 * i + 32] for i in range(size)])
+
+    return LogView(
+        origin=origin,
+        size=verified.last.size,
+        root=verified.last.root,
+        checkpoints=_read_checkpoints(root / CHECKPOINTS),
+        entries=entries,
+        root_at=root_at,
+        complete=True,
+    )
 
 
 def _window_faults(
@@ -474,7 +504,7 @@ def _compare(
     k: int,
     roots: bytearray,
     matched: int,
-    faults: list[tuple[int, int, VerificationError]],
+    faults: _Faults,
 ) -> bool:
     size = compact.size
     want = bytes(roots[32 * k : 32 * k + 32])
