@@ -264,7 +264,9 @@ def _section(result: dict[str, Any]) -> str:
         "out, so verifying is one hashing pass plus one Ed25519 check; the v1 signature made "
         "the verifier parse, walk and re-serialise the model. `load_verified` also parses the "
         "model once (tensor walk: no external data) and builds the session from the same bytes. "
-        "The command hashes the exact bytes too (no parse; it does not import onnx).\n"
+        "`verify_model(path)` and the command stream the file through one reused 1 MiB buffer "
+        "(hashed while in the cache; no parse, onnx not even imported for a v2 signature); the "
+        "machine was shared with other jobs, so the ratios move by ±0.3 between runs.\n"
     )
 
 

@@ -504,3 +504,66 @@ def test_cli_model_verify_reads_bytes_without_onnx(logged: dict[str, Any]) -> No
     )
     assert proc.returncode == 0, proc.stderr
     assert "OK: model.onnx (fp32)" in proc.stdout
+
+
+PREPROCESSING = {
+    "input_size": [1, 8, 8],
+    "mean": [0.5],
+    "std": [0.25],
+    "interpolation": "bilinear",
+    "crop_pct": 1.0,
+    "input_range": [0.0, 1.0],
+}
+
+
+def test_optional_metadata_round_trips_and_is_signed(signer: note.Signer) -> None:
+    meta = metadata(preprocessing=PREPROCESSING)
+    model = sign_model(tiny_model(), meta, signer)
+    assert _props(model)["lethe.preprocessing"].startswith('{"crop_pct":1.0,')
+    back = read_model(model).metadata()
+    assert back == meta and back.to_dict()["preprocessing"] == PREPROCESSING
+    verify_model(model, [signer.verifier()])
+    changed = _set_prop(model, "lethe.preprocessing", '{"mean":[0.0]}')
+    with pytest.raises(ModelVerificationError, match=r"lethe\.preprocessing"):
+        verify_model(changed, [signer.verifier()])
+    with pytest.raises(FormatError, match="source_sha256 names the fp32 file"):
+        metadata(source_sha256="a" * 64)
+    with pytest.raises(FormatError, match="preprocessing"):
+        metadata(preprocessing={"x": float("nan")})
+    optional = {"lethe.preprocessing", "lethe.model.source_sha256"}
+    assert not optional & set(metadata().to_props())  # unset: older models stay byte-identical
+
+
+def test_a_variant_is_bound_by_the_receipt_of_its_fp32_source(
+    logged: dict[str, Any], tmp_path: Path
+) -> None:
+    """An int8 file names the fp32 file it was made from (signed metadata): the apply's
+    receipt, which names that fp32 file, binds the int8 file too."""
+    keys = [note.Verifier.from_vkey(logged["vkey"])]
+    fp32_sha = hashlib.sha256(logged["path"].read_bytes()).hexdigest()
+    base = logged["meta"]
+    int8 = tmp_path / "int8.onnx"
+    meta = ModelMetadata(**{**base.to_dict(), "variant": "int8", "source_sha256": fp32_sha})
+    int8.write_bytes(sign_model(tiny_model(seed=1), meta, logged["signer"]).SerializeToString())
+    verify_model(int8, keys, receipt=logged["receipt"].read_bytes())
+    args = ["model", "verify", str(int8), "--key", logged["vkey"]]
+    res = CliRunner().invoke(main, [*args, "--receipt", str(logged["receipt"])])
+    assert res.exit_code == 0 and "OK: int8.onnx (int8)" in res.output, res.output
+    orphan = tmp_path / "orphan.onnx"
+    meta = ModelMetadata(**{**base.to_dict(), "variant": "int8"})
+    orphan.write_bytes(sign_model(tiny_model(seed=1), meta, logged["signer"]).SerializeToString())
+    with pytest.raises(ModelVerificationError, match="names another ONNX model"):
+        verify_model(orphan, keys, receipt=logged["receipt"].read_bytes())
+
+
+def test_cli_prints_how_to_feed_the_model(signer: note.Signer, tmp_path: Path) -> None:
+    path = tmp_path / "m.onnx"
+    model = sign_model(tiny_model(), metadata(preprocessing=PREPROCESSING), signer)
+    path.write_bytes(model.SerializeToString())
+    res = CliRunner().invoke(main, ["model", "verify", str(path), "--key", signer.vkey])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[-2] == (
+        "feed: resize 8x8 bilinear, crop_pct 1.0, scale to [0.0,1.0], (x-[0.5])/[0.25]"
+    )
+    assert lines[-1].startswith("OK: m.onnx")

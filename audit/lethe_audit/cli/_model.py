@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -90,7 +93,26 @@ def model_verify(
     if openssf and openssf_key is not None:
         o = info["openssf"] = _check_openssf(file, openssf_key, openssf_signature)
         text += f"; OpenSSF signature {Path(str(o['signature'])).name} verifies (key {o['key_id']})"
-    emit(info, as_json, text)
+    feed = _feed_line(meta.preprocessing)
+    emit(info, as_json, f"{feed}\n{text}" if feed else text)
+
+
+def _feed_line(pre: Mapping[str, Any] | None) -> str | None:
+    """How to feed the model, in one line, from its signed ``lethe.preprocessing``."""
+    if not pre:
+        return None
+    parts = []
+    size = pre.get("input_size")
+    if isinstance(size, list) and len(size) == 3:
+        parts.append(f"resize {size[1]}x{size[2]} {pre.get('interpolation', '')}".rstrip())
+    if "crop_pct" in pre:
+        parts.append(f"crop_pct {pre['crop_pct']}")
+    if isinstance(pre.get("input_range"), list):
+        lo, hi = (pre["input_range"] + [None, None])[:2]
+        parts.append(f"scale to [{lo},{hi}]")
+    if "mean" in pre and "std" in pre:
+        parts.append(f"(x-{pre['mean']})/{pre['std']}")
+    return "feed: " + (", ".join(parts) if parts else json.dumps(pre, sort_keys=True))
 
 
 def _check_openssf(file: Path, key: Path, signature: Path | None) -> dict[str, object]:

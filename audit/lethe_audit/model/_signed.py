@@ -70,6 +70,12 @@ _K_SIZE = "lethe.log.size"
 _K_ROOT = "lethe.log.root"
 _K_REQUESTS = "lethe.requests"
 _K_CLASSES = "lethe.forgotten_classes"
+_K_SOURCE = "lethe.model.source_sha256"
+_K_PREPROCESSING = "lethe.preprocessing"
+#: Keys only present when set (older models have none of them).
+_OPTIONAL_KEYS = (_K_SOURCE, _K_PREPROCESSING)
+_MAX_PREPROCESSING = 4096  # characters of compact JSON
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KEYS = (
     _K_FORMAT,
     _K_VERSION,
@@ -89,6 +95,12 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
+def _compact_sorted(value: Any) -> str:
+    return json.dumps(
+        value, separators=(",", ":"), ensure_ascii=True, sort_keys=True, allow_nan=False
+    )
+
+
 def _single_line(value: str, what: str) -> str:
     if not isinstance(value, str) or not value or any(ord(c) < 0x20 for c in value):
         raise FormatError(f"{what} must be a non-empty single line without control characters")
@@ -103,7 +115,12 @@ class ModelMetadata:
     against: the latest checkpoint *before* the attestation of this model was appended (so
     the attestation can name the final file by its SHA-256, and the attestation's index is
     ``>= log_size``). ``requests`` are the ids of every request the model applies;
-    ``forgotten_classes`` the union of their classes. Validated at construction.
+    ``forgotten_classes`` the union of their classes. ``source_sha256`` (a variant such as
+    int8 only) is the hex SHA-256 of the fp32 file it was made from: the apply's attestation
+    names that file, so its receipt also binds the variant. ``preprocessing`` (optional) is how
+    to feed the model (``input_size``, ``mean``, ``std``, ``interpolation``, ``crop_pct``,
+    ``input_range``: a JSON object). Both are absent from older models. Validated at
+    construction.
     """
 
     model_name: str
@@ -116,6 +133,8 @@ class ModelMetadata:
     forgotten_classes: tuple[int, ...]
     lethe_version: str
     variant: str = "fp32"
+    source_sha256: str | None = None
+    preprocessing: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         _single_line(self.model_name, "model_name")
@@ -146,6 +165,24 @@ class ModelMetadata:
         object.__setattr__(self, "forgotten_classes", tuple(sorted(classes)))
         if self.variant not in VARIANTS:
             raise FormatError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        self._check_optional()
+
+    def _check_optional(self) -> None:
+        if self.source_sha256 is not None:
+            if self.variant == "fp32":
+                raise FormatError("source_sha256 names the fp32 file a variant was made from")
+            if not isinstance(self.source_sha256, str) or not _HEX64.fullmatch(self.source_sha256):
+                raise FormatError("source_sha256 must be 64 lowercase hex digits")
+        if self.preprocessing is not None:
+            if not isinstance(self.preprocessing, Mapping):
+                raise FormatError("preprocessing must be a JSON object (or None)")
+            try:
+                text = _compact_sorted(dict(self.preprocessing))
+            except (TypeError, ValueError, RecursionError) as e:
+                raise FormatError(f"preprocessing is not plain JSON: {e}") from None
+            if len(text) > _MAX_PREPROCESSING:
+                raise FormatError(f"preprocessing is over {_MAX_PREPROCESSING} characters of JSON")
+            object.__setattr__(self, "preprocessing", MappingProxyType(json.loads(text)))
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` entries (all strings; lists as compact JSON)."""
@@ -161,6 +198,12 @@ class ModelMetadata:
             _K_ROOT: self.log_root,
             _K_REQUESTS: _compact(list(self.requests)),
             _K_CLASSES: _compact(list(self.forgotten_classes)),
+            **({_K_SOURCE: self.source_sha256} if self.source_sha256 is not None else {}),
+            **(
+                {_K_PREPROCESSING: _compact_sorted(dict(self.preprocessing))}
+                if self.preprocessing is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -183,6 +226,9 @@ class ModelMetadata:
             classes = json.loads(props[_K_CLASSES])
             if not isinstance(requests, list) or not isinstance(classes, list):
                 raise ValueError("requests and forgotten classes must be JSON arrays")
+            pre = json.loads(props[_K_PREPROCESSING]) if _K_PREPROCESSING in props else None
+            if pre is not None and not isinstance(pre, dict):
+                raise ValueError(f"{_K_PREPROCESSING} must be a JSON object")
         except (ValueError, RecursionError) as e:
             raise FormatError(f"malformed model metadata: {type(e).__name__}: {e}") from None
         meta = cls(
@@ -196,8 +242,10 @@ class ModelMetadata:
             forgotten_classes=tuple(classes),
             lethe_version=props[_K_VERSION],
             variant=props[_K_VARIANT],
+            source_sha256=props.get(_K_SOURCE),
+            preprocessing=pre,
         )
-        if meta.to_props() != {k: props[k] for k in _KEYS}:
+        if meta.to_props() != {k: props[k] for k in (*_KEYS, *_OPTIONAL_KEYS) if k in props}:
             raise FormatError("model metadata is not in canonical form (sorted, compact JSON)")
         return meta
 
@@ -213,6 +261,8 @@ class ModelMetadata:
             "requests": list(self.requests),
             "forgotten_classes": list(self.forgotten_classes),
             "lethe_version": self.lethe_version,
+            "source_sha256": self.source_sha256,
+            "preprocessing": None if self.preprocessing is None else dict(self.preprocessing),
         }
 
 
@@ -677,12 +727,18 @@ def _check_key_window(
         raise ModelVerificationError(str(e), what="signature") from None
 
 
+_VARIANT_V1 = "urn:lethe:attestation:variant:v1"
+
+
 def _check_receipt(
     model: _Subject,
     meta: ModelMetadata,
     receipt: str | bytes,
     verifiers: note.Verifier | Sequence[note.Verifier],
 ) -> None:
+    """The receipt verifies and its statement attests this model: an applied unlearning
+    attestation naming the file (or, for a variant, the fp32 file it was made from), or the
+    variant's own attestation (``urn:lethe:attestation:variant:v1``)."""
     from lethe_audit.statements import UNLEARNING_V1
     from lethe_audit.verify import parse_receipt, verify_receipt
 
@@ -698,19 +754,50 @@ def _check_receipt(
             size=r.checkpoint.size,
         )
 
-    if st.predicate_type != UNLEARNING_V1:
-        raise fail(f"the logged statement is a {st.predicate_type}, not an unlearning attestation")
     p = st.predicate
-    if p.get("outcome") != "applied":
-        raise fail(f"the attestation's outcome is {p.get('outcome')!r}, not 'applied'")
-    onnx_ref = p.get("onnx") or {}
-    by_file = any(s.digest.get("sha256") == model.sha256 for s in st.subject)
-    if not (by_file or onnx_ref.get("content_hash") == model.content_hash):
+    if st.predicate_type == UNLEARNING_V1:
+        if p.get("outcome") != "applied":
+            raise fail(f"the attestation's outcome is {p.get('outcome')!r}, not 'applied'")
+        request_ids = {q["id"] for q in p.get("requests", ())}
+    elif st.predicate_type == _VARIANT_V1:
+        request_ids = set(p.get("requests", ()))
+    else:
+        raise fail(f"the logged statement is a {st.predicate_type}, not an unlearning attestation")
+    _check_names_model(model, meta, st, fail)
+    _check_same_apply(meta, p, request_ids, fail)
+    if r.index < meta.log_size:
         raise fail(
-            f"the attestation names another ONNX model (content hash "
-            f"{onnx_ref.get('content_hash')}), not this one ({model.content_hash}, file sha256 "
-            f"{model.sha256})"
+            f"the attestation is entry {r.index} but the model names the log at size "
+            f"{meta.log_size}: it must have been logged after that state"
         )
+
+
+def _check_names_model(
+    model: _Subject, meta: ModelMetadata, st: Any, fail: Callable[[str], ModelVerificationError]
+) -> None:
+    """The statement names this file by SHA-256 (or the fp32 file a variant was made from),
+    or, for an older attestation, by its content hash."""
+    digests = {s.digest.get("sha256") for s in st.subject}
+    if model.sha256 in digests:
+        return
+    if meta.source_sha256 is not None and meta.source_sha256 in digests:
+        return
+    onnx_ref = st.predicate.get("onnx") or {}
+    if onnx_ref.get("content_hash") == model.content_hash:
+        return
+    raise fail(
+        f"the attestation names another ONNX model (content hash "
+        f"{onnx_ref.get('content_hash')}), not this one ({model.content_hash}, file sha256 "
+        f"{model.sha256})"
+    )
+
+
+def _check_same_apply(
+    meta: ModelMetadata,
+    p: Mapping[str, Any],
+    request_ids: set[str],
+    fail: Callable[[str], ModelVerificationError],
+) -> None:
     m = p["model"]
     for label, logged, mine in (
         ("model name", m.get("name"), meta.model_name),
@@ -720,11 +807,6 @@ def _check_receipt(
     ):
         if logged != mine:
             raise fail(f"{label} is {logged!r} in the log but {mine!r} in the model")
-    missing = sorted({q["id"] for q in p.get("requests", ())} - set(meta.requests))
+    missing = sorted(request_ids - set(meta.requests))
     if missing:
         raise fail(f"requests {missing} of the attestation are not in the model's metadata")
-    if r.index < meta.log_size:
-        raise fail(
-            f"the attestation is entry {r.index} but the model names the log at size "
-            f"{meta.log_size}: it must have been logged after that state"
-        )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lethe.export._filtered import FilteredExport
 from lethe_audit.model import ModelMetadata
@@ -18,13 +19,17 @@ def model_metadata(
     checkpoint: Checkpoint | str,
     requests: Iterable[str],
     variant: str = "fp32",
+    source_sha256: str | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> ModelMetadata:
     """The metadata of a filtered export, ready for :func:`lethe_audit.model.sign_model`.
 
     ``checkpoint`` is the log's latest checkpoint *before* this apply's attestation is
     appended (a :class:`~lethe_audit.tlog.Checkpoint`, its body text, or the signed note);
     ``requests`` the ids of every request the model applies. Digests, forgotten classes and
-    the Lethe version come from ``export``.
+    the Lethe version come from ``export``. ``source_sha256`` (a variant: the hex SHA-256 of
+    the fp32 file it was made from) and ``preprocessing`` (how to feed the model, a JSON
+    object) are optional metadata.
     """
     import base64
 
@@ -45,4 +50,6 @@ def model_metadata(
         forgotten_classes=export.forget,
         lethe_version=__version__,
         variant=variant,
+        source_sha256=source_sha256,
+        preprocessing=preprocessing,
     )
