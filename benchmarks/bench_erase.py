@@ -62,6 +62,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "resist-top-x3": {"method": "resist", "adv_scope": "top", "resist": 3.0, "adv_steps": 5},
     "resist-all": {"method": "resist", "adv_scope": "all"},
     "resist-all-x3": {"method": "resist", "adv_scope": "all", "resist": 3.0, "adv_steps": 5},
+    "resist-all-e4": {"method": "resist", "adv_scope": "all", "adv_every": 4},
     "sal0.5": {"method": "saliency", "threshold": 0.5},
     "sal0.9": {"method": "saliency", "threshold": 0.9},
     "sal0.9+resist-all": {"method": "saliency+resist", "threshold": 0.9, "adv_scope": "all"},
@@ -134,6 +135,10 @@ class _DigitsSetup(U.Setup):
 
 
 _DIGITS = _DigitsSetup("digits", "resnet18", U.Recipe(epochs=10, lr=2e-3, filter_epochs=8))
+# MNIST at the compare preset's size (300 / 100 images per class) with the same timm stem as
+# digits (28x28 inputs, layer4 at 1x1): ~10x cheaper than bench_unlearning's small-stem
+# mnist_resnet18, so that retraining references fit a shared 2-core machine.
+_MNIST_TIMM = _DigitsSetup("mnist", "resnet18", U.Recipe(epochs=8, lr=2e-3, filter_epochs=6))
 
 
 def _digits_data() -> U.Data:
@@ -161,6 +166,9 @@ def _setup(name: str, preset: U.Preset) -> tuple[U.Setup, U.Recipe, U.Data]:
     if name == "digits":
         U.SETUPS.setdefault("digits", _DIGITS)
         return _DIGITS, _DIGITS.recipe, _digits_data()
+    if name == "mnist_timm":
+        U.SETUPS.setdefault("mnist_timm", _MNIST_TIMM)
+        return _MNIST_TIMM, _MNIST_TIMM.recipe, U.load_data("mnist", preset)
     setup = U.SETUPS[name]
     return setup, preset.recipe(name), U.load_data(setup.dataset, preset)
 
@@ -332,6 +340,50 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _cls(c: Any) -> str:
+    return "+".join(str(x) for x in c) if isinstance(c, list) else str(c)
+
+
+def table(result: Mapping[str, Any], models: Sequence[str] | None = None) -> str:
+    """Markdown: one row per model with, per class (or set), relearn steps (3 seeds) and the
+    ratio to the retrained model, then the summary columns (the docs' deep-deletion tables)."""
+    rows = result["rows"]
+    classes = list(dict.fromkeys(_cls(r["class"]) for r in rows))
+    names = models or list(dict.fromkeys(r["model"] for r in rows))
+    summary = summarise([r for r in rows if r["model"] in names])
+    head = "| model | " + " | ".join(f"class {c}: steps (ratio)" for c in classes)
+    head += " | ratio median (worst) | forget max | retain gap mean | probe gap mean |"
+    head += " margin mean | s / retrain |"
+    out = [head, "|---" * (len(classes) + 7) + "|"]
+    for m in names:
+        by = {_cls(r["class"]): r for r in rows if r["model"] == m}
+        cells = []
+        for c in classes:
+            r = by.get(c)
+            if r is None:
+                cells.append("–")
+                continue
+            runs = ", ".join(str(x) for x in r.get("relearn_runs", []))
+            ratio = "" if m == "retrain" else f" **{r.get('relearn_ratio', 0):.2f}**"
+            cells.append(f"{r['relearn_steps']} ({runs}){ratio}")
+        s = summary[m]
+        margins = [r["forget_margin"] for r in by.values() if r.get("forget_margin") is not None]
+
+        def f(key: str, fmt: str, scale: float = 1.0, s: Mapping[str, Any] = s) -> str:
+            v = s.get(key)
+            return "–" if v is None else format(v * scale, fmt)
+
+        out.append(
+            f"| {m} | " + " | ".join(cells)
+            + f" | {f('relearn_ratio_median', '.2f')} ({f('relearn_ratio_min', '.2f')})"
+            + f" | {f('forget_acc_max', '.1f', 100)} % | {f('retain_gap_mean', '+.1f', 100)}"
+            + f" | {f('probe_gap_mean', '+.3f')}"
+            + f" | {statistics.fmean(margins) if margins else float('nan'):+.1f}"
+            + f" | {f('cost_ratio_mean', '.2f')} |"
+        )  # fmt: skip
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--setup", default="digits")
@@ -348,7 +400,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument(
         "--reuse-refs", action="store_true", help="keep the JSON's retrain / mask rows of a class"
     )
+    p.add_argument("--table", type=Path, default=None, help="run nothing: print JSON's table")
     a = p.parse_args(argv)
+    if a.table is not None:
+        res = json.loads(a.table.read_text())
+        print(table(res))
+        return dict(res)
     preset = U.PRESETS[a.preset]
     setup, recipe, data = _setup(a.setup, preset)
     if a.fixture is not None:
