@@ -20,12 +20,12 @@ def run(project: Path, *args: str, code: int = 0) -> dict[str, Any]:
     result = CliRunner().invoke(main, ["--project", str(project), *args, "--json"])
     assert result.exit_code == code, (result.output, result.exception)
     doc: dict[str, Any] = json.loads(result.stdout)
-    assert doc["ok"] is (code == 0) or (code == 132 and doc["ok"] is True)
+    assert doc["ok"] is (code == 0)
     return doc
 
 
 def test_docs_describe_every_command_option_and_exit_code() -> None:
-    check_documented(DOC, main, "lethe", [c for c in EXIT_CODES.values() if c >= 100])
+    check_documented(DOC, main, "lethe", {e: c for e, c in EXIT_CODES.items() if c >= 100})
 
 
 def test_exit_codes_are_distinct_per_error_class() -> None:
@@ -127,7 +127,8 @@ def test_errors_map_to_their_exit_codes(project_dir: Path) -> None:
     assert run(p, "model", "show", "nope", code=122)
     empty = p.parent / "not-a-project"
     empty.mkdir()
-    assert run(empty, "model", "list", code=21)["error"]["type"] == "SchemaError"
+    assert run(empty, "model", "list", code=121)["error"]["type"] == "ProjectError"
+    assert list(empty.iterdir()) == []
 
 
 def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> None:
@@ -144,9 +145,12 @@ def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> Non
         "gdpr-17-1-b",
     )["request"]
     run(p, "request", "approve", r["id"], "--actor", "dpo")
-    out = run(
+    doc = run(
         p, "apply", "--phase", "mask", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=132
-    )["apply"]
+    )
+    assert doc["ok"] is False and doc["error"]["type"] == "PolicyFailedError"
+    assert doc["error"]["exit_code"] == 132 and "zrf" in doc["error"]["message"].lower()
+    out = doc["apply"]
     assert out["outcome"] == "failed" and out["verdict"]["reasons"]
     assert run(p, "request", "show", r["id"])["request"]["status"] == "failed"
     assert run(p, "model", "show")["published"] is None

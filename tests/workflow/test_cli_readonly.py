@@ -80,7 +80,7 @@ def test_reader_refuses_a_schema_not_at_head_like_open(project_dir: Path) -> Non
 def test_reader_creates_nothing_outside_a_project(tmp_path: Path) -> None:
     for where in (tmp_path, tmp_path / "missing"):
         settings = Settings.load(where)
-        with pytest.raises(ProjectError, match="lethe --project .* init"):
+        with pytest.raises(ProjectError, match=r"lethe --project .* init"):
             check_initialised(settings)
         with pytest.raises(ProjectError, match="init"):
             RequestReader.open(settings)

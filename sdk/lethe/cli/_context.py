@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from lethe.workflow import Lethe, Settings
     from lethe.workflow._readonly import RequestReader
 
-__all__ = ["ProjectRef", "out_option"]
+__all__ = ["ProjectRef", "exit_codes_in_help", "out_option"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -80,3 +82,14 @@ def out_option(help: str, *, folder: bool = False) -> Callable[[Any], Any]:
         type=click.Path(file_okay=not folder, dir_okay=folder, path_type=Path),
         help=help,
     )
+
+
+def exit_codes_in_help(f: F) -> F:
+    """Fill ``{ErrorName}`` in a command's docstring with that error's exit code from the one
+    map (:data:`lethe.cli._errors.EXIT_CODES`), so ``--help`` cannot name a stale code. Put it
+    right below ``@click.command()``."""
+    from lethe.cli._errors import EXIT_CODES
+
+    codes = {cls.__name__: code for cls, code in EXIT_CODES.items()}
+    f.__doc__ = (f.__doc__ or "").format_map(codes)
+    return f

@@ -72,12 +72,14 @@ def exit_code(exc: BaseException) -> int:
     return 1
 
 
-def report(exc: BaseException, *, as_json: bool) -> int:
-    """Print the error to stderr (and as JSON on stdout with --json); return its exit code."""
+def report(exc: BaseException, *, as_json: bool, data: Mapping[str, object] | None = None) -> int:
+    """Print the error to stderr as one line (and, with --json, ``{"ok": false, "error":
+    {type, message, exit_code}, **data}`` on stdout); return its exit code."""
     code = exit_code(exc)
     click.echo(f"lethe: error: {safe_text(str(exc), one_line=True)}", err=True)
     if as_json:
         doc = {
+            **(data or {}),
             "ok": False,
             "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code},
         }

@@ -59,10 +59,11 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(ref: ProjectRef, database_url: str | None, as_json: bool) -> None:
     """Upgrade the database schema to the latest migration."""
-    from lethe.workflow import Settings
     from lethe_audit.store import create_engine, current_revisions, upgrade
 
-    url = database_url or Settings.load(ref.project_dir, config=ref.config).database_url
+    # The project's own database only inside an initialised project (never a new lethe.db in
+    # a folder that is not one); --database-url names a database on purpose.
+    url = database_url or ref.check_initialised().database_url
     upgrade(url)
     engine = create_engine(url)
     try:
@@ -113,6 +114,7 @@ def keys_generate(ref: ProjectRef, origin: str | None, as_json: bool) -> None:
     from lethe.workflow import Settings
     from lethe_audit.keys import KeyRing
 
+    ref.check_initialised()
     s = Settings.load(ref.project_dir, config=ref.config, origin=origin)
     if (s.keys / "keyring.json").exists():
         raise ProjectError(f"{s.keys} already holds the log keys; use `lethe keys rotate`")

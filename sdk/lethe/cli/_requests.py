@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from lethe.cli._context import ProjectRef, out_option
+from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.metrics import policy_options
 
@@ -177,6 +177,7 @@ def request_shred(ref: ProjectRef, request_id: str, actor: str, as_json: bool) -
 
 
 @click.command()
+@exit_codes_in_help
 @click.argument("name", required=False)
 @click.option(
     "--phase",
@@ -202,8 +203,10 @@ def apply(
     """Apply every approved request of a model: mask (fold, verify, log, export, publish),
     then erase (re-train the weights, measure depth, publish again).
 
-    Exits 0 when the model was published (or nothing waited), 132 when a policy failed
-    (nothing published by that phase, the attempt logged).
+    Exits 0 when the model was published (or nothing waited), {PolicyFailedError} when a
+    policy failed (nothing published by that phase, the attempt logged), {MissingReferenceError}
+    without a depth reference (checked first; make one with `lethe model reference`, or use
+    --phase mask).
     """
     from lethe.errors import NothingToApplyError
 
@@ -222,17 +225,31 @@ def apply(
     lines = _apply_lines(res)
     if res.erase is not None:
         lines += _apply_lines(res.erase)
-    emit({"apply": res.to_dict()}, as_json, "\n".join(lines))
     final = res.erase if res.erase is not None else res
-    if not final.passed:
-        _exit_policy_failed()
+    _emit_apply({"apply": res.to_dict()}, as_json, "\n".join(lines), final)
 
 
-def _exit_policy_failed() -> None:
-    from lethe.cli._errors import EXIT_CODES
+def _emit_apply(data: dict[str, Any], as_json: bool, text: str, final: Any) -> None:
+    """A passed apply as a success; a failed policy as the failure it is: the text (or, with
+    --json, ``{"ok": false, "error": ..., **data}``), one line on stderr, exit code of
+    :class:`~lethe.errors.PolicyFailedError`."""
+    if final.passed:
+        emit(data, as_json, text)
+        return
+    from lethe.cli._errors import report
     from lethe.errors import PolicyFailedError
+    from lethe_audit.cli.common import safe_text
 
-    sys.exit(EXIT_CODES[PolicyFailedError])
+    if not as_json:
+        click.echo(safe_text(text))
+    verdict = final.verdict
+    reasons = verdict.get("reasons") if isinstance(verdict, dict) else verdict.reasons
+    why = "; ".join(map(str, reasons or [])) or "see the verdict"
+    err = PolicyFailedError(
+        f"the {final.phase} phase failed its policy ({why}): nothing was published by it, "
+        "the attempt is logged"
+    )
+    sys.exit(report(err, as_json=as_json, data=data))
 
 
 def _apply_lines(res: Any) -> list[str]:
@@ -264,6 +281,7 @@ def _apply_lines(res: Any) -> list[str]:
 
 
 @click.command()
+@exit_codes_in_help
 @click.option("--model", "name", help="Registered model (optional when only one is registered).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @policy_options
@@ -274,8 +292,8 @@ def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: 
 
     Re-trains the published (masked) model, measures depth against the model's reference and
     publishes it as a new apply of the same requests. Exits 0 when erased (or already erased,
-    or nothing is published), 132 when the policy failed (the masked model stays published),
-    134 without a depth reference.
+    or nothing is published), {PolicyFailedError} when the policy failed (the masked model
+    stays published), {MissingReferenceError} without a depth reference.
     """
     from lethe.errors import NothingToApplyError
 
@@ -287,9 +305,8 @@ def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: 
     except NothingToApplyError as e:  # AlreadyErasedError included: a no-op that says so
         emit({"erased": False, "message": str(e)}, as_json, str(e))
         return
-    emit({"erased": res.passed, "apply": res.to_dict()}, as_json, "\n".join(_apply_lines(res)))
-    if not res.passed:
-        _exit_policy_failed()
+    data = {"erased": res.passed, "apply": res.to_dict()}
+    _emit_apply(data, as_json, "\n".join(_apply_lines(res)), res)
 
 
 def _project_policy(settings_policy: Mapping[str, Any]) -> Any:
@@ -300,12 +317,8 @@ def _project_policy(settings_policy: Mapping[str, Any]) -> Any:
     ctx = click.get_current_context()
     src = click.core.ParameterSource
     policy = Policy.from_mapping(settings_policy)
-    if ctx.params.get("policy_file"):
-        import tomllib
-
-        with open(ctx.params["policy_file"], "rb") as fh:
-            table = tomllib.load(fh).get("policy", {})
-        policy = Policy.from_mapping(table, base=policy)
+    if ctx.params.get("policy_file"):  # a typed PolicyConfigError for a bad file, no tomllib here
+        policy = Policy.from_toml(ctx.params["policy_file"], base=policy)
     given = {
         k: v
         for k, v in ctx.params.items()

@@ -251,7 +251,8 @@ def _sqlite_connect(path: Path) -> Any:
 def _pg_connect(args: dict[str, str]) -> Any:
     import psycopg
 
-    conn = psycopg.connect(**args)
+    params: dict[str, Any] = dict(args)
+    conn = psycopg.connect(**params)
     conn.read_only = True
     return conn
 
