@@ -88,13 +88,14 @@ def test_report_shows_the_bytes_it_verified(
     bundle = log.export_bundle(tmp_path / "bundle")
     forged = _forged_history(tmp_path, signer.name)
     verified_root = read_manifest(bundle).root
-    real_verify = _read.verify_bundle
+    real_verify = _read.read_verified_bundle
 
-    def racing_writer(*args: Any, **kwargs: Any) -> None:
-        real_verify(*args, **kwargs)
+    def racing_writer(*args: Any, **kwargs: Any) -> Any:
+        verified = real_verify(*args, **kwargs)
         _swap_in(bundle, forged)  # right after the verdict, before the display read
+        return verified
 
-    monkeypatch.setattr(_read, "verify_bundle", racing_writer)
+    monkeypatch.setattr(_read, "read_verified_bundle", racing_writer)
     report = build_report(bundle, [signer.verifier()])
     assert report.passed
     assert read_manifest(bundle).size == 5  # the directory now holds the rogue history

@@ -127,10 +127,9 @@ def build_report(
         raise ReportError("now must be a timezone-aware datetime")
     path = Path(bundle)
     with _read.bundle_dir(path) as snap:  # one private copy: verified and displayed
-        error, located = _read.verify(
-            snap, trusted, origin=origin, workers=workers, progress=progress
-        )
-        contents = _read.read(snap.root, trusted, check_entries=error is not None)
+        verdict = _read.verify(snap, trusted, origin=origin, workers=workers, progress=progress)
+        contents = _read.contents(verdict, snap.root, trusted)
+    error, located = verdict.error, verdict.located
     data, figures = _model.build(
         contents,
         bundle_name=path.name,

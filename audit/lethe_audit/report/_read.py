@@ -36,7 +36,14 @@ from lethe_audit.tlog import (
     verify_checkpoint,
     verify_inclusion,
 )
-from lethe_audit.verify import BundleSnapshot, Manifest, open_bundle, verify_bundle
+from lethe_audit.verify import (
+    BundleSnapshot,
+    Manifest,
+    VerifiedBundle,
+    open_bundle,
+    read_verified_bundle,
+    verify_bundle,
+)
 from lethe_audit.verify._entry import check_entry, known_keys
 from lethe_audit.verify._format import (
     CHECKPOINTS,
@@ -118,6 +125,16 @@ def as_verifiers(verifiers: Sequence[str | Verifier] | str | Verifier) -> list[V
     return [v if isinstance(v, Verifier) else Verifier.from_vkey(v) for v in items]
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What verification said: the bundle as verified (``None`` when it failed), the
+    verifier's error, and the located fault when that error names no place."""
+
+    verified: VerifiedBundle | None
+    error: VerificationError | None
+    located: VerificationError | None
+
+
 def verify(
     snap: BundleSnapshot,
     verifiers: list[Verifier],
@@ -125,16 +142,41 @@ def verify(
     origin: str | None,
     workers: int | None,
     progress: bool,
-) -> tuple[VerificationError | None, VerificationError | None]:
-    """(the verifier's error or None, the located fault when that error names no place)."""
+) -> Verdict:
+    """Verify the snapshot once (:func:`lethe_audit.verify.read_verified_bundle`)."""
     try:
-        verify_bundle(snap, verifiers, origin=origin, workers=workers, progress=progress)
+        verified = read_verified_bundle(
+            snap, verifiers, origin=origin, workers=workers, progress=progress
+        )
     except VerificationError as e:
         located = None
         if e.index is None and e.size is None:
             located = _locate(snap.root, verifiers, origin=origin, workers=workers)
-        return e, located
-    return None, None
+        return Verdict(None, e, located)
+    return Verdict(verified, None, None)
+
+
+def contents(verdict: Verdict, root: Path, verifiers: list[Verifier]) -> BundleContents:
+    """The bundle for display: what the verifier read when it passed (no second parse of the
+    checkpoints, no second hashing of the entries), else a tolerant reading that checks each
+    entry on its own."""
+    v = verdict.verified
+    if v is None:
+        return read(root, verifiers, check_entries=True)
+    entries = []
+    for ve in v.entries():
+        e = Entry(ve.index, v.leaf(ve.index), predicate_type=ve.statement.predicate_type)
+        try:
+            e.predicate = parse_predicate(ve.statement)
+        except LetheAuditError as exc:
+            e.problem = str(exc)
+        entries.append(e)
+    checkpoints = [
+        SignedCheckpoint(c.checkpoint.size, c.checkpoint.root, c.note, True) for c in v.checkpoints
+    ]
+    return BundleContents(
+        v.manifest, None, entries, checkpoints, [], _keys(root), _attachments(root, v.manifest)
+    )
 
 
 def _locate(
@@ -227,32 +269,36 @@ def read(root: Path, verifiers: list[Verifier], *, check_entries: bool) -> Bundl
                     cp_problems.append(str(e))
                 checkpoints.append(SignedCheckpoint(cp.size, cp.root, note_text, trusted))
 
-    keys: list[dict[str, Any]] = []
+    attachments = _attachments(root, manifest) if manifest is not None else []
+    return BundleContents(
+        manifest, manifest_problem, entries, checkpoints, cp_problems, _keys(root), attachments
+    )
+
+
+def _keys(root: Path) -> list[dict[str, Any]]:
     try:
         doc = json.loads((root / KEYS).read_text(encoding="utf-8"))
-        keys = [_key_row(k) for k in doc.get("keys", []) if isinstance(k, dict)]
+        return [_key_row(k) for k in doc.get("keys", []) if isinstance(k, dict)]
     except (OSError, ValueError, AttributeError, TypeError):
-        pass
+        return []
 
-    attachments: list[AttachmentFile] = []
-    if manifest is not None:
-        for a in manifest.attachments:
-            p = root / a.path
-            data: bytes | None = None
-            if p.is_file():
-                data = p.read_bytes()
-                digest: str | None = hashlib.sha256(data).hexdigest()
-                size = len(data)
-                if size > MAX_EMBEDDED_BYTES:
-                    data = None
-            else:
-                digest, size = None, 0
-            attachments.append(
-                AttachmentFile(a.path, digest, size, a.media_type, a.sha256, data=data)
-            )
-    return BundleContents(
-        manifest, manifest_problem, entries, checkpoints, cp_problems, keys, attachments
-    )
+
+def _attachments(root: Path, manifest: Manifest) -> list[AttachmentFile]:
+    """The manifest's attachments with their actual digests (and bytes, when small)."""
+    out = []
+    for a in manifest.attachments:
+        p = root / a.path
+        data: bytes | None = None
+        if p.is_file():
+            data = p.read_bytes()
+            digest: str | None = hashlib.sha256(data).hexdigest()
+            size = len(data)
+            if size > MAX_EMBEDDED_BYTES:
+                data = None
+        else:
+            digest, size = None, 0
+        out.append(AttachmentFile(a.path, digest, size, a.media_type, a.sha256, data=data))
+    return out
 
 
 def _plain(value: Any) -> bool:
@@ -325,8 +371,10 @@ __all__ = [
     "Entry",
     "Inclusion",
     "SignedCheckpoint",
+    "Verdict",
     "as_verifiers",
     "bundle_dir",
+    "contents",
     "inclusions",
     "read",
     "verify",

@@ -2,12 +2,20 @@
 
 Needs only the log's public key(s) (vkey strings, :meth:`lethe_audit.note.Verifier.from_vkey`)
 and no database. Every function returns None or raises a
-:class:`~lethe_audit.errors.VerificationError` subclass naming the entry / checkpoint at fault.
+:class:`~lethe_audit.errors.VerificationError` subclass naming the entry / checkpoint at fault;
+:func:`read_verified_bundle` verifies the same way and returns what it verified
+(:class:`VerifiedBundle`), so that a reader such as the report does not parse the bundle twice.
 """
 
 from __future__ import annotations
 
-from lethe_audit.verify._bundle import read_manifest, verify_bundle
+from lethe_audit.verify._bundle import (
+    VerifiedBundle,
+    VerifiedCheckpoint,
+    read_manifest,
+    read_verified_bundle,
+    verify_bundle,
+)
 from lethe_audit.verify._entry import VerifiedEntry
 from lethe_audit.verify._format import (
     BUNDLE_FORMAT,
@@ -43,10 +51,13 @@ __all__ = [
     "MetricThreshold",
     "Policy",
     "Receipt",
+    "VerifiedBundle",
+    "VerifiedCheckpoint",
     "VerifiedEntry",
     "open_bundle",
     "parse_receipt",
     "read_manifest",
+    "read_verified_bundle",
     "verify_bundle",
     "verify_receipt",
 ]

@@ -8,7 +8,7 @@ import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -228,14 +228,78 @@ def verify_bundle(
 
     ``workers``: processes for signature checks (default: all cores for large bundles).
     """
-    windows = KeyWindows(verifiers)
-    if not windows.known:
-        raise VerificationError("no trusted keys given: pass the log's vkey")
+    windows = _windows(verifiers)
     if isinstance(path, BundleSnapshot):
         _verify_dir(path, windows, origin, policies, workers, progress)
         return
     with open_bundle(path) as snap:
         _verify_dir(snap, windows, origin, policies, workers, progress)
+
+
+def _windows(verifiers: Verifier | Sequence[Verifier]) -> KeyWindows:
+    windows = KeyWindows(verifiers)
+    if not windows.known:
+        raise VerificationError("no trusted keys given: pass the log's vkey")
+    return windows
+
+
+@dataclass(frozen=True)
+class VerifiedCheckpoint:
+    """One checkpoint of a verified bundle: its signed note and what the note says."""
+
+    note: str
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """What :func:`read_verified_bundle` verified, for readers that display it (the report):
+    the manifest, every entry's leaf hash, every checkpoint (all signed by a trusted key), and
+    the entries parsed on demand from the same private copy (not checked a second time).
+
+    Valid while the :class:`BundleSnapshot` it came from is open."""
+
+    snapshot: BundleSnapshot
+    manifest: Manifest
+    leaves: bytes = field(repr=False)
+    checkpoints: tuple[VerifiedCheckpoint, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.leaves) // 32
+
+    def leaf(self, index: int) -> bytes:
+        return self.leaves[32 * index : 32 * index + 32]
+
+    def entries(self) -> Iterator[VerifiedEntry]:
+        """Every entry, in order, parsed from the verified copy."""
+        with (self.snapshot.root / ENTRIES).open("rb") as f:
+            for index, raw in enumerate(f):
+                envelope = Envelope.from_json(raw.rstrip(b"\n"))
+                yield VerifiedEntry(index, envelope, Statement.from_envelope(envelope))
+
+
+def read_verified_bundle(
+    snapshot: BundleSnapshot,
+    verifiers: Verifier | Sequence[Verifier],
+    *,
+    origin: str | None = None,
+    policies: Sequence[Policy] = (),
+    workers: int | None = None,
+    progress: bool = False,
+) -> VerifiedBundle:
+    """Verify ``snapshot`` exactly as :func:`verify_bundle` does and return what was verified
+    (raises the same errors). One read serves both the verdict and its display: the report
+    shows these leaves, checkpoints and entries instead of parsing the bundle again."""
+    windows = _windows(verifiers)
+    verified = _verify_dir(snapshot, windows, origin, policies, workers, progress)
+    manifest = snapshot.manifest
+    if manifest is None:  # _verify_dir refuses a bundle without one
+        raise BundleError(f"{snapshot.source} has no {MANIFEST}: not a bundle")
+    checkpoints = tuple(
+        VerifiedCheckpoint(text, cp) for text, cp in _checkpoint_notes(snapshot.root / CHECKPOINTS)
+    )
+    return VerifiedBundle(snapshot, manifest, verified.leaves, checkpoints)
 
 
 _Faults = list[tuple[int, int, VerificationError]]
@@ -546,12 +610,18 @@ def _last_line(path: Path) -> bytes:
             pos = max(0, pos - 65536)
 
 
-def _read_checkpoints(path: Path) -> list[Checkpoint]:
+def _checkpoint_notes(path: Path) -> list[tuple[str, Checkpoint]]:
+    """Each line's signed note and checkpoint (of a bundle that verified)."""
     out = []
     with path.open("rb") as f:
         for raw in f:
-            out.append(Checkpoint.parse(note.parse(json.loads(raw)["note"]).text))
+            text = json.loads(raw)["note"]
+            out.append((text, Checkpoint.parse(note.parse(text).text)))
     return out
+
+
+def _read_checkpoints(path: Path) -> list[Checkpoint]:
+    return [cp for _text, cp in _checkpoint_notes(path)]
 
 
 def read_manifest(path: str | Path) -> Manifest:
