@@ -242,14 +242,31 @@ def _emit_apply(data: dict[str, Any], as_json: bool, text: str, final: Any) -> N
 
     if not as_json:
         click.echo(safe_text(text))
-    verdict = final.verdict
-    reasons = verdict.get("reasons") if isinstance(verdict, dict) else verdict.reasons
+    reasons = _reasons(final)
     why = "; ".join(map(str, reasons or [])) or "see the verdict"
-    err = PolicyFailedError(
+    message = (
         f"the {final.phase} phase failed its policy ({why}): nothing was published by it, "
         "the attempt is logged"
     )
+    hints = _hints(reasons)
+    if hints:
+        message += f". What usually helps: {'; '.join(hints)}"
+    err = PolicyFailedError(message)
     sys.exit(report(err, as_json=as_json, data=data))
+
+
+def _reasons(res: Any) -> list[Any]:
+    """Why a phase failed its policy (the verdict's reasons)."""
+    verdict = res.verdict
+    reasons = verdict.get("reasons") if isinstance(verdict, dict) else verdict.reasons
+    return list(reasons or [])
+
+
+def _hints(reasons: list[Any]) -> list[str]:
+    """The knob that usually helps, per failure reason (issue 16); apply already loaded torch."""
+    from lethe.filters import knob_hints
+
+    return knob_hints(reasons) if reasons else []
 
 
 def _apply_lines(res: Any) -> list[str]:
@@ -270,7 +287,8 @@ def _apply_lines(res: Any) -> list[str]:
             f"probe AUC gap {depth.get('probe_auc_gap')} (lower is better)"
         )
     if not res.passed:
-        lines += [f"  policy failed: {r}" for r in res.verdict.get("reasons", [])]
+        lines += [f"  policy failed: {r}" for r in _reasons(res)]
+        lines += [f"  what usually helps: {h}" for h in _hints(_reasons(res))]
         if res.phase == "erase":
             lines.append(f"  nothing published: the mask phase stays ({MASKED_NOT_ERASED})")
     elif res.phase == "mask" and res.erase is None:
