@@ -7,7 +7,7 @@ from typing import Any
 
 from lethe_audit.report import _charts, _fmt
 from lethe_audit.report._page_apply import per_class_table
-from lethe_audit.report._parts import digest, good_cell, metric_cell, ok_badge
+from lethe_audit.report._parts import digest, good_cell, good_of, metric_cell, ok_badge
 from lethe_audit.report._view import (
     Block,
     Bullets,
@@ -44,7 +44,7 @@ def remeasure_section(rm: Mapping[str, Any], definitions: list[dict[str, Any]]) 
             )
         ),
         Facts(tuple(_model_facts(model, data))),
-        _rows_table(rm["rows"]),
+        _rows_table(rm["rows"], definitions),
     ]
     if rm["checks"]:
         blocks.append(_checks_table(rm["checks"]))
@@ -104,35 +104,34 @@ def _model_facts(model: Mapping[str, Any], data: Mapping[str, Any]) -> list[tupl
     ]
 
 
-def _rows_table(rows: list[dict[str, Any]]) -> Table:
-    return Table(
-        (
-            Column("Metric", weight=3),
-            Column("Logged", True),
-            Column("Re-measured", True),
-            Column("Difference", True, weight=1.5),
-            Column("Samples", True),
-        ),
-        tuple(
+def _rows_table(rows: list[dict[str, Any]], definitions: list[dict[str, Any]]) -> Table:
+    """Logged against re-measured accuracies, each metric with its meaning and good direction."""
+    defs = {d["metric"]: d for d in definitions}
+    out = []
+    for row in rows:
+        d = defs.get(row["metric"], {})
+        differing = f" ({row['differing_samples']} samples)" if row["differing_samples"] else ""
+        out.append(
             Row(
                 (
-                    rich(row["label"]),
+                    metric_cell(row["label"], d.get("meaning")),
+                    good_cell(good_of(d.get("direction"))),
                     rich(_fmt.pct(row["logged"])),
                     rich(_fmt.pct(row["measured"])),
-                    rich(
-                        _fmt.pp(row["difference"])
-                        + (
-                            f" ({row['differing_samples']} samples)"
-                            if row["differing_samples"]
-                            else ""
-                        )
-                    ),
+                    rich(_fmt.pp(row["difference"]) + differing),
                     rich(str(row["samples"])),
                 )
             )
-            for row in rows
-        ),
+        )
+    columns = (
+        Column("Metric", weight=4),
+        Column("Good is", weight=1.2),
+        Column("Logged", True),
+        Column("Re-measured", True),
+        Column("Difference", True, weight=1.5),
+        Column("Samples", True),
     )
+    return Table(columns, tuple(out), small=True)
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:
