@@ -26,6 +26,7 @@ __all__ = [
     "ExportMappingError",
     "FilterError",
     "IdempotencyConflictError",
+    "InconsistentStateError",
     "InsufficientSpaceError",
     "InvalidTransitionError",
     "LetheError",
@@ -45,6 +46,7 @@ __all__ = [
     "ReferenceTrainingError",
     "RequestError",
     "SampleLevelRequestError",
+    "SeparationOfDutiesError",
     "TargetSelectionError",
     "TrainingError",
     "UnattachedBankError",
@@ -250,3 +252,13 @@ class UnattachedBankError(WorkflowError):
 class PublishedLinkError(ApplyError):
     """The model's ``published`` entry is not the symlink Lethe keeps there and cannot be
     repaired automatically."""
+
+
+class InconsistentStateError(WorkflowError):
+    """The project's database contradicts itself (a row another row names is missing), e.g.
+    after a partial restore or an edit by hand. Restore the database from a backup."""
+
+
+class SeparationOfDutiesError(WorkflowError):
+    """The principal that filed a request may not also approve it (four-eyes rule of
+    ``lethe serve``): another token with the ``dpo`` role must decide."""

@@ -131,7 +131,7 @@ def _one_line_error(proc: subprocess.Popen[str], code: int) -> dict[str, Any]:
 
 
 def _count(lt: Lethe, row: Any, **where: Any) -> int:
-    with lt._read() as s:
+    with lt.store.read() as s:
         stmt = sa.select(sa.func.count()).select_from(row)
         for k, v in where.items():
             stmt = stmt.where(getattr(row, k) == v)

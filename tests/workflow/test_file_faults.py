@@ -49,10 +49,10 @@ def _approved(lt: Lethe, subject: str = "ann@example.com", cls: int = 3) -> str:
 def _bank_file(lt: Lethe) -> Path:
     from lethe_audit.store import ModelRow
 
-    with lt._read() as s:
+    with lt.store.read() as s:
         row = s.get(ModelRow, MODEL)
         assert row is not None and row.bank_path is not None
-        return lt._abs(row.bank_path)
+        return lt.store.abs(row.bank_path)
 
 
 def _files(d: Path) -> set[str]:

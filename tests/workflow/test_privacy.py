@@ -46,10 +46,8 @@ def test_subject_identifier_is_stored_nowhere(lt: Lethe, project_dir: Path, tmp_
     (out / "receipt.txt").write_text(lt.receipt(r.id))
     lt.export_bundle(out / "bundle.zip")
     lt.export_bundle(out / "bundle-dir")
-    from lethe.workflow._exporting import export_eval_data, export_published
-
-    export_published(lt, MODEL, out / "model.onnx")
-    export_eval_data(lt, MODEL, out / "eval.npz")
+    lt.export_onnx(MODEL, out / "model.onnx")
+    lt.export_eval_data(MODEL, out / "eval.npz")
     haystacks: dict[str, bytes] = {"database": _all_rows(lt)}
     haystacks["log"] = b"\n".join(raw for _, raw in lt.log.iter_entries())
     for root in (project_dir, out):

@@ -17,7 +17,7 @@ from lethe_audit.metrics._serial import from_jsonable, to_jsonable
 if TYPE_CHECKING:
     # Imported where used: lethe_audit.statements pulls in cryptography, and the CLIs import
     # this module only to build their policy options.
-    from lethe_audit.statements import Phase
+    from lethe_audit.statements import Phase, PolicyVerdict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -98,22 +98,72 @@ class _Checks:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The policy's decision: ``passed`` and one human-readable reason per failed check."""
+    """The policy's decision: ``passed``, one human-readable reason per failed check, every
+    check's outcome, and the thresholds that were applied (the enabled numeric ones).
+
+    The one verdict type: an apply's result carries it (``ApplyResult.verdict``), the apply
+    attestation records it (:meth:`to_policy_verdict`, the ``policy`` field of the predicate)
+    and the database stores it (:meth:`to_record`)."""
 
     passed: bool
     reasons: tuple[str, ...]
     checks: tuple[CheckOutcome, ...]
+    thresholds: Mapping[str, float | int] = dataclasses.field(
+        default_factory=dict, hash=False, compare=True
+    )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = to_jsonable(self)
+        out["thresholds"] = dict(self.thresholds)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
-        verdict = from_jsonable(cls, data)
+        if not isinstance(data, Mapping):
+            raise ResultFormatError(f"Verdict: expected an object, got {type(data).__name__}")
+        body = {k: v for k, v in data.items() if k != "thresholds"}
+        verdict = from_jsonable(cls, body)
         if verdict.passed != all(c.passed for c in verdict.checks):
             raise ResultFormatError("verdict.passed disagrees with its checks")
-        return verdict
+        return dataclasses.replace(verdict, thresholds=_thresholds(data.get("thresholds", {})))
+
+    def to_record(self) -> dict[str, Any]:
+        """The form the workflow database stores (``passed``, ``reasons``, ``thresholds``)."""
+        return {
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "thresholds": dict(self.thresholds),
+        }
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Verdict:
+        """Read :meth:`to_record` back (checks are not stored: ``checks`` is empty)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("passed"), bool):
+            raise ResultFormatError(f"a stored verdict needs 'passed', got {data!r}")
+        reasons = data.get("reasons", [])
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise ResultFormatError("a stored verdict's reasons must be a list of strings")
+        return cls(
+            passed=data["passed"],
+            reasons=tuple(reasons),
+            checks=(),
+            thresholds=_thresholds(data.get("thresholds", {})),
+        )
+
+    def to_policy_verdict(self) -> PolicyVerdict:
+        """The attestation's ``policy`` field: thresholds, passed, failures (= reasons)."""
+        from lethe_audit.statements import PolicyVerdict
+
+        return PolicyVerdict(dict(self.thresholds), self.passed, tuple(self.reasons))
+
+
+def _thresholds(data: Any) -> dict[str, float | int]:
+    if not isinstance(data, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+        for k, v in data.items()
+    ):
+        raise ResultFormatError("verdict thresholds must map names to numbers")
+    return dict(data)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,7 +319,17 @@ class Policy:
             )
         outcomes = tuple(checks.outcomes)
         reasons = tuple(c.reason for c in outcomes if not c.passed and c.reason is not None)
-        return Verdict(passed=not reasons, reasons=reasons, checks=outcomes)
+        return Verdict(
+            passed=not reasons, reasons=reasons, checks=outcomes, thresholds=self.thresholds()
+        )
+
+    def thresholds(self) -> dict[str, float | int]:
+        """The enabled numeric thresholds (what an attestation records beside its verdict)."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
 
     def _output_checks(self, result: MetricsResult, checks: _Checks) -> None:
         acc = result.accuracy

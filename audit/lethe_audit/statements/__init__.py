@@ -2,7 +2,9 @@
 
 Build a predicate (:class:`UnlearningAttestation` or :class:`LifecycleEvent`), turn it into a
 :class:`Statement` (``.to_statement()``), sign it into an :class:`Envelope`
-(:func:`sign_statement`); the log leaf is ``envelope.to_json()``.
+(:func:`sign_statement`); the log leaf is ``envelope.to_json()``. The domain vocabulary
+(:class:`RequestStatus`, :class:`EventType`, :class:`ApplyOutcome`, :class:`Phase`) lives here
+too: writers and readers use the same enums.
 """
 
 from __future__ import annotations
@@ -22,14 +24,12 @@ from lethe_audit.statements._dsse import (
 from lethe_audit.statements._intoto import STATEMENT_TYPE, Statement, Subject
 from lethe_audit.statements._predicates import (
     EVENT_V1,
-    KNOWN_EVENTS,
     STATEMENT_VALIDATORS,
     UNLEARNING_V1,
     LifecycleEvent,
     MethodRef,
     ModelRef,
     OnnxRef,
-    Phase,
     PolicyVerdict,
     RequestRecord,
     UnlearningAttestation,
@@ -42,16 +42,18 @@ from lethe_audit.statements._predicates import (
     validate_statement,
     validate_unlearning,
 )
+from lethe_audit.statements._vocab import ApplyOutcome, EventType, Phase, RequestStatus
 
 __all__ = [
     "EVENT_V1",
     "INTOTO_PAYLOAD_TYPE",
-    "KNOWN_EVENTS",
     "STATEMENT_TYPE",
     "STATEMENT_VALIDATORS",
     "UNLEARNING_V1",
+    "ApplyOutcome",
     "Envelope",
     "EnvelopeSignature",
+    "EventType",
     "LifecycleEvent",
     "MethodRef",
     "ModelRef",
@@ -59,6 +61,7 @@ __all__ = [
     "Phase",
     "PolicyVerdict",
     "RequestRecord",
+    "RequestStatus",
     "Statement",
     "Subject",
     "UnlearningAttestation",

@@ -22,22 +22,10 @@ from typing import Any, Literal
 from lethe_audit.errors import StatementError
 from lethe_audit.statements._canonical import canonical_json
 from lethe_audit.statements._intoto import Statement, Subject
+from lethe_audit.statements._vocab import ApplyOutcome, Phase
 
 UNLEARNING_V1 = "urn:lethe:attestation:unlearning:v1"
 EVENT_V1 = "urn:lethe:event:v1"
-
-#: Lifecycle events Lethe itself writes (others matching the name pattern are accepted).
-KNOWN_EVENTS = frozenset(
-    {
-        "request.received",
-        "request.approved",
-        "request.rejected",
-        "request.shredded",
-        "request.superseded",
-        "key.rotated",
-        "log.note",
-    }
-)
 
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -45,17 +33,6 @@ _COMMITMENT = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
-
-
-class Phase(str, Enum):
-    """Which phase of a deletion an attestation records (DESIGN §3, §5).
-
-    ``MASK``: phase 1, the filter masks the class in intact weights ("masked, not yet erased").
-    ``ERASE``: phase 2, the weights were changed so that they no longer hold the class.
-    """
-
-    MASK = "mask"
-    ERASE = "erase"
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -307,7 +284,7 @@ class UnlearningAttestation:
     reference's provenance are in ``metrics["depth"]``. Mask attestations carry neither.
     """
 
-    outcome: Literal["applied", "failed"]
+    outcome: ApplyOutcome | Literal["applied", "failed"]
     requests: tuple[RequestRecord, ...]
     forgotten_classes: tuple[int, ...]
     applied_at: str
@@ -324,6 +301,8 @@ class UnlearningAttestation:
     PREDICATE_TYPE = UNLEARNING_V1
 
     def __post_init__(self) -> None:
+        if isinstance(self.outcome, ApplyOutcome):  # the plain string goes into the log
+            object.__setattr__(self, "outcome", self.outcome.value)
         try:
             object.__setattr__(self, "phase", Phase(self.phase))
         except ValueError:
@@ -572,6 +551,8 @@ class LifecycleEvent:
     PREDICATE_TYPE = EVENT_V1
 
     def __post_init__(self) -> None:
+        if isinstance(self.event, Enum):  # an EventType: the plain string goes into the log
+            object.__setattr__(self, "event", str(self.event.value))
         validate_event(self.to_predicate())
 
     def to_predicate(self) -> dict[str, Any]:

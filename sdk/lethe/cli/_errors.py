@@ -1,9 +1,12 @@
 """The one error map of ``lethe``: exception class -> exit code, message to stderr.
 
-Lethe's own errors use codes 100-139; errors raised by ``lethe_audit`` (log, keys,
-metrics, model verification, reports) keep the codes of ``lethe-audit`` (1-99), so a script sees
-the same number for the same failure from either tool. A class without an entry gets the
-code of its nearest listed base class.
+Lethe's own errors use codes 100-199, in blocks: 100-159 the core (filters, export, workflow),
+160-169 the HTTP service and client (``lethe serve``, ``lethe.Client``), 170-179 bring-your-own
+models, 180-184 signatures, 185-189 the CLI itself, 190-194 erase; 195-199 are free. Errors
+raised by ``lethe_audit`` (log, keys, metrics, policies, model verification, reports) keep the
+codes of ``lethe-audit`` (1-99), so a script sees the same number for the same failure from
+either tool (a failed policy is ``PolicyError``, 19, from both). A class without an entry gets
+the code of its nearest listed base class.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.ApplyLockLostError: 137,
         E.InsufficientSpaceError: 138,
         E.UnattachedBankError: 139,
+        E.InconsistentStateError: 140,
+        E.PublishedLinkError: 141,
+        E.SeparationOfDutiesError: 166,
     }
 )
 

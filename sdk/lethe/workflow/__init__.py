@@ -1,24 +1,90 @@
-"""The deletion workflow: projects, registered models, requests, applies and receipts."""
+"""The deletion workflow: projects, registered models, requests, applies and receipts.
 
-from lethe.workflow._project import LEGAL_BASES, Lethe, normalize_subject
-from lethe.workflow._settings import CONFIG_NAME, Settings
-from lethe.workflow._types import (
-    MASKED_NOT_ERASED,
-    ApplyResult,
-    DeletionRequest,
-    DepthReference,
-    ModelInfo,
-)
+Layers (DEVELOPERS.md): :class:`ProjectStore` (engine, sessions, locked row look-ups, paths)
+-> services (models, requests, references, applies, exports; each receives the store and the
+:class:`~lethe_audit.log.AuditLog`) -> the thin :class:`Lethe` facade -> the CLI and the HTTP
+service. Names load on first use (PEP 562), so ``import lethe.workflow`` stays cheap for
+commands that only read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lethe.workflow._applies import ApplyService
+    from lethe.workflow._exporting import ExportService
+    from lethe.workflow._models import ModelService
+    from lethe.workflow._project import LEGAL_BASES, Lethe, normalize_subject
+    from lethe.workflow._reference import ReferenceService
+    from lethe.workflow._requests import RequestService
+    from lethe.workflow._settings import CONFIG_NAME, Settings
+    from lethe.workflow._store import ProjectStore
+    from lethe.workflow._types import (
+        MASKED_NOT_ERASED,
+        ApplyResult,
+        DeletionRequest,
+        DepthReference,
+        EvalDataExport,
+        LogEntry,
+        ModelExport,
+        ModelInfo,
+    )
+
+_WHERE = {
+    "ApplyService": "_applies",
+    "ExportService": "_exporting",
+    "ModelService": "_models",
+    "LEGAL_BASES": "_requests",
+    "Lethe": "_project",
+    "normalize_subject": "_requests",
+    "ReferenceService": "_reference",
+    "RequestService": "_requests",
+    "CONFIG_NAME": "_settings",
+    "Settings": "_settings",
+    "ProjectStore": "_store",
+    "MASKED_NOT_ERASED": "_types",
+    "ApplyResult": "_types",
+    "DeletionRequest": "_types",
+    "DepthReference": "_types",
+    "EvalDataExport": "_types",
+    "LogEntry": "_types",
+    "ModelExport": "_types",
+    "ModelInfo": "_types",
+}
 
 __all__ = [
     "CONFIG_NAME",
     "LEGAL_BASES",
     "MASKED_NOT_ERASED",
     "ApplyResult",
+    "ApplyService",
     "DeletionRequest",
     "DepthReference",
+    "EvalDataExport",
+    "ExportService",
     "Lethe",
+    "LogEntry",
+    "ModelExport",
     "ModelInfo",
+    "ModelService",
+    "ProjectStore",
+    "ReferenceService",
+    "RequestService",
     "Settings",
     "normalize_subject",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{where}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -15,37 +15,51 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from lethe._io import fsync_dir
 from lethe.errors import AlreadyErasedError, ApplyError, NothingToApplyError
-from lethe.workflow._apply import (
+from lethe.workflow._lock import apply_lock, check_lock
+from lethe.workflow._publish import (
     METHOD_NAME,
     PARITY_SAMPLES,
-    _published_link,
-    _reconcile,
-    _record,
-    _swap_link,
-    _thresholds,
-    _verdict,
-    apply_result,
+    ApplyContext,
+    lethe_version,
+    new_apply_id,
+    read_result,
+    reconcile,
+    request_record,
+    swap_link,
 )
-from lethe.workflow._lock import apply_lock, check_lock
-from lethe.workflow._reference import REFERENCE_SEEDS, require_reference
+from lethe.workflow._reference import REFERENCE_SEEDS
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult, DepthReference
-from lethe_audit.statements import ModelRef, OnnxRef, PolicyVerdict, UnlearningAttestation, rfc3339
+from lethe_audit.statements import (
+    ApplyOutcome,
+    MethodRef,
+    ModelRef,
+    OnnxRef,
+    Phase,
+    UnlearningAttestation,
+    rfc3339,
+)
 from lethe_audit.store import ApplyRow, ModelRow, RequestRow
 
 if TYPE_CHECKING:
-    from lethe.workflow._project import Lethe
+    from torch import nn
+
+    from lethe.export import FilteredExport
+    from lethe.filters import EraseConfig, EraseReport, FilterBank
+    from lethe.models import ModelSpec
+    from lethe_audit.metrics import Policy, Verdict
 
 __all__ = ["run_erase"]
 
@@ -70,24 +84,27 @@ class _Outcome:
     """What phase 2 produced and measured."""
 
     apply_id: str
-    export: Any
-    report: Any
+    export: FilteredExport
+    report: EraseReport
     metrics: dict[str, Any]
-    failures: list[str]
+    verdict: Verdict
     base_digest: str
 
+    @property
+    def outcome(self) -> ApplyOutcome:
+        return ApplyOutcome.APPLIED if self.verdict.passed else ApplyOutcome.FAILED
 
-def _plan(lt: Lethe, name: str) -> _Plan:
-    with lt._read() as s:
-        mrow = s.get(ModelRow, name)
-        assert mrow is not None
+
+def _plan(ctx: ApplyContext, name: str) -> _Plan:
+    store = ctx.store
+    with store.read() as s:
+        mrow = store.model_row(s, name)
         if mrow.current_apply_id is None:
             raise NothingToApplyError(
                 f"nothing is published for model {name!r}: run `lethe apply {name}` first"
             )
-        start = s.get(ApplyRow, mrow.current_apply_id)
-        assert start is not None
-        if start.phase == "erase":
+        start = store.apply_row(s, mrow.current_apply_id)
+        if start.phase == Phase.ERASE:
             raise AlreadyErasedError(
                 f"model {name!r} is already erased: the published apply {start.id} is the erase "
                 f"of apply {start.starts_from}; nothing to do"
@@ -98,50 +115,52 @@ def _plan(lt: Lethe, name: str) -> _Plan:
         base_onnx = mrow.base_onnx_path
     rows.sort(key=lambda r: ids.index(r.id))
     forget = tuple(json.loads(start.forgotten_classes))
-    reference = require_reference(lt, name)
+    reference = ctx.references.require(name)
     return _Plan(name, start, rows, forget, reference, utcnow(), base_onnx)
 
 
 def run_erase(
-    lt: Lethe,
-    model: str | None,
+    ctx: ApplyContext,
+    name: str,
     *,
     progress: bool,
-    policy: Any,
-    config: Any = None,
+    policy: Policy,
+    config: EraseConfig | dict[str, Any] | None = None,
     fault: Step | None = None,
 ) -> ApplyResult:
-    """Erase the published phase-1 model of ``model``; see the module docstring."""
-    from lethe_audit.metrics import Policy
-
+    """Erase the published phase-1 model of ``name``; see the module docstring."""
     step = fault or (lambda _s: None)
-    name = lt.model(model).name
-    pol = policy if policy is not None else Policy.from_mapping(lt.settings.policy)
-    with apply_lock(lt.engine, lt.model_dir(name), name) as lock_conn:
-        _reconcile(lt, name)
-        plan = _plan(lt, name)
+    with apply_lock(ctx.store.engine, ctx.store.model_dir(name), name) as lock_conn:
+        reconcile(ctx.store, name)
+        plan = _plan(ctx, name)
         step("erase_start")
-        out = _erase_and_measure(lt, plan, pol, config, progress, step)
+        out = _erase_and_measure(ctx, plan, policy, config, progress, step)
         # Commits go through the lock's connection (PostgreSQL): an erase that lost its lock
         # can never commit (see lethe.workflow._lock).
-        if out.failures:
-            return _record_failure(lt, plan, out, pol, step, lock_conn)
+        if not out.verdict.passed:
+            return _record_failure(ctx, plan, out, step, lock_conn)
         check_lock(lock_conn)
-        return _publish(lt, plan, out, pol, step, lock_conn)
+        return _publish(ctx, plan, out, step, lock_conn)
 
 
-def _erase_config(lt: Lethe, config: Any) -> Any:
+def _erase_config(ctx: ApplyContext, config: EraseConfig | dict[str, Any] | None) -> EraseConfig:
     from lethe.filters import EraseConfig
 
+    table = dict(ctx.store.settings.erase)
     if config is None:
-        return EraseConfig(**dict(lt.settings.erase))
+        return EraseConfig(**table)
     if isinstance(config, dict):
-        return EraseConfig(**{**dict(lt.settings.erase), **config})
+        return EraseConfig(**{**table, **config})
     return config
 
 
 def _erase_and_measure(
-    lt: Lethe, plan: _Plan, pol: Any, config: Any, progress: bool, step: Step
+    ctx: ApplyContext,
+    plan: _Plan,
+    pol: Policy,
+    config: EraseConfig | dict[str, Any] | None,
+    progress: bool,
+    step: Step,
 ) -> _Outcome:
     from lethe import model_digest
     from lethe.data import to_dataset
@@ -151,64 +170,64 @@ def _erase_and_measure(
 
     if plan.start.artifact_dir is None:
         raise ApplyError(f"apply {plan.start.id} has no artefacts to erase")
-    masked, spec = load_checkpoint(lt._abs(plan.start.artifact_dir) / "model.safetensors")
+    masked, spec = load_checkpoint(ctx.store.abs(plan.start.artifact_dir) / "model.safetensors")
     if model_digest(masked) != plan.start.folded_digest:
         raise ApplyError(
             f"the published model of apply {plan.start.id} does not match its logged digest; "
             "restore the project's models/ folder from a backup"
         )
-    if lt.model(plan.name).train_data_digest is None:
+    models = ctx.models
+    if models.model(plan.name).train_data_digest is None:
         raise ApplyError(f"model {plan.name!r} has no training data: erase re-trains on it")
-    base_model, _ = lt.load_model(plan.name)
-    train_arr = lt.data(plan.name, split="train")
-    cfg = _erase_config(lt, config)
+    base_model, _ = models.load_model(plan.name)
+    train_arr = models.data(plan.name, split="train")
+    cfg = _erase_config(ctx, config)
     erased, report = erase(
         masked, to_dataset(train_arr, spec.preprocess), plan.forget, config=cfg, progress=progress
     )
     erased = erased.cpu().eval()
     step("erase_trained")
-    eval_arr = lt.data(plan.name, split="eval")
+    eval_arr = models.data(plan.name, split="eval")
     eval_x = spec.preprocess.numpy(eval_arr.x)
     export = export_erased(
         erased,
         base_model,
-        base_onnx=lt._abs(plan.base_onnx) if plan.base_onnx else None,
+        base_onnx=ctx.store.abs(plan.base_onnx) if plan.base_onnx else None,
         forget=plan.forget,
         parity_inputs=eval_x[:PARITY_SAMPLES],
         input_shape=(spec.in_chans, *spec.input_size),
     )
-    metrics, failures = _measure(
-        lt, plan, pol, (erased, base_model, export), spec, (eval_x, eval_arr.y), progress
+    metrics, verdict = _measure(
+        ctx, plan, pol, (erased, base_model, export), spec, (eval_x, eval_arr.y), progress
     )
     step("erase_verified")
     return _Outcome(
-        apply_id="apply-" + secrets.token_hex(8),
+        apply_id=new_apply_id(),
         export=export,
         report=report,
         metrics=metrics,
-        failures=failures,
+        verdict=verdict,
         base_digest=model_digest(base_model),
     )
 
 
 def _measure(
-    lt: Lethe,
+    ctx: ApplyContext,
     plan: _Plan,
-    pol: Any,
-    models: tuple[Any, Any, Any],
-    spec: Any,
+    pol: Policy,
+    models: tuple[nn.Module, nn.Module, FilteredExport],
+    spec: ModelSpec,
     eval_xy: tuple[Any, Any],
     progress: bool,
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], Verdict]:
     """Metrics of the erased model (relearn over the reference's seeds, probe, ONNX parity),
     its depth against the reference, and the erase-phase policy verdict."""
     from lethe.metrics import TorchBackend
     from lethe_audit.metrics import ImageSet, OnnxBackend, RelearnConfig, depth_metric, evaluate
-    from lethe_audit.statements import Phase
 
     erased, base_model, export = models
     eval_x, eval_y = eval_xy
-    train_arr = lt.data(plan.name, split="train")
+    train_arr = ctx.models.data(plan.name, split="train")
     seeds = max(REFERENCE_SEEDS, len(plan.reference.info.seeds))
     result = evaluate(
         TorchBackend(erased),
@@ -222,28 +241,24 @@ def _measure(
         progress=progress,
     )
     result = dataclasses.replace(result, depth=depth_metric(result, plan.reference.info))
-    verdict = pol.evaluate(result, phase=Phase.ERASE)
-    return result.to_dict(), list(verdict.reasons)
+    return result.to_dict(), pol.evaluate(result, phase=Phase.ERASE)
 
 
 def _attestation(
-    lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, *, at: datetime, onnx: OnnxRef | None
+    ctx: ApplyContext, plan: _Plan, out: _Outcome, *, at: datetime, onnx: OnnxRef | None
 ) -> UnlearningAttestation:
-    from lethe.workflow._apply import _version
-    from lethe_audit.statements import Phase
-
-    bank = lt.load_bank(plan.name)
+    bank = ctx.models.load_bank(plan.name)
     report = out.report
     return UnlearningAttestation(
-        outcome="failed" if out.failures else "applied",
-        requests=tuple(_record(r) for r in plan.requests),
+        outcome=out.outcome,
+        requests=tuple(request_record(r) for r in plan.requests),
         forgotten_classes=plan.forget,
         applied_at=rfc3339(at),
         model=ModelRef(plan.name, f"sha256:{out.base_digest}", out.export.folded_digest),
         filter_bank_digest=f"sha256:{plan.start.bank_digest}",
-        method=_method(bank, _version()),
+        method=_method(bank),
         metrics=out.metrics,
-        policy=PolicyVerdict(_thresholds(pol), not out.failures, tuple(out.failures)),
+        policy=out.verdict.to_policy_verdict(),
         onnx=onnx,
         phase=Phase.ERASE,
         erase={
@@ -256,18 +271,15 @@ def _attestation(
     )
 
 
-def _method(bank: Any, version: str) -> Any:
+def _method(bank: FilterBank) -> MethodRef:
     """The phase-1 method (the filters the masked model was folded with); the erase recipe is
     the attestation's ``erase`` field."""
-    from lethe_audit.statements import MethodRef
-
-    return MethodRef(METHOD_NAME, version, dict(bank.train_config))
+    return MethodRef(METHOD_NAME, lethe_version(), dict(bank.train_config))
 
 
 def _row(
     plan: _Plan,
     out: _Outcome,
-    pol: Any,
     *,
     log_index: int,
     onnx: OnnxRef | None,
@@ -276,7 +288,7 @@ def _row(
     return ApplyRow(
         id=out.apply_id,
         model_name=plan.name,
-        outcome="failed" if out.failures else "applied",
+        outcome=out.outcome.value,
         started_at=plan.started,
         finished_at=utcnow(),
         forgotten_classes=json.dumps(list(plan.forget)),
@@ -287,47 +299,40 @@ def _row(
         onnx_content_hash=onnx.content_hash if onnx else None,
         artifact_dir=artifact_dir,
         metrics=json.dumps(out.metrics, sort_keys=True),
-        verdict=json.dumps(_verdict(pol, not out.failures, out.failures)),
+        verdict=json.dumps(out.verdict.to_record()),
         log_index=log_index,
-        phase="erase",
+        phase=Phase.ERASE.value,
         starts_from=plan.start.id,
     )
 
 
 def _record_failure(
-    lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step, lock_conn: Any
+    ctx: ApplyContext, plan: _Plan, out: _Outcome, step: Step, lock_conn: Connection | None
 ) -> ApplyResult:
-    attestation = _attestation(lt, plan, out, pol, at=utcnow(), onnx=None)
-    with lt._write(bind=lock_conn) as s:
-        entry = lt.log.append(attestation.to_statement(), session=s)
-        s.add(_row(plan, out, pol, log_index=entry.index, onnx=None, artifact_dir=None))
+    attestation = _attestation(ctx, plan, out, at=utcnow(), onnx=None)
+    with ctx.store.write(bind=lock_conn) as s:
+        entry = ctx.log.append(attestation.to_statement(), session=s)
+        s.add(_row(plan, out, log_index=entry.index, onnx=None, artifact_dir=None))
     step("erase_failure_logged")
-    return _result(lt, out.apply_id)
+    return read_result(ctx, out.apply_id)
 
 
-def _result(lt: Lethe, apply_id: str) -> ApplyResult:
-    with lt._read() as s:
-        arow = s.get(ApplyRow, apply_id)
-        assert arow is not None
-        return apply_result(lt, arow)
-
-
-def _write_artifacts(lt: Lethe, plan: _Plan, out: _Outcome) -> tuple[Any, OnnxRef]:
+def _write_artifacts(ctx: ApplyContext, plan: _Plan, out: _Outcome) -> tuple[Path, OnnxRef]:
     from lethe.export import model_metadata, save_model, sign_model
     from lethe.models import save_checkpoint
     from lethe_audit.model import content_hash
 
-    _, spec = lt.load_model(plan.name)
+    _, spec = ctx.models.load_model(plan.name)
     meta = model_metadata(
         out.export,
         model_name=plan.name,
-        checkpoint=lt.log.checkpoint(),
+        checkpoint=ctx.log.checkpoint(),
         requests=[r.id for r in plan.requests],
     )
-    signed = sign_model(out.export.model, meta, list(lt.log.signers))
-    adir = lt.model_dir(plan.name) / "applies" / out.apply_id
+    signed = sign_model(out.export.model, meta, list(ctx.log.signers))
+    adir = ctx.store.apply_dir(plan.name, out.apply_id)
     adir.mkdir(parents=True)
-    extra = {"apply_id": out.apply_id, "phase": "erase", "starts_from": plan.start.id}
+    extra = {"apply_id": out.apply_id, "phase": Phase.ERASE.value, "starts_from": plan.start.id}
     save_checkpoint(out.export.folded, spec, adir / "model.safetensors", extra=extra)
     _, onnx_sha = save_model(signed, adir / "model.onnx")
     fsync_dir(adir)
@@ -335,54 +340,51 @@ def _write_artifacts(lt: Lethe, plan: _Plan, out: _Outcome) -> tuple[Any, OnnxRe
 
 
 def _publish(
-    lt: Lethe, plan: _Plan, out: _Outcome, pol: Any, step: Step, lock_conn: Any
+    ctx: ApplyContext, plan: _Plan, out: _Outcome, step: Step, lock_conn: Connection | None
 ) -> ApplyResult:
-    adir, onnx_ref = _write_artifacts(lt, plan, out)
+    adir, onnx_ref = _write_artifacts(ctx, plan, out)
     step("erase_artifacts_written")
     try:
-        _commit(lt, plan, out, pol, step, lock_conn, adir, onnx_ref)
+        _commit(ctx, plan, out, step, lock_conn, adir, onnx_ref)
     except BaseException:
-        with lt._read() as s:
+        with ctx.store.read() as s:
             committed = s.get(ApplyRow, out.apply_id) is not None
         if not committed:  # nothing refers to the folder: remove it (else the next run would)
             shutil.rmtree(adir, ignore_errors=True)
         raise
     step("erase_committed")
-    _swap_link(_published_link(lt, plan.name), f"applies/{out.apply_id}")
+    swap_link(ctx.store.published_link(plan.name), f"applies/{out.apply_id}")
     step("erase_published")
-    return _result(lt, out.apply_id)
+    return read_result(ctx, out.apply_id)
 
 
 def _commit(
-    lt: Lethe,
+    ctx: ApplyContext,
     plan: _Plan,
     out: _Outcome,
-    pol: Any,
     step: Step,
-    lock_conn: Any,
-    adir: Any,
+    lock_conn: Connection | None,
+    adir: Path,
     onnx_ref: OnnxRef,
 ) -> None:
     """The one transaction of a successful erase."""
+    store = ctx.store
     erased_at = utcnow()
-    attestation = _attestation(lt, plan, out, pol, at=erased_at, onnx=onnx_ref)
-    with lt._write(bind=lock_conn) as s:
-        mrow = lt._locked(s, select(ModelRow).where(ModelRow.name == plan.name))
+    attestation = _attestation(ctx, plan, out, at=erased_at, onnx=onnx_ref)
+    with store.write(bind=lock_conn) as s:
+        mrow = store.locked(s, select(ModelRow).where(ModelRow.name == plan.name))
         if mrow is None or mrow.current_apply_id != plan.start.id:
             raise ApplyError(
                 f"model {plan.name!r} was published by another apply while erasing; nothing "
                 "was published, run `lethe erase` again"
             )
-        entry = lt.log.append(attestation.to_statement(onnx_name=f"{plan.name}.onnx"), session=s)
+        entry = ctx.log.append(attestation.to_statement(onnx_name=f"{plan.name}.onnx"), session=s)
         step("erase_logged")
         for r in plan.requests:
-            row = s.get(RequestRow, r.id)
-            assert row is not None
+            row = store.existing_request(s, r.id)
             row.apply_id = out.apply_id
             row.erased_at = erased_at
-        s.add(
-            _row(plan, out, pol, log_index=entry.index, onnx=onnx_ref, artifact_dir=lt._rel(adir))
-        )
+        s.add(_row(plan, out, log_index=entry.index, onnx=onnx_ref, artifact_dir=store.rel(adir)))
         mrow.current_apply_id = out.apply_id
         s.flush()
         step("erase_before_commit")

@@ -1,20 +1,268 @@
-"""Shipping the published model (fp32 or int8) and describing log entries for admins."""
+"""The export service: shipping the published model (fp32 or int8), the auditor's evaluation
+set and bundle, and describing log entries for admins."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lethe.errors import ApplyError
+from lethe.errors import ApplyError, ModelRegistrationError, PolicyFailedError
+from lethe.workflow._applies import ApplyService
+from lethe.workflow._models import ModelService
+from lethe.workflow._store import ProjectStore
+from lethe.workflow._types import EvalDataExport, LogEntry, ModelExport, ModelInfo
+from lethe_audit.keys import KeyRing
+from lethe_audit.log import AuditLog
+from lethe_audit.statements import EventType, LifecycleEvent, rfc3339
 
 if TYPE_CHECKING:
-    from lethe.workflow._project import Lethe
+    import onnx
 
-__all__ = ["describe_entries", "export_eval_data", "export_published"]
+    from lethe.models import ModelSpec
+    from lethe.workflow._project import Lethe
+    from lethe_audit.model import ModelMetadata
+
+__all__ = ["CALIBRATION_SAMPLES", "ExportService"]
 
 CALIBRATION_SAMPLES = 256
+
+
+class ExportService:
+    """Exports of a project: the published ONNX model, evaluation data, bundles, log lines."""
+
+    def __init__(
+        self,
+        store: ProjectStore,
+        log: AuditLog,
+        keyring: KeyRing,
+        models: ModelService,
+        applies: ApplyService,
+    ) -> None:
+        self._store = store
+        self._log = log
+        self._ring = keyring
+        self._models = models
+        self._applies = applies
+
+    # -- the published model ----------------------------------------------------------------
+
+    def export_onnx(
+        self,
+        model: str | None,
+        out: str | Path,
+        *,
+        quantize: str | None = None,
+        progress: bool = False,
+    ) -> ModelExport:
+        """See :meth:`lethe.Lethe.export_onnx`."""
+        from lethe._io import atomic_write_bytes
+        from lethe_audit.model import verify_model
+
+        if quantize not in (None, "int8"):
+            raise ApplyError(f"unknown quantization {quantize!r}; only int8 is supported")
+        info, src = self._published_onnx(model)
+        verify_model(src, self._ring.verifiers())
+        if quantize is None:
+            data = src.read_bytes()
+            atomic_write_bytes(Path(out), data)
+            digest = hashlib.sha256(data).hexdigest()
+            result = ModelExport(str(out), digest, "fp32", _current(info))
+        else:
+            result = self._export_int8(info, src, Path(out), progress=progress)
+        self._log_export(info.name, result)
+        return result
+
+    def _published_onnx(self, model: str | None) -> tuple[ModelInfo, Path]:
+        info = self._models.model(model)
+        paths = self._applies.published(info.name)
+        if paths is None or info.current_apply_id is None:
+            raise ApplyError(f"nothing is published for {info.name!r} yet: run `lethe apply` first")
+        return info, paths["onnx"]
+
+    def _export_int8(self, info: ModelInfo, src: Path, out: Path, *, progress: bool) -> ModelExport:
+        """A static QDQ int8 copy calibrated on real retain training images, measured like the
+        fp32 model and checked by the project's policy *before* it is signed and written."""
+        from lethe.export import quantize_int8, save_model, sign_model
+        from lethe_audit.model import content_hash, read_model
+
+        meta = read_model(src).metadata()
+        forget = list(meta.forgotten_classes)
+        _, spec = self._models.load_model(info.name)
+        calib = self._calibration_images(info.name, spec, forget)
+        import onnx
+
+        int8 = quantize_int8(onnx.load_from_string(src.read_bytes()), calib, progress=progress)
+        summary = self._check_int8(info.name, spec, int8, forget, progress=progress)
+        signed = sign_model(int8, _int8_metadata(meta), list(self._log.signers))
+        path, digest = save_model(signed, out)
+        return ModelExport(
+            path=str(path),
+            sha256=digest,
+            variant="int8",
+            apply_id=_current(info),
+            content_hash=content_hash(signed),
+            metrics=summary,
+            fp32_bytes=src.stat().st_size,
+            int8_bytes=path.stat().st_size,
+        )
+
+    def _calibration_images(self, name: str, spec: ModelSpec, forget: list[int]) -> Any:
+        """Preprocessed retain images for calibration: training data, or (a model registered
+        without it) the evaluation data."""
+        try:
+            calib_src = self._models.data(name, split="train")
+        except ModelRegistrationError:
+            calib_src = self._models.data(name, split="eval")
+        retain = calib_src.of_classes(forget, keep=False)
+        return spec.preprocess.numpy(retain.x[:CALIBRATION_SAMPLES])
+
+    def _check_int8(
+        self,
+        name: str,
+        spec: ModelSpec,
+        int8: onnx.ModelProto,
+        forget: list[int],
+        *,
+        progress: bool,
+    ) -> dict[str, Any]:
+        """Measure the int8 model against the unfiltered one; raise unless the policy passes."""
+        from lethe.metrics import TorchBackend
+        from lethe_audit.metrics import ImageSet, OnnxBackend, Policy, evaluate
+
+        eval_arr = self._models.data(name, split="eval")
+        eval_set = ImageSet(spec.preprocess.numpy(eval_arr.x), eval_arr.y, spec.num_classes)
+        base_model, _ = self._models.load_model(name)
+        result = evaluate(
+            OnnxBackend(int8.SerializeToString()),
+            eval_set,
+            forget=forget,
+            base=TorchBackend(base_model),
+            seed=0,
+            progress=progress,
+        )
+        policy = Policy.from_mapping({**self._store.settings.policy, "max_parity": "off"})
+        verdict = policy.evaluate(result)
+        if not verdict.passed:
+            raise PolicyFailedError(
+                "the int8 model fails the policy ("
+                + "; ".join(verdict.reasons)
+                + "); not exported",
+                reasons=tuple(verdict.reasons),
+            )
+        acc = result.accuracy
+        return {
+            "forget_accuracy": acc.forget_accuracy,
+            "retain_accuracy": acc.retain_accuracy,
+            "base_retain_accuracy": acc.base_retain_accuracy,
+            "passed": verdict.passed,
+            "reasons": list(verdict.reasons),
+        }
+
+    def _log_export(self, name: str, result: ModelExport) -> None:
+        details: dict[str, Any] = {
+            "model": name,
+            "variant": result.variant,
+            "sha256": result.sha256,
+            "apply_id": result.apply_id,
+        }
+        if result.metrics is not None:
+            m = result.metrics
+            details.update(
+                forget_accuracy=m["forget_accuracy"], retain_accuracy=m["retain_accuracy"]
+            )
+        now = rfc3339(datetime.now(timezone.utc))
+        self._log.append(LifecycleEvent(EventType.MODEL_EXPORTED, now, details=details))
+
+    # -- data, bundles, log -------------------------------------------------------------------
+
+    def export_eval_data(self, model: str | None, out: str | Path) -> EvalDataExport:
+        """See :meth:`lethe.Lethe.export_eval_data`."""
+        import io
+
+        import numpy as np
+
+        from lethe._io import atomic_write_bytes
+        from lethe_audit.metrics import ImageSet
+
+        info = self._models.model(model)
+        _, spec = self._models.load_model(info.name)
+        arr = self._models.data(info.name, split="eval")
+        x = spec.preprocess.numpy(arr.x).astype(np.float32)
+        y = arr.y.astype(np.int64)
+        buf = io.BytesIO()
+        np.savez(buf, x=x, y=y)
+        path = atomic_write_bytes(out, buf.getvalue())
+        digest = ImageSet(x, y, spec.num_classes).digest
+        return EvalDataExport(str(path), len(y), digest, tuple(int(d) for d in x.shape[1:]))
+
+    def export_bundle(
+        self, path: str | Path, *, attachments: tuple[str | Path, ...] = (), figures: bool = True
+    ) -> Path:
+        """See :meth:`lethe.Lethe.export_bundle`."""
+        extra = self._applies.figure_files() if figures else []
+        return self._log.export_bundle(Path(path), attachments=[*extra, *attachments])
+
+    def verify_log(self, *, workers: int | None = None) -> None:
+        """Export the log to a temporary bundle and verify it end to end (returns or raises)."""
+        import tempfile
+
+        from lethe_audit.verify import verify_bundle
+
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = self._log.export_bundle(Path(tmp) / "bundle")
+            verify_bundle(
+                bundle, list(self._ring.verifiers()), origin=self._log.origin(), workers=workers
+            )
+
+    def log_entries(self, *, start: int = 0, limit: int = 50) -> list[LogEntry]:
+        """One line of facts per log entry (no personal data is in the log to begin with)."""
+        from lethe_audit.statements import Envelope, Statement
+
+        rows: list[LogEntry] = []
+        for index, raw in self._log.iter_entries(start, start + limit):
+            st = Statement.from_envelope(Envelope.from_json(raw))
+            kind, summary = _describe(st.predicate_type, st.predicate)
+            p = st.predicate
+            rows.append(
+                LogEntry(
+                    index, st.predicate_type, kind, summary, p.get("at") or p.get("applied_at")
+                )
+            )
+        return rows
+
+
+def _describe(predicate_type: str, p: Mapping[str, Any]) -> tuple[str, str]:
+    """The kind and one-line summary of a predicate."""
+    if predicate_type.endswith(":event:v1"):
+        parts = [p.get("request_id") or ""]
+        details = p.get("details") or {}
+        if "classes" in details:
+            parts.append(f"classes={details['classes']}")
+        if "model" in details:
+            parts.append(f"model={details['model']}")
+        return p["event"], " ".join(x for x in parts if x)
+    summary = (
+        f"model={p['model']['name']} phase={p.get('phase', 'mask')} "
+        f"classes={p['forgotten_classes']} requests={len(p['requests'])}"
+    )
+    return f"unlearning.{p['outcome']}", summary
+
+
+def _current(info: ModelInfo) -> str:
+    if info.current_apply_id is None:  # checked by _published_onnx
+        raise ApplyError(f"nothing is published for {info.name!r} yet: run `lethe apply` first")
+    return info.current_apply_id
+
+
+def _int8_metadata(meta: ModelMetadata) -> ModelMetadata:
+    return replace(meta, variant="int8")
+
+
+# -- the CLI's former entry points (public methods only; for the CLI until it calls Lethe) ------
 
 
 def export_published(
@@ -25,181 +273,15 @@ def export_published(
     quantize: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Write the model's published ONNX file to ``out`` after verifying its signature.
-
-    ``quantize="int8"``: a static QDQ int8 copy calibrated on real retain training images,
-    measured like the fp32 model (forget/retain accuracy against the unfiltered model) and
-    checked by the project's policy *before* it is signed and written: quantization must not
-    bring a forgotten class back. The export is logged (``model.exported``).
-    """
-    import onnx
-
-    from lethe._io import atomic_write_bytes
-    from lethe_audit.model import verify_model
-
-    info = lt.model(name)
-    paths = lt.published(info.name)
-    if paths is None or info.current_apply_id is None:
-        raise ApplyError(f"nothing is published for {info.name!r} yet: run `lethe apply` first")
-    src = paths["onnx"]
-    verify_model(src, lt.verifiers())
-    target = Path(out)
-    if quantize is None:
-        data = src.read_bytes()
-        atomic_write_bytes(target, data)
-        digest = hashlib.sha256(data).hexdigest()
-        result: dict[str, Any] = {
-            "path": str(target),
-            "sha256": digest,
-            "variant": "fp32",
-            "apply_id": info.current_apply_id,
-        }
-        _log_export(lt, info.name, result)
-        return result
-    if quantize != "int8":
-        raise ApplyError(f"unknown quantization {quantize!r}; only int8 is supported")
-
-    from lethe.export import quantize_int8, save_model, sign_model
-    from lethe_audit.metrics import ImageSet, OnnxBackend, Policy, evaluate
-    from lethe_audit.model import content_hash, read_model
-
-    signed = read_model(src)
-    meta = signed.metadata()
-    forget = list(meta.forgotten_classes)
-    _, spec = lt.load_model(info.name)
-    pre = spec.preprocess
-    try:
-        calib_src = lt.data(info.name, split="train")
-    except Exception:
-        calib_src = lt.data(info.name, split="eval")
-    retain = calib_src.of_classes(forget, keep=False)
-    calib = pre.numpy(retain.x[:CALIBRATION_SAMPLES])
-    fp32 = onnx.load_from_string(src.read_bytes())
-    int8 = quantize_int8(fp32, calib, progress=progress)
-    eval_arr = lt.data(info.name, split="eval")
-    eval_set = ImageSet(pre.numpy(eval_arr.x), eval_arr.y, spec.num_classes)
-    base_model, _ = lt.load_model(info.name)
-    from lethe.metrics import TorchBackend
-
-    result_m = evaluate(
-        OnnxBackend(int8.SerializeToString()),
-        eval_set,
-        forget=forget,
-        base=TorchBackend(base_model),
-        seed=0,
-        progress=progress,
-    )
-    policy = Policy.from_mapping({**lt.settings.policy, "max_parity": "off"})
-    verdict = policy.evaluate(result_m)
-    acc = result_m.accuracy
-    summary = {
-        "forget_accuracy": acc.forget_accuracy,
-        "retain_accuracy": acc.retain_accuracy,
-        "base_retain_accuracy": acc.base_retain_accuracy,
-        "passed": verdict.passed,
-        "reasons": list(verdict.reasons),
-    }
-    if not verdict.passed:
-        from lethe.errors import PolicyFailedError
-
-        raise PolicyFailedError(
-            "the int8 model fails the policy (" + "; ".join(verdict.reasons) + "); not exported",
-            reasons=tuple(verdict.reasons),
-        )
-    from dataclasses import replace
-
-    md = replace(meta, variant="int8")
-    out_model = sign_model(int8, md, list(lt.log.signers))
-    path, digest = save_model(out_model, target)
-    result = {
-        "path": str(path),
-        "sha256": digest,
-        "variant": "int8",
-        "apply_id": info.current_apply_id,
-        "content_hash": content_hash(out_model),
-        "metrics": summary,
-        "fp32_bytes": src.stat().st_size,
-        "int8_bytes": path.stat().st_size,
-    }
-    _log_export(lt, info.name, result)
-    return result
-
-
-def _log_export(lt: Lethe, name: str, result: dict[str, Any]) -> None:
-    from lethe_audit.statements import LifecycleEvent, rfc3339
-
-    details = {
-        "model": name,
-        "variant": result["variant"],
-        "sha256": result["sha256"],
-        "apply_id": result["apply_id"],
-    }
-    if "metrics" in result:
-        m = result["metrics"]
-        details.update(forget_accuracy=m["forget_accuracy"], retain_accuracy=m["retain_accuracy"])
-    lt.log.append(
-        LifecycleEvent("model.exported", rfc3339(datetime.now(timezone.utc)), details=details)
-    )
-
-
-def describe_entries(lt: Lethe, *, start: int = 0, limit: int = 50) -> list[dict[str, Any]]:
-    """One line of facts per log entry (no personal data is in the log to begin with)."""
-    from lethe_audit.statements import Envelope, Statement
-
-    rows: list[dict[str, Any]] = []
-    for index, raw in lt.log.iter_entries(start, start + limit):
-        st = Statement.from_envelope(Envelope.from_json(raw))
-        p = st.predicate
-        if st.predicate_type.endswith(":event:v1"):
-            kind = p["event"]
-            parts = [p.get("request_id") or ""]
-            details = p.get("details") or {}
-            if "classes" in details:
-                parts.append(f"classes={details['classes']}")
-            if "model" in details:
-                parts.append(f"model={details['model']}")
-            summary = " ".join(x for x in parts if x)
-        else:
-            kind = f"unlearning.{p['outcome']}"
-            summary = (
-                f"model={p['model']['name']} phase={p.get('phase', 'mask')} "
-                f"classes={p['forgotten_classes']} requests={len(p['requests'])}"
-            )
-        rows.append(
-            {
-                "index": index,
-                "predicate_type": st.predicate_type,
-                "kind": kind,
-                "summary": summary,
-                "at": p.get("at") or p.get("applied_at"),
-            }
-        )
-    return rows
+    """Deprecated: :meth:`Lethe.export_onnx` as a dict."""
+    return lt.export_onnx(name, out, quantize=quantize, progress=progress).to_dict()
 
 
 def export_eval_data(lt: Lethe, name: str | None, out: str | Path) -> dict[str, Any]:
-    """Write the model's evaluation set as the auditor consumes it: ``x`` float32, preprocessed
-    NCHW (exactly the model input), ``y`` int64 labels; no class names (they can be personal
-    data). Its digest equals the ``dataset_digest`` of the logged metrics."""
-    import io
+    """Deprecated: :meth:`Lethe.export_eval_data` as a dict."""
+    return lt.export_eval_data(name, out).to_dict()
 
-    import numpy as np
 
-    from lethe._io import atomic_write_bytes
-    from lethe_audit.metrics import ImageSet
-
-    info = lt.model(name)
-    _, spec = lt.load_model(info.name)
-    arr = lt.data(info.name, split="eval")
-    x = spec.preprocess.numpy(arr.x).astype(np.float32)
-    y = arr.y.astype(np.int64)
-    buf = io.BytesIO()
-    np.savez(buf, x=x, y=y)
-    path = atomic_write_bytes(out, buf.getvalue())
-    digest = ImageSet(x, y, spec.num_classes).digest
-    return {
-        "path": str(path),
-        "samples": len(y),
-        "dataset_digest": digest,
-        "input_shape": list(x.shape[1:]),
-    }
+def describe_entries(lt: Lethe, *, start: int = 0, limit: int = 50) -> list[dict[str, Any]]:
+    """Deprecated: :meth:`Lethe.log_entries` as dicts."""
+    return [e.to_dict() for e in lt.log_entries(start=start, limit=limit)]

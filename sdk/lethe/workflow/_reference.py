@@ -16,29 +16,29 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
 from lethe.errors import MissingReferenceError, ReferenceTrainingError
+from lethe.workflow._models import ModelService
+from lethe.workflow._store import ProjectStore
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._time import utc
 from lethe.workflow._types import DepthReference
-from lethe_audit.statements import LifecycleEvent, canonical_json, rfc3339
-from lethe_audit.store import ModelRow, ReferenceRow
+from lethe_audit.log import AuditLog
+from lethe_audit.statements import EventType, LifecycleEvent, canonical_json, rfc3339
+from lethe_audit.store import ReferenceRow
 
 if TYPE_CHECKING:
-    from lethe.workflow._project import Lethe
+    from torch import nn
 
-__all__ = [
-    "DEFAULT_RECIPE",
-    "REFERENCE_KIND",
-    "REFERENCE_SEEDS",
-    "latest_reference",
-    "require_reference",
-    "train_reference",
-]
+    from lethe.models import ModelSpec
+    from lethe_audit.metrics import ReferenceInfo, RelearnMetric
+
+__all__ = ["DEFAULT_RECIPE", "REFERENCE_KIND", "REFERENCE_SEEDS", "ReferenceService"]
 
 REFERENCE_KIND = "retrain-holdout"
 REFERENCE_SEEDS = 3
@@ -55,8 +55,7 @@ DEFAULT_RECIPE: Mapping[str, Any] = {
 }
 
 
-def _recipe(lt: Lethe, overrides: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    table = dict(lt.settings.reference)
+def _recipe(table: dict[str, Any], overrides: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     seeds = table.pop("seeds", REFERENCE_SEEDS)
     given = {k: v for k, v in overrides.items() if v is not None}
     seeds = given.pop("seeds", seeds)
@@ -96,40 +95,139 @@ def _held_out(
     return c, f"class {c} chosen by the operator"
 
 
-def train_reference(
-    lt: Lethe,
-    model: str | None,
-    *,
-    cls: int | str | None = None,
-    progress: bool = False,
-    device: str | None = None,
-    **recipe_overrides: Any,
-) -> DepthReference:
-    """Retrain ``model`` from scratch without one class, measure it, store it, log it."""
-    import torch
+class ReferenceService:
+    """Depth references: one retrain per model without one class, stored and logged."""
 
-    from lethe.data import to_dataset
+    def __init__(self, store: ProjectStore, log: AuditLog, models: ModelService) -> None:
+        self._store = store
+        self._log = log
+        self._models = models
 
-    info = lt.model(model)
-    if info.train_data_digest is None:
-        raise ReferenceTrainingError(
-            f"model {info.name!r} has no training data: the reference is retrained on it; "
-            "register the model with train_data"
+    def train(
+        self,
+        model: str | None,
+        *,
+        cls: int | str | None = None,
+        progress: bool = False,
+        device: str | None = None,
+        **recipe_overrides: Any,
+    ) -> DepthReference:
+        """Retrain ``model`` from scratch without one class, measure it, store it, log it."""
+        import torch
+
+        from lethe.data import to_dataset
+
+        info = self._models.model(model)
+        if info.train_data_digest is None:
+            raise ReferenceTrainingError(
+                f"model {info.name!r} has no training data: the reference is retrained on it; "
+                "register the model with train_data"
+            )
+        recipe, seeds = _recipe(dict(self._store.settings.reference), recipe_overrides)
+        _, spec = self._models.load_model(info.name)
+        train_arr = self._models.data(info.name, split="train")
+        c, reason = _held_out(info.class_names, train_arr.y, cls)
+        retain = train_arr.of_classes([c], keep=False)
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        t0 = time.perf_counter()
+        ref_model = _retrain(spec, to_dataset(retain, spec.preprocess), recipe, dev, progress)
+        seconds = time.perf_counter() - t0
+        relearn, probe = self._measure(info.name, ref_model.cpu(), spec, c, seeds, progress)
+        made = _Made(ref_model, spec, c, reason, recipe, seconds, relearn, probe)
+        return self._store_reference(info.name, made)
+
+    def _measure(
+        self, name: str, model: nn.Module, spec: ModelSpec, c: int, seeds: int, progress: bool
+    ) -> tuple[RelearnMetric, float | None]:
+        """Relearn runs (``seeds`` repeats) and the feature-probe AUC of ``model`` on ``c``."""
+        from lethe.metrics import TorchBackend
+        from lethe_audit.metrics import ImageSet, RelearnConfig, evaluate
+
+        pre = spec.preprocess
+        ev, tr = self._models.data(name, split="eval"), self._models.data(name, split="train")
+        result = evaluate(
+            TorchBackend(model),
+            ImageSet(pre.numpy(ev.x), ev.y, spec.num_classes),
+            forget=[c],
+            train_set=ImageSet(pre.numpy(tr.x), tr.y, spec.num_classes),
+            relearn=RelearnConfig(seeds=seeds),
+            seed=0,
+            progress=progress,
         )
-    recipe, seeds = _recipe(lt, recipe_overrides)
-    _, spec = lt.load_model(info.name)
-    train_arr = lt.data(info.name, split="train")
-    c, reason = _held_out(info.class_names, train_arr.y, cls)
-    retain = train_arr.of_classes([c], keep=False)
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    t0 = time.perf_counter()
-    ref_model = _retrain(spec, to_dataset(retain, spec.preprocess), recipe, dev, progress)
-    seconds = time.perf_counter() - t0
-    relearn, probe = _measure(lt, info.name, ref_model.cpu(), spec, c, seeds, progress)
-    return _store(lt, info.name, ref_model, spec, c, reason, recipe, seconds, relearn, probe)
+        if result.relearn is None:
+            raise ReferenceTrainingError(f"relearn time could not be measured: {result.skipped}")
+        probe = result.probe.auc if result.probe is not None else None
+        return result.relearn, probe
+
+    def _store_reference(self, name: str, made: _Made) -> DepthReference:
+        from lethe._io import fsync_dir
+        from lethe.models import save_checkpoint
+
+        ref_id = "ref-" + secrets.token_hex(8)
+        rdir = self._store.model_dir(name) / "references" / ref_id
+        rdir.mkdir(parents=True)
+        path = save_checkpoint(made.model.cpu(), made.spec, rdir / "model.safetensors")
+        fsync_dir(rdir)
+        row = _row(ref_id, name, made, self._store.rel(path), path.read_bytes())
+        info = _info(row)
+        with self._store.write() as s:
+            details = {"model": name, "reference_id": ref_id, "reason": made.reason}
+            event = LifecycleEvent(
+                EventType.MODEL_REFERENCE,
+                rfc3339(utc(row.created_at)),
+                details={**details, **info.to_dict()},
+            )
+            row.log_index = self._log.append(event, session=s).index
+            s.add(row)
+            s.flush()
+            ref = DepthReference.from_row(row, info, str(path))
+        return ref
+
+    def latest(self, model: str | None) -> DepthReference | None:
+        """The model's newest depth reference, or None."""
+        with self._store.read() as s:
+            name = self._store.model_row(s, model).name
+            row = s.execute(
+                select(ReferenceRow)
+                .where(ReferenceRow.model_name == name)
+                .order_by(ReferenceRow.created_at.desc(), ReferenceRow.id)
+                .limit(1)
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            path = str(self._store.abs(row.checkpoint_path))
+            return DepthReference.from_row(row, _info(row), path)
+
+    def require(self, model: str) -> DepthReference:
+        """The depth reference the erase phase needs, or a typed error naming the command."""
+        ref = self.latest(model)  # an unknown model is UnknownModelError here
+        if ref is None:
+            raise MissingReferenceError(
+                f"model {model!r} has no depth reference, which the erase phase is measured "
+                f"against: make one once with `lethe model reference {model}` "
+                f"(Lethe.train_reference({model!r})), or apply only the mask phase with "
+                "`lethe apply --phase mask`"
+            )
+        return ref
 
 
-def _retrain(spec: Any, ds: Any, recipe: dict[str, Any], dev: str, progress: bool) -> Any:
+@dataclass(frozen=True)
+class _Made:
+    """A retrained reference model and what was measured on it."""
+
+    model: nn.Module
+    spec: ModelSpec
+    cls: int
+    reason: str
+    recipe: dict[str, Any]
+    seconds: float
+    relearn: RelearnMetric
+    probe: float | None
+
+
+def _retrain(
+    spec: ModelSpec, ds: Any, recipe: dict[str, Any], dev: str, progress: bool
+) -> nn.Module:
     from lethe.models import create_model, fit
 
     try:
@@ -141,86 +239,29 @@ def _retrain(spec: Any, ds: Any, recipe: dict[str, Any], dev: str, progress: boo
     return m.eval()
 
 
-def _measure(
-    lt: Lethe, name: str, model: Any, spec: Any, c: int, seeds: int, progress: bool
-) -> tuple[Any, float | None]:
-    """Relearn runs (``seeds`` repeats) and the feature-probe AUC of ``model`` on class ``c``."""
-    from lethe.metrics import TorchBackend
-    from lethe_audit.metrics import ImageSet, RelearnConfig, evaluate
-
-    pre = spec.preprocess
-    ev, tr = lt.data(name, split="eval"), lt.data(name, split="train")
-    result = evaluate(
-        TorchBackend(model),
-        ImageSet(pre.numpy(ev.x), ev.y, spec.num_classes),
-        forget=[c],
-        train_set=ImageSet(pre.numpy(tr.x), tr.y, spec.num_classes),
-        relearn=RelearnConfig(seeds=seeds),
-        seed=0,
-        progress=progress,
-    )
-    if result.relearn is None:
-        raise ReferenceTrainingError(f"relearn time could not be measured: {result.skipped}")
-    probe = result.probe.auc if result.probe is not None else None
-    return result.relearn, probe
-
-
-def _store(
-    lt: Lethe,
-    name: str,
-    model: Any,
-    spec: Any,
-    c: int,
-    reason: str,
-    recipe: dict[str, Any],
-    seconds: float,
-    relearn: Any,
-    probe: float | None,
-) -> DepthReference:
-    from lethe._io import fsync_dir
-    from lethe.models import save_checkpoint
-
-    ref_id = "ref-" + secrets.token_hex(8)
-    rdir = lt.model_dir(name) / "references" / ref_id
-    rdir.mkdir(parents=True)
-    path = save_checkpoint(model.cpu(), spec, rdir / "model.safetensors")
-    fsync_dir(rdir)
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    created = utcnow()
-    runs = [int(r.steps) for r in relearn.runs]
-    seeds = [int(relearn.seed) + i for i in range(len(runs))]  # run i used seed + i
-    row = ReferenceRow(
+def _row(ref_id: str, name: str, made: _Made, rel_path: str, data: bytes) -> ReferenceRow:
+    runs = [int(r.steps) for r in made.relearn.runs]
+    seeds = [int(made.relearn.seed) + i for i in range(len(runs))]  # run i used seed + i
+    return ReferenceRow(
         id=ref_id,
         model_name=name,
         kind=REFERENCE_KIND,
-        classes=json.dumps([c]),
-        reason=reason,
-        checkpoint_path=lt._rel(path),
-        model_sha256=sha,
-        recipe=canonical_json(recipe).decode("utf-8"),
-        seconds=float(seconds),
-        created_at=created,
+        classes=json.dumps([made.cls]),
+        reason=made.reason,
+        checkpoint_path=rel_path,
+        model_sha256=hashlib.sha256(data).hexdigest(),
+        recipe=canonical_json(made.recipe).decode("utf-8"),
+        seconds=float(made.seconds),
+        created_at=utcnow(),
         relearn_runs=json.dumps(runs),
-        relearn_steps=float(relearn.steps),
+        relearn_steps=float(made.relearn.steps),
         seeds=json.dumps(seeds),
-        probe_auc=None if probe is None else float(probe),
+        probe_auc=None if made.probe is None else float(made.probe),
         log_index=-1,
     )
-    info = _info(row)
-    with lt._write() as s:
-        event = LifecycleEvent(
-            "model.reference",
-            rfc3339(created),
-            details={"model": name, "reference_id": ref_id, "reason": reason, **info.to_dict()},
-        )
-        row.log_index = lt.log.append(event, session=s).index
-        s.add(row)
-        s.flush()
-        ref = DepthReference.from_row(row, info, str(path))
-    return ref
 
 
-def _info(row: ReferenceRow) -> Any:
+def _info(row: ReferenceRow) -> ReferenceInfo:
     from lethe_audit.metrics import ReferenceInfo
 
     return ReferenceInfo(
@@ -235,33 +276,3 @@ def _info(row: ReferenceRow) -> Any:
         probe_auc=row.probe_auc,
         seeds=tuple(json.loads(row.seeds)),
     )
-
-
-def latest_reference(lt: Lethe, model: str | None) -> DepthReference | None:
-    """The model's newest depth reference, or None."""
-    with lt._read() as s:
-        name = lt._model_row(s, model).name
-        row = s.execute(
-            select(ReferenceRow)
-            .where(ReferenceRow.model_name == name)
-            .order_by(ReferenceRow.created_at.desc(), ReferenceRow.id)
-            .limit(1)
-        ).scalar_one_or_none()
-        if row is None:
-            return None
-        return DepthReference.from_row(row, _info(row), str(lt._abs(row.checkpoint_path)))
-
-
-def require_reference(lt: Lethe, model: str) -> DepthReference:
-    """The depth reference the erase phase needs, or a typed error naming the command."""
-    ref = latest_reference(lt, model)
-    if ref is None:
-        with lt._read() as s:
-            assert s.get(ModelRow, model) is not None
-        raise MissingReferenceError(
-            f"model {model!r} has no depth reference, which the erase phase is measured "
-            f"against: make one once with `lethe model reference {model}` "
-            f"(Lethe.train_reference({model!r})), or apply only the mask phase with "
-            "`lethe apply --phase mask`"
-        )
-    return ref

@@ -87,7 +87,8 @@ class Settings:
 
     @property
     def keys(self) -> Path:
-        assert self.key_dir is not None
+        if self.key_dir is None:  # __post_init__ always sets it
+            raise ConfigError("the project's key folder is not set")
         return self.key_dir
 
     @property

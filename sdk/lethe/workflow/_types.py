@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lethe.workflow._time import iso, utc
-from lethe_audit.store import ApplyRow, ModelRow, ReferenceRow, RequestRow
 
-__all__ = ["MASKED_NOT_ERASED", "ApplyResult", "DeletionRequest", "DepthReference", "ModelInfo"]
+if TYPE_CHECKING:  # rows are only read here: importing this module loads no SQLAlchemy
+    from lethe_audit.store import ApplyRow, ModelRow, ReferenceRow, RequestRow
+
+__all__ = [
+    "MASKED_NOT_ERASED",
+    "ApplyResult",
+    "DeletionRequest",
+    "DepthReference",
+    "EvalDataExport",
+    "LogEntry",
+    "ModelExport",
+    "ModelInfo",
+]
 
 #: What every user-visible status of a phase-1-only deletion says (DESIGN §4).
 MASKED_NOT_ERASED = "masked, not yet erased"
@@ -289,4 +300,78 @@ class DepthReference:
             "checkpoint_path": self.checkpoint_path,
             "log_index": self.log_index,
             **self.info.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class ModelExport:
+    """What :meth:`Lethe.export_onnx` wrote: the signed ONNX file of the published apply.
+
+    ``variant`` is ``fp32`` (the published file, copied after its signature verified) or
+    ``int8`` (quantized, measured and re-signed); int8 exports carry their ``content_hash``,
+    the forget/retain ``metrics`` summary and both file sizes."""
+
+    path: str
+    sha256: str
+    variant: str
+    apply_id: str
+    content_hash: str | None = None
+    metrics: dict[str, Any] | None = None
+    fp32_bytes: int | None = None
+    int8_bytes: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.path,
+            "sha256": self.sha256,
+            "variant": self.variant,
+            "apply_id": self.apply_id,
+        }
+        if self.variant != "fp32":
+            d.update(
+                content_hash=self.content_hash,
+                metrics=self.metrics,
+                fp32_bytes=self.fp32_bytes,
+                int8_bytes=self.int8_bytes,
+            )
+        return d
+
+
+@dataclass(frozen=True)
+class EvalDataExport:
+    """What :meth:`Lethe.export_eval_data` wrote: the auditor's evaluation set (``.npz``)."""
+
+    path: str
+    samples: int
+    dataset_digest: str
+    input_shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "samples": self.samples,
+            "dataset_digest": self.dataset_digest,
+            "input_shape": list(self.input_shape),
+        }
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One log entry described for admins (:meth:`Lethe.log_entries`): its index, predicate
+    type, ``kind`` (the event type, or ``unlearning.<outcome>``), a one-line summary of ids
+    and classes (the log holds no personal data) and its time."""
+
+    index: int
+    predicate_type: str
+    kind: str
+    summary: str
+    at: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "predicate_type": self.predicate_type,
+            "kind": self.kind,
+            "summary": self.summary,
+            "at": self.at,
         }
