@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -20,27 +19,25 @@ from lethe_audit.cli._files import check_regular
 from lethe_audit.cli._terminal import safe_text
 
 
-class Instant(click.ParamType):
-    """A point in time: RFC 3339 (``2024-06-01T00:00:00Z``, offsets allowed) or a date
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """``--as-of``: RFC 3339 (``2024-06-01T00:00:00Z``, offsets allowed) or a date
     (``2024-06-01``, midnight UTC)."""
-
-    name = "TIME"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, datetime):
-            return value
-        text = str(value).strip()
-        try:
-            if len(text) == 10:
-                return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-            t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            self.fail(f"{text!r} is not a date (2024-06-01) or an RFC 3339 time "
-                      "(2024-06-01T09:00:00Z)", param, ctx)  # fmt: skip
-        if t.tzinfo is None:
-            self.fail(f"{text!r} has no time zone: end it with Z or an offset such as +02:00",
-                      param, ctx)  # fmt: skip
-        return t.astimezone(timezone.utc)
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date (2024-06-01) or an RFC 3339 time (2024-06-01T09:00:00Z)"
+        ) from None
+    if t.tzinfo is None:
+        raise click.BadParameter(
+            f"{text!r} has no time zone: end it with Z or an offset such as +02:00"
+        )
+    return t.astimezone(timezone.utc)
 
 
 @click.command("report")
@@ -75,7 +72,8 @@ class Instant(click.ParamType):
     "--as-of",
     "--now",
     "as_of",
-    type=Instant(),
+    metavar="TIME",
+    callback=_instant,
     help="Judge deadlines at this time instead of now (a date or an RFC 3339 time).",
 )
 @progress_option
