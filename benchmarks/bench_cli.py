@@ -1,6 +1,7 @@
-"""Start-up cost of the `lethe` CLI: `lethe --version` and `lethe request list` (on a fresh,
-empty project) as wall-clock seconds and as a ratio to `python -c pass`, median of ``--runs``
-runs each (issue 19: cheap commands must not load PyTorch; target < 0.5 s on a warm machine).
+"""Start-up cost of the `lethe` CLI: `lethe --version`, `lethe request list` and `lethe request
+show` (on a fresh SQLite project holding ``REQUESTS`` filed requests) as wall-clock seconds and
+as a ratio to `python -c pass`, median of ``--runs`` runs each (issue 19: cheap commands must
+not load PyTorch nor SQLAlchemy; target < 0.5 s on a warm machine).
 
     PYTHONPATH=sdk:audit python benchmarks/bench_cli.py [--runs 15]
 
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cli.json"
-HEAVY = ("torch", "timm", "onnx", "onnxruntime")
+HEAVY = ("torch", "timm", "onnx", "onnxruntime", "sqlalchemy")
+#: Requests filed into the benchmark's project (a model row stands in for a registered model:
+#: registering a real one needs PyTorch, and only the requests' reading is measured).
+REQUESTS = 20
 
 _CHECK = (
     "import sys\nfrom lethe.cli import main\n"
@@ -67,14 +71,37 @@ def _heavy(args: list[str]) -> list[str]:
     return [m for m in line.removeprefix("HEAVY=").split(",") if m]
 
 
+def _seed(project: Path) -> str:
+    """File ``REQUESTS`` requests against a stand-in model row; returns the last request id."""
+    import sqlite3
+
+    from lethe.workflow import Lethe
+
+    with sqlite3.connect(project / "lethe.db") as conn:
+        conn.execute(
+            "INSERT INTO wf_models (name, spec, class_names, checkpoint_path, base_digest, "
+            "eval_data_path, eval_data_digest, registered_at) VALUES ('digits', '{}', ?, 'x', "
+            "?, 'x', ?, '2026-01-01 00:00:00.000000')",
+            (json.dumps([str(i) for i in range(10)]), "0" * 64, "0" * 64),
+        )
+    with Lethe.open(project) as lt:
+        ids = [
+            lt.file(subject=f"s{i}@example.com", classes=[i % 10], legal_basis="gdpr-17-1-b").id
+            for i in range(REQUESTS)
+        ]
+    return ids[-1]
+
+
 def run(runs: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         project = str(Path(tmp) / "project")
         subprocess.run([_lethe(), "--project", project, "init"], check=True, capture_output=True)
+        last = _seed(Path(project))
         baseline = _time([sys.executable, "-c", "pass"], runs)
         commands = {
             "lethe --version": ["--version"],
             "lethe request list": ["--project", project, "request", "list"],
+            "lethe request show": ["--project", project, "request", "show", last],
         }
         rows: dict[str, Any] = {}
         for label, args in commands.items():
@@ -88,6 +115,7 @@ def run(runs: int) -> dict[str, Any]:
     return {
         "benchmark": "cli-startup",
         "runs": runs,
+        "requests_in_project": REQUESTS,
         "python_c_pass": baseline,
         "commands": rows,
         "machine": {
