@@ -68,6 +68,7 @@ class EventType(StrEnum):
     MODEL_EXPORTED = "model.exported"
     APPLY_FIGURES = "apply.figures"
     KEY_ROTATED = "key.rotated"
+    KEY_REGISTERED = "key.registered"
     LOG_NOTE = "log.note"
 
 
