@@ -46,3 +46,17 @@ def test_commands_outside_a_project_fail_in_one_line_and_create_nothing(
     assert "lethe --project" in doc["error"]["message"] and "init" in doc["error"]["message"]
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("lethe: error: ")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("request", "list", "--bogus"), ("request", "approve"), ("nosuch",), ("request", "list")],
+)
+def test_a_bad_command_line_is_one_line_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
+    if args == ("request", "list"):
+        args = (*args, "--status", "nope")
+    result = CliRunner().invoke(main, ["--project", str(tmp_path), *args, "--json"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr.count("\n") == 1 and "--help`" in result.stderr
+    assert json.loads(result.stdout)["error"]["exit_code"] == 2
+    assert list(tmp_path.iterdir()) == []

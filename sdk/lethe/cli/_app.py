@@ -15,15 +15,26 @@ from lethe_audit import __version__
 from lethe_audit.cli.common import JSON_META
 from lethe_audit.errors import LetheAuditError
 
+_ARGV = "lethe.argv"
+
 
 class LetheGroup(click.Group):
     """Turns Lethe and lethe_audit errors into the exit codes of the one error map."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV] = tuple(args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         from lethe.cli._errors import report
 
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            # One line too (and ok: false with --json), exit 2, the command's --help named.
+            # A --json that came with a bad command line: its eager callback may not have run.
+            as_json = bool(ctx.meta.get(JSON_META)) or "--json" in ctx.meta.get(_ARGV, ())
+            ctx.exit(report(_usage(e), as_json=as_json, code=e.exit_code))
         except (LetheError, LetheAuditError) as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
         except Exception as e:
@@ -31,6 +42,15 @@ class LetheGroup(click.Group):
             # typed error for the user (one line, its exit code, ok: false), never a traceback.
             # sqlalchemy is only looked up if something imported it (cheap commands do not).
             ctx.exit(report(_typed(e), as_json=bool(ctx.meta.get(JSON_META))))
+
+
+class CommandLineError(click.UsageError):
+    """A bad command line, as one line: the message and where to read the usage."""
+
+
+def _usage(e: click.UsageError) -> click.UsageError:
+    where = e.ctx.command_path if e.ctx is not None else "lethe"
+    return CommandLineError(f"{e.format_message()} (see `{where} --help`)")
 
 
 def _typed(e: Exception) -> Exception:

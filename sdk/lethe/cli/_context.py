@@ -88,8 +88,18 @@ def exit_codes_in_help(f: F) -> F:
     """Fill ``{ErrorName}`` in a command's docstring with that error's exit code from the one
     map (:data:`lethe.cli._errors.EXIT_CODES`), so ``--help`` cannot name a stale code. Put it
     right below ``@click.command()``."""
-    from lethe.cli._errors import EXIT_CODES
-
-    codes = {cls.__name__: code for cls, code in EXIT_CODES.items()}
-    f.__doc__ = (f.__doc__ or "").format_map(codes)
+    f.__doc__ = (f.__doc__ or "").format_map(_ExitCodes())
     return f
+
+
+class _ExitCodes(dict[str, int]):
+    """``{ErrorName}`` -> the exit code of that error of :mod:`lethe.errors` (or
+    :mod:`lethe_audit.errors`), through the map's nearest listed base class."""
+
+    def __missing__(self, name: str) -> int:
+        from lethe import errors
+        from lethe.cli._errors import EXIT_CODES
+        from lethe_audit import errors as audit_errors
+
+        cls = getattr(errors, name, None) or getattr(audit_errors, name)
+        return next(EXIT_CODES[c] for c in cls.__mro__ if c in EXIT_CODES)

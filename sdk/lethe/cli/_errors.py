@@ -56,7 +56,6 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.IdempotencyConflictError: 129,
         E.ApplyError: 130,
         E.NothingToApplyError: 131,
-        E.PolicyFailedError: 132,
         E.ReceiptUnavailableError: 133,
         E.MissingReferenceError: 134,
         E.AlreadyErasedError: 135,
@@ -78,10 +77,17 @@ def exit_code(exc: BaseException) -> int:
     return 1
 
 
-def report(exc: BaseException, *, as_json: bool, data: Mapping[str, object] | None = None) -> int:
+def report(
+    exc: BaseException,
+    *,
+    as_json: bool,
+    data: Mapping[str, object] | None = None,
+    code: int | None = None,
+) -> int:
     """Print the error to stderr as one line (and, with --json, ``{"ok": false, "error":
-    {type, message, exit_code}, **data}`` on stdout); return its exit code."""
-    code = exit_code(exc)
+    {type, message, exit_code}, **data}`` on stdout); return its exit code (from the map
+    unless ``code`` is given, e.g. 2 for a bad command line)."""
+    code = exit_code(exc) if code is None else code
     click.echo(f"lethe: error: {safe_text(str(exc), one_line=True)}", err=True)
     if as_json:
         doc = {

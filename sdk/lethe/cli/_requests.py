@@ -203,7 +203,7 @@ def apply(
     """Apply every approved request of a model: mask (fold, verify, log, export, publish),
     then erase (re-train the weights, measure depth, publish again).
 
-    Exits 0 when the model was published (or nothing waited), {PolicyFailedError} when a
+    Exits 0 when the model was published (or nothing waited), {PolicyError} when a
     policy failed (nothing published by that phase, the attempt logged), {MissingReferenceError}
     without a depth reference (checked first; make one with `lethe model reference`, or use
     --phase mask).
@@ -232,12 +232,12 @@ def apply(
 def _emit_apply(data: dict[str, Any], as_json: bool, text: str, final: Any) -> None:
     """A passed apply as a success; a failed policy as the failure it is: the text (or, with
     --json, ``{"ok": false, "error": ..., **data}``), one line on stderr, exit code of
-    :class:`~lethe.errors.PolicyFailedError`."""
+    :class:`~lethe.errors.PolicyError`."""
     if final.passed:
         emit(data, as_json, text)
         return
     from lethe.cli._errors import report
-    from lethe.errors import PolicyFailedError
+    from lethe.errors import PolicyError
     from lethe_audit.cli.common import safe_text
 
     if not as_json:
@@ -251,7 +251,7 @@ def _emit_apply(data: dict[str, Any], as_json: bool, text: str, final: Any) -> N
     hints = _hints(reasons)
     if hints:
         message += f". What usually helps: {'; '.join(hints)}"
-    err = PolicyFailedError(message)
+    err = PolicyError(message, policy=f"{final.phase} policy", reasons=tuple(map(str, reasons)))
     sys.exit(report(err, as_json=as_json, data=data))
 
 
@@ -273,14 +273,15 @@ def _apply_lines(res: Any) -> list[str]:
     """What one phase did, in words (the erase phase with its depth against the reference)."""
     from lethe.workflow import MASKED_NOT_ERASED
 
-    acc = res.metrics.get("accuracy") or {}
+    metrics = res.metrics if isinstance(res.metrics, dict) else res.metrics.to_dict()
+    acc = metrics.get("accuracy") or {}
     lines = [
         f"{res.id} ({res.phase}): {res.outcome} classes={list(res.forgotten_classes)} "
         f"log index {res.log_index}",
         f"  forget acc {acc.get('forget_accuracy')}, retain acc {acc.get('retain_accuracy')} "
         f"(base {acc.get('base_retain_accuracy')})",
     ]
-    depth = res.metrics.get("depth") or {}
+    depth = metrics.get("depth") or {}
     if res.phase == "erase" and depth:
         lines.append(
             f"  relearn ratio {depth.get('relearn_ratio')} (reference = 1.0, higher is deeper), "
@@ -310,7 +311,7 @@ def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: 
 
     Re-trains the published (masked) model, measures depth against the model's reference and
     publishes it as a new apply of the same requests. Exits 0 when erased (or already erased,
-    or nothing is published), {PolicyFailedError} when the policy failed (the masked model
+    or nothing is published), {PolicyError} when the policy failed (the masked model
     stays published), {MissingReferenceError} without a depth reference.
     """
     from lethe.errors import NothingToApplyError
