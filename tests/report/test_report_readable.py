@@ -234,3 +234,43 @@ def test_every_metric_says_what_it_means_and_which_way_is_good(erased: Any) -> N
         meaning, good = rows[d.label]
         assert meaning == d.meaning
         assert good in ("↓ low is good", "↑ high is good"), (d.label, good)
+
+
+def test_int8_export_is_shown_beside_fp32(tmp_path: Path) -> None:
+    """A logged ``model.exported`` event (int8, with its own accuracies) joins the apply it
+    exported: the report shows its file and numbers next to the fp32 ones."""
+    from lethe_audit import statements as S
+
+    fixed = B.build_log(tmp_path / "log", figures=False)
+    try:
+        details = {
+            "model": B.MODEL,
+            "variant": "int8",
+            "sha256": "c8" * 32,
+            "apply_id": B.APPLY_ID,
+            "forget_accuracy": 0.0125,
+            "retain_accuracy": 0.9751,
+        }
+        fixed.log.append(
+            S.LifecycleEvent("model.exported", "2024-05-05T08:00:00Z", details=details)
+        )
+        bundle = fixed.bundle(tmp_path / "bundle")
+    finally:
+        fixed.log.engine.dispose()
+    report = build_report(bundle, [B.vkey()], now=B.NOW)
+    applied = report.data["applies"][0]
+    assert applied["exports"] == [
+        {"index": 12, "at": "2024-05-05T08:00:00Z", "variant": "int8", "sha256": "c8" * 32,
+         "forget_accuracy": 0.0125, "retain_accuracy": 0.9751},
+    ]  # fmt: skip
+    assert report.data["applies"][1]["exports"] == []  # the failed apply exported nothing
+    table = next(
+        b
+        for b in build_document(report.data).blocks()
+        if isinstance(b, Table) and b.columns[0].label == "Model file"
+    )
+    rows = [[plain(c) for c in r.cells] for r in table.rows]
+    assert rows[0][:4] == ["fp32 (this attestation)", "e3" * 32, "0.00%", "98.45%"]
+    assert rows[1][:4] == ["int8", "c8" * 32, "1.25%", "97.51%"]
+    text = _squeeze(_raw_pdf_text(report.write(tmp_path / "r.pdf")))
+    assert _squeeze("int8" + "c8" * 32 + "1.25%97.51%") in text

@@ -43,6 +43,7 @@ class VerifiedDocument:
 
 REPORT_FORMAT = "lethe.report.v1"
 FIGURES_EVENT = "apply.figures"
+EXPORT_EVENT = "model.exported"
 #: Figure kinds the apply step writes, in display order, with their captions.
 FIGURE_KINDS = {
     "alpha_summary": "Share of each filtered layer's channels that each class suppresses (α)",
@@ -181,6 +182,7 @@ def _apply_entry(index: int, p: UnlearningAttestation) -> dict[str, Any]:
         "metrics": _metrics.view(p.metrics, policy, phase=phase),
         "inclusion": None,
         "figures": [],
+        "exports": [],
     }
 
 
@@ -221,6 +223,7 @@ class _Walk:
         self.requests: dict[str, dict[str, Any]] = {}
         self.applies: list[dict[str, Any]] = []
         self.figure_events: list[tuple[int, LifecycleEvent]] = []
+        self.export_events: list[tuple[int, LifecycleEvent]] = []
         self.timeline: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.unreadable: list[dict[str, Any]] = []
@@ -246,6 +249,8 @@ class _Walk:
         )
         if p.event == FIGURES_EVENT:
             self.figure_events.append((index, p))
+        elif p.event == EXPORT_EVENT:
+            self.export_events.append((index, p))
         if p.request_id is not None and p.event.startswith("request."):
             r = self.req(p.request_id)
             r["events"].append({"index": index, "event": p.event, "at": p.at})
@@ -313,6 +318,7 @@ def build(
         a["inclusion"] = _inclusion_dict(proofs[a["index"]])
     figures, attachment_rows = _figures(contents, applies, walk.figure_events, warnings)
     _link_phases(applies)
+    _link_exports(applies, walk, warnings)
     requests = list(walk.requests.values())
     _finish_requests(requests, applies, now)
     warnings += _apply_warnings(applies, walk.unreadable)
@@ -521,6 +527,51 @@ def _link_phases(applies: list[dict[str, Any]]) -> None:
         sf = a["starts_from"]
         if sf is not None:
             sf["index"] = by_digest.get(str(sf.get("model_sha256")))
+
+
+def _link_exports(applies: list[dict[str, Any]], walk: _Walk, warnings: list[str]) -> None:
+    """Attach each logged ``model.exported`` event (an fp32 or int8 file and, for int8, its own
+    accuracies) to the applied attestation it exported: the one its ``apply_id`` names through
+    that apply's ``apply.figures`` event, else the latest applied attestation of its model
+    logged before it (an export is of the model's current apply)."""
+    by_apply_id: dict[str, int] = {}
+    for _index, ev in walk.figure_events:
+        d = ev.details if isinstance(ev.details, Mapping) else {}
+        if isinstance(d.get("apply_id"), str) and isinstance(d.get("log_index"), int):
+            by_apply_id[d["apply_id"]] = d["log_index"]
+    by_index = {a["index"]: a for a in applies if a["outcome"] == "applied"}
+    for index, ev in walk.export_events:
+        d = dict(ev.details) if isinstance(ev.details, Mapping) else {}
+        target = by_index.get(by_apply_id.get(str(d.get("apply_id")), -1))
+        if target is None:
+            earlier = [
+                a for i, a in by_index.items() if i < index and a["model"]["name"] == d.get("model")
+            ]
+            target = earlier[-1] if earlier else None
+        if target is None:
+            warnings.append(f"entry {index}: a model export with no applied attestation before it")
+            continue
+        target["exports"].append(
+            {
+                "index": index,
+                "at": ev.at,
+                "variant": _plain_text(d.get("variant")),
+                "sha256": _plain_text(d.get("sha256")),
+                "forget_accuracy": _share(d.get("forget_accuracy")),
+                "retain_accuracy": _share(d.get("retain_accuracy")),
+            }
+        )
+
+
+def _plain_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _share(value: Any) -> float | None:
+    """A logged accuracy, or ``None`` unless it is a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if 0.0 <= value <= 1.0 else None
 
 
 def _inclusion_dict(inc: Inclusion) -> dict[str, Any]:

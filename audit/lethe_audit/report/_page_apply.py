@@ -46,6 +46,8 @@ def apply_blocks(a: Mapping[str, Any], *, together: bool = False) -> list[Block]
     blocks: list[Block] = [Facts(tuple(_facts(a, together)))]
     m = a["metrics"]
     blocks += _structured(a) if m.get("structured") else _unstructured(m)
+    if a["exports"]:
+        blocks += _exports(a)
     if a["figures"]:
         blocks.append(Heading(rich("Filter bank figures (authenticated by log entry)"), 4))
         for f in a["figures"]:
@@ -279,6 +281,51 @@ def per_class_table(
             for c in rows
         ),
     )
+
+
+def _exports(a: Mapping[str, Any]) -> list[Block]:
+    """The model files exported from this apply (fp32 and int8) with their logged accuracies."""
+    rows = {r["metric"]: r for r in a["metrics"].get("rows", [])}
+    onnx = a.get("onnx")
+    table = [
+        Row(
+            (
+                rich("fp32 (this attestation)"),
+                rich(digest(onnx["sha256"] if onnx else None)),
+                rich(_fmt.pct(rows.get("forget_accuracy", {}).get("after"))),
+                rich(_fmt.pct(rows.get("retain_accuracy", {}).get("after"))),
+                rich(f"#{a['index']}"),
+            )
+        )
+    ]
+    for x in a["exports"]:
+        table.append(
+            Row(
+                (
+                    rich(x["variant"] or _fmt.DASH),
+                    rich(digest(x["sha256"])),
+                    rich(_fmt.pct(x["forget_accuracy"])),
+                    rich(_fmt.pct(x["retain_accuracy"])),
+                    rich(f"#{x['index']} ({_fmt.when(x['at'])})"),
+                )
+            )
+        )
+    columns = (
+        Column("Model file", weight=1.6),
+        Column("sha256", weight=4),
+        Column("Forget accuracy (↓ low is good)", True, weight=1.2),
+        Column("Retain accuracy (↑ high is good)", True, weight=1.2),
+        Column("Logged in", weight=1.6),
+    )
+    note = (
+        "Every exported file with the accuracies measured on it before it was published: a "
+        "quantized (int8) model must not bring a forgotten class back."
+    )
+    return [
+        Heading(rich("Exported models"), 4),
+        Para(rich(note), "muted", small=True),
+        Table(columns, tuple(table), small=True),
+    ]
 
 
 def _unstructured(m: Mapping[str, Any]) -> list[Block]:
