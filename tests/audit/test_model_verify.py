@@ -400,6 +400,7 @@ def logged(tmp_path: Path, signer: note.Signer, log_factory: Any) -> dict[str, A
         )
     ).index
     out = {"path": path, "model": model, "meta": meta, "vkey": signer.vkey, "signer": signer}
+    out["log"] = log
     receipts = (("receipt", index), ("other", other), ("event", event), ("digest", wrong_digest))
     for name, i in receipts:
         p = tmp_path / f"{name}.tlog-proof"

@@ -22,6 +22,7 @@ from lethe_audit.statements import (
     LifecycleEvent,
     Statement,
     UnlearningAttestation,
+    VariantAttestation,
     rfc3339,
     sign_statement,
     validate_statement,
@@ -51,7 +52,7 @@ from lethe_audit.tlog import (
 
 #: What :meth:`AuditLog.append` takes: a statement (signed by the log's keys) or a ready
 #: envelope (which must be signed by the log's keys).
-Appendable = Statement | UnlearningAttestation | LifecycleEvent | Envelope
+Appendable = Statement | UnlearningAttestation | VariantAttestation | LifecycleEvent | Envelope
 
 #: Steps of an append, in order; the private ``_fault`` hook is called after each (tests).
 APPEND_STEPS = ("locked", "entries", "nodes", "signed", "checkpoint", "head", "commit")
@@ -300,7 +301,7 @@ class AuditLog:
     # -- appending ---------------------------------------------------------------------------
 
     def _prepare(self, item: Appendable, signers: Sequence[Signer]) -> _Prepared:
-        if isinstance(item, (UnlearningAttestation, LifecycleEvent)):
+        if isinstance(item, (UnlearningAttestation, VariantAttestation, LifecycleEvent)):
             item = item.to_statement()
         if isinstance(item, Statement):
             if not signers:

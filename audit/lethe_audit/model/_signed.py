@@ -727,9 +727,6 @@ def _check_key_window(
         raise ModelVerificationError(str(e), what="signature") from None
 
 
-_VARIANT_V1 = "urn:lethe:attestation:variant:v1"
-
-
 def _check_receipt(
     model: _Subject,
     meta: ModelMetadata,
@@ -739,7 +736,7 @@ def _check_receipt(
     """The receipt verifies and its statement attests this model: an applied unlearning
     attestation naming the file (or, for a variant, the fp32 file it was made from), or the
     variant's own attestation (``urn:lethe:attestation:variant:v1``)."""
-    from lethe_audit.statements import UNLEARNING_V1
+    from lethe_audit.statements import UNLEARNING_V1, VARIANT_V1
     from lethe_audit.verify import parse_receipt, verify_receipt
 
     verify_receipt(receipt, verifiers, origin=meta.log_origin)
@@ -759,7 +756,7 @@ def _check_receipt(
         if p.get("outcome") != "applied":
             raise fail(f"the attestation's outcome is {p.get('outcome')!r}, not 'applied'")
         request_ids = {q["id"] for q in p.get("requests", ())}
-    elif st.predicate_type == _VARIANT_V1:
+    elif st.predicate_type == VARIANT_V1:
         request_ids = set(p.get("requests", ()))
     else:
         raise fail(f"the logged statement is a {st.predicate_type}, not an unlearning attestation")
@@ -775,14 +772,19 @@ def _check_receipt(
 def _check_names_model(
     model: _Subject, meta: ModelMetadata, st: Any, fail: Callable[[str], ModelVerificationError]
 ) -> None:
-    """The statement names this file by SHA-256 (or the fp32 file a variant was made from),
-    or, for an older attestation, by its content hash."""
-    digests = {s.digest.get("sha256") for s in st.subject}
+    """The statement names this file by SHA-256 (an unlearning attestation: or the fp32 file
+    a variant was made from), or, for an older attestation, by its content hash."""
+    from lethe_audit.statements import VARIANT_V1
+
+    onnx_ref = st.predicate.get("onnx") or {}
+    if st.predicate_type == VARIANT_V1:  # a variant's own attestation names exactly one file
+        digests = {onnx_ref.get("sha256")}
+    else:
+        digests = {s.digest.get("sha256") for s in st.subject}
+        if meta.source_sha256 is not None and meta.source_sha256 in digests:
+            return  # the apply's attestation names the fp32 file this variant was made from
     if model.sha256 in digests:
         return
-    if meta.source_sha256 is not None and meta.source_sha256 in digests:
-        return
-    onnx_ref = st.predicate.get("onnx") or {}
     if onnx_ref.get("content_hash") == model.content_hash:
         return
     raise fail(

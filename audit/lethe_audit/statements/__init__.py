@@ -26,6 +26,7 @@ from lethe_audit.statements._predicates import (
     EVENT_V1,
     STATEMENT_VALIDATORS,
     UNLEARNING_V1,
+    VARIANT_V1,
     LifecycleEvent,
     MethodRef,
     ModelRef,
@@ -33,6 +34,7 @@ from lethe_audit.statements._predicates import (
     PolicyVerdict,
     RequestRecord,
     UnlearningAttestation,
+    VariantAttestation,
     hmac_commitment,
     parse_predicate,
     parse_rfc3339,
@@ -41,6 +43,7 @@ from lethe_audit.statements._predicates import (
     validate_event,
     validate_statement,
     validate_unlearning,
+    validate_variant,
 )
 from lethe_audit.statements._vocab import ApplyOutcome, EventType, Phase, RequestStatus
 
@@ -50,6 +53,7 @@ __all__ = [
     "STATEMENT_TYPE",
     "STATEMENT_VALIDATORS",
     "UNLEARNING_V1",
+    "VARIANT_V1",
     "ApplyOutcome",
     "Envelope",
     "EnvelopeSignature",
@@ -65,6 +69,7 @@ __all__ = [
     "Statement",
     "Subject",
     "UnlearningAttestation",
+    "VariantAttestation",
     "canonical_json",
     "hmac_commitment",
     "loads_canonical",
@@ -78,6 +83,7 @@ __all__ = [
     "validate_event",
     "validate_statement",
     "validate_unlearning",
+    "validate_variant",
     "verify_envelope",
 ]
 

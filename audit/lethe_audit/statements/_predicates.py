@@ -1,6 +1,8 @@
-"""Lethe's two predicate types, as typed dataclasses with strict validators.
+"""Lethe's predicate types, as typed dataclasses with strict validators: the unlearning
+attestation (one per apply), the variant attestation (an int8 copy of an applied model, one per
+export) and lifecycle events.
 
-Neither carries personal data: requests appear only by random id and a keyed HMAC commitment
+None carries personal data: requests appear only by random id and a keyed HMAC commitment
 of the data subject's identifier; classes appear only as integer ids (class *names* may be
 people's names).
 """
@@ -26,12 +28,14 @@ from lethe_audit.statements._vocab import ApplyOutcome, Phase
 
 UNLEARNING_V1 = "urn:lethe:attestation:unlearning:v1"
 EVENT_V1 = "urn:lethe:event:v1"
+VARIANT_V1 = "urn:lethe:attestation:variant:v1"
 
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _COMMITMENT = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_VARIANT = re.compile(r"[a-z][a-z0-9]{0,31}")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
@@ -282,6 +286,7 @@ class UnlearningAttestation:
     model) and what the erase did (``erase``: ``method``, ``config``, ``seconds``,
     ``retain_samples``, plus any method-specific JSON extras); its depth metrics and their
     reference's provenance are in ``metrics["depth"]``. Mask attestations carry neither.
+    ``preprocessing`` (optional) records how the model is fed (input size, mean/std, ...).
     """
 
     outcome: ApplyOutcome | Literal["applied", "failed"]
@@ -297,6 +302,7 @@ class UnlearningAttestation:
     phase: Phase = field(default=Phase.MASK, kw_only=True)
     erase: Mapping[str, Any] | None = field(default=None, kw_only=True, hash=False)
     starts_from: Mapping[str, str] | None = field(default=None, kw_only=True, hash=False)
+    preprocessing: Mapping[str, Any] | None = field(default=None, kw_only=True, hash=False)
 
     PREDICATE_TYPE = UNLEARNING_V1
 
@@ -317,6 +323,8 @@ class UnlearningAttestation:
             extra["erase"] = dict(self.erase)
         if self.starts_from is not None:
             extra["starts_from"] = dict(self.starts_from)
+        if self.preprocessing is not None:
+            extra["preprocessing"] = dict(self.preprocessing)
         return {
             **extra,
             "outcome": self.outcome,
@@ -363,6 +371,7 @@ class UnlearningAttestation:
             phase=Phase(p.get("phase", Phase.MASK.value)),
             erase=p.get("erase"),
             starts_from=p.get("starts_from"),
+            preprocessing=p.get("preprocessing"),
         )
 
 
@@ -380,13 +389,36 @@ def validate_unlearning(p: Any) -> None:
         "policy",
         "onnx",
     }
-    _Check.obj(p, "predicate", keys, {"phase", "erase", "starts_from"})
+    _Check.obj(p, "predicate", keys, {"phase", "erase", "starts_from", "preprocessing"})
     _validate_phase(p)
     if p["outcome"] not in ("applied", "failed"):
         raise StatementError(
             "predicate.outcome must be 'applied' or 'failed'", field="predicate.outcome"
         )
-    reqs = p["requests"]
+    applied = p["outcome"] == "applied"
+    _validate_requests(p["requests"], p["forgotten_classes"], applied=applied)
+    _Check.time(p["applied_at"], "predicate.applied_at")
+    _validate_model(p["model"], applied=applied)
+    _Check.obj(p["filter_bank"], "predicate.filter_bank", {"digest"})
+    _Check.text(p["filter_bank"]["digest"], "predicate.filter_bank.digest", pattern=_DIGEST)
+    _validate_method(p["method"])
+    if not isinstance(p["metrics"], Mapping):
+        raise StatementError("predicate.metrics must be an object", field="predicate.metrics")
+    _Check.json_value(p["metrics"], "predicate.metrics")
+    _validate_policy(p["policy"], applied=applied)
+    if p["onnx"] is not None:
+        _validate_onnx(p["onnx"])
+    if "preprocessing" in p:
+        if not isinstance(p["preprocessing"], Mapping):
+            raise StatementError(
+                "predicate.preprocessing must be an object", field="predicate.preprocessing"
+            )
+        _Check.json_value(p["preprocessing"], "predicate.preprocessing")
+
+
+def _validate_requests(reqs: Any, forgotten_classes: Any, *, applied: bool) -> None:
+    """The request records (non-empty, distinct ids) and the forgotten classes, which cover
+    every class of an applied apply's requests."""
     if not isinstance(reqs, (list, tuple)) or not reqs:
         raise StatementError(
             "predicate.requests must be a non-empty list", field="predicate.requests"
@@ -400,30 +432,31 @@ def validate_unlearning(p: Any) -> None:
     if len(ids) != len(reqs):
         raise StatementError("predicate.requests lists a request twice", field="predicate.requests")
     forgotten = _Check.classes(
-        p["forgotten_classes"], "predicate.forgotten_classes", allow_empty=p["outcome"] == "failed"
+        forgotten_classes, "predicate.forgotten_classes", allow_empty=not applied
     )
-    if p["outcome"] == "applied" and not covered <= set(forgotten):
+    if applied and not covered <= set(forgotten):
         raise StatementError(
             f"predicate.forgotten_classes misses classes {sorted(covered - set(forgotten))} "
             "of the applied requests",
             field="predicate.forgotten_classes",
         )
-    _Check.time(p["applied_at"], "predicate.applied_at")
-    m = p["model"]
+
+
+def _validate_model(m: Any, *, applied: bool) -> None:
     _Check.obj(m, "predicate.model", {"name", "base_digest", "folded_digest"})
     _Check.text(m["name"], "predicate.model.name")
     _Check.text(m["base_digest"], "predicate.model.base_digest", pattern=_DIGEST)
     if m["folded_digest"] is None:
-        if p["outcome"] == "applied":
+        if applied:
             raise StatementError(
                 "an applied outcome needs predicate.model.folded_digest",
                 field="predicate.model.folded_digest",
             )
     else:
         _Check.text(m["folded_digest"], "predicate.model.folded_digest", pattern=_DIGEST)
-    _Check.obj(p["filter_bank"], "predicate.filter_bank", {"digest"})
-    _Check.text(p["filter_bank"]["digest"], "predicate.filter_bank.digest", pattern=_DIGEST)
-    meth = p["method"]
+
+
+def _validate_method(meth: Any) -> None:
     _Check.obj(meth, "predicate.method", {"name", "version", "config"})
     _Check.text(meth["name"], "predicate.method.name")
     _Check.text(meth["version"], "predicate.method.version")
@@ -432,10 +465,10 @@ def validate_unlearning(p: Any) -> None:
             "predicate.method.config must be an object", field="predicate.method.config"
         )
     _Check.json_value(meth["config"], "predicate.method.config")
-    if not isinstance(p["metrics"], Mapping):
-        raise StatementError("predicate.metrics must be an object", field="predicate.metrics")
-    _Check.json_value(p["metrics"], "predicate.metrics")
-    pol = p["policy"]
+
+
+def _validate_policy(pol: Any, *, applied: bool) -> None:
+    """Thresholds, verdict and failures agree; an applied (published) result passed."""
     _Check.obj(pol, "predicate.policy", {"thresholds", "passed", "failures"})
     if not isinstance(pol["thresholds"], Mapping):
         raise StatementError(
@@ -457,16 +490,17 @@ def validate_unlearning(p: Any) -> None:
             "predicate.policy.passed must be true exactly when there are no failures",
             field="predicate.policy.passed",
         )
-    if p["outcome"] == "applied" and not pol["passed"]:
+    if applied and not pol["passed"]:
         raise StatementError(
             "an applied outcome needs a passed policy (a failing apply publishes nothing)",
             field="predicate.policy.passed",
         )
-    onnx = p["onnx"]
-    if onnx is not None:
-        _Check.obj(onnx, "predicate.onnx", {"sha256", "content_hash"})
-        _Check.text(onnx["sha256"], "predicate.onnx.sha256", pattern=_HEX64)
-        _Check.text(onnx["content_hash"], "predicate.onnx.content_hash", pattern=_DIGEST)
+
+
+def _validate_onnx(onnx: Any) -> None:
+    _Check.obj(onnx, "predicate.onnx", {"sha256", "content_hash"})
+    _Check.text(onnx["sha256"], "predicate.onnx.sha256", pattern=_HEX64)
+    _Check.text(onnx["content_hash"], "predicate.onnx.content_hash", pattern=_DIGEST)
 
 
 def _validate_phase(p: Mapping[str, Any]) -> None:
@@ -530,6 +564,132 @@ def _check_unlearning_statement(st: Statement) -> None:
         )
     if p["onnx"] is not None and not any(s.sha256 == p["onnx"]["sha256"] for s in st.subject):
         raise StatementError("no subject carries the ONNX file's sha256", field="subject")
+
+
+# --- variant attestation (int8) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantAttestation:
+    """Predicate ``urn:lethe:attestation:variant:v1``: a derived model (``variant`` ``int8``:
+    the static QDQ quantization) of an applied unlearning attestation, measured and checked
+    by the policy like the fp32 model, logged when it is exported.
+
+    ``source`` names the apply it derives from: ``index`` (the log index of its unlearning
+    attestation) and ``onnx_sha256`` (hex SHA-256 of the fp32 file quantized, which that
+    attestation names). ``requests`` are the request ids that apply covers, ``forgotten_classes``
+    the classes the model forgets (as in the source), ``onnx`` the variant file, ``quantization``
+    how it was made (JSON), ``metrics`` the metric results (same shape as an unlearning
+    attestation's ``metrics``), ``policy`` the verdict (must pass: a failing variant is not
+    exported). Subjects: the variant file, then the fp32 source file.
+    """
+
+    variant: str
+    exported_at: str
+    model: ModelRef
+    source: Mapping[str, Any] = field(hash=False)
+    requests: tuple[str, ...]
+    forgotten_classes: tuple[int, ...]
+    onnx: OnnxRef
+    quantization: Mapping[str, Any] = field(hash=False)
+    metrics: Mapping[str, Any] = field(hash=False)
+    policy: PolicyVerdict
+
+    PREDICATE_TYPE = VARIANT_V1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "requests", tuple(sorted(self.requests)))
+        validate_variant(self.to_predicate())
+
+    def to_predicate(self) -> dict[str, Any]:
+        return {
+            "variant": self.variant,
+            "exported_at": self.exported_at,
+            "model": self.model.to_dict(),
+            "source": dict(self.source),
+            "requests": list(self.requests),
+            "forgotten_classes": list(self.forgotten_classes),
+            "onnx": self.onnx.to_dict(),
+            "quantization": dict(self.quantization),
+            "metrics": dict(self.metrics),
+            "policy": self.policy.to_dict(),
+        }
+
+    def to_statement(self, *, onnx_name: str | None = None) -> Statement:
+        """Subjects: the variant file (``onnx_name``, default ``<model>.<variant>.onnx``) and
+        the fp32 file it was made from (``<model>.onnx``)."""
+        name = onnx_name or f"{self.model.name}.{self.variant}.onnx"
+        subjects = (
+            Subject(name, {"sha256": self.onnx.sha256}),
+            Subject(f"{self.model.name}.onnx", {"sha256": self.source["onnx_sha256"]}),
+        )
+        return Statement(subjects, VARIANT_V1, self.to_predicate())
+
+    @classmethod
+    def from_predicate(cls, p: Mapping[str, Any]) -> VariantAttestation:
+        validate_variant(p)
+        return cls(
+            variant=p["variant"],
+            exported_at=p["exported_at"],
+            model=ModelRef(**p["model"]),
+            source=p["source"],
+            requests=tuple(p["requests"]),
+            forgotten_classes=tuple(p["forgotten_classes"]),
+            onnx=OnnxRef(**p["onnx"]),
+            quantization=p["quantization"],
+            metrics=p["metrics"],
+            policy=PolicyVerdict(
+                thresholds=p["policy"]["thresholds"],
+                passed=p["policy"]["passed"],
+                failures=tuple(p["policy"]["failures"]),
+            ),
+        )
+
+
+def validate_variant(p: Any) -> None:
+    """Raise StatementError unless ``p`` is a well-formed variant predicate."""
+    keys = {"variant", "exported_at", "model", "source", "requests", "forgotten_classes"}
+    _Check.obj(p, "predicate", keys | {"onnx", "quantization", "metrics", "policy"})
+    _Check.text(p["variant"], "predicate.variant", max_len=32, pattern=_VARIANT)
+    _Check.time(p["exported_at"], "predicate.exported_at")
+    _validate_model(p["model"], applied=True)
+    src = p["source"]
+    _Check.obj(src, "predicate.source", {"index", "onnx_sha256"})
+    if type(src["index"]) is not int or src["index"] < 0:
+        raise StatementError(
+            "predicate.source.index must be a log index (integer >= 0)",
+            field="predicate.source.index",
+        )
+    _Check.text(src["onnx_sha256"], "predicate.source.onnx_sha256", pattern=_HEX64)
+    reqs = p["requests"]
+    if not isinstance(reqs, (list, tuple)) or not reqs:
+        raise StatementError(
+            "predicate.requests must be a non-empty list of request ids", field="predicate.requests"
+        )
+    for i, r in enumerate(reqs):
+        _Check.text(r, f"predicate.requests[{i}]", max_len=128, pattern=_REQUEST_ID)
+    if list(reqs) != sorted(set(reqs)):
+        raise StatementError(
+            "predicate.requests must be sorted with no repeats", field="predicate.requests"
+        )
+    _Check.classes(p["forgotten_classes"], "predicate.forgotten_classes")
+    _validate_onnx(p["onnx"])
+    for key in ("quantization", "metrics"):
+        if not isinstance(p[key], Mapping):
+            raise StatementError(f"predicate.{key} must be an object", field=f"predicate.{key}")
+        _Check.json_value(p[key], f"predicate.{key}")
+    _validate_policy(p["policy"], applied=True)
+
+
+def _check_variant_statement(st: Statement) -> None:
+    p = st.predicate
+    validate_variant(p)
+    if st.subject[0].sha256 != p["onnx"]["sha256"]:
+        raise StatementError(
+            "subject[0] must be the variant file (predicate.onnx.sha256)", field="subject[0]"
+        )
+    if not any(s.sha256 == p["source"]["onnx_sha256"] for s in st.subject[1:]):
+        raise StatementError("no subject carries the source fp32 file's sha256", field="subject")
 
 
 # --- lifecycle events -----------------------------------------------------------------------
@@ -608,7 +768,11 @@ def _check_event_statement(st: Statement) -> None:
 
 #: predicateType -> statement validator.
 STATEMENT_VALIDATORS: Mapping[str, Callable[[Statement], None]] = MappingProxyType(
-    {UNLEARNING_V1: _check_unlearning_statement, EVENT_V1: _check_event_statement}
+    {
+        UNLEARNING_V1: _check_unlearning_statement,
+        EVENT_V1: _check_event_statement,
+        VARIANT_V1: _check_variant_statement,
+    }
 )
 
 
@@ -624,9 +788,13 @@ def validate_statement(statement: Statement) -> None:
     check(statement)
 
 
-def parse_predicate(statement: Statement) -> UnlearningAttestation | LifecycleEvent:
+def parse_predicate(
+    statement: Statement,
+) -> UnlearningAttestation | LifecycleEvent | VariantAttestation:
     """The typed predicate of a Lethe statement (validated)."""
     validate_statement(statement)
     if statement.predicate_type == UNLEARNING_V1:
         return UnlearningAttestation.from_predicate(statement.predicate)
+    if statement.predicate_type == VARIANT_V1:
+        return VariantAttestation.from_predicate(statement.predicate)
     return LifecycleEvent.from_predicate(statement.predicate)

@@ -5,8 +5,9 @@ exported weights by name (:func:`patch`) instead of re-tracing; :func:`export_fi
 fold + patch + parity in one call. :func:`quantize_int8` makes a static QDQ int8 copy
 calibrated on real retain images. Every shipped model is optimised, stripped of local
 information (stack traces, paths) and full-checked; :func:`model_metadata` +
-:func:`sign_model` bind it to the audit log (signing and verification live in the torch-free
-:mod:`lethe_audit.model`, re-exported here).
+:func:`sign_model` bind it to the audit log, :func:`sign_openssf` adds the OpenSSF Model
+Signing signature beside the file, :func:`variant_attestation` logs an int8 copy (signing and
+verification live in the torch-free :mod:`lethe_audit.model`, re-exported here).
 """
 
 from lethe.export._base import BASE_FORMAT, BaseExport, export_base, patchable_layers
@@ -15,8 +16,15 @@ from lethe.export._parity import DEFAULT_PARITY_THRESHOLD, ParityReport, check_p
 from lethe.export._patch import finalize, patch, reexport
 from lethe.export._quantize import QuantizeConfig, quantize_int8
 from lethe.export._save import save_model
-from lethe.export._sign import model_metadata
-from lethe_audit.model import ModelMetadata, content_hash, sign_model, verify_model
+from lethe.export._sign import model_metadata, variant_attestation
+from lethe_audit.model import (
+    ModelMetadata,
+    content_hash,
+    sign_model,
+    sign_openssf,
+    verify_model,
+    verify_openssf,
+)
 
 __all__ = [
     "BASE_FORMAT",
@@ -39,5 +47,8 @@ __all__ = [
     "reexport",
     "save_model",
     "sign_model",
+    "sign_openssf",
+    "variant_attestation",
     "verify_model",
+    "verify_openssf",
 ]

@@ -9,7 +9,7 @@ from lethe.export._filtered import FilteredExport
 from lethe_audit.model import ModelMetadata
 from lethe_audit.tlog import Checkpoint
 
-__all__ = ["model_metadata"]
+__all__ = ["model_metadata", "variant_attestation"]
 
 
 def model_metadata(
@@ -52,4 +52,47 @@ def model_metadata(
         variant=variant,
         source_sha256=source_sha256,
         preprocessing=preprocessing,
+    )
+
+
+def variant_attestation(
+    model_bytes: bytes,
+    metadata: ModelMetadata,
+    *,
+    source_index: int,
+    quantization: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    policy: Any,
+    at: Any,
+) -> Any:
+    """The ``urn:lethe:attestation:variant:v1`` statement of a signed variant file.
+
+    ``model_bytes`` is the saved, signed variant (its SHA-256 and content hash are named);
+    ``metadata`` its metadata, whose ``source_sha256`` names the fp32 file it was made from;
+    ``source_index`` the log index of that fp32 model's unlearning attestation; ``metrics``
+    the variant's metric results (``MetricsResult.to_dict()``), ``policy`` their verdict (a
+    :class:`~lethe_audit.statements.PolicyVerdict`), ``at`` the export time (aware datetime).
+    Returns a :class:`~lethe_audit.statements.VariantAttestation` (append it to the log).
+    """
+    import hashlib
+
+    from lethe.errors import ExportInputError
+    from lethe_audit.model import read_model
+    from lethe_audit.statements import ModelRef, OnnxRef, VariantAttestation, rfc3339
+
+    if metadata.source_sha256 is None:
+        raise ExportInputError(
+            "a variant's metadata must name the fp32 file it was made from (source_sha256)"
+        )
+    return VariantAttestation(
+        variant=metadata.variant,
+        exported_at=rfc3339(at),
+        model=ModelRef(metadata.model_name, metadata.base_digest, metadata.folded_digest),
+        source={"index": source_index, "onnx_sha256": metadata.source_sha256},
+        requests=metadata.requests,
+        forgotten_classes=metadata.forgotten_classes,
+        onnx=OnnxRef(hashlib.sha256(model_bytes).hexdigest(), read_model(model_bytes).content_hash),
+        quantization=dict(quantization),
+        metrics=dict(metrics),
+        policy=policy,
     )
