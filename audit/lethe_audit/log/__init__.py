@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from lethe_audit.log._log import APPEND_STEPS, Appendable, AppendResult, AuditLog, KeyRecord
+from lethe_audit.log._keys import KeyRecord
+from lethe_audit.log._log import APPEND_STEPS, Appendable, AppendResult, AuditLog
 from lethe_audit.log._source import DatabaseHashSource
 
 __all__ = [

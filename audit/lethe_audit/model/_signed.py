@@ -569,7 +569,7 @@ def _subject(
         return _Subject(
             source.sha256, source.stripped, source.props, lambda: read_model(data).content_hash
         )
-    scanned = source if isinstance(source, ModelBytes) else scan_model_path(source)  # type: ignore[arg-type]
+    scanned = source if isinstance(source, ModelBytes) else scan_model_path(source)
     path = scanned.path or ""  # streamed: a v2 signature needs nothing more
 
     def content() -> str:  # a v1 signature or an old receipt: parse the file, once
