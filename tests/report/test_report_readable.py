@@ -261,7 +261,7 @@ def test_int8_export_is_shown_beside_fp32(tmp_path: Path) -> None:
     applied = report.data["applies"][0]
     assert applied["exports"] == [
         {"index": 12, "at": "2024-05-05T08:00:00Z", "variant": "int8", "sha256": "c8" * 32,
-         "forget_accuracy": 0.0125, "retain_accuracy": 0.9751},
+         "forget_accuracy": 0.0125, "retain_accuracy": 0.9751, "attested": False},
     ]  # fmt: skip
     assert report.data["applies"][1]["exports"] == []  # the failed apply exported nothing
     table = next(
@@ -274,3 +274,44 @@ def test_int8_export_is_shown_beside_fp32(tmp_path: Path) -> None:
     assert rows[1][:4] == ["int8", "c8" * 32, "1.25%", "97.51%"]
     text = _squeeze(_raw_pdf_text(report.write(tmp_path / "r.pdf")))
     assert _squeeze("int8" + "c8" * 32 + "1.25%97.51%") in text
+
+
+def test_int8_variant_attestation_is_shown_beside_fp32(tmp_path: Path) -> None:
+    """An int8 model with its own signed attestation (urn:lethe:attestation:variant:v1) joins
+    the apply its ``source`` names, with the accuracies of its own metrics."""
+    from lethe_audit import statements as S
+
+    if not hasattr(S, "VariantAttestation"):
+        pytest.skip("lethe_audit.statements has no VariantAttestation yet")
+    fixed = B.build_log(tmp_path / "log", figures=False)
+    int8_after = (39, 41, 39, 1, 39, 40, 41, 0, 38, 40)  # class 3: 1 of 42 recognised again
+    try:
+        variant = S.VariantAttestation(
+            variant="int8",
+            exported_at="2024-05-05T08:00:00Z",
+            model=S.ModelRef(B.MODEL, B.BASE, B.FOLDED),
+            source={"index": 9, "onnx_sha256": "e3" * 32},
+            requests=(B.REQ_A, B.REQ_B),
+            forgotten_classes=(3, 7),
+            onnx=S.OnnxRef("c8" * 32, "sha256:" + "c9" * 32),
+            quantization={"method": "static-qdq", "calibration_samples": 256},
+            metrics=B.metrics((3, 7), int8_after),
+            policy=S.PolicyVerdict({"max_forget_accuracy": 0.05}, True, ()),
+        )
+        fixed.log.append(variant.to_statement())
+        bundle = fixed.bundle(tmp_path / "bundle")
+    finally:
+        fixed.log.engine.dispose()
+    report = build_report(bundle, [B.vkey()], now=B.NOW)
+    assert report.passed, report.headline
+    (x,) = report.data["applies"][0]["exports"]
+    assert (x["variant"], x["sha256"], x["attested"], x["passed"]) == (
+        "int8",
+        "c8" * 32,
+        True,
+        True,
+    )
+    assert x["forget_accuracy"] == pytest.approx(1 / 82)
+    assert report.data["log"]["entry_counts"]["attestation variant"] == 1
+    html = _html_text(report.to_html())
+    assert "int8" in html and "1.22%" in html and "variant attestation, policy" in html

@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from lethe_audit._version import __version__
-from lethe_audit.errors import VerificationError
+from lethe_audit.errors import MetricsError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _metrics
 from lethe_audit.report._read import AttachmentFile, BundleContents, Inclusion, inclusions
@@ -44,6 +44,8 @@ class VerifiedDocument:
 REPORT_FORMAT = "lethe.report.v1"
 FIGURES_EVENT = "apply.figures"
 EXPORT_EVENT = "model.exported"
+#: A derived model (int8) of an applied attestation, measured and checked like it.
+VARIANT_PREDICATE = "urn:lethe:attestation:variant:v1"
 #: Figure kinds the apply step writes, in display order, with their captions.
 FIGURE_KINDS = {
     "alpha_summary": "Share of each filtered layer's channels that each class suppresses (α)",
@@ -175,6 +177,7 @@ def _apply_entry(index: int, p: UnlearningAttestation) -> dict[str, Any]:
         "model": p.model.to_dict(),
         "filter_bank_digest": p.filter_bank_digest,
         "method": p.method.to_dict(),
+        "preprocessing": _preprocessing(p),
         "onnx": None if p.onnx is None else p.onnx.to_dict(),
         "forgotten_classes": list(p.forgotten_classes),
         "request_ids": [q.id for q in p.requests],
@@ -184,6 +187,12 @@ def _apply_entry(index: int, p: UnlearningAttestation) -> dict[str, Any]:
         "figures": [],
         "exports": [],
     }
+
+
+def _preprocessing(p: UnlearningAttestation) -> dict[str, Any] | None:
+    """How the model is fed, as the attestation records it (``None`` for older statements)."""
+    pre = getattr(p, "preprocessing", None)
+    return dict(pre) if isinstance(pre, Mapping) else None
 
 
 def _cover(index: int, p: UnlearningAttestation, req: Callable[[str], dict[str, Any]]) -> None:
@@ -224,6 +233,7 @@ class _Walk:
         self.applies: list[dict[str, Any]] = []
         self.figure_events: list[tuple[int, LifecycleEvent]] = []
         self.export_events: list[tuple[int, LifecycleEvent]] = []
+        self.variants: list[tuple[int, Any]] = []
         self.timeline: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.unreadable: list[dict[str, Any]] = []
@@ -241,6 +251,17 @@ class _Walk:
             self.event(index, p)
         elif isinstance(p, UnlearningAttestation):
             self.attestation(index, p)
+        elif getattr(p, "PREDICATE_TYPE", None) == VARIANT_PREDICATE:
+            self.counts["attestation variant"] += 1
+            self.variants.append((index, p))
+            self.timeline.append(
+                {
+                    "index": index,
+                    "kind": f"variant.{getattr(p, 'variant', '?')}",
+                    "at": getattr(p, "exported_at", None),
+                    "summary": f"model={p.model.name} source={dict(p.source).get('index')}",
+                }
+            )
 
     def event(self, index: int, p: LifecycleEvent) -> None:
         self.counts[f"event {p.event}"] += 1
@@ -559,8 +580,46 @@ def _link_exports(applies: list[dict[str, Any]], walk: _Walk, warnings: list[str
                 "sha256": _plain_text(d.get("sha256")),
                 "forget_accuracy": _share(d.get("forget_accuracy")),
                 "retain_accuracy": _share(d.get("retain_accuracy")),
+                "attested": False,
             }
         )
+    for index, v in walk.variants:
+        _link_variant(index, v, by_index, warnings)
+
+
+def _link_variant(
+    index: int, v: Any, by_index: Mapping[int, dict[str, Any]], warnings: list[str]
+) -> None:
+    """A variant attestation joins the applied attestation its ``source`` names (by index and
+    fp32 file digest, both signed)."""
+    from lethe_audit.metrics import MetricsResult
+
+    source = dict(v.source)
+    target = by_index.get(source.get("index", -1))
+    if target is None or (target.get("onnx") or {}).get("sha256") != source.get("onnx_sha256"):
+        warnings.append(
+            f"entry {index}: the {v.variant} model's source (entry {source.get('index')}) is not "
+            "an applied attestation of its fp32 file in this bundle"
+        )
+        return
+    forget = retain = None
+    try:
+        acc = MetricsResult.from_dict(v.metrics).accuracy
+        forget, retain = acc.forget_accuracy, acc.retain_accuracy
+    except (MetricsError, TypeError, ValueError, KeyError):
+        pass
+    target["exports"].append(
+        {
+            "index": index,
+            "at": v.exported_at,
+            "variant": v.variant,
+            "sha256": v.onnx.sha256,
+            "forget_accuracy": forget,
+            "retain_accuracy": retain,
+            "attested": True,
+            "passed": bool(v.policy.passed),
+        }
+    )
 
 
 def _plain_text(value: Any) -> str | None:

@@ -27,6 +27,7 @@ from lethe_audit.report._view import (
     Figure,
     Heading,
     Inline,
+    Note,
     Para,
     Rich,
     Row,
@@ -79,6 +80,11 @@ def _facts(a: Mapping[str, Any], together: bool) -> list[tuple[str, Rich]]:
         ("ONNX file (sha256)", rich(digest(onnx["sha256"] if onnx else "— (nothing exported)"))),
         ("ONNX content hash", rich(digest(onnx["content_hash"] if onnx else _fmt.DASH))),
         ("Method", rich(f"{a['method']['name']} {a['method']['version']}")),
+        *(
+            [("Model input (preprocessing)", settings(a["preprocessing"]))]
+            if a.get("preprocessing")
+            else []
+        ),
         ("Classes the model forgets", rich(ids(a["forgotten_classes"]))),
     ]
     if together and len(a["request_ids"]) > 1:
@@ -306,7 +312,7 @@ def _exports(a: Mapping[str, Any]) -> list[Block]:
                     rich(digest(x["sha256"])),
                     rich(_fmt.pct(x["forget_accuracy"])),
                     rich(_fmt.pct(x["retain_accuracy"])),
-                    rich(f"#{x['index']} ({_fmt.when(x['at'])})"),
+                    _export_source(x),
                 )
             )
         )
@@ -326,6 +332,13 @@ def _exports(a: Mapping[str, Any]) -> list[Block]:
         Para(rich(note), "muted", small=True),
         Table(columns, tuple(table), small=True),
     ]
+
+
+def _export_source(x: Mapping[str, Any]) -> Rich:
+    where = f"#{x['index']} ({_fmt.when(x['at'])})"
+    if not x.get("attested"):
+        return rich(where, Note("export event"))
+    return rich(where, Note("variant attestation, policy "), ok_badge(x.get("passed"), "passed"))
 
 
 def _unstructured(m: Mapping[str, Any]) -> list[Block]:

@@ -23,9 +23,7 @@ from lethe_audit.errors import LetheAuditError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.statements import (
     Envelope,
-    LifecycleEvent,
     Statement,
-    UnlearningAttestation,
     parse_predicate,
 )
 from lethe_audit.tlog import (
@@ -63,7 +61,9 @@ class Entry:
 
     index: int
     leaf: bytes
-    predicate: UnlearningAttestation | LifecycleEvent | None = None
+    #: UnlearningAttestation, LifecycleEvent, or any other predicate the statements module
+    #: parses (a variant attestation); None when unreadable.
+    predicate: object | None = None
     predicate_type: str | None = None
     problem: str | None = None  # why it cannot be read or trusted (None = fine)
 
