@@ -235,15 +235,15 @@ def _comparison(q: Mapping[str, Any]) -> list[Block]:
 
 
 PENDING_COLUMNS = (
-    Column("Request", weight=2.2),
-    Column("Status"),
-    Column("Classes", weight=0.8),
-    Column("Legal basis", weight=1.4),
-    Column("Received", weight=1.5),
-    Column("Due", weight=1.5),
-    Column("Approved", weight=1.5),
-    Column("Deadline", weight=1.8),
-    Column("Entries", weight=0.8),
+    Column("Request", weight=0.5),
+    Column("Status", weight=0.5),
+    Column("Classes", weight=0.5),
+    Column("Legal basis", weight=1.2),
+    Column("Received", weight=1.0),
+    Column("Due", weight=1.0),
+    Column("Approved", weight=1.0),
+    Column("Deadline", weight=2.5),
+    Column("Entries", weight=1.0),
 )
 
 

@@ -165,16 +165,17 @@ class _Doc:
         self.pdf.ln(2)
 
     def table(self, t: Table) -> None:
-        """A table whose columns are at least as wide as their longest header word (and
-        longest number), so that no header breaks inside a word; the rest of the width is
-        shared by the columns' weights."""
+        """A table whose columns are at least as wide as their longest header word and
+        longest number, and when the page allows also their longest body word of up to
+        :data:`WHOLE_WORD` characters (dates, states; digests may break), so that no header and
+        no date breaks inside a word; the rest of the width is shared by the columns' weights."""
         from fpdf.fonts import FontFace
 
         size = 7.0 if t.small else 8.0
-        widths = self._widths(t, size)
+        widths = self._widths(t, size, WHOLE_WORD) or self._widths(t, size, 0)
         while widths is None and size > 5.5:
             size -= 0.5
-            widths = self._widths(t, size)
+            widths = self._widths(t, size, 0)
         self.font(size=size)
         aligns = tuple("RIGHT" if c.numeric else "LEFT" for c in t.columns)
         with self.pdf.table(
@@ -196,17 +197,21 @@ class _Doc:
                     row.cell(self.t(plain(cell)))
         self.pdf.ln(2)
 
-    def _widths(self, t: Table, size: float) -> tuple[float, ...] | None:
-        """Column widths in mm at font ``size``, or ``None`` when the words do not fit."""
+    def _widths(self, t: Table, size: float, whole: int) -> tuple[float, ...] | None:
+        """Column widths in mm at font ``size``, or ``None`` when the words do not fit. Body
+        words of up to ``whole`` characters (every word of a numeric column) stay whole."""
         need = []
         for k, c in enumerate(t.columns):
             self.font(size=size, bold=True)
             words = [self.pdf.get_string_width(self.t(w)) for w in c.label.split()]
-            if c.numeric:
-                self.font(size=size)
-                for r in t.rows:
-                    text = self.t(plain(r.cells[k]))
-                    words += [self.pdf.get_string_width(w) for w in text.split()]
+            self.font(size=size)
+            for r in t.rows:
+                text = self.t(plain(r.cells[k]))
+                words += [
+                    self.pdf.get_string_width(w)
+                    for w in text.split()
+                    if c.numeric or len(w) <= whole
+                ]
             need.append(max(words, default=0.0) + 2 * CELL_PADDING + WORD_SLACK)
         spare = self.width - sum(need)
         if spare < 0:
@@ -268,6 +273,8 @@ class _Doc:
 #: Inner cell padding (mm) and the slack that keeps the widest word of a column on one line.
 CELL_PADDING = 1.0
 WORD_SLACK = 1.2
+#: Body words up to this long are kept on one line when the page allows (a request id is 30).
+WHOLE_WORD = 32
 _TONES = {"plain": (31, 35, 40), "muted": MUTED, "warn": WARN, "bad": FAIL, "ok": PASS}
 
 
