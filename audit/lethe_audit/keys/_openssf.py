@@ -18,8 +18,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lethe_audit.errors import KeyFileError
+
+if TYPE_CHECKING:
+    from lethe_audit.statements import LifecycleEvent
 
 __all__ = [
     "OPENSSF_KEY_FILE",
@@ -119,10 +123,10 @@ def ensure_openssf_key(directory: str | os.PathLike[str]) -> tuple[OpenSSFKey, b
     return key, created
 
 
-def openssf_key_event(key: OpenSSFKey, *, at: datetime | None = None) -> object:
+def openssf_key_event(key: OpenSSFKey, *, at: datetime | None = None) -> LifecycleEvent:
     """The ``key.registered`` lifecycle event that logs ``key``'s public half (a
     :class:`~lethe_audit.statements.LifecycleEvent`; append it to the log once)."""
-    from lethe_audit.statements import LifecycleEvent, rfc3339
+    from lethe_audit.statements import EventType, LifecycleEvent, rfc3339
 
     when = at or datetime.now(timezone.utc)
     details = {
@@ -131,4 +135,4 @@ def openssf_key_event(key: OpenSSFKey, *, at: datetime | None = None) -> object:
         "key_id": key.key_id,
         "public_key": key.public_pem,
     }
-    return LifecycleEvent("key.registered", rfc3339(when), details=details)
+    return LifecycleEvent(EventType.KEY_REGISTERED, rfc3339(when), details=details)
