@@ -170,12 +170,12 @@ def _structured(a: Mapping[str, Any]) -> list[Block]:
         Table(
             (
                 Column("Metric", weight=5),
-                Column("Good is", weight=1.2),
-                Column("Before (unfiltered)", True),
-                Column(after, True),
-                Column("Change", True),
-                Column("Retrained", True),
-                Column("Reference", True),
+                Column("Good is", weight=1.5),
+                Column("Before (unfiltered)", True, weight=0.3),
+                Column(after, True, weight=0.3),
+                Column("Change", True, weight=0.3),
+                Column("Retrained", True, weight=0.3),
+                Column("Reference", True, weight=0.3),
             ),
             tuple(_metric_row(r) for r in m["rows"]),
             small=True,

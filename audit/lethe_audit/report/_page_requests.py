@@ -221,11 +221,11 @@ def _comparison(q: Mapping[str, Any]) -> list[Block]:
     )
     columns = (
         Column("Metric", weight=5),
-        Column("Good is", weight=1.2),
-        Column("Before", True),
-        Column("Masked", True),
-        Column("Erased", True),
-        Column("Reference", True),
+        Column("Good is", weight=1.5),
+        Column("Before", True, weight=0.3),
+        Column("Masked", True, weight=0.3),
+        Column("Erased", True, weight=0.3),
+        Column("Reference", True, weight=0.3),
     )
     title = (
         f"Mask (phase 1, entry #{q['apply_index']}) and erase (phase 2, entry "
