@@ -163,7 +163,7 @@ def model_register(
         caller="cli",
         log=None if as_json else _say,
     )
-    acc = info.base_accuracy
+    acc = _base_accuracy(info.spec)
     emit(
         {"model": info.to_dict(), "base_accuracy": acc},
         as_json,
@@ -241,12 +241,7 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
         f"name:        {info.name}",
         f"arch:        {info.spec['arch']} in={info.spec['in_chans']}x{info.spec['input_size']}",
         f"feed:        {_feed(info.spec)}",
-        "base acc:    "
-        + (
-            f"{info.base_accuracy:.4f} (measured at registration)"
-            if info.base_accuracy is not None
-            else "-"
-        ),
+        "base acc:    " + _accuracy_text(_base_accuracy(info.spec)),
         f"digest:      {info.base_digest}",
         f"bank:        {info.bank_digest or '-'}",
         f"base onnx:   {info.base_onnx_sha256 or '-'}",
@@ -308,6 +303,17 @@ def model_reference(
         f"stored {r.checkpoint_path}, logged at index {r.log_index}",
     ]
     emit({"reference": r.to_dict()}, as_json, "\n".join(lines))
+
+
+def _base_accuracy(spec: dict[str, Any]) -> float | None:
+    """The accuracy registration measured (kept beside the spec; None for older models)."""
+    reg = spec.get("registration")
+    value = reg.get("base_accuracy") if isinstance(reg, dict) else None
+    return float(value) if value is not None else None
+
+
+def _accuracy_text(acc: float | None) -> str:
+    return f"{acc:.4f} (measured at registration)" if acc is not None else "-"
 
 
 def _feed(spec: dict[str, Any]) -> str:

@@ -113,6 +113,7 @@ class _Attempt:
     method: MethodRef
     metrics: dict[str, Any]
     verdict: Verdict
+    preprocessing: dict[str, Any] | None = None  # how the measured model was fed
 
     @property
     def outcome(self) -> ApplyOutcome:
@@ -132,6 +133,7 @@ class _Attempt:
             metrics=self.metrics,
             policy=self.verdict.to_policy_verdict(),
             onnx=onnx,
+            preprocessing=self.preprocessing,
         )
 
     def row(
@@ -278,6 +280,7 @@ def _attempt(ctx: ApplyContext, plan: _Plan, m: _Measured) -> _Attempt:
         method=MethodRef(METHOD_NAME, lethe_version(), dict(m.bank.train_config)),
         metrics=m.result.to_dict(),
         verdict=m.verdict,
+        preprocessing=m.spec.preprocess.to_dict(),
     )
 
 
@@ -339,6 +342,7 @@ def _write_artifacts(
         model_name=plan.name,
         checkpoint=ctx.log.checkpoint(),
         requests=[r.id for r in plan.rows],
+        preprocessing=m.spec.preprocess.to_dict(),
     )
     signed = sign_model(m.export.model, meta, list(ctx.log.signers))
     check_lock(lock_conn)  # stop early if the lock is already gone

@@ -247,6 +247,8 @@ def _measure(
 def _attestation(
     ctx: ApplyContext, plan: _Plan, out: _Outcome, *, at: datetime, onnx: OnnxRef | None
 ) -> UnlearningAttestation:
+    from lethe.workflow._preflight import recorded_preprocessing
+
     bank = ctx.models.load_bank(plan.name)
     report = out.report
     return UnlearningAttestation(
@@ -260,6 +262,7 @@ def _attestation(
         metrics=out.metrics,
         policy=out.verdict.to_policy_verdict(),
         onnx=onnx,
+        preprocessing=recorded_preprocessing(ctx.models.model(plan.name).spec),
         phase=Phase.ERASE,
         erase={
             "method": report.method,
@@ -328,6 +331,7 @@ def _write_artifacts(ctx: ApplyContext, plan: _Plan, out: _Outcome) -> tuple[Pat
         model_name=plan.name,
         checkpoint=ctx.log.checkpoint(),
         requests=[r.id for r in plan.requests],
+        preprocessing=spec.preprocess.to_dict(),
     )
     signed = sign_model(out.export.model, meta, list(ctx.log.signers))
     adir = ctx.store.apply_dir(plan.name, out.apply_id)

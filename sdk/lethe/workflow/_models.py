@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # torch-loading modules: imported only by the calls that need
 
     from lethe.data import ImageArrays
     from lethe.filters import FilterBank, TrainConfig
-    from lethe.models import ModelSpec
+    from lethe.models import Caller, ModelSpec
 
 __all__ = ["DataSource", "ModelService"]
 
@@ -52,6 +52,7 @@ class _Registration:
     class_names: tuple[str, ...]
     eval_data: ImageArrays
     train_data: ImageArrays | None
+    measured: Mapping[str, Any]  # base_accuracy, chance, preprocessing_source, forced
 
 
 class ModelService:
@@ -131,17 +132,45 @@ class ModelService:
         spec: ModelSpec | Mapping[str, Any] | None = None,
         bank: str | os.PathLike[str] | None = None,
         export_onnx: bool = True,
+        preprocessing: Mapping[str, Any] | str | None = None,
+        expect_accuracy: float | None = None,
+        force: bool = False,
+        device: str | None = None,
+        caller: Caller = "python",
+        log: Callable[[str], None] | None = None,
     ) -> ModelInfo:
         """See :meth:`lethe.Lethe.register_model`."""
+        from lethe.workflow._preflight import preflight
+
         self._check_new_name(name)
-        model, model_spec = _load_weights(Path(checkpoint), spec)
-        reg = _checked_registration(name, model, model_spec, eval_data, train_data, class_names)
+        pf = preflight(
+            checkpoint,
+            eval_data=eval_data,
+            train_data=train_data,
+            class_names=class_names,
+            spec=spec,
+            preprocessing=preprocessing,
+            expect_accuracy=expect_accuracy,
+            force=force,
+            device=device,
+            caller=caller,
+            log=log,
+        )
+        measured = {
+            "base_accuracy": pf.base_accuracy,
+            "chance": pf.chance,
+            "preprocessing_source": pf.preprocessing_source,
+            "forced": pf.forced,
+        }
+        reg = _Registration(
+            name, pf.model, pf.spec, pf.class_names, pf.eval_data, pf.train_data, measured
+        )
         mdir = self._store.model_dir(name)
         if mdir.exists() and any(mdir.iterdir()):
             raise ModelRegistrationError(f"{mdir} already exists and is not empty; remove it first")
         mdir.mkdir(parents=True, exist_ok=True)
         try:
-            self._write_registration(reg, mdir, export_onnx=export_onnx)
+            self._write_registration(reg, mdir, export_onnx=export_onnx, log=log)
         except BaseException:
             shutil.rmtree(mdir, ignore_errors=True)
             raise
@@ -158,7 +187,14 @@ class ModelService:
             if s.get(ModelRow, name) is not None:
                 raise ModelRegistrationError(f"a model named {name!r} is already registered")
 
-    def _write_registration(self, reg: _Registration, mdir: Path, *, export_onnx: bool) -> None:
+    def _write_registration(
+        self,
+        reg: _Registration,
+        mdir: Path,
+        *,
+        export_onnx: bool,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         """The model's files, then its row and ``model.registered`` entry in one transaction."""
         from lethe import model_digest
         from lethe.models import save_checkpoint
@@ -168,6 +204,8 @@ class ModelService:
         eval_path = _save_arrays(reg.eval_data, mdir / "eval.npz")
         train = reg.train_data
         train_path = _save_arrays(train, mdir / "train.npz") if train is not None else None
+        if export_onnx and log is not None:
+            log("exporting the base model to ONNX (once per model; this can take a minute)...")
         onnx_path, onnx_sha = (
             _export_base(reg.model, reg.spec, mdir) if export_onnx else (None, None)
         )
@@ -177,7 +215,9 @@ class ModelService:
             s.add(
                 ModelRow(
                     name=reg.name,
-                    spec=json.dumps(reg.spec.to_dict(), sort_keys=True),
+                    spec=json.dumps(
+                        {**reg.spec.to_dict(), "registration": dict(reg.measured)}, sort_keys=True
+                    ),
                     class_names=json.dumps(list(reg.class_names)),
                     checkpoint_path=rel(ckpt),
                     base_digest=digest,
@@ -196,7 +236,12 @@ class ModelService:
                 "base_digest": f"sha256:{digest}",
                 "eval_data_digest": f"sha256:{reg.eval_data.digest}",
                 "num_classes": reg.spec.num_classes,
+                "base_accuracy": reg.measured["base_accuracy"],
+                "preprocessing": reg.spec.preprocess.to_dict(),
+                "preprocessing_source": reg.measured["preprocessing_source"],
             }
+            if reg.measured["forced"]:
+                details["forced"] = True
             event = LifecycleEvent(EventType.MODEL_REGISTERED, rfc3339(now), details=details)
             self._log.append(event, session=s)
 
@@ -296,74 +341,6 @@ def _train_options(config: TrainConfig | Mapping[str, Any] | None) -> dict[str, 
     return dict(config)  # type: ignore[arg-type]
 
 
-def _load_weights(
-    path: Path, spec: ModelSpec | Mapping[str, Any] | None
-) -> tuple[nn.Module, ModelSpec]:
-    """The model in ``path``: a Lethe checkpoint (its spec must equal ``spec`` when given) or a
-    plain safetensors state dict built from ``spec``."""
-    from lethe.models import ModelSpec, create_model, load_checkpoint
-
-    if not path.is_file():
-        raise ModelRegistrationError(f"{path}: checkpoint not found")
-    try:
-        model, model_spec = load_checkpoint(path)
-        if spec is not None:
-            given = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(dict(spec))
-            if given != model_spec:
-                raise ModelRegistrationError(
-                    f"{path} carries its own model spec, which differs from the one given"
-                )
-        return model, model_spec
-    except ModelRegistrationError:
-        raise
-    except Exception as exc:  # a plain safetensors state dict: build from spec
-        if spec is None:
-            raise ModelRegistrationError(
-                f"{path} is not a Lethe checkpoint ({exc}); pass spec= (timm architecture, "
-                "number of classes, input size) to register a plain safetensors state dict"
-            ) from exc
-        model_spec = spec if isinstance(spec, ModelSpec) else ModelSpec.from_dict(dict(spec))
-    from safetensors.torch import load_file
-
-    model = create_model(model_spec)
-    try:
-        model.load_state_dict(load_file(str(path)), strict=True)
-    except Exception as exc2:
-        raise ModelRegistrationError(
-            f"{path}: weights do not fit {model_spec.arch}: {exc2}"
-        ) from exc2
-    model.eval()
-    return model, model_spec
-
-
-def _checked_registration(
-    name: str,
-    model: nn.Module,
-    spec: ModelSpec,
-    eval_data: Any,
-    train_data: Any,
-    class_names: Sequence[str] | None,
-) -> _Registration:
-    """The data loaded and checked against the model (class names and counts)."""
-    eval_arr = _as_arrays(eval_data, "eval_data", split="test")
-    train_arr = (
-        _as_arrays(train_data, "train_data", split="train") if train_data is not None else None
-    )
-    names = tuple(class_names) if class_names is not None else eval_arr.classes
-    if len(names) != spec.num_classes:
-        raise ModelRegistrationError(
-            f"{len(names)} class names for a model with {spec.num_classes} classes"
-        )
-    if len(set(names)) != len(names):
-        raise ModelRegistrationError("class names must be unique")
-    for arr, what in ((eval_arr, "eval_data"), (train_arr, "train_data")):
-        if arr is not None and arr.num_classes != spec.num_classes:
-            raise ModelRegistrationError(
-                f"{what} has {arr.num_classes} classes, the model {spec.num_classes}"
-            )
-    return _Registration(name, model, spec, names, eval_arr, train_arr)
-
-
 def _export_base(model: nn.Module, spec: ModelSpec, mdir: Path) -> tuple[Path, str]:
     """The one base ONNX export that every apply patches, and its SHA-256."""
     import hashlib
@@ -371,7 +348,12 @@ def _export_base(model: nn.Module, spec: ModelSpec, mdir: Path) -> tuple[Path, s
     from lethe.export import export_base
 
     p = mdir / "base.onnx"
-    export_base(model, input_shape=(spec.in_chans, *spec.input_size), path=p)
+    export_base(
+        model,
+        input_shape=(spec.in_chans, *spec.input_size),
+        path=p,
+        preprocessing=spec.preprocess.to_dict(),
+    )
     return p, hashlib.sha256(p.read_bytes()).hexdigest()
 
 

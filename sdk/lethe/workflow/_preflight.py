@@ -27,6 +27,7 @@ __all__ = [
     "check_classes",
     "near_chance",
     "preflight",
+    "recorded_preprocessing",
 ]
 
 #: ``expect_accuracy`` refuses a measured accuracy more than this far below it.
@@ -239,3 +240,9 @@ def check_base_accuracy(
         f"folder names); pass {term('class_names', caller)} in the head's order; (3) the wrong "
         f"checkpoint or architecture. Pass {term('force', caller)} to register it anyway"
     )
+
+
+def recorded_preprocessing(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The preprocessing record of a registered model's stored spec (``ModelInfo.spec``)."""
+    known = {k: v for k, v in spec.items() if k != "registration"}
+    return ModelSpec.from_dict(known).preprocess.to_dict()

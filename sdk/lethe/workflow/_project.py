@@ -11,7 +11,7 @@ import builtins
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lethe.errors import ProjectError
 from lethe.workflow._applies import ApplyService
@@ -126,6 +126,9 @@ class Lethe:
         if not (settings.keys / "keyring.json").exists():
             KeyRing.create(settings.keys, name=settings.origin, passphrase=settings.key_passphrase)
         _initialize_log(settings, KeyRing.open(settings.keys))
+        from lethe_audit.keys import ensure_openssf_key
+
+        ensure_openssf_key(settings.keys)  # OpenSSF signatures of exports (logged at the first)
         return cls(settings)
 
     def close(self) -> None:
@@ -185,8 +188,14 @@ class Lethe:
         spec: ModelSpec | Mapping[str, Any] | None = None,
         bank: str | os.PathLike[str] | None = None,
         export_onnx: bool = True,
+        preprocessing: Mapping[str, Any] | str | None = None,
+        expect_accuracy: float | None = None,
+        force: bool = False,
+        device: str | None = None,
+        caller: Literal["python", "cli"] = "python",
+        log: Callable[[str], None] | None = None,
     ) -> ModelInfo:
-        """Register a deployed model.
+        """Register a deployed model, after measuring it.
 
         ``checkpoint`` is a safetensors file: a Lethe checkpoint (it carries its
         :class:`~lethe.models.ModelSpec`) or a plain state dict, then ``spec`` (a ModelSpec or
@@ -197,6 +206,17 @@ class Lethe:
         project so later applies measure on exactly the same data. With ``bank``, a filter bank
         is attached too (see :meth:`attach_bank`). ``export_onnx`` makes the one base ONNX
         export that every apply patches.
+
+        The checkpoint may also be a ``torch.save`` state dict (wrapped in ``model`` /
+        ``state_dict`` / ``model_state_dict``, ``module.`` prefixes; never unpickled code).
+        Preprocessing is part of the model: for a plain state dict give it in ``spec`` or
+        ``preprocessing`` (``mean``, ``std``, ``interpolation``, ``crop_pct``, ``input_range``),
+        or ``preprocessing="timm"`` for timm's pretrained config; else
+        :class:`~lethe.models.PreprocessingError`. Registration then measures the base model on
+        ``eval_data`` (on ``device``) and refuses near-chance accuracy, or one more than 0.05
+        below ``expect_accuracy``, unless ``force`` (:class:`BaseAccuracyError`); the accuracy is
+        stored (``ModelInfo.base_accuracy``) and logged. ``caller="cli"`` words errors with CLI
+        flags; ``log`` receives progress lines. See docs/byo-model.md.
         """
         return self._models.register(
             name,
@@ -207,6 +227,12 @@ class Lethe:
             spec=spec,
             bank=bank,
             export_onnx=export_onnx,
+            preprocessing=preprocessing,
+            expect_accuracy=expect_accuracy,
+            force=force,
+            device=device,
+            caller=caller,
+            log=log,
         )
 
     def load_model(self, name: str | None = None) -> tuple[nn.Module, ModelSpec]:
