@@ -4,7 +4,7 @@ One root, :class:`LetheAuditError`; a flat list of domain subclasses below it. V
 failures carry the entry index and/or checkpoint size at fault (``None`` where it does not
 apply), so tools can point at the exact place a log was tampered with.
 
-The CLI maps these classes to exit codes in one place (``lethe_audit.cli._errors``).
+The CLI maps these classes to exit codes in one place (``lethe_audit.cli.common.EXIT_CODES``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "BundleError",
+    "BundleWriteError",
     "CheckpointError",
     "ConsistencyProofError",
     "EntryError",
     "EvaluationSetError",
-    "ExportError",
     "ForgetClassError",
     "FormatError",
     "InclusionProofError",
@@ -122,13 +122,27 @@ class ReceiptError(VerificationError):
 
 
 class PolicyError(VerificationError):
-    """A verification policy rejected an otherwise valid log or receipt. ``policy`` names it."""
+    """A policy failed: the one policy-failure error of Lethe and lethe-audit.
+
+    Raised when a verification policy rejects an otherwise valid log or receipt
+    (:mod:`lethe_audit.verify`), when a metrics result misses a threshold
+    (:meth:`lethe_audit.metrics.Policy.check`), and by ``lethe`` when an exported model fails
+    the project's policy. ``policy`` names the policy, ``reasons`` holds one message per failed
+    check (empty where the message says it all), ``index``/``size`` point at the log entry or
+    checkpoint at fault where there is one."""
 
     def __init__(
-        self, message: str, *, policy: str, index: int | None = None, size: int | None = None
+        self,
+        message: str,
+        *,
+        policy: str = "policy",
+        reasons: tuple[str, ...] = (),
+        index: int | None = None,
+        size: int | None = None,
     ) -> None:
         super().__init__(message, index=index, size=size)
         self.policy = policy
+        self.reasons = tuple(reasons)
 
 
 class NothingToCheckError(PolicyError):
@@ -152,8 +166,16 @@ class LogStateError(StoreError):
     initialised, a key not registered, an index out of range)."""
 
 
-class ExportError(LetheAuditError):
-    """A bundle or receipt cannot be written (target exists, unreadable attachment, I/O)."""
+class BundleWriteError(LetheAuditError):
+    """A bundle or receipt cannot be written (target exists, unreadable attachment, I/O).
+
+    (Formerly ``ExportError``, a name ``lethe`` uses for ONNX export failures: one name, one
+    meaning. ``ExportError`` stays importable here as an alias of this class.)"""
+
+
+#: Old name of :class:`BundleWriteError` (not in ``__all__``: ``lethe.errors.ExportError`` is
+#: the ONNX export error).
+ExportError = BundleWriteError
 
 
 class KeyFileError(LetheAuditError):
@@ -192,12 +214,9 @@ class PolicyConfigError(MetricsError, ValueError):
     """A policy configuration has unknown keys, wrong types or out-of-range thresholds."""
 
 
-class PolicyViolationError(MetricsError):
-    """A metrics result fails a policy; ``reasons`` holds one message per failed check."""
-
-    def __init__(self, reasons: tuple[str, ...]) -> None:
-        self.reasons = reasons
-        super().__init__("policy failed: " + "; ".join(reasons))
+#: The former name of a metrics-policy failure: now :class:`PolicyError` itself (one class, one
+#: exit code); kept so code and docs that name it keep working.
+PolicyViolationError = PolicyError
 
 
 # --- end of the metrics block --------------------------------------------------------------------

@@ -153,7 +153,7 @@ def _file_requests(lt: Any, cfg: DemoConfig, log: Callable[[str], None] | None) 
 
 def _mask_fields(res: Any) -> dict[str, Any]:
     """Phase 1's numbers (the unprefixed fields of ``--json``)."""
-    m = res.metrics
+    m = res.metrics.to_dict()  # the MetricsResult as the log holds it
     acc = m["accuracy"]
 
     def g(section: str, key: str) -> Any:
@@ -177,7 +177,7 @@ def _mask_fields(res: Any) -> dict[str, Any]:
         "relearn_steps": (relearn.get("model") or {}).get("steps"),
         "base_relearn_steps": (relearn.get("base") or {}).get("steps"),
         "policy_passed": res.passed,
-        "policy_reasons": res.verdict.get("reasons", []),
+        "policy_reasons": list(res.verdict.reasons),
         "onnx_parity": g("parity", "max_abs_logit_diff"),
         "onnx_path": res.onnx_path,
     }
@@ -231,7 +231,7 @@ def _proofs(lt: Any, project: Path, request_id: str) -> dict[str, Any]:
 
 def _erase_fields(lt: Any, erased: Any, ref: Any) -> dict[str, Any]:
     """The erase phase's numbers beside the depth reference's (None where not measured)."""
-    m = erased.metrics if erased is not None else {}
+    m = erased.metrics.to_dict() if erased is not None else {}
     acc = m.get("accuracy") or {}
     depth = m.get("depth") or {}
     info = ref.info

@@ -1,11 +1,15 @@
 """Exceptions raised by :mod:`lethe`.
 
 Every error Lethe raises on purpose derives from :class:`LetheError`, so a caller (or the
-CLI's single error map) can catch the whole family at once and still tell the domains apart.
+CLI's single error map) can catch the whole family at once and still tell the domains apart;
+the one exception is a failed policy, :class:`PolicyError` (re-exported from
+:mod:`lethe_audit.errors`), the same class auditors' tools raise.
 Messages say what went wrong *and* what to do about it.
 """
 
 from __future__ import annotations
+
+from lethe_audit.errors import PolicyError
 
 __all__ = [
     "AlreadyErasedError",
@@ -38,6 +42,7 @@ __all__ = [
     "OnnxCheckError",
     "ParityError",
     "PatchError",
+    "PolicyError",
     "PolicyFailedError",
     "ProjectError",
     "PublishedLinkError",
@@ -204,13 +209,10 @@ class NothingToApplyError(ApplyError):
     """No approved request waits for this model."""
 
 
-class PolicyFailedError(ApplyError):
-    """The filtered model failed the verification policy; nothing was published."""
-
-    def __init__(self, message: str, *, reasons: tuple[str, ...] = (), apply_id: str = "") -> None:
-        super().__init__(message)
-        self.reasons = reasons
-        self.apply_id = apply_id
+#: A failed policy (an apply's, or an int8 export's) is the one policy-failure error shared with
+#: the auditor's tools, :class:`lethe_audit.errors.PolicyError` (``policy``, ``reasons``); the
+#: old name stays as an alias.
+PolicyFailedError = PolicyError
 
 
 class ReceiptUnavailableError(WorkflowError):

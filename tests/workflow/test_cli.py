@@ -131,7 +131,7 @@ def test_errors_map_to_their_exit_codes(project_dir: Path) -> None:
     assert list(empty.iterdir()) == []
 
 
-def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> None:
+def test_failed_policy_exits_with_the_policy_error_and_publishes_nothing(project_dir: Path) -> None:
     p = project_dir
     r = run(
         p,
@@ -146,10 +146,11 @@ def test_failed_policy_exits_132_and_publishes_nothing(project_dir: Path) -> Non
     )["request"]
     run(p, "request", "approve", r["id"], "--actor", "dpo")
     doc = run(
-        p, "apply", "--phase", "mask", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=132
+        p, "apply", "--phase", "mask", "--no-relearn", "--quiet", "--min-zrf", "0.999", code=19
     )
-    assert doc["ok"] is False and doc["error"]["type"] == "PolicyFailedError"
-    assert doc["error"]["exit_code"] == 132 and "zrf" in doc["error"]["message"].lower()
+    # one policy-failure error, the same class and code as lethe-audit's
+    assert doc["ok"] is False and doc["error"]["type"] == "PolicyError"
+    assert doc["error"]["exit_code"] == 19 and "zrf" in doc["error"]["message"].lower()
     out = doc["apply"]
     assert out["outcome"] == "failed" and out["verdict"]["reasons"]
     assert run(p, "request", "show", r["id"])["request"]["status"] == "failed"

@@ -108,16 +108,18 @@ def test_erase_is_deeper_than_the_mask_and_keeps_retain(erased_template: Path) -
         ref = lt.reference(MODEL)
         (req,) = lt.list()
     assert (mask.phase, erase.phase) == ("mask", "erase") and erase.starts_from == mask.id
-    depth = erase.metrics["depth"]
-    mask_steps = mask.metrics["relearn"]["model"]["steps"]
+    # typed results: the MetricsResult the policy judged (its dict is what the log holds)
+    assert erase.metrics.depth is not None and mask.metrics.relearn is not None
+    depth = erase.metrics.to_dict()["depth"]
+    mask_steps = mask.metrics.relearn.model.steps
     assert depth["relearn_steps"] > mask_steps  # strictly harder to bring back than the mask
     ref_runs = depth["reference"]["relearn_runs"]
     assert ref_runs == list(ref.info.relearn_runs)
     # On at least one seed the erased model needs as many steps as the retrained reference.
     assert any(e >= r for e, r in zip(depth["relearn_runs"], ref_runs, strict=True))
-    acc = erase.metrics["accuracy"]
-    assert acc["forget_accuracy"] <= 0.05
-    assert acc["retain_accuracy"] >= acc["base_retain_accuracy"] - 0.03
+    acc = erase.metrics.accuracy
+    assert acc.forget_accuracy <= 0.05 and acc.base_retain_accuracy is not None
+    assert acc.retain_accuracy >= acc.base_retain_accuracy - 0.03
     assert depth["relearn_ratio"] == pytest.approx(depth["relearn_steps"] / ref.info.relearn_steps)
     assert req.status == "applied" and req.erased_at is not None and req.depth == "erased"
     assert req.apply_id == erase.id and erase.depth == "erased"
@@ -202,7 +204,8 @@ def test_failed_depth_policy_publishes_nothing_and_is_logged(
         impossible = _policy(min_relearn_ratio=1e6)
         res = lt.erase(MODEL, progress=False, policy=impossible, config={"epochs": 2})
         assert not res.passed and res.phase == "erase" and res.starts_from == mask.id
-        assert any("relearn" in r for r in res.verdict["reasons"])
+        assert any("relearn" in r for r in res.verdict.reasons)
+        assert res.verdict.thresholds["min_relearn_ratio"] == 1e6
         published = lt.published(MODEL)
         assert published is not None and published["dir"].name == mask.id
         link = lt.model_dir(MODEL) / "published"

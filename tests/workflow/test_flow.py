@@ -49,10 +49,12 @@ def _flow(lt: Lethe, tmp_path: Path) -> None:
     assert res.passed, res.verdict
     assert res.forgotten_classes == (3, 7)
     assert set(res.new_request_ids) == {a.id, b.id}
-    acc = res.metrics["accuracy"]
-    assert acc["forget_accuracy"] <= 0.01
-    assert acc["retain_accuracy"] >= acc["base_retain_accuracy"] - 0.02
-    assert res.metrics["parity"]["max_abs_logit_diff"] <= 1e-4
+    acc = res.metrics.accuracy  # a typed MetricsResult, the one the policy judged
+    assert acc.forget_accuracy <= 0.01 and acc.base_retain_accuracy is not None
+    assert acc.retain_accuracy >= acc.base_retain_accuracy - 0.02
+    assert res.metrics.parity is not None and res.metrics.parity.max_abs_logit_diff <= 1e-4
+    assert res.verdict.passed and res.verdict.thresholds["max_forget_accuracy"] == 0.01
+    assert lt.applies(MODEL)[-1].metrics == res.metrics  # stored and read back unchanged
     for r in (a, b):
         got = lt.get(r.id)
         assert got.status == "applied" and got.apply_id == res.id and got.applied_at is not None
@@ -110,7 +112,7 @@ def test_failed_policy_publishes_nothing_and_logs_the_attempt(lt: Lethe) -> None
         (lt.model_dir(MODEL) / "applies").iterdir()
     )
     got = lt.get(r.id)
-    assert got.status == "failed" and got.failure_reason == "; ".join(res.verdict["reasons"])
+    assert got.status == "failed" and got.failure_reason == "; ".join(res.verdict.reasons)
     assert "zrf" in (got.failure_reason or "").lower()
     assert lt.log.size() == size + 1
     failed = _statements(lt)[-1].predicate
@@ -213,7 +215,7 @@ def test_register_refuses_bad_input(lt: Lethe, tmp_path: Path, digits) -> None: 
     ckpt = save_checkpoint(
         other, ModelSpec("resnet18", 10, 1, (32, 32)), tmp_path / "o.safetensors"
     )
-    info = lt.register_model("other", ckpt, eval_data=test, export_onnx=False)
+    info = lt.register_model("other", ckpt, eval_data=test, export_onnx=False, force=True)
     assert info.bank_digest is None
     with pytest.raises(BankModelMismatchError):
         lt.attach_bank("other", digits.bank_path)

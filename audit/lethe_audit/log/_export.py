@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from lethe_audit._version import __version__
-from lethe_audit.errors import ExportError, LogStateError, StoreError
+from lethe_audit.errors import BundleWriteError, LogStateError, StoreError
 from lethe_audit.log._keys import KEY_COLUMNS, KeyRecord
 from lethe_audit.store import TlogCheckpoint, TlogEntry, TlogHead, TlogKey
 from lethe_audit.verify._format import (
@@ -142,7 +142,7 @@ def _write_attachments(sink: _Sink, attachments: Sequence[Path]) -> tuple[Attach
     for src in attachments:
         rel = f"{ATTACHMENTS_DIR}/{src.name}"
         if not safe_attachment_path(rel) or rel in seen:
-            raise ExportError(
+            raise BundleWriteError(
                 f"attachment name {src.name!r} is not usable (letters, digits, . _ - only; unique)"
             )
         seen.add(rel)
@@ -151,7 +151,7 @@ def _write_attachments(sink: _Sink, attachments: Sequence[Path]) -> tuple[Attach
                 while chunk := f.read(1 << 20):
                     w.write(chunk)
         except OSError as e:
-            raise ExportError(f"cannot read attachment {src}: {e.strerror}") from None
+            raise BundleWriteError(f"cannot read attachment {src}: {e.strerror}") from None
         d = w.digest()
         media = mimetypes.guess_type(src.name)[0] or "application/octet-stream"
         atts.append(Attachment(rel, d.sha256, d.bytes, media))
@@ -194,10 +194,10 @@ def export_bundle(
 ) -> Path:
     """Write the bundle to a temporary name next to ``path``, then rename it into place."""
     if path.exists():
-        raise ExportError(f"{path} already exists: refusing to overwrite it")
+        raise BundleWriteError(f"{path} already exists: refusing to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise ExportError(f"directory {parent} does not exist")
+        raise BundleWriteError(f"directory {parent} does not exist")
     att_paths = [Path(a) for a in attachments]
     if path.suffix == ".zip":
         fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lethe_audit.errors import PolicyConfigError, PolicyViolationError, ResultFormatError
+from lethe_audit.errors import PolicyConfigError, PolicyError, ResultFormatError
 from lethe_audit.metrics._result import MetricsResult
 from lethe_audit.metrics._serial import from_jsonable, to_jsonable
 
@@ -148,6 +148,12 @@ class Verdict:
             reasons=tuple(reasons),
             checks=(),
             thresholds=_thresholds(data.get("thresholds", {})),
+        )
+
+    def error(self, what: str = "policy failed") -> PolicyError:
+        """The :class:`~lethe_audit.errors.PolicyError` of a failed verdict (``what: reasons``)."""
+        return PolicyError(
+            f"{what}: " + "; ".join(self.reasons), policy="metrics", reasons=self.reasons
         )
 
     def to_policy_verdict(self) -> PolicyVerdict:
@@ -401,7 +407,8 @@ class Policy:
         )
 
     def check(self, result: MetricsResult, *, phase: Phase | str = "mask") -> None:
-        """``None`` if ``result`` passes; :class:`PolicyViolationError` with the reasons if not."""
+        """``None`` if ``result`` passes; :class:`~lethe_audit.errors.PolicyError` with the
+        reasons if not."""
         verdict = self.evaluate(result, phase=phase)
         if not verdict.passed:
-            raise PolicyViolationError(verdict.reasons)
+            raise verdict.error()

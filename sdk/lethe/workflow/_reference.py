@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import select
 
 from lethe.errors import MissingReferenceError, ReferenceTrainingError
@@ -33,6 +32,7 @@ from lethe_audit.statements import EventType, LifecycleEvent, canonical_json, rf
 from lethe_audit.store import ReferenceRow
 
 if TYPE_CHECKING:
+    import numpy as np
     from torch import nn
 
     from lethe.models import ModelSpec
@@ -75,6 +75,8 @@ def _recipe(table: dict[str, Any], overrides: Mapping[str, Any]) -> tuple[dict[s
 def _held_out(
     names: tuple[str, ...], y: np.ndarray[Any, Any], cls: int | str | None
 ) -> tuple[int, str]:
+    import numpy as np
+
     counts = np.bincount(y.astype(np.int64), minlength=len(names))
     if cls is None:
         c = int(np.argmax(counts))  # first maximum: ties go to the lowest id

@@ -8,8 +8,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lethe.workflow._time import iso, utc
+from lethe_audit.statements import ApplyOutcome, Phase, RequestStatus
 
 if TYPE_CHECKING:  # rows are only read here: importing this module loads no SQLAlchemy
+    from lethe_audit.metrics import MetricsResult, ReferenceInfo, Verdict
     from lethe_audit.store import ApplyRow, ModelRow, ReferenceRow, RequestRow
 
 __all__ = [
@@ -58,15 +60,14 @@ class DeletionRequest:
         """``"erased"`` once the published model covering it was erased (phase 2),
         ``"masked, not yet erased"`` while only the mask (phase 1) is published; None before
         it is applied."""
-        if self.status not in ("applied", "superseded"):
+        if not RequestStatus(self.status).is_done:
             return None
         return "erased" if self.erased_at is not None else MASKED_NOT_ERASED
 
     @property
     def overdue(self) -> bool:
         """Still open (not applied, rejected or superseded) after its due date."""
-        open_ = self.status in ("received", "approved", "failed")
-        return open_ and datetime.now(timezone.utc) > self.due_at
+        return RequestStatus(self.status).is_open and datetime.now(timezone.utc) > self.due_at
 
     @property
     def shredded(self) -> bool:
@@ -159,6 +160,14 @@ class ModelInfo:
             registered_at=utc(row.registered_at),
         )
 
+    @property
+    def base_accuracy(self) -> float | None:
+        """The base accuracy registration measured on the eval data (``None`` for a model
+        registered before Lethe measured it)."""
+        reg = self.spec.get("registration")
+        value = reg.get("base_accuracy") if isinstance(reg, dict) else None
+        return float(value) if value is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -177,7 +186,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class ApplyResult:
-    """What one apply did: outcome, classes, metrics, verdict, log entry, artefacts."""
+    """What one apply did: outcome, classes, metrics, verdict, log entry, artefacts.
+
+    ``metrics`` is the :class:`~lethe_audit.metrics.MetricsResult` the policy judged and
+    ``verdict`` its :class:`~lethe_audit.metrics.Verdict` (read back from the database: its
+    ``checks`` are not stored, ``passed``, ``reasons`` and ``thresholds`` are). ``outcome`` is an
+    :class:`~lethe_audit.statements.ApplyOutcome` value, ``phase`` a
+    :class:`~lethe_audit.statements.Phase` value."""
 
     id: str
     model: str
@@ -186,8 +201,8 @@ class ApplyResult:
     request_ids: tuple[str, ...]
     new_request_ids: tuple[str, ...]
     folded_digest: str
-    metrics: dict[str, Any]
-    verdict: dict[str, Any]
+    metrics: MetricsResult
+    verdict: Verdict
     log_index: int
     checkpoint: str
     onnx_sha256: str | None = None
@@ -204,7 +219,7 @@ class ApplyResult:
 
     @property
     def passed(self) -> bool:
-        return self.outcome == "applied"
+        return self.outcome == ApplyOutcome.APPLIED
 
     @property
     def depth(self) -> str | None:
@@ -212,7 +227,7 @@ class ApplyResult:
         ``"masked, not yet erased"`` (a passed mask, or a failed erase: the mask stays
         published), None for a failed mask (nothing was published)."""
         final = self.erase if self.erase is not None else self
-        if final.phase == "erase":
+        if final.phase == Phase.ERASE:
             return "erased" if final.passed else MASKED_NOT_ERASED
         return MASKED_NOT_ERASED if self.passed else None
 
@@ -220,6 +235,8 @@ class ApplyResult:
     def from_row(
         cls, row: ApplyRow, *, checkpoint: str, paths: tuple[str | None, str | None]
     ) -> ApplyResult:
+        from lethe_audit.metrics import MetricsResult, Verdict
+
         return cls(
             id=row.id,
             model=row.model_name,
@@ -228,8 +245,8 @@ class ApplyResult:
             request_ids=tuple(json.loads(row.request_ids)),
             new_request_ids=(),
             folded_digest=row.folded_digest,
-            metrics=json.loads(row.metrics),
-            verdict=json.loads(row.verdict),
+            metrics=MetricsResult.from_dict(json.loads(row.metrics)),
+            verdict=Verdict.from_record(json.loads(row.verdict)),
             log_index=row.log_index,
             checkpoint=checkpoint,
             onnx_sha256=row.onnx_sha256,
@@ -256,8 +273,8 @@ class ApplyResult:
             "request_ids": list(self.request_ids),
             "new_request_ids": list(self.new_request_ids),
             "folded_digest": self.folded_digest,
-            "metrics": self.metrics,
-            "verdict": self.verdict,
+            "metrics": self.metrics.to_dict(),
+            "verdict": self.verdict.to_record(),
             "log_index": self.log_index,
             "onnx_sha256": self.onnx_sha256,
             "onnx_content_hash": self.onnx_content_hash,
@@ -279,10 +296,12 @@ class DepthReference:
     reason: str
     checkpoint_path: str
     log_index: int
-    info: Any  # lethe_audit.metrics.ReferenceInfo
+    info: ReferenceInfo
 
     @classmethod
-    def from_row(cls, row: ReferenceRow, info: Any, checkpoint_path: str) -> DepthReference:
+    def from_row(
+        cls, row: ReferenceRow, info: ReferenceInfo, checkpoint_path: str
+    ) -> DepthReference:
         return cls(
             id=row.id,
             model=row.model_name,
