@@ -34,16 +34,18 @@ def test_an_app_files_and_reads_with_no_key_file_and_no_torch(
     service: Service, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
+    here = tmp_path / "app-host"
+    here.mkdir()
     out = subprocess.run(
         [sys.executable, "-c", _APP_SCRIPT, service.url, service.tokens["app"]],
-        cwd=tmp_path,  # an empty folder: no project, no keys/*.pem anywhere near
+        cwd=here,  # an empty folder: no project, no keys/*.pem anywhere near
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert not list(tmp_path.iterdir())
+    assert not list(here.iterdir())
     got = json.loads(out.stdout)
     assert got["id"] == got["again"] and got["status"] == "received" and got["key"]
     assert got["heavy"] == []
