@@ -98,7 +98,7 @@ def _penalty_grads(
                 p.copy_(s)
         for m, w in zip(model.modules(), was, strict=True):
             m.train(w)
-    return list(out), float(pen)
+    return list(out), float(pen.detach())
 
 
 def _train(

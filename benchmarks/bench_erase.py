@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "rows-fresh": {"method": "retrain-top", "rows": "fresh"},
     "rows-zero": {"method": "retrain-top", "rows": "zero"},
     "resist-top": {"method": "resist", "adv_scope": "top"},
+    "resist-top-e4": {"method": "resist", "adv_scope": "top", "adv_every": 4},
     "resist-top-x3": {"method": "resist", "adv_scope": "top", "resist": 3.0, "adv_steps": 5},
     "resist-all": {"method": "resist", "adv_scope": "all"},
     "resist-all-x3": {"method": "resist", "adv_scope": "all", "resist": 3.0, "adv_steps": 5},

@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import itertools
 import json
-import math
 import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,388 +41,46 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
 
-from benchmarks import _baselines as B
 from benchmarks._common import CACHE, DOCS, REPO_ROOT, RESULTS_DIR, machine, update_docs
+from benchmarks._unlearning_methods import (
+    METHOD_RUNNERS,
+    MethodContext,
+    _device,
+    base_model,
+    run_method,
+    train_lethe,
+)
+from benchmarks._unlearning_methods import _key as _key
+from benchmarks._unlearning_report import _max, _mean, plot, section
+from benchmarks._unlearning_setups import (
+    METHODS,
+    PER_CLASS_METHODS,
+    PRESETS,
+    SET_SIZES,
+    SETUPS,
+    Data,
+    Preset,
+    Recipe,
+    Setup,
+    SmallCNN,
+    forget_sets,
+    load_data,
+    sampled_singles,
+)
 
-__all__ = ["PRESETS", "SETUPS", "Preset", "Setup", "main", "run"]
+# Configuration, methods and the report writer live in _unlearning_{setups,methods,report}.py;
+# their names are re-exported here (the benchmark's public surface is this module).
+__all__ = [
+    "METHODS", "METHOD_RUNNERS", "PER_CLASS_METHODS", "PRESETS", "SETUPS", "SET_SIZES", "Data",
+    "Deadline", "MethodContext", "Preset", "Recipe", "Setup", "SmallCNN", "base_model",
+    "forget_sets", "load_data", "main", "merge", "plot", "run", "run_method", "run_setup",
+    "sampled_singles", "section", "train_lethe",
+]  # fmt: skip
 
-METHODS = ("lethe", "lethe_erase", "retrain", "finetune", "neggrad_plus", "ssd", "head_mask")
-PER_CLASS_METHODS = ("retrain", "finetune", "neggrad_plus", "ssd")
-SET_SIZES = (2, 3, 5)
 FIGURES = REPO_ROOT / "docs" / "figures"
 
 
-class SmallCNN(nn.Module):
-    """The small plain CNN of the MNIST setup (three conv blocks, a hidden linear, a head)."""
-
-    def __init__(self, in_chans: int, num_classes: int, width: int = 32) -> None:
-        super().__init__()
-
-        def block(i: int, o: int, pool: bool) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()]
-            return [*layers, nn.MaxPool2d(2)] if pool else layers
-
-        w = width
-        self.features = nn.Sequential(
-            *block(in_chans, w, True), *block(w, 2 * w, True), *block(2 * w, 4 * w, False)
-        )
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU())
-        self.head = nn.Linear(4 * w, num_classes)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.head(self.fc(self.pool(self.features(x))))
-        return out
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a setup's base model is built and trained, and the baselines' budgets."""
-
-    epochs: int
-    lr: float
-    batch_size: int = 128
-    augment_flip: bool = False
-    augment_pad: int = 0
-    filter_epochs: int = 8
-    filter_options: Mapping[str, Any] = field(default_factory=dict)
-    # Phase 2 (lethe.filters.EraseConfig options) of the "lethe_erase" method.
-    erase_options: Mapping[str, Any] = field(default_factory=dict)
-    finetune_epochs: int = 2
-    finetune_lr: float = 1e-3
-    # NegGrad+ and SSD settings were tuned on mnist_cnn's quick-preset classes (docs say so).
-    neggrad_epochs: int = 1
-    neggrad_lr: float = 1e-3
-    neggrad_alpha: float = 0.95
-    neggrad_cap: float | None = 5.0
-    ssd_selection: float = 200.0
-    ssd_dampening: float = 1.0
-    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    width: int = 32  # SmallCNN only
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["filter_options"] = dict(self.filter_options)
-        d["erase_options"] = dict(self.erase_options)
-        d["arch_kwargs"] = dict(self.arch_kwargs)
-        return d
-
-    def fit_options(self) -> dict[str, Any]:
-        """:func:`lethe.models.fit` options of the base model (and of retraining)."""
-        return {
-            "epochs": self.epochs,
-            "lr": self.lr,
-            "batch_size": self.batch_size,
-            "augment_flip": self.augment_flip,
-            "augment_pad": self.augment_pad,
-        }
-
-    def base_key(self) -> dict[str, Any]:
-        """The fields that decide the base model (its cache key ignores the baselines')."""
-        d = self.to_dict()
-        keep = ("epochs", "lr", "batch_size", "augment_flip", "augment_pad", "arch_kwargs", "width")
-        return {k: d[k] for k in keep}
-
-
-@dataclass(frozen=True)
-class Setup:
-    """A dataset and a backbone (``cnn``: :class:`SmallCNN`; otherwise a timm architecture)."""
-
-    dataset: str
-    backbone: str
-    recipe: Recipe
-
-    def make(self, in_chans: int, size: tuple[int, int], num_classes: int) -> nn.Module:
-        if self.backbone == "cnn":
-            return SmallCNN(in_chans, num_classes, width=self.recipe.width)
-        from lethe.models import create_model
-
-        return create_model(self.spec(in_chans, size, num_classes))
-
-    def spec(self, in_chans: int, size: tuple[int, int], num_classes: int) -> Any:
-        from lethe.models import ModelSpec
-
-        return ModelSpec(
-            self.backbone,
-            num_classes,
-            in_chans=in_chans,
-            input_size=size,
-            small_stem=self.backbone.startswith("resnet"),
-            kwargs=dict(self.recipe.arch_kwargs),
-        )
-
-
-_VIT = {"patch_size": 4, "depth": 6}
-SETUPS: dict[str, Setup] = {
-    # The small CNN has few channels to filter; a stronger forget term helps it (measured:
-    # worst single-class forget accuracy 66 % -> 20 % on the quick preset).
-    "mnist_cnn": Setup(
-        "mnist", "cnn", Recipe(epochs=4, lr=2e-3, filter_options={"forget_weight": 2.0})
-    ),
-    "mnist_resnet18": Setup("mnist", "resnet18", Recipe(epochs=4, lr=2e-3)),
-    "mnist_vit": Setup(
-        "mnist",
-        "vit_tiny_patch16_224",
-        Recipe(epochs=15, lr=1e-3, arch_kwargs=_VIT, finetune_lr=3e-4, neggrad_lr=3e-4),
-    ),
-    "fashion_mnist_resnet18": Setup("fashion-mnist", "resnet18", Recipe(epochs=6, lr=2e-3)),
-    "cifar10_resnet18": Setup(
-        "cifar10",
-        "resnet18",
-        Recipe(epochs=30, lr=2e-3, augment_flip=True, augment_pad=4, finetune_epochs=3),
-    ),
-    "cifar10_vit": Setup(
-        "cifar10",
-        "vit_tiny_patch16_224",
-        Recipe(
-            epochs=60,
-            lr=1e-3,
-            augment_flip=True,
-            augment_pad=4,
-            arch_kwargs=_VIT,
-            finetune_epochs=3,
-            finetune_lr=3e-4,
-            neggrad_lr=3e-4,
-        ),
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Preset:
-    """How much of the benchmark to run.
-
-    ``train_per_class`` / ``test_per_class``: seeded per-class subsample (``None``: all);
-    ``per_class_by_dataset`` overrides the pair per dataset.
-    ``singles``: how many single classes the comparison samples (``None``: all);
-    ``singles_by_dataset`` overrides it per dataset.
-    ``recipes``: per-setup overrides of :class:`Recipe` fields (smaller budgets for quick runs).
-    """
-
-    setups: tuple[str, ...]
-    methods: tuple[str, ...] = METHODS
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    per_class_by_dataset: Mapping[str, tuple[int | None, int | None]] = field(default_factory=dict)
-    singles: int | None = None
-    singles_by_dataset: Mapping[str, int] = field(default_factory=dict)
-    sets_per_size: int = 1
-    lethe_sets_per_size: int = 10
-    relearn_steps: int = 100
-    relearn_seeds: int = 3
-    recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    seed: int = 0
-
-    def recipe(self, name: str) -> Recipe:
-        return replace(SETUPS[name].recipe, **dict(self.recipes.get(name, {})))
-
-    def per_class(self, dataset: str) -> tuple[int | None, int | None]:
-        """(train, test) images per class for ``dataset`` (``None``: all)."""
-        default = (self.train_per_class, self.test_per_class)
-        return self.per_class_by_dataset.get(dataset, default)
-
-
-# The CPU-sized MNIST ResNet-18 of the filters and compare presets: one definition, so that
-# compare reuses the base model and bank filters cached.
-_CPU_MNIST = Preset(setups=(), train_per_class=300, test_per_class=100, lethe_sets_per_size=5)
-_CPU_RESNET18 = {"epochs": 3, "filter_epochs": 6}
-
-PRESETS: dict[str, Preset] = {
-    # The whole comparison on the plain CNN, in minutes on 2 CPU cores.
-    "quick": Preset(
-        setups=("mnist_cnn",),
-        train_per_class=500,
-        test_per_class=200,
-        singles=3,
-        sets_per_size=1,
-        recipes={"mnist_cnn": {"epochs": 4, "filter_epochs": 8}},
-    ),
-    # Issue 2's benchmark: Lethe alone on MNIST with a ResNet-18 and a small ViT.
-    "filters": replace(
-        _CPU_MNIST,
-        setups=("mnist_resnet18", "mnist_vit"),
-        methods=("lethe",),
-        singles=0,
-        recipes={
-            "mnist_resnet18": _CPU_RESNET18,
-            # Patch 7 (16 tokens): a ViT from scratch on 3,000 images needs many epochs, and
-            # patch 4 (49 tokens) reached only 60 % in 20 epochs on 2 CPU cores.
-            "mnist_vit": {
-                "epochs": 40,
-                "filter_epochs": 6,
-                "arch_kwargs": {"patch_size": 7, "depth": 6},
-            },
-        },
-    ),
-    # The comparison on the filters preset's ResNet-18 (same cached base model and bank), and
-    # the same recipe on Fashion-MNIST, two single classes each: what 2 CPU cores can afford
-    # (~30 min a setup); the gpu and full presets do more.
-    "compare": replace(
-        _CPU_MNIST,
-        setups=("mnist_resnet18", "fashion_mnist_resnet18"),
-        singles=2,
-        sets_per_size=0,
-        recipes={"mnist_resnet18": _CPU_RESNET18, "fashion_mnist_resnet18": _CPU_RESNET18},
-    ),
-    # Phase 2 (issue 13) beside every method on the compare preset's MNIST ResNet-18 (same
-    # cached base model and bank): two single classes and one set of each size (CPU, ~30 min).
-    "erase": replace(
-        _CPU_MNIST,
-        setups=("mnist_resnet18",),
-        singles=2,
-        sets_per_size=1,
-        recipes={"mnist_resnet18": _CPU_RESNET18},
-    ),
-    # Phase 2 on a lent GPU (not run yet): ResNet-18 on MNIST and the CIFAR-10 subsample,
-    # where the probe discriminates, plus the weak models (CNN, ViT); every method.
-    "gpu-erase": Preset(
-        setups=("cifar10_resnet18", "mnist_resnet18", "mnist_cnn", "mnist_vit"),
-        per_class_by_dataset={"cifar10": (1800, 500)},
-        singles=3,
-        sets_per_size=1,
-        lethe_sets_per_size=5,
-    ),
-    # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
-    # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.
-    "full": Preset(
-        setups=tuple(SETUPS),
-        singles=None,
-        singles_by_dataset={"cifar10": 5},
-        sets_per_size=3,
-        lethe_sets_per_size=20,
-    ),
-    # Sized for one lent GPU (an H200) under the device tool's limits: 10-minute calls and 64 MiB
-    # of data per call. MNIST and Fashion-MNIST are whole; CIFAR-10 is a seeded subsample (the
-    # whole set is 134 MB). benchmarks/README.md has the command lines (ViTs: Lethe alone).
-    "gpu": Preset(
-        setups=tuple(SETUPS),
-        per_class_by_dataset={"cifar10": (1800, 500)},
-        singles=3,
-        sets_per_size=1,
-        lethe_sets_per_size=10,
-    ),
-    # The test suite's size: every code path, a few batches.
-    "toy": Preset(
-        setups=("mnist_cnn", "mnist_vit"),
-        train_per_class=12,
-        test_per_class=10,
-        singles=1,
-        sets_per_size=1,
-        lethe_sets_per_size=1,
-        relearn_steps=2,
-        recipes={
-            "mnist_cnn": {"epochs": 2, "filter_epochs": 1, "width": 8, "finetune_epochs": 1},
-            "mnist_vit": {
-                "epochs": 1,
-                "filter_epochs": 1,
-                "finetune_epochs": 1,
-                "arch_kwargs": {"patch_size": 7, "depth": 1, "embed_dim": 32, "num_heads": 2},
-            },
-        },
-    ),
-}
-
-
-# --------------------------------------------------------------------------------------- data
-@dataclass
-class Data:
-    train: TensorDataset
-    test: TensorDataset
-    train_set: Any  # lethe_audit.metrics.ImageSet
-    test_set: Any
-    classes: tuple[str, ...]
-    in_chans: int
-    size: tuple[int, int]
-    digests: dict[str, str]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-
-def _per_class(arrays: Any, n: int | None, seed: int) -> Any:
-    if n is None:
-        return arrays
-    rng = np.random.default_rng(seed)
-    idx = [rng.permutation(np.flatnonzero(arrays.y == c))[:n] for c in range(arrays.num_classes)]
-    return arrays.subset(np.sort(np.concatenate(idx)))
-
-
-def load_data(dataset: str, preset: Preset) -> Data:
-    """The dataset's train/test splits, subsampled per class, preprocessed to tensors."""
-    from lethe.data import Preprocess, load_dataset
-    from lethe_audit.metrics import ImageSet
-
-    n_train, n_test = preset.per_class(dataset)
-    train = _per_class(load_dataset(dataset, split="train"), n_train, preset.seed)
-    test = _per_class(load_dataset(dataset, split="test"), n_test, preset.seed + 1)
-    c = train.channels
-    pre = Preprocess((c, *train.image_size), (0.5,) * c, (0.5,) * c)
-    tr, te = pre(train.x), pre(test.x)
-    ytr, yte = torch.from_numpy(train.y), torch.from_numpy(test.y)
-    k = train.num_classes
-    return Data(
-        train=TensorDataset(tr, ytr),
-        test=TensorDataset(te, yte),
-        train_set=ImageSet(tr.numpy(), train.y, k),
-        test_set=ImageSet(te.numpy(), test.y, k),
-        classes=train.classes,
-        in_chans=c,
-        size=train.image_size,
-        digests={"train": train.digest, "test": test.digest},
-    )
-
-
-# ------------------------------------------------------------------------------ model caching
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def base_model(
-    name: str, recipe: Recipe, data: Data, *, seed: int, cache: Path, progress: bool
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The setup's base model, trained with its recipe or loaded from the cache (by digest)."""
-    from safetensors.torch import load_file, save_file
-
-    from lethe import model_digest
-    from lethe.models import fit
-
-    setup = SETUPS[name]
-    key = _key({"setup": name, "recipe": recipe.base_key(), "data": data.digests, "seed": seed})
-    path = cache / f"{name}-{key}.safetensors"
-    meta_path = path.with_suffix(".json")
-    torch.manual_seed(seed)
-    model = setup.make(data.in_chans, data.size, data.num_classes).to(_device())
-    if path.exists() and meta_path.exists():
-        model.load_state_dict(load_file(str(path), device=str(_device())))
-        info = json.loads(meta_path.read_text())
-        info["cached"] = True
-    else:
-        t = time.perf_counter()
-        fit(
-            model, data.train, seed=seed, progress=progress, desc=f"{name} base",
-            **recipe.fit_options(),
-        )  # fmt: skip
-        info = {"train_seconds": time.perf_counter() - t, "cache_key": key, "cached": False}
-        cache.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(path))
-        meta_path.write_text(json.dumps(info, indent=1))
-    model.eval()
-    info["digest"] = model_digest(model)
-    return model, info
-
-
-# ------------------------------------------------------------------------------- evaluation
 class _Memo:
     """A metrics backend that remembers its outputs, for models evaluated again and again
     (the base model and its random re-initialisation appear in every evaluation)."""
@@ -525,154 +181,6 @@ def _accuracy_pair(
     return float((pred[mask] == y[mask]).mean()), float((pred[~mask] == y[~mask]).mean())
 
 
-def forget_sets(k: int, preset: Preset, per_size: int, *, salt: int) -> list[list[int]]:
-    """Seeded random class sets of each size in :data:`SET_SIZES` (distinct within a size)."""
-    rng = np.random.default_rng([preset.seed, salt])
-    out: list[list[int]] = []
-    for size in SET_SIZES:
-        if size >= k:
-            continue
-        seen: set[tuple[int, ...]] = set()
-        while len(seen) < min(per_size, math.comb(k, size)):
-            s = tuple(sorted(int(c) for c in rng.choice(k, size, replace=False)))
-            seen.add(s)
-        out += [list(s) for s in sorted(seen)]
-    return out
-
-
-def sampled_singles(k: int, preset: Preset, dataset: str) -> list[int]:
-    """The single classes the comparison runs on: all, or a seeded sample."""
-    n = preset.singles_by_dataset.get(dataset, preset.singles)
-    if n is None or n >= k:
-        return list(range(k))
-    rng = np.random.default_rng([preset.seed, 1])
-    return sorted(int(c) for c in rng.choice(k, n, replace=False))
-
-
-# ---------------------------------------------------------------------------------- methods
-def train_lethe(
-    name: str,
-    model: nn.Module,
-    data: Data,
-    recipe: Recipe,
-    *,
-    base_digest: str,
-    seed: int,
-    cache: Path,
-    progress: bool,
-) -> tuple[Any, dict[str, Any]]:
-    """One filter-training round for every class (cached with its measured timings), and the
-    time of a plain fine-tuning epoch of the same model on the same data, for the ratio."""
-    from lethe.filters import FilterBank, train
-    from lethe.models import fit
-
-    options = {"epochs": recipe.filter_epochs, "seed": seed, **dict(recipe.filter_options)}
-    key = _key({"base": base_digest, "options": options, "data": data.digests["train"]})
-    path = cache / f"{name}-bank-{key}.safetensors"
-    info_path = path.with_suffix(".json")
-    if path.exists() and info_path.exists():
-        bank = FilterBank.load(path, model=model)
-        info = json.loads(info_path.read_text())
-        info["cached"] = True
-        return bank, info
-
-    def finetune_epoch() -> float:
-        clone = copy.deepcopy(model)
-        t = time.perf_counter()
-        fit(clone, data.train, epochs=1, lr=1e-4, batch_size=options.get("batch_size", 128),
-            seed=seed, progress=False)  # fmt: skip
-        return time.perf_counter() - t
-
-    ft_before = finetune_epoch()
-    marks = [time.perf_counter()]
-    bank = train(
-        model,
-        FilterBank.init(model, data.num_classes),
-        data.train,
-        progress=progress,
-        on_epoch=lambda _e, _s: marks.append(time.perf_counter()),
-        **options,
-    )
-    ft_after = finetune_epoch()
-    epochs = [b - a for a, b in itertools.pairwise(marks)]
-    info = {
-        "options": options,
-        "round_seconds": marks[-1] - marks[0],
-        "epoch_seconds": epochs,
-        "finetune_epoch_seconds": [ft_before, ft_after],
-        "epoch_ratio": statistics.median(epochs) / statistics.mean([ft_before, ft_after]),
-        "cached": False,
-    }
-    cache.mkdir(parents=True, exist_ok=True)
-    bank.save(path)
-    info_path.write_text(json.dumps(info, indent=1))
-    return bank, info
-
-
-def run_method(
-    method: str,
-    forget: Sequence[int],
-    *,
-    name: str,
-    model: nn.Module,
-    bank: Any,
-    data: Data,
-    recipe: Recipe,
-    seed: int,
-) -> tuple[nn.Module, float]:
-    """The unlearned model for one method and forget set, and the seconds it took."""
-    from lethe.filters import fold
-
-    setup = SETUPS[name]
-    t = time.perf_counter()
-    out: nn.Module
-    if method == "lethe":
-        out = fold(model, bank, forget)
-    elif method == "lethe_erase":
-        from lethe.filters import EraseConfig, erase
-
-        cfg = EraseConfig(**{"seed": seed, **dict(recipe.erase_options)})
-        out, _ = erase(fold(model, bank, forget), data.train, forget, config=cfg)
-    elif method == "head_mask":
-        out = B.head_mask(model, forget)
-    elif method == "retrain":
-
-        def make() -> nn.Module:
-            torch.manual_seed(seed)
-            return setup.make(data.in_chans, data.size, data.num_classes).to(_device())
-
-        out = B.retrain(make, data.train, forget, seed=seed, **recipe.fit_options())
-    elif method == "finetune":
-        out = B.finetune(
-            model, data.train, forget, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
-            seed=seed,
-        )  # fmt: skip
-    elif method == "neggrad_plus":
-        out = B.neggrad_plus(
-            model, data.train, forget, epochs=recipe.neggrad_epochs, lr=recipe.neggrad_lr,
-            alpha=recipe.neggrad_alpha, forget_ce_cap=recipe.neggrad_cap, seed=seed,
-        )  # fmt: skip
-    elif method == "ssd":
-        out = B.ssd(
-            model, data.train, forget, selection=recipe.ssd_selection,
-            dampening=recipe.ssd_dampening, seed=seed,
-        )  # fmt: skip
-    else:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return out.eval(), time.perf_counter() - t
-
-
-# ------------------------------------------------------------------------------------- runs
-def _mean(xs: Sequence[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return float(statistics.fmean(vals)) if vals else None
-
-
-def _max(xs: Sequence[float | None]) -> float | None:
-    vals = [x for x in xs if x is not None]
-    return float(max(vals)) if vals else None
-
-
 class Deadline:
     """When to stop starting new work (``None``: never), so that a run in a time-limited
     session ends with complete results for what it did and a list of what it skipped."""
@@ -734,26 +242,54 @@ def run_setup(
             name, model, data, recipe, base_digest=base_info["digest"], seed=preset.seed,
             cache=cache, progress=progress,
         )  # fmt: skip
-        cover: list[dict[str, Any]] = []
-        sets = [[c] for c in range(data.num_classes)]
-        sets += forget_sets(data.num_classes, preset, preset.lethe_sets_per_size, salt=2)
-        for forget in sets:
-            folded, seconds = run_method(
-                "lethe", forget, name=name, model=model, bank=bank, data=data, recipe=recipe,
-                seed=preset.seed,
-            )  # fmt: skip
-            f_acc, r_acc = _accuracy_pair(_predictions(folded, x_test), y_np, forget)
-            bf, br = _accuracy_pair(base_pred, y_np, forget)
-            cover.append(
-                {"forget": forget, "forget_acc": f_acc, "retain_acc": r_acc,
-                 "base_forget_acc": bf, "base_retain_acc": br, "retain_drop": br - r_acc,
-                 "fold_seconds": seconds}
-            )  # fmt: skip
-        out["lethe_coverage"] = cover
+        ctx = MethodContext(name, model, bank, data, recipe, preset.seed)
+        out["lethe_coverage"] = _coverage(ctx, preset, base_pred)
         _finish(out, {}, data.num_classes, [])
         save(out)
+    ctx = MethodContext(name, model, bank, data, recipe, preset.seed)
+    _compare(ctx, preset, out, base, log=log, deadline=deadline, save=save)
+    return out
 
-    singles = sampled_singles(data.num_classes, preset, setup.dataset)
+
+def _coverage(
+    ctx: MethodContext, preset: Preset, base_pred: npt.NDArray[np.int64]
+) -> list[dict[str, Any]]:
+    """Lethe on every single class and on seeded sets: forget / retain accuracy vs base."""
+    data = ctx.data
+    x_test, y_test = data.test.tensors
+    y_np = y_test.numpy()
+    cover: list[dict[str, Any]] = []
+    sets = [[c] for c in range(data.num_classes)]
+    sets += forget_sets(data.num_classes, preset, preset.lethe_sets_per_size, salt=2)
+    for forget in sets:
+        folded, seconds = run_method(
+            "lethe", forget, name=ctx.name, model=ctx.model, bank=ctx.bank, data=data,
+            recipe=ctx.recipe, seed=ctx.seed,
+        )  # fmt: skip
+        f_acc, r_acc = _accuracy_pair(_predictions(folded, x_test), y_np, forget)
+        bf, br = _accuracy_pair(base_pred, y_np, forget)
+        cover.append(
+            {"forget": forget, "forget_acc": f_acc, "retain_acc": r_acc,
+             "base_forget_acc": bf, "base_retain_acc": br, "retain_drop": br - r_acc,
+             "fold_seconds": seconds}
+        )  # fmt: skip
+    return cover
+
+
+def _compare(
+    ctx: MethodContext,
+    preset: Preset,
+    out: dict[str, Any],
+    base: _Memo,
+    *,
+    log: Callable[[str], None],
+    deadline: Deadline,
+    save: Callable[[dict[str, Any]], None],
+) -> None:
+    """Every method on the sampled single classes and sets, all §4 metrics, into ``out``."""
+    name, data = ctx.name, ctx.data
+    dataset = SETUPS[name].dataset
+    singles = sampled_singles(data.num_classes, preset, dataset)
     if preset.singles == 0:
         singles = []
     compare_sets = [[c] for c in singles]
@@ -770,8 +306,8 @@ def run_setup(
                 continue
             log(f"[{name}] {method} forget {forget}")
             unlearned, seconds = run_method(
-                method, forget, name=name, model=model, bank=bank, data=data, recipe=recipe,
-                seed=preset.seed,
+                method, forget, name=name, model=ctx.model, bank=ctx.bank, data=data,
+                recipe=ctx.recipe, seed=ctx.seed,
             )  # fmt: skip
             row = _summary(_evaluate(unlearned, forget, data, base, preset), seconds)
             comparison.setdefault(method, []).append(row)
@@ -780,7 +316,6 @@ def run_setup(
     if skipped:
         out["skipped_at_deadline"] = skipped
     _finish(out, comparison, data.num_classes, singles)
-    return out
 
 
 def _finish(
@@ -1023,318 +558,6 @@ def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-# ------------------------------------------------------------------------------------ report
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}"
-
-
-def _num(v: float | None, fmt: str = ".3f") -> str:
-    return "–" if v is None else format(v, fmt)
-
-
-def _mark(t: Mapping[str, Any] | None) -> str:
-    return "" if t is None else (" ✓" if t["met"] else " ✗")
-
-
-def plot(result: Mapping[str, Any], figures: Path) -> list[Path]:
-    """Per-class forget/retain bars per setup and one cost-vs-quality chart; PNG paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-    preset = result["preset"]
-    for name, s in result["setups"].items():
-        cover = [r for r in s.get("lethe_coverage", []) if len(r["forget"]) == 1]
-        if not cover:
-            continue
-        fig, ax = plt.subplots(figsize=(7, 3))
-        xs = np.arange(len(cover))
-        ax.bar(xs - 0.2, [100 * r["forget_acc"] for r in cover], 0.4, label="forget acc")
-        ax.bar(xs + 0.2, [100 * r["retain_acc"] for r in cover], 0.4, label="retain acc")
-        ax.plot(xs, [100 * r["base_retain_acc"] for r in cover], "k_", ms=14, label="base retain")
-        ax.set_xticks(xs, [str(r["forget"][0]) for r in cover])
-        ax.set_xlabel("forgotten class")
-        ax.set_ylabel("% of test samples")
-        ax.set_title(f"Lethe, {name}: one filter per class")
-        ax.legend(fontsize=7, loc="center right")
-        fig.tight_layout()
-        p = figures / f"bench-{preset}-{name}-classes.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
-    points = []
-    for name, s in result["setups"].items():
-        cost = s.get("cost", {}).get("any_class_seconds", {})
-        for method, rows in s.get("comparison", {}).items():
-            if method in cost and cost[method] > 0:
-                points.append((name, method, cost[method], _mean([r["forget_acc"] for r in rows]),
-                               _mean([r["retain_drop"] for r in rows])))  # fmt: skip
-    if points:
-        # Colour = method, marker = setup; one legend entry for each, outside the axes.
-        colors = {m: f"C{i}" for i, m in enumerate(METHODS)}
-        setups = list(dict.fromkeys(name for name, *_ in points))
-        markers = dict(zip(setups, "osD^vP*X", strict=False))
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-        for name, method, secs, f_acc, drop in points:
-            style = {"color": colors[method], "marker": markers.get(name, "o"), "s": 30}
-            axes[0].scatter(secs, 100 * (f_acc or 0), **style)
-            axes[1].scatter(secs, 100 * (drop or 0), **style)
-        for ax, ylabel in zip(axes, ("mean forget acc (%)", "mean retain drop (points)"),
-                              strict=True):  # fmt: skip
-            ax.set_xscale("log")
-            ax.set_xlabel("seconds to be able to forget any class")
-            ax.set_ylabel(ylabel)
-        from matplotlib.lines import Line2D
-
-        handles = [
-            Line2D([], [], color=colors[m], marker="o", ls="", label=_LABELS[m])
-            for m in METHODS
-            if any(m == method for _, method, *_ in points)
-        ]
-        if len(setups) > 1:
-            handles += [
-                Line2D([], [], color="k", marker=markers[n], ls="", label=n) for n in setups
-            ]
-        fig.legend(handles=handles, fontsize=7, loc="center right", frameon=False)
-        fig.tight_layout(rect=(0, 0, 0.78, 0.94))
-        fig.suptitle("cost vs quality (lower left is better)")
-        p = figures / f"bench-{preset}-cost-quality.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
-    return paths
-
-
-_LABELS = {
-    "lethe": "Lethe (weight filtering)",
-    "lethe_erase": "Lethe mask + erase (phase 2)",
-    "retrain": "retrain without the classes (gold)",
-    "finetune": "fine-tune on retain",
-    "neggrad_plus": "NegGrad+",
-    "ssd": "SSD",
-    "head_mask": "head masking (reference)",
-}
-
-
-def _describe_sets(comp: Mapping[str, list[dict[str, Any]]]) -> str:
-    sets = [r["forget"] for r in next(iter(comp.values()))]
-    singles = [f[0] for f in sets if len(f) == 1]
-    multi = [f for f in sets if len(f) > 1]
-    parts = [f"single classes {singles}"] if singles else []
-    if multi:
-        parts.append("sets " + ", ".join(str(f) for f in multi))
-    return " and ".join(parts)
-
-
-_DEPTH_TARGETS = (
-    ("erase_relearn_ratio_median", "relearn / retrain, median", "≥ 1.0", ".2f", 1),
-    ("erase_relearn_ratio_min", "relearn / retrain, worst set", "≥ 0.5", ".2f", 1),
-    ("erase_probe_gap_max", "probe AUC gap to retrain, worst set", "≤ +0.02", "+.3f", 1),
-    ("erase_forget_worst", "forget accuracy, worst set (%)", "≤ 1 %", ".1f", 100),
-    ("erase_retain_gap", "retain gap to retrain, mean (points)", "within ±1", "+.1f", 100),
-    ("erase_seconds_vs_retrain", "erase seconds / retrain seconds", "≤ 0.10", ".2f", 1),
-)
-
-
-def _depth_lines(s: Mapping[str, Any]) -> list[str]:
-    """Depth against retraining (relearn ratio, probe gap, cost), per method, and the erase
-    phase's DESIGN §9 targets."""
-    gaps = s.get("gaps_to_retrain", {})
-    if not gaps or "retrain" not in gaps:
-        return []
-    first = s["comparison"]["retrain"][0]
-    seeds = len(first.get("relearn_runs") or [first["relearn_steps"]])
-    lines = [
-        "",
-        f"Depth against the retrained model on the same sets (relearn over {seeds} "
-        "seed(s) per set, median run): relearn / retrain ≥ 1 means at least as slow to "
-        "relearn as a model that never saw the class (good is high); probe gap ≤ 0.02 means "
-        "the features know no more than the retrained model's (good is low).",
-        "",
-        "| method | relearn / retrain: median (worst) | probe gap: mean (worst) | "
-        "retain gap | forget worst | seconds / retrain |",
-        "|---|---|---|---|---|---|",
-    ]
-    for method, g in gaps.items():
-        if method == "retrain":
-            continue
-        lines.append(
-            f"| {_LABELS[method]} | {_num(g.get('relearn_ratio_median'), '.2f')} "
-            f"({_num(g.get('relearn_ratio_min'), '.2f')}) | {_num(g.get('probe_auc'), '+.3f')} "
-            f"({_num(g.get('probe_auc_max'), '+.3f')}) | "
-            f"{_num(None if g.get('retain_acc') is None else 100 * g['retain_acc'], '+.1f')} | "
-            f"{_pct(g.get('forget_acc_max'))} | {_num(g.get('seconds_vs_retrain'), '.3f')} |"
-        )
-    t = s.get("targets", {})
-    marks = [
-        f"{label} {format(t[key]['value'] * scale, fmt)}{_mark(t[key])} ({goal})"
-        for key, label, goal, fmt, scale in _DEPTH_TARGETS
-        if key in t
-    ]
-    if marks:
-        lines += ["", "- Erase phase against DESIGN §9: " + "; ".join(marks) + "."]
-    return lines
-
-
-def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:
-    """The preset's Markdown section of ``docs/benchmarks.md``."""
-    m, st = result["machine"], result["settings"]
-    lines = [
-        f"## Unlearning: `--preset {result['preset']}`",
-        "",
-        f"`python -m benchmarks.bench_unlearning --preset {result['preset']}` "
-        f"(results: `benchmarks/results/unlearning-{result['preset']}.json`, "
-        f"{result['wall_seconds'] / 60:.0f} min on {result['device']}). "
-        f"{m['cpu']}, {m['cpu_count']} cores (shared, load {m['load_average_at_start']}), "
-        f"CUDA: {m['cuda'] or 'none'}; torch {m['torch']}, timm {m['timm']}, "
-        f"scikit-learn {m['sklearn']}; seed {result['seed']}. Data per class: "
-        f"{st['train_per_class'] or 'all'} train / {st['test_per_class'] or 'all'} test images"
-        + "".join(
-            f"; {d}: {a or 'all'} / {b or 'all'}"
-            for d, (a, b) in st.get("per_class_by_dataset", {}).items()
-        )
-        + " (seeded subsample). Accuracies in % of test images; drops in points against the "
-        "base model.",
-    ]
-    if len(result.get("parts", [])) > 1:
-        lines += [
-            "",
-            "Merged from runs: "
-            + "; ".join(
-                f"{', '.join(p['setups'])} ({p['wall_seconds'] / 60:.1f} min, {p['date']})"
-                for p in result["parts"]
-            )
-            + ".",
-        ]
-    if result.get("skipped_at_deadline"):
-        lines += ["", f"Not run (deadline): {', '.join(result['skipped_at_deadline'])}."]
-    if result.get("note"):
-        lines += ["", str(result["note"])]
-    for name, s in result["setups"].items():
-        b = s["base"]
-        lines += ["", f"### {name} ({s['dataset']}, {s['backbone']})", ""]
-        lines.append(
-            f"Base model: test accuracy {_pct(b['test_acc'])} %, recipe "
-            f"{s['recipe']['epochs']} epochs, lr {s['recipe']['lr']:g}"
-            + (f", trained in {b['train_seconds']:.0f} s" if "train_seconds" in b else "")
-            + f"; {s['train_samples']} train / {s['test_samples']} test images."
-        )
-        t = s.get("targets", {})
-        if "lethe_coverage" in s:
-            cover = s["lethe_coverage"]
-            lr_ = s["lethe_round"]
-            lines += [
-                "",
-                f"Lethe, one round for all {len(s['base']['per_class'])} classes: "
-                f"{lr_['round_seconds']:.0f} s ({len(lr_['epoch_seconds'])} epochs); filter "
-                f"epoch / fine-tuning epoch = **{lr_['epoch_ratio']:.2f}**"
-                f"{_mark(t.get('epoch_ratio'))} (target ≤ 1.0).",
-                "",
-                "| forget set | n | forget acc mean / worst | retain drop mean / worst | target |",
-                "|---|---|---|---|---|",
-            ]
-            groups: dict[int, list[dict[str, Any]]] = {}
-            for r in cover:
-                groups.setdefault(len(r["forget"]), []).append(r)
-            for size, rows in sorted(groups.items()):
-                fa = [r["forget_acc"] for r in rows]
-                dr = [r["retain_drop"] for r in rows]
-                limit = 0.02 if size == 1 else 0.03
-                ok = max(fa) <= 0.01 and max(dr) <= limit
-                lines.append(
-                    f"| {'single class' if size == 1 else f'{size} classes'} | {len(rows)} | "
-                    f"{_pct(_mean(fa))} / {_pct(_max(fa))} | {100 * (_mean(dr) or 0):.1f} / "
-                    f"{100 * (_max(dr) or 0):.1f} | ≤ 1 %, ≤ {100 * limit:.0f} pts"
-                    f"{' ✓' if ok else ' ✗'} |"
-                )
-        comp = s.get("comparison")
-        if comp:
-            gaps = s.get("gaps_to_retrain", {})
-            cost = s["cost"]
-            lines += [
-                "",
-                f"Comparison on the same forget sets ({_describe_sets(comp)}): means over the "
-                "sets; gaps are method − retrain, relearn / retrain is the mean per-set ratio.",
-                "",
-                "| method | forget acc | retain acc | retain gap | MIA | MIA gap | probe AUC "
-                "(base) | probe gap | ZRF | relearn steps | relearn / retrain | apply s | "
-                "any-class s |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-            ]
-            for method, rows in comp.items():
-                g = gaps.get(method, {})
-                rgap = g.get("retain_acc")
-                any_s = cost["any_class_seconds"].get(method)
-                lines.append(
-                    f"| {_LABELS[method]} | {_pct(_mean([r['forget_acc'] for r in rows]))} | "
-                    f"{_pct(_mean([r['retain_acc'] for r in rows]))} | "
-                    f"{_num(None if rgap is None else 100 * rgap, '+.1f')}"
-                    f" | {_num(_mean([r['mia'] for r in rows]), '.2f')} | "
-                    f"{_num(g.get('mia'), '+.2f')} | "
-                    f"{_num(_mean([r['probe_auc'] for r in rows]))} "
-                    f"({_num(_mean([r['probe_auc_base'] for r in rows]))}) | "
-                    f"{_num(g.get('probe_auc'), '+.3f')} | "
-                    f"{_num(_mean([r['zrf'] for r in rows]))} | "
-                    f"{_num(_mean([r['relearn_steps'] for r in rows]), '.1f')} | "
-                    f"{_num(g.get('relearn_ratio'), '.2f')} | "
-                    f"{_num(_mean([r['seconds'] for r in rows]), '.2g')} | "
-                    f"{_num(any_s, '.3g')} |"
-                )
-        lines += _depth_lines(s)
-        cost = s.get("cost", {})
-        if "lethe_vs_cheapest" in cost or "retrain_all_vs_lethe" in cost:
-            lines += [""]
-            if "lethe_vs_cheapest" in cost:
-                lines.append(
-                    f"- Cost: Lethe's round / ({cost['classes']} × cheapest per-class method, "
-                    f"{cost['cheapest_per_class_method']}) = {cost['lethe_vs_cheapest']:.2f}"
-                    f"{_mark(t.get('round_vs_cheapest_per_class'))} (target < 1)."
-                )
-            if "retrain_all_vs_lethe" in cost:
-                lines.append(
-                    f"- Retraining for every class costs {cost['retrain_all_vs_lethe']:.1f}× "
-                    f"Lethe's round{_mark(t.get('retrain_all_vs_round'))} (target ≥ 10×); one "
-                    f"retrain costs {cost['one_retrain_vs_lethe']:.2f}× the round."
-                )
-        if "lethe_apply_seconds" in cost:
-            if "lethe_vs_cheapest" not in cost and "retrain_all_vs_lethe" not in cost:
-                lines.append("")
-            lines.append(
-                f"- Apply one deletion (compose + fold, torch): "
-                f"{cost['lethe_apply_seconds']:.3f} s{_mark(t.get('apply_seconds'))}; ONNX "
-                "patching and signing are measured in the ONNX section."
-            )
-        if "retain_gap_to_retrain" in t:
-            v = t["retain_gap_to_retrain"]
-            lines.append(
-                f"- Lethe's retain-accuracy gap to retrain: {100 * v['value']:+.1f} points"
-                f"{_mark(v)} (target within ±1)."
-            )
-        if "relearn_vs_retrain" in t:
-            v = t["relearn_vs_retrain"]
-            lines.append(
-                f"- Depth: Lethe's relearn time is {v['value']:.2f}× the retrained model's"
-                f"{_mark(v)} (DESIGN §9 goal ≥ 0.5; the paper's method measured about 0.1)."
-            )
-        if s.get("skipped_at_deadline"):
-            lines += [
-                "",
-                f"- Comparison runs skipped at the deadline ({len(s['skipped_at_deadline'])}): "
-                + ", ".join(s["skipped_at_deadline"])
-                + ".",
-            ]
-        for p in figures:
-            if f"-{name}-" in p.name:
-                lines += ["", f"![{name}: per-class forget / retain](figures/{p.name})"]
-    for p in figures:
-        if p.name.endswith("cost-quality.png"):
-            lines += ["", f"![cost vs quality](figures/{p.name})"]
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     doc = __doc__ or ""
     ap = argparse.ArgumentParser(
@@ -1385,7 +608,3 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figures = plot(result, args.figures)
         update_docs(args.docs, f"unlearning-{args.preset}", section(result, figures))
     return result
-
-
-if __name__ == "__main__":
-    main()
