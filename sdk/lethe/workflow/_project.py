@@ -17,6 +17,7 @@ from lethe.errors import ProjectError
 from lethe.workflow._applies import ApplyService
 from lethe.workflow._exporting import ExportService
 from lethe.workflow._models import ModelService
+from lethe.workflow._principal import Principal
 from lethe.workflow._reference import ReferenceService
 from lethe.workflow._requests import LEGAL_BASES, RequestService, normalize_subject
 from lethe.workflow._settings import CONFIG_NAME, Settings
@@ -283,6 +284,7 @@ class Lethe:
         model: str | None = None,
         idempotency_key: str | None = None,
         samples: Sequence[Any] | None = None,
+        principal: Principal | None = None,
     ) -> DeletionRequest:
         """File a deletion request for a data subject.
 
@@ -298,6 +300,10 @@ class Lethe:
         commit whose acknowledgement was lost is found, not repeated). The call returns only
         what was committed, built without a read-back; a :class:`StoreError` means nothing
         was filed, unless its message says that is unknown.
+
+        ``principal`` (``lethe serve`` passes the authenticated token's) is recorded as the
+        filer (``filed_by``) and in the log event; an idempotency key only ever names the
+        request of the principal that filed it.
         """
         return self._requests.file(
             subject=subject,
@@ -306,6 +312,7 @@ class Lethe:
             model=model,
             idempotency_key=idempotency_key,
             samples=samples,
+            principal=principal,
         )
 
     def get(self, request_id: str) -> DeletionRequest:
@@ -322,21 +329,41 @@ class Lethe:
         :class:`~lethe_audit.statements.RequestStatus` values), overdue, model."""
         return self._requests.list(status=status, overdue=overdue, model=model)
 
-    def approve(self, request_id: str, *, actor: str, reason: str | None = None) -> DeletionRequest:
-        """Approve a received (or failed, to retry it) request; it is applied by :meth:`apply`."""
-        return self._requests.approve(request_id, actor=actor, reason=reason)
+    def approve(
+        self,
+        request_id: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        principal: Principal | None = None,
+    ) -> DeletionRequest:
+        """Approve a received (or failed, to retry it) request; it is applied by :meth:`apply`.
 
-    def reject(self, request_id: str, *, actor: str, reason: str) -> DeletionRequest:
+        Who decides is ``principal`` (an authenticated token: its name and role are recorded
+        and logged) or else ``actor`` (free text, kept in the database only). The principal
+        that filed the request cannot approve it (:class:`SeparationOfDutiesError`)."""
+        return self._requests.approve(request_id, actor=actor, reason=reason, principal=principal)
+
+    def reject(
+        self,
+        request_id: str,
+        *,
+        actor: str | None = None,
+        reason: str,
+        principal: Principal | None = None,
+    ) -> DeletionRequest:
         """Reject a request that is not applied yet (a reason is required)."""
-        return self._requests.reject(request_id, actor=actor, reason=reason)
+        return self._requests.reject(request_id, actor=actor, reason=reason, principal=principal)
 
-    def shred(self, request_id: str, *, actor: str) -> DeletionRequest:
+    def shred(
+        self, request_id: str, *, actor: str | None = None, principal: Principal | None = None
+    ) -> DeletionRequest:
         """Destroy the key of the request's subject commitment (crypto-shredding).
 
         The commitment stays in the database and the log but can no longer be linked to anyone.
         The request itself keeps its state (an approved deletion is still applied). Logged.
         """
-        return self._requests.shred(request_id, actor=actor)
+        return self._requests.shred(request_id, actor=actor, principal=principal)
 
     # -- apply, references, receipts ------------------------------------------------------------
 

@@ -28,8 +28,10 @@ from lethe.errors import (
     InvalidTransitionError,
     RequestError,
     SampleLevelRequestError,
+    SeparationOfDutiesError,
     UnknownClassError,
 )
+from lethe.workflow._principal import Principal
 from lethe.workflow._store import ProjectStore, idempotent
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import DeletionRequest
@@ -90,6 +92,7 @@ class _NewRequest:
     commitment: str
     received_at: datetime
     due_days: int
+    principal: Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class RequestService:
         model: str | None = None,
         idempotency_key: str | None = None,
         samples: Sequence[Any] | None = None,
+        principal: Principal | None = None,
     ) -> DeletionRequest:
         """See :meth:`lethe.Lethe.file`."""
         subj = _check_filing(subject, legal_basis, idempotency_key, samples)
@@ -141,6 +145,7 @@ class RequestService:
         if idempotency_key is not None:
             existing = self._by_idempotency_key(idempotency_key)
             if existing is not None:
+                _check_filer(existing, principal)
                 return _check_same(existing, model_name, ids, legal_basis, subj)
         key = secrets.token_bytes(32)
         new = _NewRequest(
@@ -154,6 +159,7 @@ class RequestService:
             commitment=hmac_commitment(key, subj),
             received_at=utcnow(),
             due_days=self._store.settings.due_days,
+            principal=principal,
         )
         return self._insert_retried(new, subj)
 
@@ -168,6 +174,7 @@ class RequestService:
                     existing = self._by_idempotency_key(new.idempotency_key)
                     if existing is None:
                         raise
+                    _check_filer(existing, new.principal)
                     return _check_same(existing, new.model, new.classes, new.legal_basis, subj)
                 if not is_transient(e):
                     raise
@@ -211,6 +218,8 @@ class RequestService:
                 idempotency_key=new.idempotency_key,
                 received_at=new.received_at,
                 due_at=due,
+                filed_by=new.principal.name if new.principal else None,
+                filed_by_role=new.principal.role if new.principal else None,
             )
             s.add(row)
             s.add(SubjectKeyRow(request_id=new.rid, key=new.key))
@@ -225,6 +234,7 @@ class RequestService:
                     "legal_basis": new.legal_basis,
                     "subject_commitment": new.commitment,
                     "due_at": rfc3339(due),
+                    **(new.principal.to_details() if new.principal else {}),
                 },
             )
             row.received_index = self._log.append(event, session=s).index
@@ -291,22 +301,47 @@ class RequestService:
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def approve(self, request_id: str, *, actor: str, reason: str | None = None) -> DeletionRequest:
-        return self._transition(request_id, _APPROVE, actor=actor, reason=reason)
+    def approve(
+        self,
+        request_id: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        principal: Principal | None = None,
+    ) -> DeletionRequest:
+        return self._transition(
+            request_id, _APPROVE, actor=actor, reason=reason, principal=principal
+        )
 
-    def reject(self, request_id: str, *, actor: str, reason: str) -> DeletionRequest:
+    def reject(
+        self,
+        request_id: str,
+        *,
+        actor: str | None = None,
+        reason: str,
+        principal: Principal | None = None,
+    ) -> DeletionRequest:
         if not reason or not reason.strip():
             raise RequestError("a rejection needs a reason")
-        return self._transition(request_id, _REJECT, actor=actor, reason=reason)
+        return self._transition(
+            request_id, _REJECT, actor=actor, reason=reason, principal=principal
+        )
 
     def _transition(
-        self, request_id: str, t: _Transition, *, actor: str, reason: str | None
+        self,
+        request_id: str,
+        t: _Transition,
+        *,
+        actor: str | None,
+        reason: str | None,
+        principal: Principal | None = None,
     ) -> DeletionRequest:
-        if not isinstance(actor, str) or not actor.strip():
-            raise RequestError("actor is required: who decides (kept in the database, not the log)")
+        who = _actor(actor, principal)
         for attempt in range(RETRY_ATTEMPTS):
             try:
-                return self._decide(request_id, t, actor.strip(), reason, retried=attempt > 0)
+                return self._decide(
+                    request_id, t, who, reason, principal=principal, retried=attempt > 0
+                )
             except StoreError as e:
                 if not is_transient(e) or attempt == RETRY_ATTEMPTS - 1:
                     raise
@@ -314,7 +349,14 @@ class RequestService:
         raise StoreError(f"request {request_id}: the database kept failing")  # pragma: no cover
 
     def _decide(
-        self, request_id: str, t: _Transition, actor: str, reason: str | None, *, retried: bool
+        self,
+        request_id: str,
+        t: _Transition,
+        actor: str,
+        reason: str | None,
+        *,
+        principal: Principal | None,
+        retried: bool,
     ) -> DeletionRequest:
         with self._store.write() as s:
             row = self._store.request_row(s, request_id, lock=True)
@@ -326,24 +368,37 @@ class RequestService:
                     f"request {request_id} is {row.status}; it can be {t.to} only when "
                     f"{' or '.join(t.allowed)}"
                 )
+            if (
+                t.to is RequestStatus.APPROVED
+                and row.filed_by is not None
+                and actor == row.filed_by
+            ):
+                raise SeparationOfDutiesError(
+                    f"request {request_id} was filed by {actor!r}, who cannot also approve it: "
+                    "another principal (a dpo token) must approve it"
+                )
             now = utcnow()
             row.status = t.to.value
             row.decided_at = now
             row.decided_by = actor
+            row.decided_by_role = principal.role if principal else None
             row.decision_reason = reason
             if t.to is RequestStatus.APPROVED:
                 row.failure_reason = None
             s.flush()
-            self._log.append(LifecycleEvent(t.event, rfc3339(now), request_id=row.id), session=s)
+            details = principal.to_details() if principal else None
+            event = LifecycleEvent(t.event, rfc3339(now), request_id=row.id, details=details)
+            self._log.append(event, session=s)
             s.flush()
             done = self._request(s, row)
         return done  # built before the commit: no read-back that could fail after it
 
     @idempotent  # a retry finds the key gone and returns the shredded request
-    def shred(self, request_id: str, *, actor: str) -> DeletionRequest:
+    def shred(
+        self, request_id: str, *, actor: str | None = None, principal: Principal | None = None
+    ) -> DeletionRequest:
         """See :meth:`lethe.Lethe.shred`."""
-        if not isinstance(actor, str) or not actor.strip():
-            raise RequestError("actor is required")
+        who = _actor(actor, principal)
         with self._store.write() as s:
             row = self._store.request_row(s, request_id, lock=True)
             if row.shredded_at is not None:
@@ -353,8 +408,13 @@ class RequestService:
                 s.delete(key)
             now = utcnow()
             row.shredded_at = now
+            row.shredded_by = who
+            row.shredded_by_role = principal.role if principal else None
             s.flush()
-            event = LifecycleEvent(EventType.REQUEST_SHREDDED, rfc3339(now), request_id=row.id)
+            details = principal.to_details() if principal else None
+            event = LifecycleEvent(
+                EventType.REQUEST_SHREDDED, rfc3339(now), request_id=row.id, details=details
+            )
             self._log.append(event, session=s)
         return self.get(request_id)
 
@@ -391,6 +451,23 @@ def resolve_classes(row: ModelRow, classes: Iterable[int | str]) -> tuple[int, .
     if len(out) == len(names):
         raise RequestError("a request cannot forget every class of the model")
     return tuple(sorted(out))
+
+
+def _actor(actor: str | None, principal: Principal | None) -> str:
+    """Who decides: the authenticated principal's name, else the caller's ``actor``."""
+    if principal is not None:
+        return principal.name
+    if not isinstance(actor, str) or not actor.strip():
+        raise RequestError("actor is required: who decides (kept in the database, not the log)")
+    return actor.strip()
+
+
+def _check_filer(existing: DeletionRequest, principal: Principal | None) -> None:
+    """An idempotency key names the request of the principal that filed it, nobody else's."""
+    if existing.filed_by != (principal.name if principal else None):
+        raise IdempotencyConflictError(
+            "this idempotency key was used for another request: use a new key"
+        )
 
 
 def _check_filing(

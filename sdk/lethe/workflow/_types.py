@@ -54,6 +54,12 @@ class DeletionRequest:
     shredded_at: datetime | None = None
     subject_key: str | None = field(default=None, repr=False)
     erased_at: datetime | None = None
+    #: The authenticated principals (token name, role) that filed / decided / shredded it;
+    #: None for in-process callers (see :class:`lethe.workflow.Principal`).
+    filed_by: str | None = None
+    filed_by_role: str | None = None
+    decided_by_role: str | None = None
+    shredded_by: str | None = None
 
     @property
     def depth(self) -> str | None:
@@ -98,6 +104,10 @@ class DeletionRequest:
             shredded_at=utc(row.shredded_at),
             subject_key=subject_key.hex() if subject_key is not None else None,
             erased_at=utc(row.erased_at),
+            filed_by=row.filed_by,
+            filed_by_role=row.filed_by_role,
+            decided_by_role=row.decided_by_role,
+            shredded_by=row.shredded_by,
         )
 
     def to_dict(self, *, include_subject_key: bool = False) -> dict[str, Any]:
@@ -122,6 +132,10 @@ class DeletionRequest:
             "shredded_at": iso(self.shredded_at),
             "erased_at": iso(self.erased_at),
             "depth": self.depth,
+            "filed_by": self.filed_by,
+            "filed_by_role": self.filed_by_role,
+            "decided_by_role": self.decided_by_role,
+            "shredded_by": self.shredded_by,
         }
         if include_subject_key:
             d["subject_key"] = self.subject_key
