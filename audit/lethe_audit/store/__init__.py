@@ -19,7 +19,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lethe_audit.store._heads import migrations_dir, schema_heads, schema_mismatch
+from lethe_audit.store._heads import (
+    alembic_config,
+    head_revisions,
+    migrations_dir,
+    schema_heads,
+    schema_mismatch,
+)
 
 if TYPE_CHECKING:
     from lethe_audit.store._engine import (
@@ -34,11 +40,9 @@ if TYPE_CHECKING:
         store_error,
     )
     from lethe_audit.store._migrate import (
-        alembic_config,
         check_schema,
         current_revisions,
         downgrade,
-        head_revisions,
         upgrade,
     )
     from lethe_audit.store._models import (
@@ -83,13 +87,11 @@ _LAZY = {
     "TlogKey": "_models",
     "TlogNode": "_models",
     "TokenRow": "_workflow",
-    "alembic_config": "_migrate",
     "check_schema": "_migrate",
     "create_engine": "_engine",
     "current_revisions": "_migrate",
     "describe": "_engine",
     "downgrade": "_migrate",
-    "head_revisions": "_migrate",
     "is_transient": "_errors",
     "metadata": "_models",
     "retry_transient": "_errors",

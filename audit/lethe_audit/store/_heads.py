@@ -1,6 +1,6 @@
-"""Where the Alembic migrations are and which revisions are their heads, with the standard
-library only (no SQLAlchemy, no Alembic: reading the schema version must stay cheap for the
-CLI's read path)."""
+"""Where the Alembic migrations are and which revisions are their heads, importing the
+standard library only (Alembic only inside the functions that need it): reading the schema
+version must stay cheap for the CLI's read path."""
 
 from __future__ import annotations
 
@@ -8,11 +8,22 @@ import ast
 import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lethe_audit.errors import SchemaError, StoreError
 
-__all__ = ["file_heads", "migrations_dir", "schema_heads", "schema_mismatch"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy.engine import Connection
+
+__all__ = [
+    "alembic_config",
+    "file_heads",
+    "head_revisions",
+    "migrations_dir",
+    "schema_heads",
+    "schema_mismatch",
+]
 
 
 def migrations_dir() -> Path:
@@ -88,9 +99,25 @@ def schema_heads() -> frozenset[str]:
     fast = file_heads(migrations_dir() / "versions")
     if fast is not None:
         return fast
-    from lethe_audit.store._migrate import head_revisions
-
     return frozenset(head_revisions())
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` for Lethe's history, optionally bound to an open connection."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revisions() -> tuple[str, ...]:
+    """The heads as Alembic reads them (imports Alembic: :func:`schema_heads` is cheaper)."""
+    from alembic.script import ScriptDirectory
+
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def schema_mismatch(database: str, current: set[str], heads: frozenset[str]) -> SchemaError | None:

@@ -11,21 +11,16 @@ from sqlalchemy.engine import URL, Connection, Engine
 from lethe_audit.errors import StoreError
 from lethe_audit.store._engine import create_engine, describe
 from lethe_audit.store._errors import retry_transient
-from lethe_audit.store._heads import file_heads, migrations_dir, schema_mismatch
+from lethe_audit.store._heads import (
+    alembic_config,
+    file_heads,
+    head_revisions,
+    migrations_dir,
+    schema_mismatch,
+)
 
 if TYPE_CHECKING:
-    from alembic.config import Config
-
-
-def alembic_config(connection: Connection | None = None) -> Config:
-    """An Alembic ``Config`` for Lethe's history, optionally bound to an open connection."""
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    if connection is not None:
-        cfg.attributes["connection"] = connection
-    return cfg
+    pass
 
 
 @contextmanager
@@ -63,12 +58,6 @@ def downgrade(url: str | URL | Engine, revision: str) -> None:
         raise
     except Exception as e:
         raise StoreError(f"downgrading {describe(url)} failed: {e}") from e
-
-
-def head_revisions() -> tuple[str, ...]:
-    from alembic.script import ScriptDirectory
-
-    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def current_revisions(connection: Connection) -> tuple[str, ...]:
