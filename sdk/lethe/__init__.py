@@ -11,7 +11,7 @@
 from typing import TYPE_CHECKING, Any
 
 from lethe.errors import LetheError
-from lethe_audit._version import __version__
+from lethe_audit import __version__
 
 if TYPE_CHECKING:
     from lethe._client import Client

@@ -18,6 +18,7 @@ from types import MappingProxyType
 import click
 
 from lethe import errors as E
+from lethe._client import _errors as SV  # no httpx: lethe._client is lazy
 from lethe_audit.cli.common import EXIT_CODES as AUDIT_EXIT_CODES
 from lethe_audit.cli.common import safe_text
 
@@ -65,6 +66,12 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.UnattachedBankError: 139,
         E.InconsistentStateError: 140,
         E.PublishedLinkError: 141,
+        SV.ServiceError: 160,
+        SV.TokenError: 161,
+        SV.AuthenticationError: 162,
+        SV.ForbiddenError: 163,
+        SV.RateLimitedError: 164,
+        SV.ClientError: 165,
         E.SeparationOfDutiesError: 166,
     }
 )

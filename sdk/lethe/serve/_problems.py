@@ -35,6 +35,7 @@ STATUS_OF: Mapping[type[BaseException], int] = MappingProxyType(
         S.TokenError: 422,
         S.AuthenticationError: 401,
         S.ForbiddenError: 403,
+        E.SeparationOfDutiesError: 403,
         S.RateLimitedError: 429,
     }
 )
