@@ -1,16 +1,21 @@
 """The `lethe-audit` distribution alone: built from ``audit/`` into a fresh virtual environment,
 pip resolves no torch, and the core commands verify what the SDK produced in this test.
 
+Both wheels (``lethe-audit`` from ``audit/``, ``lethe-sdk`` from the root) are built once, from
+a copy of the tree, without build isolation (this interpreter's setuptools). One environment
+without pip of its own (this interpreter's pip installs into it with ``--python``) gets the core
+wheel, is measured and used, then gets ``[report,remeasure]`` on top and is measured again.
 Installs from the package index through pip's own cache (a second run downloads nothing).
-The environment's sizes (core, then with ``[report,remeasure]``) are printed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 from typing import Any
@@ -31,16 +36,20 @@ pytestmark = pytest.mark.slow
 
 
 def _pip(env: Path, *args: str) -> None:
-    cmd = [str(env / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    """This interpreter's pip, acting on ``env`` (which has no pip of its own)."""
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python"]
+    res = subprocess.run(
+        [*cmd, str(env / "bin" / "python"), *args], capture_output=True, text=True, timeout=1800
+    )
     assert res.returncode == 0, (
         f"pip {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     )
 
 
 def _installed(env: Path) -> set[str]:
+    py = str(env / "bin" / "python")
     out = subprocess.run(
-        [str(env / "bin" / "python"), "-m", "pip", "list", "--format", "json"],
+        [sys.executable, "-m", "pip", "--python", py, "list", "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
@@ -80,23 +89,64 @@ def _run(env: Path, *args: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def audit_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with only ``pip install ./audit`` (from a copy of the tree: audit/ and the
-    migrations its link points at)."""
-    work = tmp_path_factory.mktemp("audit-dist")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both wheels, built once from a copy of the tree (audit/, migrations/ its link points at,
+    sdk/, the root pyproject and README): ``{"audit": ..., "sdk": ...}``."""
+    work = tmp_path_factory.mktemp("dist-src")
     src = work / "src"
-    src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
-    shutil.copytree(REPO / "audit", src / "audit", symlinks=True, ignore=ignore)
-    shutil.copytree(REPO / "migrations", src / "migrations", ignore=ignore)
-    env = work / "venv"
-    venv.EnvBuilder(with_pip=True, symlinks=True).create(env)
-    _pip(env, "install", str(src / "audit"))
+    for name in ("audit", "migrations", "sdk"):
+        shutil.copytree(REPO / name, src / name, symlinks=True, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, src / name)
+    out = work / "wheels"
+    cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps"]
+    cmd += ["--no-build-isolation", "-w", str(out), str(src / "audit"), str(src)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    built = {w.name.split("-")[0]: w for w in out.glob("*.whl")}
+    return {"audit": built["lethe_audit"], "sdk": built["lethe_sdk"]}
+
+
+@pytest.fixture(scope="module")
+def audit_env(tmp_path_factory: pytest.TempPathFactory, wheels: dict[str, Path]) -> Path:
+    """A fresh venv (no pip of its own) with only the lethe-audit wheel installed."""
+    env = tmp_path_factory.mktemp("audit-dist") / "venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+    _pip(env, "install", str(wheels["audit"]))
     return env
+
+
+def test_the_sdk_wheel_depends_on_lethe_audit_and_does_not_ship_it(
+    wheels: dict[str, Path],
+) -> None:
+    import zipfile
+
+    from lethe_audit._version import __version__
+
+    with zipfile.ZipFile(wheels["sdk"]) as z:
+        names = z.namelist()
+        meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        requires = [
+            line.removeprefix("Requires-Dist: ")
+            for line in z.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist: lethe-audit")
+        ]
+    pins = [re.fullmatch(r"lethe-audit\[([a-z,]+)\]==(\S+)", r) for r in requires]
+    assert len(pins) == 1 and pins[0] is not None, requires
+    assert set(pins[0][1].split(",")) == {"report", "remeasure", "store", "openssf"}
+    assert pins[0][2] == __version__
+    assert any(n.startswith("lethe/") for n in names)
+    assert not any(n.startswith(("lethe_audit/", "migrations/")) for n in names)
+    with zipfile.ZipFile(wheels["audit"]) as z:
+        names = z.namelist()
+    assert any(n.startswith("lethe_audit/") for n in names)
+    assert not any(n.startswith("lethe/") for n in names)
 
 
 def test_core_install_verifies_what_the_sdk_produced(
     audit_env: Path,
+    wheels: dict[str, Path],
     lt: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
@@ -159,7 +209,7 @@ def test_core_install_verifies_what_the_sdk_produced(
     assert no_ort.returncode != 0 and "pip install 'lethe-audit[remeasure]'" in no_ort.stderr
 
     # With [report,remeasure] the report renders there too.
-    _pip(audit_env, "install", f"{audit_env.parent / 'src' / 'audit'}[report,remeasure]")
+    _pip(audit_env, "install", f"{wheels['audit']}[report,remeasure]")
     assert not _installed(audit_env) & HEAVY
     out = tmp_path / "report.html"
     _run(audit_env, "report", str(bundle), "--key", vkey, "-o", str(out))
@@ -184,7 +234,7 @@ def test_the_sdk_pins_lethe_audit_at_its_own_version() -> None:
     root = tomllib.loads((REPO / "pyproject.toml").read_text())
     audit = tomllib.loads((REPO / "audit" / "pyproject.toml").read_text())
     pins = [d for d in root["project"]["dependencies"] if d.startswith("lethe-audit")]
-    assert pins == [f"lethe-audit[report,remeasure,store]=={__version__}"]
+    assert pins == [f"lethe-audit[report,remeasure,store,openssf]=={__version__}"]
     assert audit["project"]["name"] == "lethe-audit"
     version_attr = {"attr": "lethe_audit._version.__version__"}
     assert root["tool"]["setuptools"]["dynamic"]["version"] == version_attr
