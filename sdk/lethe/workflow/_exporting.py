@@ -10,20 +10,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lethe.errors import ApplyError, ModelRegistrationError, PolicyFailedError
+from lethe.errors import ApplyError, ModelRegistrationError
 from lethe.workflow._applies import ApplyService
 from lethe.workflow._models import ModelService
 from lethe.workflow._store import ProjectStore
 from lethe.workflow._types import EvalDataExport, LogEntry, ModelExport, ModelInfo
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
-from lethe_audit.statements import EventType, LifecycleEvent, rfc3339
+from lethe_audit.statements import VARIANT_V1, EventType, LifecycleEvent, rfc3339
 
 if TYPE_CHECKING:
     import onnx
 
     from lethe.models import ModelSpec
     from lethe.workflow._project import Lethe
+    from lethe_audit.keys import OpenSSFKey
     from lethe_audit.model import ModelMetadata
 
 __all__ = ["CALIBRATION_SAMPLES", "ExportService"]
@@ -73,8 +74,28 @@ class ExportService:
             result = ModelExport(str(out), digest, "fp32", _current(info))
         else:
             result = self._export_int8(info, src, Path(out), progress=progress)
+        self._sign_openssf(Path(result.path))
         self._log_export(info.name, result)
         return result
+
+    def openssf_key(self) -> OpenSSFKey:
+        """The project's OpenSSF P-256 key, created and its public half registered in the log
+        (a ``key.registered`` event) the first time: at ``lethe init``, or at the first export
+        of an older project. A marker file beside the key records the registration."""
+        from lethe_audit.keys import ensure_openssf_key, openssf_key_event
+
+        key, _ = ensure_openssf_key(self._store.settings.keys)
+        marker = key.private_path.with_name(key.private_path.name + ".logged")
+        if not marker.exists() or marker.read_text("ascii").split()[:1] != [key.key_id]:
+            index = self._log.append(openssf_key_event(key)).index
+            marker.write_text(f"{key.key_id} {index}\n", "ascii")
+        return key
+
+    def _sign_openssf(self, path: Path) -> Path:
+        """The OpenSSF Model Signing signature of an exported file (``<file>.sig``)."""
+        from lethe_audit.model import sign_openssf
+
+        return sign_openssf(path, self.openssf_key().private_path)
 
     def _published_onnx(self, model: str | None) -> tuple[ModelInfo, Path]:
         info = self._models.model(model)
@@ -95,10 +116,14 @@ class ExportService:
         calib = self._calibration_images(info.name, spec, forget)
         import onnx
 
-        int8 = quantize_int8(onnx.load_from_string(src.read_bytes()), calib, progress=progress)
-        summary = self._check_int8(info.name, spec, int8, forget, progress=progress)
-        signed = sign_model(int8, _int8_metadata(meta), list(self._log.signers))
+        fp32 = src.read_bytes()
+        int8 = quantize_int8(onnx.load_from_string(fp32), calib, progress=progress)
+        checked = self._check_int8(info.name, spec, int8, forget, progress=progress)
+        summary, result, verdict = checked
+        md = replace(meta, variant="int8", source_sha256=hashlib.sha256(fp32).hexdigest())
+        signed = sign_model(int8, md, list(self._log.signers))
         path, digest = save_model(signed, out)
+        self._log_variant(info, md, path.read_bytes(), result, verdict, len(calib))
         return ModelExport(
             path=str(path),
             sha256=digest,
@@ -128,8 +153,9 @@ class ExportService:
         forget: list[int],
         *,
         progress: bool,
-    ) -> dict[str, Any]:
-        """Measure the int8 model against the unfiltered one; raise unless the policy passes."""
+    ) -> tuple[dict[str, Any], Any, Any]:
+        """Measure the int8 model against the unfiltered one; raise unless the policy passes.
+        Returns the summary, the metrics result and the verdict."""
         from lethe.metrics import TorchBackend
         from lethe_audit.metrics import ImageSet, OnnxBackend, Policy, evaluate
 
@@ -147,20 +173,48 @@ class ExportService:
         policy = Policy.from_mapping({**self._store.settings.policy, "max_parity": "off"})
         verdict = policy.evaluate(result)
         if not verdict.passed:
-            raise PolicyFailedError(
-                "the int8 model fails the policy ("
-                + "; ".join(verdict.reasons)
-                + "); not exported",
-                reasons=tuple(verdict.reasons),
-            )
+            raise verdict.error("the int8 model fails the policy, so it was not exported")
         acc = result.accuracy
-        return {
+        summary = {
             "forget_accuracy": acc.forget_accuracy,
             "retain_accuracy": acc.retain_accuracy,
             "base_retain_accuracy": acc.base_retain_accuracy,
             "passed": verdict.passed,
             "reasons": list(verdict.reasons),
         }
+        return summary, result, verdict
+
+    def _log_variant(
+        self,
+        info: ModelInfo,
+        meta: ModelMetadata,
+        data: bytes,
+        result: Any,
+        verdict: Any,
+        calibration_samples: int,
+    ) -> None:
+        """The int8 file's own attestation, bound to the apply it was quantized from."""
+        from lethe.export import variant_attestation
+
+        with self._store.read() as s:
+            source_index = self._store.apply_row(s, _current(info)).log_index
+        quantization = {
+            "format": "qdq",
+            "activations": "uint8",
+            "weights": "int8-per-channel",
+            "calibration": "minmax",
+            "calibration_samples": calibration_samples,
+        }
+        att = variant_attestation(
+            data,
+            meta,
+            source_index=source_index,
+            quantization=quantization,
+            metrics=result.to_dict(),
+            policy=verdict.to_policy_verdict(),
+            at=datetime.now(timezone.utc),
+        )
+        self._log.append(att)
 
     def _log_export(self, name: str, result: ModelExport) -> None:
         details: dict[str, Any] = {
@@ -237,6 +291,12 @@ class ExportService:
 
 def _describe(predicate_type: str, p: Mapping[str, Any]) -> tuple[str, str]:
     """The kind and one-line summary of a predicate."""
+    if predicate_type == VARIANT_V1:
+        summary = (
+            f"model={p['model']['name']} variant={p['variant']} of entry {p['source']['index']} "
+            f"classes={p['forgotten_classes']} requests={len(p['requests'])}"
+        )
+        return f"variant.{p['variant']}", summary
     if predicate_type.endswith(":event:v1"):
         parts = [p.get("request_id") or ""]
         details = p.get("details") or {}
@@ -256,10 +316,6 @@ def _current(info: ModelInfo) -> str:
     if info.current_apply_id is None:  # checked by _published_onnx
         raise ApplyError(f"nothing is published for {info.name!r} yet: run `lethe apply` first")
     return info.current_apply_id
-
-
-def _int8_metadata(meta: ModelMetadata) -> ModelMetadata:
-    return replace(meta, variant="int8")
 
 
 # -- the CLI's former entry points (public methods only; for the CLI until it calls Lethe) ------
