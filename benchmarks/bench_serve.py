@@ -14,7 +14,6 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import statistics
@@ -100,11 +99,8 @@ def make_project(pdir: Path, database_url: str | None) -> None:
     pdir.mkdir(parents=True, exist_ok=True)
     save_checkpoint(create_model(spec, seed=0), spec, pdir / "model.safetensors")
     with Lethe.init(pdir / "p", database_url=database_url, origin="bench.example/serve") as lt:
-        # An untrained model: registration's accuracy preflight (where present) must be told.
-        force = (
-            {"force": True} if "force" in inspect.signature(lt.register_model).parameters else {}
-        )
-        lt.register_model("digits", pdir / "model.safetensors", eval_data=test, **force)
+        # An untrained model: the registration's accuracy preflight must be told (force).
+        lt.register_model("digits", pdir / "model.safetensors", eval_data=test, force=True)
 
 
 def _start_server(project: Path, port: int) -> subprocess.Popen[bytes]:
