@@ -147,6 +147,26 @@ def bench(clients: int, filings: int, database_url: str | None, port: int) -> di
     return res
 
 
+_IMPORTS = {
+    "from lethe import Client": "from lethe import Client",
+    "full SDK": "import lethe, lethe.filters, lethe.models; lethe.Lethe",
+    "python -c pass": "pass",
+}
+
+
+def import_times(runs: int = 5) -> dict[str, float]:
+    """Median wall-clock seconds of a fresh interpreter doing each import (``_IMPORTS``)."""
+    out = {}
+    for label, code in _IMPORTS.items():
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        out[label] = round(statistics.median(times), 3)
+    return out
+
+
 def _check(res: dict[str, Any]) -> None:
     n = res["filings"]
     bad = [
@@ -177,7 +197,9 @@ def _docs(res: dict[str, Any]) -> str:
         f"{res['retry_mismatches']} | +{res['log_entries_added']} entries, contiguous, "
         f"verified in {res['log_verified_s']} s |\n\n"
         "p50/p99: latency of the first filing of each key (the retries are idempotent reads "
-        "of the same request and are counted only in calls/s)."
+        "of the same request and are counted only in calls/s).\n\n"
+        "Import time of the client against the full SDK (fresh interpreter, median of 5, same "
+        "machine): " + ", ".join(f"`{k}` {v} s" for k, v in res["import_s"].items()) + "."
     )
 
 
@@ -191,6 +213,7 @@ def main() -> None:
     a = ap.parse_args()
     res = bench(a.clients, a.filings, a.database_url, a.port)
     _check(res)
+    res["import_s"] = import_times()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))
