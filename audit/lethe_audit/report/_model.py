@@ -16,7 +16,13 @@ from lethe_audit.errors import MetricsError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _metrics
 from lethe_audit.report._read import AttachmentFile, BundleContents, Inclusion, inclusions
-from lethe_audit.statements import LifecycleEvent, UnlearningAttestation, parse_rfc3339, rfc3339
+from lethe_audit.statements import (
+    LifecycleEvent,
+    UnlearningAttestation,
+    VariantAttestation,
+    parse_rfc3339,
+    rfc3339,
+)
 
 
 class VerifiedDocument:
@@ -44,8 +50,6 @@ class VerifiedDocument:
 REPORT_FORMAT = "lethe.report.v1"
 FIGURES_EVENT = "apply.figures"
 EXPORT_EVENT = "model.exported"
-#: A derived model (int8) of an applied attestation, measured and checked like it.
-VARIANT_PREDICATE = "urn:lethe:attestation:variant:v1"
 #: Figure kinds the apply step writes, in display order, with their captions.
 FIGURE_KINDS = {
     "alpha_summary": "Share of each filtered layer's channels that each class suppresses (α)",
@@ -233,7 +237,7 @@ class _Walk:
         self.applies: list[dict[str, Any]] = []
         self.figure_events: list[tuple[int, LifecycleEvent]] = []
         self.export_events: list[tuple[int, LifecycleEvent]] = []
-        self.variants: list[tuple[int, Any]] = []
+        self.variants: list[tuple[int, VariantAttestation]] = []
         self.timeline: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.unreadable: list[dict[str, Any]] = []
@@ -251,14 +255,14 @@ class _Walk:
             self.event(index, p)
         elif isinstance(p, UnlearningAttestation):
             self.attestation(index, p)
-        elif getattr(p, "PREDICATE_TYPE", None) == VARIANT_PREDICATE:
+        elif isinstance(p, VariantAttestation):
             self.counts["attestation variant"] += 1
             self.variants.append((index, p))
             self.timeline.append(
                 {
                     "index": index,
-                    "kind": f"variant.{getattr(p, 'variant', '?')}",
-                    "at": getattr(p, "exported_at", None),
+                    "kind": f"variant.{p.variant}",
+                    "at": p.exported_at,
                     "summary": f"model={p.model.name} source={dict(p.source).get('index')}",
                 }
             )
@@ -588,7 +592,10 @@ def _link_exports(applies: list[dict[str, Any]], walk: _Walk, warnings: list[str
 
 
 def _link_variant(
-    index: int, v: Any, by_index: Mapping[int, dict[str, Any]], warnings: list[str]
+    index: int,
+    v: VariantAttestation,
+    by_index: Mapping[int, dict[str, Any]],
+    warnings: list[str],
 ) -> None:
     """A variant attestation joins the applied attestation its ``source`` names (by index and
     fp32 file digest, both signed)."""

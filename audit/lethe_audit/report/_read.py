@@ -23,7 +23,10 @@ from lethe_audit.errors import LetheAuditError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.statements import (
     Envelope,
+    LifecycleEvent,
     Statement,
+    UnlearningAttestation,
+    VariantAttestation,
     parse_predicate,
 )
 from lethe_audit.tlog import (
@@ -61,9 +64,7 @@ class Entry:
 
     index: int
     leaf: bytes
-    #: UnlearningAttestation, LifecycleEvent, or any other predicate the statements module
-    #: parses (a variant attestation); None when unreadable.
-    predicate: object | None = None
+    predicate: UnlearningAttestation | LifecycleEvent | VariantAttestation | None = None
     predicate_type: str | None = None
     problem: str | None = None  # why it cannot be read or trusted (None = fine)
 
