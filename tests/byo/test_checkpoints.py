@@ -103,3 +103,16 @@ def test_shape_mismatch_names_the_flag(outside: Outside, tmp_path: Path) -> None
         load_weights(path, {**OUTSIDE_SPEC, "num_classes": 6}, caller="cli")
     with pytest.raises(ModelRegistrationError, match=r"spec\['num_classes'\] 10"):
         load_weights(path, {**OUTSIDE_SPEC, "num_classes": 6})
+
+
+def test_device_names_are_checked() -> None:
+    from lethe.errors import ConfigError
+    from lethe.models import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda:1")

@@ -84,7 +84,7 @@ def test_outside_model_through_the_cli(outside: Outside, tmp_path: Path) -> None
     with Lethe.open(project) as lt:
         r = lt.file(subject="a@example.com", classes=[cls], legal_basis="gdpr-17-1-b")
         lt.approve(r.id, actor="dpo")
-        res = lt.apply("shop", phase="mask", relearn=False, progress=False)
+        res = lt.apply("shop", phase="mask", relearn=False, progress=False, device="cpu")
         assert res.passed, res.verdict
         pub = lt.published("shop")
         assert pub is not None

@@ -67,6 +67,7 @@ class ApplyService:
         progress: bool = True,
         policy: Policy | None = None,
         erase_config: EraseConfig | Mapping[str, Any] | None = None,
+        device: str | None = None,
         fault: Fault | None = None,
     ) -> ApplyResult:
         """Phase 1, then (``phase="both"``) phase 2 on what phase 1 published.
@@ -83,11 +84,19 @@ class ApplyService:
             self._ctx.references.require(name)
         pol = self._policy(policy)
         mask = run_mask(
-            self._ctx, name, relearn=relearn, progress=progress, policy=pol, fault=fault
+            self._ctx,
+            name,
+            relearn=relearn,
+            progress=progress,
+            policy=pol,
+            fault=fault,
+            device=device,
         )
         if phase == "mask" or not mask.passed:
             return mask
-        erased = self.erase(name, progress=progress, policy=pol, config=erase_config, fault=fault)
+        erased = self.erase(
+            name, progress=progress, policy=pol, config=erase_config, device=device, fault=fault
+        )
         return dataclasses.replace(mask, erase=erased)
 
     def erase(
@@ -97,13 +106,20 @@ class ApplyService:
         progress: bool = True,
         policy: Policy | None = None,
         config: EraseConfig | Mapping[str, Any] | None = None,
+        device: str | None = None,
         fault: Fault | None = None,
     ) -> ApplyResult:
         """Phase 2 of the published deletion (see :meth:`lethe.Lethe.erase`)."""
         name = self._models.model(model).name
         cfg = dict(config) if isinstance(config, Mapping) else config
         return run_erase(
-            self._ctx, name, progress=progress, policy=self._policy(policy), config=cfg, fault=fault
+            self._ctx,
+            name,
+            progress=progress,
+            policy=self._policy(policy),
+            config=cfg,
+            fault=fault,
+            device=device,
         )
 
     @idempotent

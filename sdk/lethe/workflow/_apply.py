@@ -171,6 +171,7 @@ def run_mask(
     progress: bool,
     policy: Policy,
     fault: Step | None,
+    device: str | None = None,
 ) -> ApplyResult:
     """Phase 1 of the approved requests of model ``name`` (see the module docstring)."""
     step = fault or (lambda _s: None)
@@ -179,7 +180,7 @@ def run_mask(
         plan = _plan(ctx, name)
         step("start")
         measured = _fold_and_measure(
-            ctx, plan, policy, relearn=relearn, progress=progress, step=step
+            ctx, plan, policy, relearn=relearn, progress=progress, step=step, device=device
         )
         attempt = _attempt(ctx, plan, measured)
         if not measured.verdict.passed:
@@ -212,12 +213,20 @@ def _plan(ctx: ApplyContext, name: str) -> _Plan:
 
 
 def _fold_and_measure(
-    ctx: ApplyContext, plan: _Plan, policy: Policy, *, relearn: bool, progress: bool, step: Step
+    ctx: ApplyContext,
+    plan: _Plan,
+    policy: Policy,
+    *,
+    relearn: bool,
+    progress: bool,
+    step: Step,
+    device: str | None = None,
 ) -> _Measured:
     """Compose and fold the filters into a copy, export it, measure it, judge it."""
     from lethe.errors import ParityError
     from lethe.export import BaseExport, ExportConfig, export_filtered
     from lethe.metrics import TorchBackend
+    from lethe.models import resolve_device
     from lethe_audit.metrics import ImageSet, OnnxBackend, RelearnConfig, evaluate
 
     models, name = ctx.models, plan.name
@@ -252,11 +261,12 @@ def _fold_and_measure(
     except ParityError as exc:
         raise ApplyError(f"the exported model does not match the folded model: {exc}") from exc
     step("after_fold")
+    dev = resolve_device(device)
     result = evaluate(
-        TorchBackend(export.folded),
+        TorchBackend(export.folded, device=dev),
         eval_set,
         forget=plan.forget,
-        base=TorchBackend(model_t),
+        base=TorchBackend(model_t, device=dev),
         train_set=train_set,
         parity_reference=OnnxBackend(export.model.SerializeToString()),
         relearn=RelearnConfig() if relearn and train_set is not None else None,

@@ -54,6 +54,7 @@ from lethe_audit.statements import (
 from lethe_audit.store import ApplyRow, ModelRow, RequestRow
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from lethe.export import FilteredExport
@@ -127,6 +128,7 @@ def run_erase(
     policy: Policy,
     config: EraseConfig | dict[str, Any] | None = None,
     fault: Step | None = None,
+    device: str | None = None,
 ) -> ApplyResult:
     """Erase the published phase-1 model of ``name``; see the module docstring."""
     step = fault or (lambda _s: None)
@@ -134,7 +136,7 @@ def run_erase(
         reconcile(ctx.store, name)
         plan = _plan(ctx, name)
         step("erase_start")
-        out = _erase_and_measure(ctx, plan, policy, config, progress, step)
+        out = _erase_and_measure(ctx, plan, policy, config, progress, step, device)
         # Commits go through the lock's connection (PostgreSQL): an erase that lost its lock
         # can never commit (see lethe.workflow._lock).
         if not out.verdict.passed:
@@ -161,11 +163,12 @@ def _erase_and_measure(
     config: EraseConfig | dict[str, Any] | None,
     progress: bool,
     step: Step,
+    device: str | None = None,
 ) -> _Outcome:
     from lethe import model_digest
     from lethe.data import to_dataset
     from lethe.filters import erase
-    from lethe.models import load_checkpoint
+    from lethe.models import load_checkpoint, resolve_device
     from lethe.workflow._erase_export import export_erased
 
     if plan.start.artifact_dir is None:
@@ -182,8 +185,13 @@ def _erase_and_measure(
     base_model, _ = models.load_model(plan.name)
     train_arr = models.data(plan.name, split="train")
     cfg = _erase_config(ctx, config)
+    dev = resolve_device(device)
     erased, report = erase(
-        masked, to_dataset(train_arr, spec.preprocess), plan.forget, config=cfg, progress=progress
+        masked.to(dev),
+        to_dataset(train_arr, spec.preprocess),
+        plan.forget,
+        config=cfg,
+        progress=progress,
     )
     erased = erased.cpu().eval()
     step("erase_trained")
@@ -198,7 +206,7 @@ def _erase_and_measure(
         input_shape=(spec.in_chans, *spec.input_size),
     )
     metrics, verdict = _measure(
-        ctx, plan, pol, (erased, base_model, export), spec, (eval_x, eval_arr.y), progress
+        ctx, plan, pol, (erased, base_model, export), spec, (eval_x, eval_arr.y), progress, dev
     )
     step("erase_verified")
     return _Outcome(
@@ -219,6 +227,7 @@ def _measure(
     spec: ModelSpec,
     eval_xy: tuple[Any, Any],
     progress: bool,
+    device: torch.device | None = None,
 ) -> tuple[dict[str, Any], Verdict]:
     """Metrics of the erased model (relearn over the reference's seeds, probe, ONNX parity),
     its depth against the reference, and the erase-phase policy verdict."""
@@ -230,10 +239,10 @@ def _measure(
     train_arr = ctx.models.data(plan.name, split="train")
     seeds = max(REFERENCE_SEEDS, len(plan.reference.info.seeds))
     result = evaluate(
-        TorchBackend(erased),
+        TorchBackend(erased, device=device),
         ImageSet(eval_x, eval_y, spec.num_classes),
         forget=plan.forget,
-        base=TorchBackend(base_model),
+        base=TorchBackend(base_model, device=device),
         train_set=ImageSet(spec.preprocess.numpy(train_arr.x), train_arr.y, spec.num_classes),
         parity_reference=OnnxBackend(export.model.SerializeToString()),
         relearn=RelearnConfig(seeds=seeds),

@@ -376,6 +376,7 @@ class Lethe:
         progress: bool = True,
         policy: Policy | None = None,
         erase_config: EraseConfig | Mapping[str, Any] | None = None,
+        device: str | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
         """Apply every approved request of ``model`` (with all earlier applied ones).
@@ -385,7 +386,9 @@ class Lethe:
         published; its result is ``result.erase``. ``phase="mask"`` runs the fast path only:
         the deletion is then "masked, not yet erased" until :meth:`erase` runs. ``both`` needs
         the model's depth reference (:meth:`train_reference`). A failed policy is a result with
-        ``passed == False`` (logged, nothing published), not an exception."""
+        ``passed == False`` (logged, nothing published), not an exception. The metrics (and
+        phase 2's training) run on ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA
+        when present); folding and the ONNX export stay on the CPU."""
         return self._applies.apply(
             model,
             phase=phase,
@@ -393,6 +396,7 @@ class Lethe:
             progress=progress,
             policy=policy,
             erase_config=erase_config,
+            device=device,
             fault=_fault,
         )
 
@@ -403,6 +407,7 @@ class Lethe:
         progress: bool = True,
         policy: Policy | None = None,
         config: EraseConfig | Mapping[str, Any] | None = None,
+        device: str | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
         """Phase 2 of the published deletion: re-train the masked model's weights so they no
@@ -412,7 +417,7 @@ class Lethe:
         erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
         already erased, :class:`~lethe.errors.MissingReferenceError` without a reference."""
         return self._applies.erase(
-            model, progress=progress, policy=policy, config=config, fault=_fault
+            model, progress=progress, policy=policy, config=config, device=device, fault=_fault
         )
 
     def train_reference(
