@@ -21,7 +21,10 @@ __all__ = [
     "BankMismatchError",
     "BankModelMismatchError",
     "BankShapeError",
+    "BaseAccuracyError",
     "CalibrationError",
+    "CheckpointFormatError",
+    "ClassMismatchError",
     "ClassSelectionError",
     "ConfigError",
     "DataError",
@@ -44,6 +47,7 @@ __all__ = [
     "PatchError",
     "PolicyError",
     "PolicyFailedError",
+    "PreprocessingError",
     "ProjectError",
     "PublishedLinkError",
     "QuantizationError",
@@ -264,3 +268,22 @@ class InconsistentStateError(WorkflowError):
 class SeparationOfDutiesError(WorkflowError):
     """The principal that filed a request may not also approve it (four-eyes rule of
     ``lethe serve``): another token with the ``dpo`` role must decide."""
+
+
+# --- bring-your-own models (registration checks; exit codes 170-179) --------------------------
+
+
+class CheckpointFormatError(ModelError):
+    """A weight file is not in a format Lethe reads safely (or holds no state dict)."""
+
+
+class PreprocessingError(ModelRegistrationError):
+    """The model's preprocessing is unknown, or the values given contradict the recorded ones."""
+
+
+class BaseAccuracyError(ModelRegistrationError):
+    """The base model's measured accuracy is near chance, or far below the expected one."""
+
+
+class ClassMismatchError(ModelRegistrationError):
+    """The data's class list and the checkpoint's head (or the class names given) disagree."""

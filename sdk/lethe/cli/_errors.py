@@ -73,6 +73,10 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         SV.RateLimitedError: 164,
         SV.ClientError: 165,
         E.SeparationOfDutiesError: 166,
+        E.CheckpointFormatError: 170,
+        E.PreprocessingError: 171,
+        E.BaseAccuracyError: 172,
+        E.ClassMismatchError: 173,
     }
 )
 
