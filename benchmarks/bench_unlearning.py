@@ -608,3 +608,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         figures = plot(result, args.figures)
         update_docs(args.docs, f"unlearning-{args.preset}", section(result, figures))
     return result
+
+
+if __name__ == "__main__":
+    main()
