@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
+from lethe.cli._models import device_option
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.metrics import policy_options
 
@@ -188,6 +189,7 @@ def request_shred(ref: ProjectRef, request_id: str, actor: str, as_json: bool) -
 )
 @click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric of the mask phase.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option
 @policy_options
 @json_option
 @click.pass_obj
@@ -197,6 +199,7 @@ def apply(
     phase: str,
     no_relearn: bool,
     quiet: bool,
+    device: str | None,
     policy: Any,
     as_json: bool,
 ) -> None:
@@ -218,6 +221,7 @@ def apply(
             relearn=not no_relearn,
             progress=not quiet and not as_json,
             policy=_project_policy(lt.settings.policy),
+            device=device,
         )
     except NothingToApplyError as e:
         emit({"applied": False, "message": str(e)}, as_json, str(e))
@@ -303,10 +307,13 @@ def _apply_lines(res: Any) -> list[str]:
 @exit_codes_in_help
 @click.option("--model", "name", help="Registered model (optional when only one is registered).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@device_option
 @policy_options
 @json_option
 @click.pass_obj
-def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: bool) -> None:
+def erase(
+    ref: ProjectRef, name: str | None, quiet: bool, device: str | None, policy: Any, as_json: bool
+) -> None:
     """Phase 2 of the published deletion: erase the masked classes from the weights.
 
     Re-trains the published (masked) model, measures depth against the model's reference and
@@ -319,7 +326,10 @@ def erase(ref: ProjectRef, name: str | None, quiet: bool, policy: Any, as_json: 
     lt = ref.open()
     try:
         res = lt.erase(
-            name, progress=not quiet and not as_json, policy=_project_policy(lt.settings.policy)
+            name,
+            progress=not quiet and not as_json,
+            policy=_project_policy(lt.settings.policy),
+            device=device,
         )
     except NothingToApplyError as e:  # AlreadyErasedError included: a no-op that says so
         emit({"erased": False, "message": str(e)}, as_json, str(e))
