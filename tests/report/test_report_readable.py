@@ -320,3 +320,35 @@ def test_int8_variant_attestation_is_shown_beside_fp32(tmp_path: Path) -> None:
     assert report.data["log"]["entry_counts"]["attestation variant"] == 1
     html = _html_text(report.to_html())
     assert "int8" in html and "1.22%" in html and "variant attestation, policy" in html
+
+
+def test_renderers_write_no_words_of_their_own() -> None:
+    """Every word of the report comes from the view model: the HTML template and the PDF
+    renderer hold layout only (so the two cannot say different things)."""
+    import ast
+
+    import lethe_audit.report as R
+
+    root = Path(R.__file__).parent
+    template = (root / "templates" / "report.html.j2").read_text(encoding="utf-8")
+    text = re.sub(r"\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}", " ", template, flags=re.S)
+    text = re.sub(r"<style>.*?</style>|<[^>]*>", " ", text, flags=re.S)
+    assert re.findall(r"[A-Za-z]{2,}", text) == []
+    tree = ast.parse((root / "_pdf.py").read_text(encoding="utf-8"))
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+    }
+    phrases = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and id(n) not in docstrings
+        and len(re.findall(r"[A-Za-z]{2,}", n.value)) >= 3
+        and len(n.value.split()) >= 3  # a phrase, not a file or product name
+    ]
+    assert phrases == []

@@ -31,6 +31,7 @@ from lethe_audit.report._view import (
     rich,
 )
 
+HEADING = "Lethe audit report"
 #: The summary's columns: header and key of ``summary``, in display order.
 SUMMARY = (
     ("Requests", "requests"),
@@ -82,7 +83,8 @@ def build_document(r: Mapping[str, Any]) -> Document:
         f" · deadlines as of {_fmt.when(r['generated_at'])} · made by {r['generator']}",
     )
     return Document(
-        title=f"Lethe audit report · {r['log']['origin'] or 'unknown log'}",
+        title=f"{HEADING} · {r['log']['origin'] or 'unknown log'}",
+        heading=HEADING,
         headline=r["headline"],
         passed=bool(r["verification"]["passed"]),
         subtitle=subtitle,

@@ -325,7 +325,7 @@ def render_report(r: Mapping[str, Any], images: Mapping[str, bytes]) -> bytes:
     view = build_document(r)
     doc = _Doc(view.title)
     doc.banner(view.headline, view.passed)
-    doc.heading("Lethe audit report", 1)
+    doc.heading(view.heading, 1)
     doc.para(plain(view.subtitle), size=8.5, color=MUTED)
     for section in view.sections:
         if section.anchor == "requests" and doc.pdf.get_y() > doc.pdf.h / 2:

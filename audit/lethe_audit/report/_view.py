@@ -203,7 +203,8 @@ class Section:
 class Document:
     """The whole rendered report: the headline first, then the sections in order."""
 
-    title: str
+    title: str  # the browser tab / PDF document title
+    heading: str  # the page's first heading
     headline: str
     passed: bool
     subtitle: Rich
