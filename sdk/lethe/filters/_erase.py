@@ -18,6 +18,23 @@ or at ``EraseConfig.boundary`` (a dotted module name) when given. Every parametr
 that runs at or after the cut is re-initialised. Before anything changes, the top is run from
 cached features and compared with the full forward: a model whose output does not depend on
 the cut alone (a skip connection around it) is refused with a typed error.
+
+Two more recipes, measured against ``retrain-top`` in ``benchmarks/bench_erase.py`` (numbers in
+docs/benchmarks.md, deep-deletion section):
+
+- ``relearn-resistant``: ``retrain-top`` plus a tamper-resistance term (first-order, in the
+  spirit of tamper-resistant unlearning): at every ``adversary_every``-th step an adversary
+  takes ``adversary_steps`` sign-gradient steps (what Adam's first steps are) of
+  ``adversary_lr`` on the cross-entropy of ``adversary_batch`` training images of the forgotten
+  classes, moving every parameter (``adversary_scope="all"``, a full forward) or the top only
+  (``"top"``, on cached features); the probability of the true, forgotten class at the adapted
+  weights is penalised, ``-log(1 - p)``, and the gradient of that penalty, times
+  ``resist_weight``, is added to the top's. Needs the forgotten classes' training samples.
+- ``saliency``: before ``retrain-top``, every channel below the cut whose filter scale
+  ``s = prod alpha[c]`` is below ``saliency_threshold`` gets a fresh (seeded) weight direction
+  at the masked magnitude (row <- s * fresh row): the folded function is kept, the
+  class-specific direction the filter bank points at is gone. Needs ``scales=`` (the bank's
+  ``FilterBank.scales(forget)``).
 """
 
 from __future__ import annotations
@@ -25,7 +42,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -39,7 +56,8 @@ from lethe.errors import ClassSelectionError, ConfigError, FilterError, Training
 
 __all__ = ["ERASE_METHODS", "EraseConfig", "EraseReport", "erase"]
 
-ERASE_METHODS = ("retrain-top",)
+ERASE_METHODS = ("retrain-top", "relearn-resistant", "saliency")
+_SCOPES = ("top", "all")
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,8 @@ class EraseConfig:
     first re-initialised module, overriding the automatic cut. Training: AdamW with ``lr`` and
     ``weight_decay``, cosine schedule, ``epochs`` passes over the retain samples in batches of
     ``batch_size``; ``seed`` decides the re-initialisation and the batch order.
+    ``resist_weight``, ``adversary_*``: the ``relearn-resistant`` recipe's term;
+    ``saliency_threshold``: the ``saliency`` recipe's channel selection (module docstring).
     """
 
     method: str = "retrain-top"
@@ -61,6 +81,13 @@ class EraseConfig:
     batch_size: int = 128
     seed: int = 0
     boundary: str | None = None
+    resist_weight: float = 1.0
+    adversary_steps: int = 3
+    adversary_lr: float = 1e-3
+    adversary_batch: int = 8
+    adversary_every: int = 1
+    adversary_scope: str = "top"
+    saliency_threshold: float = 0.9
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -68,7 +95,7 @@ class EraseConfig:
 
         if self.method not in ERASE_METHODS:
             bad(f"unknown method {self.method!r}; known: {', '.join(ERASE_METHODS)}")
-        for name in ("blocks", "epochs", "batch_size"):
+        for name in ("blocks", "epochs", "batch_size", "adversary_batch", "adversary_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 bad(f"{name} must be an integer >= 1, got {v!r}")
@@ -77,6 +104,16 @@ class EraseConfig:
         wd = self.weight_decay
         if not (isinstance(wd, int | float) and math.isfinite(wd) and wd >= 0):
             bad(f"weight_decay must be a non-negative number, got {wd!r}")
+        steps = self.adversary_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            bad(f"adversary_steps must be an integer >= 0, got {steps!r}")
+        for name in ("resist_weight", "adversary_lr", "saliency_threshold"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                bad(f"{name} must be a non-negative number, got {v!r}")
+        if self.adversary_scope not in _SCOPES:
+            scopes = ", ".join(_SCOPES)
+            bad(f"adversary_scope must be one of {scopes}, got {self.adversary_scope!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             bad(f"seed must be an integer, got {self.seed!r}")
         if self.boundary is not None and (not isinstance(self.boundary, str) or not self.boundary):
@@ -221,11 +258,12 @@ def _top_modules(model: nn.Module, order: list[str], cut: str) -> list[str]:
 
 
 @contextmanager
-def _spliced(cut_module: nn.Module, holder: list[torch.Tensor]) -> Iterator[None]:
-    """While active, the cut module ignores its input and gets ``holder[0]`` instead."""
+def _spliced(cut_module: nn.Module, holder: list[torch.Tensor | None]) -> Iterator[None]:
+    """While active, the cut module ignores its input and gets ``holder[0]`` instead (its own
+    input when ``holder[0]`` is None: a full forward)."""
 
-    def pre(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-        return (holder[0], *args[1:])
+    def pre(_m: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return None if holder[0] is None else (holder[0], *args[1:])
 
     handle = cut_module.register_forward_pre_hook(pre)
     try:
@@ -284,7 +322,7 @@ def _check_splice(
     path around the cut)."""
     with torch.no_grad():
         full = model(x)
-        holder = [feats]
+        holder: list[torch.Tensor | None] = [feats]
         with _spliced(cut_module, holder):
             top = model(x[:1])
     if top.shape != full.shape or not torch.allclose(top, full, rtol=1e-4, atol=1e-4):
@@ -327,55 +365,137 @@ def _validate_forget(forget: Sequence[int], num_classes: int) -> list[int]:
     return classes
 
 
-def _train_top(
-    model: nn.Module,
-    top: Sequence[str],
-    cut_module: nn.Module,
-    feats: torch.Tensor,
-    labels: torch.Tensor,
-    dummy: torch.Tensor,
-    cfg: EraseConfig,
-    progress: bool,
-) -> list[float]:
-    from tqdm.auto import tqdm
+@dataclass
+class _Resist:
+    """The relearn-resistant term's data: forgotten-class images, their labels and their
+    features at the cut, plus the parameters the simulated adversary moves."""
 
+    x: torch.Tensor
+    y: torch.Tensor
+    feats: torch.Tensor
+    adv_params: list[nn.Parameter]
+
+
+def _penalty_grads(
+    model: nn.Module,
+    res: _Resist,
+    top_params: Sequence[nn.Parameter],
+    run: Callable[[], torch.Tensor],
+    labels: torch.Tensor,
+    cfg: EraseConfig,
+) -> tuple[list[torch.Tensor | None], float]:
+    """Adversary steps (sign of the gradient, as Adam's first steps), then the gradient of
+    ``-log(1 - p_true)`` at the adapted weights with respect to the top (first-order)."""
+    saved = [p.detach().clone() for p in res.adv_params]
+    was = [m.training for m in model.modules()]
     model.eval()
-    params: list[nn.Parameter] = []
+    try:
+        for _ in range(cfg.adversary_steps):
+            loss = F.cross_entropy(run().float(), labels)
+            grads = torch.autograd.grad(loss, res.adv_params, allow_unused=True)
+            with torch.no_grad():
+                for p, g in zip(res.adv_params, grads, strict=True):
+                    if g is not None:
+                        p.sub_(cfg.adversary_lr * torch.sign(g))
+        prob = F.softmax(run().float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+        pen = -torch.log1p(-prob.clamp(max=1 - 1e-6)).mean()
+        out = torch.autograd.grad(pen, top_params, allow_unused=True)
+    finally:
+        with torch.no_grad():
+            for p, v in zip(res.adv_params, saved, strict=True):
+                p.copy_(v)
+        for m, w in zip(model.modules(), was, strict=True):
+            m.train(w)
+    return list(out), float(pen.detach())
+
+
+def _resist_step(
+    model: nn.Module,
+    holder: list[torch.Tensor | None],
+    params: Sequence[nn.Parameter],
+    res: _Resist,
+    cfg: EraseConfig,
+    gen: torch.Generator,
+) -> float:
+    """Adds the relearn-resistance gradient to the top's ``.grad``; returns the penalty."""
+    j = torch.randperm(len(res.y), generator=gen)[: cfg.adversary_batch].to(res.y.device)
+    if cfg.adversary_scope == "all":
+        holder[0] = None
+        xb = res.x[j]
+    else:
+        holder[0] = res.feats[j]
+        xb = res.x[:1]
+    grads, pen = _penalty_grads(model, res, params, lambda: model(xb), res.y[j], cfg)
+    for p, g in zip(params, grads, strict=True):
+        if g is not None:
+            g = cfg.resist_weight * g
+            p.grad = g if p.grad is None else p.grad + g
+    return pen
+
+
+def _trainable_top(model: nn.Module, top: Sequence[str], all_grads: bool) -> list[nn.Parameter]:
+    model.eval()
     for p in model.parameters():
-        p.requires_grad_(False)
+        p.requires_grad_(all_grads)
+    params: list[nn.Parameter] = []
     for name in top:
         mod = model.get_submodule(name)
         mod.train()
         for p in mod.parameters(recurse=False):
             p.requires_grad_(True)
             params.append(p)
+    return params
+
+
+def _train_top(
+    model: nn.Module,
+    top: Sequence[str],
+    cut_module: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cfg: EraseConfig,
+    progress: bool,
+    resist: _Resist | None = None,
+) -> tuple[list[float], list[float]]:
+    """Cross-entropy on cached retain features (plus the relearn-resistant term); returns
+    the loss and the mean penalty of every epoch."""
+    from tqdm.auto import tqdm
+
+    feats, labels, dummy = data
+    params = _trainable_top(model, top, resist is not None and cfg.adversary_scope == "all")
+    if resist is not None and cfg.adversary_scope == "top":
+        resist.adv_params = params
     n = len(labels)
-    per_epoch = math.ceil(n / cfg.batch_size)
-    steps = cfg.epochs * per_epoch
+    steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17)
-    holder = [feats[:1]]
+    holder: list[torch.Tensor | None] = [feats[:1]]
     losses: list[float] = []
+    penalties: list[float] = []
     bar = tqdm(total=steps, desc="erase", disable=None if progress else True, leave=False)
     try:
         with _spliced(cut_module, holder):
             for _ in range(cfg.epochs):
                 perm = torch.randperm(n, generator=gen).to(feats.device)
                 total = torch.zeros((), device=feats.device)
-                for start in range(0, n, cfg.batch_size):
+                pens: list[float] = []
+                for i, start in enumerate(range(0, n, cfg.batch_size)):
                     idx = perm[start : start + cfg.batch_size]
                     holder[0] = feats[idx]
                     loss = F.cross_entropy(model(dummy).float(), labels[idx])
                     opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
+                    if resist is not None and i % cfg.adversary_every == 0:
+                        pens.append(_resist_step(model, holder, params, resist, cfg, gen))
                     opt.step()
                     sched.step()
                     total += loss.detach() * len(idx)
                     bar.update(1)
                 losses.append(float(total) / n)
+                if pens:
+                    penalties.append(sum(pens) / len(pens))
                 if not math.isfinite(losses[-1]):
                     raise TrainingError("erase diverged (non-finite loss); lower lr")
     finally:
@@ -383,7 +503,70 @@ def _train_top(
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
-    return losses
+    return losses, penalties
+
+
+def _saliency(
+    model: nn.Module,
+    scales: Mapping[str, torch.Tensor],
+    below: set[str],
+    threshold: float,
+    seed: int,
+) -> dict[str, int]:
+    """Channels below the cut with scale < threshold get a fresh direction at the masked
+    magnitude (row <- s * fresh row); returns how many channels per layer."""
+    done: dict[str, int] = {}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed * 31 + 3)
+        for name in scales:  # the bank's layer order (decides the fresh weights)
+            if name not in below:
+                continue
+            mod = model.get_submodule(name)
+            weight = getattr(mod, "weight", None)
+            reset = getattr(mod, "reset_parameters", None)
+            s = scales[name].to(device=weight.device if weight is not None else None)
+            idx = (s < threshold).nonzero().flatten()
+            if weight is None or not callable(reset) or not len(idx):
+                continue
+            fresh = copy.deepcopy(mod)
+            fresh.reset_parameters()  # type: ignore[operator]
+            shape = (-1,) + (1,) * (weight.dim() - 1)
+            sv = s[idx].to(weight.dtype)
+            weight[idx] = sv.view(shape) * fresh.weight[idx]
+            bias = getattr(mod, "bias", None)
+            if bias is not None:
+                bias[idx] = sv * fresh.bias[idx]
+            done[name] = len(idx)
+    return done
+
+
+def _resist_data(
+    model: nn.Module,
+    cut_module: nn.Module,
+    dataset: Dataset[Any],
+    forget: Sequence[int],
+    cfg: EraseConfig,
+    dev: torch.device,
+) -> _Resist:
+    """Up to 256 seeded training images of the forgotten classes and their cut features."""
+    xs, ys = [], []
+    ft = torch.tensor(sorted(forget), dtype=torch.long)
+    for xb, yb in DataLoader(dataset, batch_size=512, shuffle=False):
+        yb = torch.as_tensor(yb).long()
+        keep = torch.isin(yb, ft)
+        xs.append(torch.as_tensor(xb)[keep])
+        ys.append(yb[keep])
+    x, y = torch.cat(xs), torch.cat(ys)
+    if not len(y):
+        raise TrainingError(
+            "erase: method 'relearn-resistant' needs training samples of the forgotten "
+            "classes, and the training data holds none; use method='retrain-top'"
+        )
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + 5)
+    idx = torch.randperm(len(y), generator=g)[:256]
+    x, y = x[idx].to(dev), y[idx].to(dev)
+    feats, _, _ = _retain_features(model, cut_module, _Probe(x), [], dev)
+    return _Resist(x=x, y=y, feats=feats, adv_params=list(model.parameters()))
 
 
 def erase(
@@ -394,16 +577,25 @@ def erase(
     config: EraseConfig = EraseConfig(),
     device: str | torch.device | None = None,
     progress: bool = False,
+    scales: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, EraseReport]:
     """Phase 2. ``model`` is the folded (masked) model; returns a NEW model of the same
     topology (same state_dict keys and shapes) whose weights no longer hold the ``forget``
-    classes, and a report. Uses only the samples of ``train_set`` (``(image, label)`` pairs)
-    whose label is not in ``forget``. Deterministic for ``config.seed`` on CPU; runs on CUDA
-    when ``device`` is None and CUDA is present. The caller's model is never changed; the
-    returned one is in eval mode on the caller's model's device, with gradients off.
+    classes, and a report. ``retrain-top`` and ``saliency`` use only the samples of
+    ``train_set`` (``(image, label)`` pairs) whose label is not in ``forget``;
+    ``relearn-resistant`` also uses up to 256 of the forgotten classes' samples (as the
+    simulated adversary's data). ``scales``: the filter bank's per-layer channel scales for
+    ``forget`` (``FilterBank.scales``), needed by ``saliency``. Deterministic for
+    ``config.seed`` on CPU; runs on CUDA when ``device`` is None and CUDA is present. The
+    caller's model is never changed; the returned one is in eval mode on the caller's model's
+    device, with gradients off.
     """
     if not isinstance(config, EraseConfig):
         raise ConfigError("erase: config must be an EraseConfig")
+    if config.method == "saliency" and scales is None:
+        raise ConfigError(
+            "erase: method 'saliency' needs the filter scales: pass scales=bank.scales(forget)"
+        )
     t0 = time.perf_counter()
     classes = _validate_forget(forget, _num_classes(model))
     dev = _pick_device(device)
@@ -418,15 +610,29 @@ def erase(
     if cut not in order:
         raise ConfigError(f"erase: boundary {cut!r} is not a module that runs in the forward")
     cut_module = out.get_submodule(cut)
+    extras: dict[str, Any] = {"forget": classes}
+    if config.method == "saliency" and scales is not None:
+        below = set(order[: order.index(cut)])
+        extras["saliency_channels"] = _saliency(
+            out, scales, below, config.saliency_threshold, config.seed
+        )
     feats, labels, dummy = _retain_features(out, cut_module, train_set, classes, dev)
     check_feats, _, _ = _retain_features(out, cut_module, _Probe(x4), [], dev)
     _check_splice(out, cut_module, check_feats, x4)
+    resist = None
+    if config.method == "relearn-resistant":
+        resist = _resist_data(out, cut_module, train_set, classes, config, dev)
     top = _top_modules(out, order, cut)
     kept = _reset(out, top, config.seed)
-    losses = _train_top(out, top, cut_module, feats, labels, dummy, config, progress)
+    losses, penalties = _train_top(
+        out, top, cut_module, (feats, labels, dummy), config, progress, resist
+    )
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     out = out.to(home).eval()
+    extras["not_reset"] = kept
+    if penalties:
+        extras["epoch_penalties"] = penalties
     report = EraseReport(
         method=config.method,
         config=config.to_dict(),
@@ -436,7 +642,7 @@ def erase(
         reset_modules=tuple(n for n in top if n not in kept),
         epoch_losses=tuple(losses),
         device=str(dev),
-        extras={"forget": classes, "not_reset": kept},
+        extras=extras,
     )
     return out, report
 
