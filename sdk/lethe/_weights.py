@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from lethe.errors import ModelError
+from lethe.errors import CheckpointFormatError
 
 __all__ = ["Caller", "CheckpointFormatError", "StateDict", "read_state_dict", "term"]
 
@@ -59,10 +59,6 @@ def term(key: str, caller: Caller) -> str:
     """How ``caller`` names an option: a CLI flag or a Python parameter."""
     py, cli = _TERMS[key]
     return cli if caller == "cli" else py
-
-
-class CheckpointFormatError(ModelError):
-    """A weight file is not in a format Lethe reads safely (or holds no state dict)."""
 
 
 @dataclass(frozen=True)

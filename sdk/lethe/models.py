@@ -20,9 +20,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lethe._io import atomic_write_bytes
-from lethe._weights import Caller, CheckpointFormatError, read_state_dict, term
+from lethe._weights import Caller, read_state_dict, term
 from lethe.data import Preprocess
-from lethe.errors import ConfigError, DataError, ModelError, ModelRegistrationError
+from lethe.errors import (
+    CheckpointFormatError,
+    ConfigError,
+    DataError,
+    ModelError,
+    ModelRegistrationError,
+    PreprocessingError,
+)
 
 __all__ = [
     "Caller",
@@ -44,10 +51,6 @@ __all__ = [
 #: The preprocessing fields of a :class:`ModelSpec` (besides ``in_chans`` / ``input_size``).
 PREPROCESSING_FIELDS = ("mean", "std", "interpolation", "crop_pct", "input_range")
 _ARCH_FIELDS = ("arch", "num_classes", "in_chans", "input_size", "small_stem", "kwargs")
-
-
-class PreprocessingError(ModelRegistrationError):
-    """The model's preprocessing is unknown, or the values given contradict the recorded ones."""
 
 
 _CHECKPOINT_FORMAT = "lethe/model-checkpoint/v1"

@@ -67,10 +67,10 @@ def test_outside_model_through_the_cli(outside: Outside, tmp_path: Path) -> None
     args = _register_args(ckpt, data)
 
     code, doc, err = _cli(project, *args)  # no preprocessing: refused, says what to pass
-    assert code == 123 and "--mean R,G,B" in doc["error"]["message"], (code, doc, err)
+    assert code == 171 and "--mean R,G,B" in doc["error"]["message"], (code, doc, err)
     norm = ["--mean", ",".join(map(str, IMAGENET_MEAN)), "--std", ",".join(map(str, IMAGENET_STD))]
     code, doc, _ = _cli(project, *args, "--mean", "0.5", "--std", "0.5", "--expect-accuracy", "0.9")
-    assert code == 123 and "preprocessing" in doc["error"]["message"]
+    assert code == 172 and "preprocessing" in doc["error"]["message"]
     code, doc, _ = _cli(project, *args, *norm, "--device", "cpu")
     assert code == 0, doc
     assert doc["base_accuracy"] == pytest.approx(outside.real_accuracy, abs=1e-9)

@@ -15,7 +15,7 @@ import numpy as np
 from torch import nn
 
 from lethe.data import ImageArrays
-from lethe.errors import ModelRegistrationError
+from lethe.errors import BaseAccuracyError, ClassMismatchError, ModelRegistrationError
 from lethe.models import Caller, ModelSpec
 
 __all__ = [
@@ -32,14 +32,6 @@ __all__ = [
 
 #: ``expect_accuracy`` refuses a measured accuracy more than this far below it.
 EXPECT_TOLERANCE = 0.05
-
-
-class BaseAccuracyError(ModelRegistrationError):
-    """The base model's measured accuracy is near chance, or far below the expected one."""
-
-
-class ClassMismatchError(ModelRegistrationError):
-    """The data's class list and the checkpoint's head (or the class names given) disagree."""
 
 
 @dataclass(frozen=True)
