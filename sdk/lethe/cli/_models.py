@@ -28,7 +28,7 @@ def model() -> None:
     "--checkpoint",
     required=True,
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Weights as safetensors (a Lethe checkpoint, or a plain state dict with --arch).",
+    help="Weights: a Lethe checkpoint, or a safetensors / torch.save state dict with --arch.",
 )
 @click.option(
     "--eval-data",
@@ -36,7 +36,9 @@ def model() -> None:
     help="Held-out data: a .npz, an ImageFolder dir, or a dataset name.",
 )
 @click.option("--train-data", help="Training data (for filter training, MIA and relearn metrics).")
-@click.option("--class-names", help="Comma-separated class names (default: from the data).")
+@click.option(
+    "--class-names", help="Comma-separated class names in the head's order (default: the data's)."
+)
 @click.option("--arch", help="timm architecture, for a plain state dict.")
 @click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes (with --arch).")
 @click.option(
