@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,13 @@ class VerifiedBundle:
     snapshot: BundleSnapshot
     manifest: Manifest
     leaves: bytes = field(repr=False)
-    checkpoints: tuple[VerifiedCheckpoint, ...]
+    last: Checkpoint
+
+    @cached_property
+    def checkpoints(self) -> tuple[VerifiedCheckpoint, ...]:
+        """Every checkpoint in file order (read when first asked for)."""
+        path = self.snapshot.root / CHECKPOINTS
+        return tuple(VerifiedCheckpoint(text, cp) for text, cp in _checkpoint_notes(path))
 
     @property
     def size(self) -> int:
@@ -291,27 +298,10 @@ def read_verified_bundle(
     """Verify ``snapshot`` exactly as :func:`verify_bundle` does and return what was verified
     (raises the same errors). One read serves both the verdict and its display: the report
     shows these leaves, checkpoints and entries instead of parsing the bundle again."""
-    windows = _windows(verifiers)
-    verified = _verify_dir(snapshot, windows, origin, policies, workers, progress)
-    manifest = snapshot.manifest
-    if manifest is None:  # _verify_dir refuses a bundle without one
-        raise BundleError(f"{snapshot.source} has no {MANIFEST}: not a bundle")
-    checkpoints = tuple(
-        VerifiedCheckpoint(text, cp) for text, cp in _checkpoint_notes(snapshot.root / CHECKPOINTS)
-    )
-    return VerifiedBundle(snapshot, manifest, verified.leaves, checkpoints)
+    return _verify_dir(snapshot, _windows(verifiers), origin, policies, workers, progress)
 
 
 _Faults = list[tuple[int, int, VerificationError]]
-
-
-@dataclass(frozen=True)
-class _Verified:
-    """What a successful verification established: the leaves, the last checkpoint."""
-
-    leaves: bytes
-    size: int
-    last: Checkpoint
 
 
 def _verify_dir(
@@ -321,7 +311,7 @@ def _verify_dir(
     policies: Sequence[Policy],
     workers: int | None,
     progress: bool,
-) -> _Verified:
+) -> VerifiedBundle:
     manifest = _check_layout(snap, origin)
     e_results, c_results = _run_chunks(snap, windows.vkeys, manifest.origin, workers, progress)
     _check_digests(snap, manifest)
@@ -334,9 +324,9 @@ def _verify_dir(
         faults.sort(key=lambda f: (f[0], f[1]))
         raise faults[0][2]
     last = _check_last(snap.root / CHECKPOINTS, manifest, n_entries)
-    verified = _Verified(bytes(leaves), n_entries, last)
+    verified = VerifiedBundle(snap, manifest, bytes(leaves), last)
     if policies:
-        view = _log_view(snap.root, manifest.origin, verified)
+        view = _log_view(verified)
         for p in policies:
             p.verify(view)
     return verified
@@ -505,17 +495,10 @@ def _check_last(cps_path: Path, manifest: Manifest, n_entries: int) -> Checkpoin
     return last
 
 
-def _log_view(root: Path, origin: str, verified: _Verified) -> LogView:
+def _log_view(verified: VerifiedBundle) -> LogView:
     """The verified log as policies see it (entries parsed again on demand, not re-checked)."""
     leaf_bytes = verified.leaves
     n_entries = verified.size
-
-    def entries() -> Iterator[VerifiedEntry]:
-        # Already verified: parse only.
-        with (root / ENTRIES).open("rb") as f:
-            for index, raw in enumerate(f):
-                envelope = Envelope.from_json(raw.rstrip(b"\n"))
-                yield VerifiedEntry(index, envelope, Statement.from_envelope(envelope))
 
     def root_at(size: int) -> bytes:
         from lethe_audit.tlog import root as tree_root
@@ -525,11 +508,11 @@ def _log_view(root: Path, origin: str, verified: _Verified) -> LogView:
         return tree_root([leaf_bytes[32 * i : 32 * i + 32] for i in range(size)])
 
     return LogView(
-        origin=origin,
+        origin=verified.manifest.origin,
         size=verified.last.size,
         root=verified.last.root,
-        checkpoints=_read_checkpoints(root / CHECKPOINTS),
-        entries=entries,
+        checkpoints=[c.checkpoint for c in verified.checkpoints],
+        entries=verified.entries,
         root_at=root_at,
         complete=True,
     )
@@ -618,10 +601,6 @@ def _checkpoint_notes(path: Path) -> list[tuple[str, Checkpoint]]:
             text = json.loads(raw)["note"]
             out.append((text, Checkpoint.parse(note.parse(text).text)))
     return out
-
-
-def _read_checkpoints(path: Path) -> list[Checkpoint]:
-    return [cp for _text, cp in _checkpoint_notes(path)]
 
 
 def read_manifest(path: str | Path) -> Manifest:
