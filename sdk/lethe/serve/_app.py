@@ -19,6 +19,7 @@ from starlette.background import BackgroundTask
 from lethe import __version__
 from lethe.errors import RequestError, UnknownRequestError
 from lethe.serve._auth import Gate
+from lethe.serve._console import install_console
 from lethe.serve._handlers import install_handlers
 from lethe.serve._schemas import (
     ApplyBody,
@@ -75,6 +76,7 @@ def create_app(lt: Lethe, *, max_in_flight: int = 32) -> FastAPI:
     _operator_routes(router, lt, gate)
     _log_routes(router, lt, gate)
     app.include_router(router)
+    install_console(app, lt)
     return app
 
 
