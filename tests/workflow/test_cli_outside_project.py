@@ -50,7 +50,13 @@ def test_commands_outside_a_project_fail_in_one_line_and_create_nothing(
 
 @pytest.mark.parametrize(
     "args",
-    [("request", "list", "--bogus"), ("request", "approve"), ("nosuch",), ("request", "list")],
+    [
+        ("request", "list", "--bogus"),
+        ("request", "approve"),
+        ("nosuch",),
+        ("request", "list"),
+        ("--config", "no-such-lethe.toml", "request", "list"),  # the group's own options too
+    ],
 )
 def test_a_bad_command_line_is_one_line_exit_2(args: tuple[str, ...], tmp_path: Path) -> None:
     if args == ("request", "list"):

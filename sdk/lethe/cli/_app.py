@@ -23,7 +23,11 @@ class LetheGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[_ARGV] = tuple(args)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            _exit_usage(ctx, e)
+            raise  # pragma: no cover - _exit_usage exits
 
     def invoke(self, ctx: click.Context) -> Any:
         from lethe.cli._errors import report
@@ -31,10 +35,7 @@ class LetheGroup(click.Group):
         try:
             return super().invoke(ctx)
         except click.UsageError as e:
-            # One line too (and ok: false with --json), exit 2, the command's --help named.
-            # A --json that came with a bad command line: its eager callback may not have run.
-            as_json = bool(ctx.meta.get(JSON_META)) or "--json" in ctx.meta.get(_ARGV, ())
-            ctx.exit(report(_usage(e), as_json=as_json, code=e.exit_code))
+            _exit_usage(ctx, e)
         except (LetheError, LetheAuditError) as e:
             ctx.exit(report(e, as_json=bool(ctx.meta.get(JSON_META))))
         except Exception as e:
@@ -48,9 +49,18 @@ class CommandLineError(click.UsageError):
     """A bad command line, as one line: the message and where to read the usage."""
 
 
-def _usage(e: click.UsageError) -> click.UsageError:
+def _exit_usage(ctx: click.Context, e: click.UsageError) -> None:
+    """A bad command line as one line too (and ok: false with --json), exit 2, naming the
+    command's --help. A --json that came with it counts even if its eager callback did not
+    run."""
+    from lethe.cli._errors import report
+
+    if type(e).__name__ == "NoArgsIsHelpError":  # `lethe` or a group alone: its help, as click
+        raise e
     where = e.ctx.command_path if e.ctx is not None else "lethe"
-    return CommandLineError(f"{e.format_message()} (see `{where} --help`)")
+    err = CommandLineError(f"{e.format_message()} (see `{where} --help`)")
+    as_json = bool(ctx.meta.get(JSON_META)) or "--json" in ctx.meta.get(_ARGV, ())
+    ctx.exit(report(err, as_json=as_json, code=e.exit_code))
 
 
 def _typed(e: Exception) -> Exception:
