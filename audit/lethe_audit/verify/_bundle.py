@@ -34,6 +34,7 @@ from lethe_audit.verify._format import (
 )
 from lethe_audit.verify._policies import LogView, Policy
 from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle, read_manifest_text
+from lethe_audit.verify._variants import Link, link, variant_faults
 from lethe_audit.verify._windows import KeyEvent, KeyWindows, key_event
 
 #: Below this many bytes of entries, worker processes cost more than they save.
@@ -57,10 +58,11 @@ def _read_chunk(path: str, start: int, end: int) -> list[bytes]:
 
 def _entries_chunk(
     path: str, start: int, end: int, vkeys: list[str]
-) -> tuple[bytes, int, _Fault | None, list[tuple[int, int]], list[KeyEvent]]:
+) -> tuple[bytes, int, _Fault | None, list[tuple[int, int]], list[KeyEvent], list[Link]]:
     """Leaves, count, first fault; and for key windows: the signer masks run-length encoded
     as ``(position, mask)`` where the mask changes (bit k = ``vkeys[k]``), and the
-    ``key.rotated`` events (positions in the chunk)."""
+    ``key.rotated`` events (positions in the chunk); and the attestations' cross-check
+    records (:mod:`lethe_audit.verify._variants`)."""
     known = {v.key_hint: v for v in map(Verifier.from_vkey, vkeys)}
     bit = {h: 1 << k for k, h in enumerate(known)}
     sha = hashlib.sha256
@@ -68,6 +70,7 @@ def _entries_chunk(
     fault: _Fault | None = None
     runs: list[tuple[int, int]] = []
     events: list[KeyEvent] = []
+    links: list[Link] = []
     lines = _read_chunk(path, start, end)
     for k, line in enumerate(lines):
         leaves += sha(b"\x00" + line).digest()
@@ -83,7 +86,10 @@ def _entries_chunk(
             event = key_event(k, entry.statement)
             if event is not None:
                 events.append(event)
-    return bytes(leaves), len(lines), fault, runs, events
+            record = link(k, entry.statement)
+            if record is not None:
+                links.append(record)
+    return bytes(leaves), len(lines), fault, runs, events, links
 
 
 def _checkpoints_chunk(
@@ -403,15 +409,19 @@ def _check_digests(snap: BundleSnapshot, manifest: Manifest) -> None:
 
 
 def _entry_faults(e_results: list[Any], faults: _Faults) -> tuple[bytearray, int]:
-    """The leaves of all entries, in order; each chunk's first fault at its absolute index."""
+    """The leaves of all entries, in order; each chunk's first fault at its absolute index;
+    variants whose source is not their apply."""
     leaves = bytearray()
     n_entries = 0
-    for chunk_leaves, count, fault, _runs, _events in e_results:
+    links: list[tuple[int, Link]] = []
+    for chunk_leaves, count, fault, _runs, _events, chunk_links in e_results:
         if fault is not None:
             i = n_entries + fault[0]
             faults.append((i, 0, _error(fault[1], f"entry {i}: {fault[2]}", index=i)))
+        links += [(n_entries + rec[0], rec) for rec in chunk_links]
         leaves += chunk_leaves
         n_entries += count
+    faults += variant_faults(links)
     return leaves, n_entries
 
 
@@ -526,7 +536,7 @@ def _window_faults(
     events: list[KeyEvent] = []
     runs: list[tuple[int, int, int]] = []  # (first index, end index, mask)
     base = 0
-    for _leaves, count, _fault, chunk_runs, chunk_events in e_results:
+    for _leaves, count, _fault, chunk_runs, chunk_events, _links in e_results:
         events += [(base + k, action, vkey) for k, action, vkey in chunk_events]
         bounds = [k for k, _m in chunk_runs[1:]] + ([count] if chunk_runs else [])
         runs += [(base + k, base + e, m) for (k, m), e in zip(chunk_runs, bounds, strict=True)]
