@@ -229,11 +229,13 @@ def trusted_keys_data() -> list[dict[str, Any]] | None:
 
 def trusted_keys_line() -> str | None:
     """``trusted keys: name+id[@FROM..UNTIL], ...`` for text output (None: no keys loaded)."""
-    from lethe_audit.keys import describe_keys
-
     ctx = click.get_current_context(silent=True)
     keys = ctx.meta.get(KEYS_META) if ctx is not None else None
-    return f"trusted keys: {describe_keys(keys)}" if keys else None
+    if not keys:
+        return None
+    from lethe_audit.keys import describe_keys  # only when keys were loaded: a cheap emit()
+
+    return f"trusted keys: {describe_keys(keys)}"
 
 
 def policy_options(f: F) -> F:
