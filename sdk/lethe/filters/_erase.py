@@ -532,10 +532,10 @@ def _saliency(
             fresh.reset_parameters()  # type: ignore[operator]
             shape = (-1,) + (1,) * (weight.dim() - 1)
             sv = s[idx].to(weight.dtype)
-            weight[idx] = sv.view(shape) * fresh.weight[idx]
+            weight[idx] = sv.view(shape) * fresh.get_parameter("weight")[idx]
             bias = getattr(mod, "bias", None)
             if bias is not None:
-                bias[idx] = sv * fresh.bias[idx]
+                bias[idx] = sv * fresh.get_parameter("bias")[idx]
             done[name] = len(idx)
     return done
 
