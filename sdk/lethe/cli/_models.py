@@ -163,7 +163,7 @@ def model_register(
         force=force,
         device=device,
         caller="cli",
-        log=None if as_json else _say,
+        log=_say,  # stderr: --json output on stdout stays one document
     )
     acc = _base_accuracy(info.spec)
     emit(
