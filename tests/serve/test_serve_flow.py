@@ -145,3 +145,45 @@ def test_cli_tokens_and_subject_from_stdin(service: Service) -> None:
         input="y",
     )  # fmt: skip
     assert both.exit_code == 2
+
+
+def test_lethe_serve_command_serves_the_project(service: Service) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("lethe")
+    cmd = [str(exe), "--project", str(service.project), "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                got = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("lethe serve did not answer")
+        assert got.json()["status"] == "ok"
+        from lethe import Client
+
+        assert Client(f"http://127.0.0.1:{port}", service.tokens["auditor"]).checkpoint()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_token_with_too_many_calls_in_flight_gets_429(service: Service) -> None:
+    from lethe.serve import Principal, RateLimitedError, status_of
+    from lethe.serve._auth import Gate
+
+    gate = Gate(service.lt.engine, max_in_flight=1)
+    p = Principal("app", "app")
+    gate._enter(p)
+    with pytest.raises(RateLimitedError):
+        gate._enter(p)
+    gate._leave(p)
+    gate._enter(p)  # freed again
+    assert status_of(RateLimitedError("x")) == 429
