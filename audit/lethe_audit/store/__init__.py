@@ -8,6 +8,8 @@
   only by the Alembic history (``lethe-audit db upgrade URL``).
 - :func:`schema_heads` / :func:`schema_mismatch` / :func:`migrations_dir`: what a database must
   be at, with the standard library only.
+- :func:`driver_error_is_transient` / :data:`RETRY_ATTEMPTS`: which driver errors are worth a
+  retry (standard library only; :func:`is_transient` applies it to SQLAlchemy errors).
 
 Importing this package is cheap: everything but the schema heads loads SQLAlchemy, so it is
 imported on first use (PEP 562), and a command that only reads the schema version (the CLI's
@@ -26,6 +28,12 @@ from lethe_audit.store._heads import (
     schema_heads,
     schema_mismatch,
 )
+from lethe_audit.store._transient import (
+    RETRY_ATTEMPTS,
+    TRANSIENT_HINT,
+    backoff_s,
+    driver_error_is_transient,
+)
 
 if TYPE_CHECKING:
     from lethe_audit.store._engine import (
@@ -34,7 +42,6 @@ if TYPE_CHECKING:
         describe,
     )
     from lethe_audit.store._errors import (
-        RETRY_ATTEMPTS,
         is_transient,
         retry_transient,
         store_error,
@@ -76,7 +83,6 @@ _LAZY = {
     "NAMING_CONVENTION": "_models",
     "READ_ONLY": "_engine",
     "REQUEST_STATUSES": "_workflow",
-    "RETRY_ATTEMPTS": "_errors",
     "ReferenceRow": "_workflow",
     "RequestRow": "_workflow",
     "SubjectKeyRow": "_workflow",
@@ -106,6 +112,7 @@ __all__ = [
     "REQUEST_STATUSES",
     "RETRY_ATTEMPTS",
     "TOKEN_ROLES",
+    "TRANSIENT_HINT",
     "ApplyRow",
     "Base",
     "ModelRow",
@@ -119,11 +126,13 @@ __all__ = [
     "TlogNode",
     "TokenRow",
     "alembic_config",
+    "backoff_s",
     "check_schema",
     "create_engine",
     "current_revisions",
     "describe",
     "downgrade",
+    "driver_error_is_transient",
     "head_revisions",
     "is_transient",
     "metadata",

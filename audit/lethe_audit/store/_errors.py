@@ -11,25 +11,16 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from lethe_audit.errors import StoreError
+from lethe_audit.store._transient import (
+    RETRY_ATTEMPTS,
+    TRANSIENT_HINT,
+    backoff_s,
+    driver_error_is_transient,
+)
 
 __all__ = ["RETRY_ATTEMPTS", "is_transient", "retry_transient", "store_error"]
 
 T = TypeVar("T")
-
-#: How often an idempotent operation is tried in all when the database fails transiently.
-RETRY_ATTEMPTS = 4
-_BACKOFF_S = (0.05, 0.2, 0.5)
-
-# SQLSTATEs worth a retry: serialization failure, deadlock, lock not available, and the
-# server ending the session (admin shutdown, crash shutdown, cannot connect now).
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked")
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = exc.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    return code if isinstance(code, str) else None
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -41,10 +32,7 @@ def is_transient(exc: BaseException | None) -> bool:
         return False
     if exc.connection_invalidated:
         return True
-    code = _sqlstate(exc)
-    if code is not None:
-        return code in _TRANSIENT_SQLSTATES or code.startswith("08")
-    return any(m in str(exc.orig) for m in _SQLITE_TRANSIENT)
+    return exc.orig is not None and driver_error_is_transient(exc.orig)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -55,8 +43,8 @@ def _first_line(exc: BaseException) -> str:
 
 def store_error(exc: SQLAlchemyError, what: str) -> StoreError:
     """A one-line :class:`StoreError` for ``exc`` (raise it ``from exc``)."""
-    hint = " (the database connection was lost or the transaction conflicted; try again)"
-    return StoreError(f"{what}: {_first_line(exc)}" + (hint if is_transient(exc) else ""))
+    hint = TRANSIENT_HINT if is_transient(exc) else ""
+    return StoreError(f"{what}: {_first_line(exc)}{hint}")
 
 
 def retry_transient(
@@ -73,5 +61,5 @@ def retry_transient(
         except StoreError as e:
             if not is_transient(e) or attempt == attempts - 1:
                 raise
-        time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+        time.sleep(backoff_s(attempt))
     raise AssertionError("unreachable")  # pragma: no cover

@@ -29,6 +29,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from lethe.errors import ProjectError, RequestError, UnknownModelError, UnknownRequestError
 from lethe_audit.errors import StoreError
+from lethe_audit.store import (
+    RETRY_ATTEMPTS,
+    TRANSIENT_HINT,
+    backoff_s,
+    driver_error_is_transient,
+)
 
 if TYPE_CHECKING:
     from lethe.workflow._settings import Settings
@@ -39,19 +45,11 @@ __all__ = ["RequestReader", "check_initialised", "sqlite_path"]
 
 T = TypeVar("T")
 
-#: Tries in all for a transient failure (as ``lethe_audit.store.RETRY_ATTEMPTS``).
-_ATTEMPTS = 4
-_BACKOFF_S = (0.05, 0.2, 0.5)
 _SQLITE_BUSY_TIMEOUT_S = 60.0
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked")
-# SQLSTATEs worth a retry (serialization failure, deadlock, lock not available, server
-# shutting the session down) and class 08 (connection exceptions).
-_PG_TRANSIENT = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
 _PG_URL = re.compile(
     r"postgresql\+psycopg://(?:(?P<user>[^:@/]+)(?::(?P<password>[^@/]*))?@)?"
     r"(?P<host>[^:/@]*)(?::(?P<port>\d+))?/(?P<dbname>[^/?#]+)"
 )
-_HINT = " (the database connection was lost or the transaction conflicted; try again)"
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -197,7 +195,7 @@ class RequestReader:
 
     def _retry(self, fn: Callable[[Any], T], what: str) -> T:
         """``fn(cursor)`` in one read-only transaction, retried while it fails transiently."""
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(RETRY_ATTEMPTS):
             try:
                 with self._transaction() as cur:
                     return fn(cur)
@@ -205,10 +203,10 @@ class RequestReader:
                 if not _is_driver_error(e):
                     raise
                 transient = _is_transient(e)
-                if not transient or attempt == _ATTEMPTS - 1:
-                    hint = _HINT if transient else ""
+                if not transient or attempt == RETRY_ATTEMPTS - 1:
+                    hint = TRANSIENT_HINT if transient else ""
                     raise StoreError(f"{what}: {_first_line(e)}{hint}") from e
-            time.sleep(_BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)])
+            time.sleep(backoff_s(attempt))
         raise StoreError(f"{what}: no attempt left")  # pragma: no cover - the loop returns
 
     @contextmanager
@@ -326,15 +324,16 @@ def _is_driver_error(e: BaseException) -> bool:
 
 
 def _is_transient(e: BaseException) -> bool:
-    code = getattr(e, "sqlstate", None)
-    if isinstance(code, str):
-        return code in _PG_TRANSIENT or code.startswith("08")
     import sys
 
     psycopg = sys.modules.get("psycopg")
-    if psycopg is not None and isinstance(e, psycopg.OperationalError):
+    if (
+        getattr(e, "sqlstate", None) is None
+        and psycopg is not None
+        and isinstance(e, psycopg.OperationalError)
+    ):
         return True  # a lost or refused connection carries no SQLSTATE
-    return any(m in str(e) for m in _SQLITE_TRANSIENT)
+    return driver_error_is_transient(e)
 
 
 def _first_line(e: BaseException) -> str:
