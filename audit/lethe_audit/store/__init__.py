@@ -62,9 +62,8 @@ if TYPE_CHECKING:
         TlogNode,
         metadata,
     )
+    from lethe_audit.store._versions import COVERAGE_STATUSES, CoverageRow
     from lethe_audit.store._workflow import (
-        APPLY_PHASES,
-        REQUEST_STATUSES,
         TOKEN_ROLES,
         ApplyRow,
         ModelRow,
@@ -76,13 +75,13 @@ if TYPE_CHECKING:
 
 #: Public name -> the private module defining it (imported on first access).
 _LAZY = {
-    "APPLY_PHASES": "_workflow",
     "ApplyRow": "_workflow",
+    "COVERAGE_STATUSES": "_versions",
+    "CoverageRow": "_versions",
     "Base": "_models",
     "ModelRow": "_workflow",
     "NAMING_CONVENTION": "_models",
     "READ_ONLY": "_engine",
-    "REQUEST_STATUSES": "_workflow",
     "ReferenceRow": "_workflow",
     "RequestRow": "_workflow",
     "SubjectKeyRow": "_workflow",
@@ -106,19 +105,20 @@ _LAZY = {
 }
 
 __all__ = [
-    "APPLY_PHASES",
+    "COVERAGE_STATUSES",
     "NAMING_CONVENTION",
     "READ_ONLY",
-    "REQUEST_STATUSES",
     "RETRY_ATTEMPTS",
     "TOKEN_ROLES",
     "TRANSIENT_HINT",
     "ApplyRow",
     "Base",
+    "CoverageRow",
     "ModelRow",
     "ReferenceRow",
     "RequestRow",
     "SubjectKeyRow",
+    "SubjectMapRow",
     "TlogCheckpoint",
     "TlogEntry",
     "TlogHead",

@@ -8,6 +8,7 @@ log is ``tlog_entries``; these rows may change (a request moves through its stat
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 
 from sqlalchemy import (
     BigInteger,
@@ -21,11 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from lethe_audit.statements import ApplyOutcome, Phase, RequestStatus
 from lethe_audit.store._models import Base
 
 __all__ = [
-    "APPLY_PHASES",
-    "REQUEST_STATUSES",
     "TOKEN_ROLES",
     "ApplyRow",
     "ModelRow",
@@ -35,15 +35,18 @@ __all__ = [
     "TokenRow",
 ]
 
-#: received -> approved | rejected -> applied | failed; superseded when a later apply covers it.
-REQUEST_STATUSES = ("received", "approved", "rejected", "applied", "failed", "superseded")
-#: Phase 1 masks (compose + fold the filters); phase 2 erases (re-trains the folded weights).
-APPLY_PHASES = ("mask", "erase")
 #: Roles of API tokens (``lethe serve``): app files and reads its own requests; dpo approves,
 #: rejects, shreds; operator applies, erases, exports; auditor reads the log and receipts.
 TOKEN_ROLES = ("app", "dpo", "operator", "auditor")
 
 _UTC = DateTime(timezone=True)
+
+
+def _known(column: str, values: type[Enum], name: str) -> CheckConstraint:
+    """``column IN (...)`` over an enum of :mod:`lethe_audit.statements`, in member order (the
+    text the migrations wrote: statuses, outcomes and phases have one definition)."""
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=name)
 
 
 class ModelRow(Base):
@@ -69,6 +72,8 @@ class ModelRow(Base):
     #: The apply whose artefacts are published now (None: the unfiltered model).
     current_apply_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     registered_at: Mapped[datetime] = mapped_column(_UTC, nullable=False)
+    #: The model this one is a newer version of (migration 0005): it inherits its deletions.
+    supersedes: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class RequestRow(Base):
@@ -76,12 +81,7 @@ class RequestRow(Base):
     commitment under a per-request key kept in :class:`SubjectKeyRow`."""
 
     __tablename__ = "wf_requests"
-    __table_args__ = (
-        CheckConstraint(
-            "status IN ('received', 'approved', 'rejected', 'applied', 'failed', 'superseded')",
-            name="status_known",
-        ),
-    )
+    __table_args__ = (_known("status", RequestStatus, "status_known"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     model_name: Mapped[str] = mapped_column(
@@ -151,8 +151,8 @@ class ApplyRow(Base):
 
     __tablename__ = "wf_applies"
     __table_args__ = (
-        CheckConstraint("outcome IN ('applied', 'failed')", name="outcome_known"),
-        CheckConstraint("phase IN ('mask', 'erase')", name="phase_known"),
+        _known("outcome", ApplyOutcome, "outcome_known"),
+        _known("phase", Phase, "phase_known"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
