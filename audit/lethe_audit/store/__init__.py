@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         TlogNode,
         metadata,
     )
+    from lethe_audit.store._subjects import FIDES_STATUSES, FidesRequestRow, SubjectMapRow
     from lethe_audit.store._versions import COVERAGE_STATUSES, CoverageRow
     from lethe_audit.store._workflow import (
         TOKEN_ROLES,
@@ -85,6 +86,9 @@ _LAZY = {
     "ReferenceRow": "_workflow",
     "RequestRow": "_workflow",
     "SubjectKeyRow": "_workflow",
+    "SubjectMapRow": "_subjects",
+    "FIDES_STATUSES": "_subjects",
+    "FidesRequestRow": "_subjects",
     "TOKEN_ROLES": "_workflow",
     "TlogCheckpoint": "_models",
     "TlogEntry": "_models",
@@ -114,6 +118,8 @@ __all__ = [
     "ApplyRow",
     "Base",
     "CoverageRow",
+    "FIDES_STATUSES",
+    "FidesRequestRow",
     "ModelRow",
     "ReferenceRow",
     "RequestRow",
