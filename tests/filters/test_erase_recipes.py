@@ -63,6 +63,32 @@ def test_relearn_resistant_is_deterministic_and_adds_its_penalty() -> None:
         assert torch.equal(a.state_dict()[below], model.state_dict()[below])
 
 
+def test_relearn_resistant_with_retain_only_proxies() -> None:
+    """The adversary's data made from retain samples only: works on a dataset without any
+    forgotten-class sample, deterministic, each proxy kind trains a different model."""
+    model, data = _model(), _data()
+    retain_only = TensorDataset(*(t[data.tensors[1] != 1] for t in data.tensors))
+    digests = set()
+    for kind in ("retain", "lookalike", "invert"):
+        cfg = EraseConfig(
+            method="relearn-resistant", epochs=2, batch_size=16, adversary_data=kind,
+            adversary_every=2,
+        )  # fmt: skip
+        a, rep = erase(model, retain_only, [1], config=cfg, device="cpu")
+        b, _ = erase(model, retain_only, [1], config=cfg, device="cpu")
+        assert model_digest(a) == model_digest(b)
+        assert len(rep.extras["epoch_penalties"]) == 2
+        assert rep.retain_samples == len(retain_only)
+        digests.add(model_digest(a))
+    plain, _ = erase(model, retain_only, [1], config=EraseConfig(epochs=2, batch_size=16))
+    digests.add(model_digest(plain))
+    assert len(digests) == 4
+    # Two forgotten classes share the proxies evenly.
+    cfg = EraseConfig(method="relearn-resistant", epochs=1, adversary_data="lookalike")
+    _, rep = erase(model, data, [1, 2], config=cfg, device="cpu")
+    assert rep.extras["forget"] == [1, 2]
+
+
 def test_saliency_redirects_low_scale_channels_below_the_cut_only() -> None:
     model, data = _model(), _data()
     scales = {"features.0": torch.tensor([0.01, 1.0, 1.0, 0.2, 1.0, 1.0, 1.0, 1.0])}
@@ -83,6 +109,12 @@ def test_recipe_options_and_missing_forget_data_are_typed_errors() -> None:
         EraseConfig(adversary_scope="head")
     with pytest.raises(ConfigError, match="adversary_steps"):
         EraseConfig(adversary_steps=-1)
+    with pytest.raises(ConfigError, match="adversary_data must be one of"):
+        EraseConfig(adversary_data="images")
+    with pytest.raises(ConfigError, match="use adversary_scope='top'"):
+        EraseConfig(adversary_data="retain", adversary_scope="all")
+    with pytest.raises(ConfigError, match="invert_steps"):
+        EraseConfig(invert_steps=-2)
     with pytest.raises(ConfigError, match="resist_weight"):
         EraseConfig(resist_weight=float("inf"))
     model, data = _model(), _data()

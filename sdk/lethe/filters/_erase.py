@@ -40,6 +40,7 @@ docs/benchmarks.md, deep-deletion section):
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -57,7 +58,9 @@ from lethe.errors import ClassSelectionError, ConfigError, FilterError, Training
 __all__ = ["ERASE_METHODS", "EraseConfig", "EraseReport", "erase"]
 
 ERASE_METHODS = ("retrain-top", "relearn-resistant", "saliency")
+_log = logging.getLogger("lethe.filters")  # one INFO line per epoch (the bar's numbers)
 _SCOPES = ("top", "all")
+ADVERSARY_DATA = ("forget", "retain", "lookalike", "invert")
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class EraseConfig:
     adversary_every: int = 1
     adversary_scope: str = "top"
     saliency_threshold: float = 0.9
+    adversary_data: str = "forget"
+    invert_steps: int = 10
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -111,6 +116,17 @@ class EraseConfig:
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 bad(f"{name} must be a non-negative number, got {v!r}")
+        if self.adversary_data not in ADVERSARY_DATA:
+            known = ", ".join(ADVERSARY_DATA)
+            bad(f"adversary_data must be one of {known}, got {self.adversary_data!r}")
+        if self.adversary_data != "forget" and self.adversary_scope != "top":
+            bad(
+                f"adversary_data={self.adversary_data!r} gives features at the cut, not images: "
+                "use adversary_scope='top'"
+            )
+        inv = self.invert_steps
+        if isinstance(inv, bool) or not isinstance(inv, int) or inv < 0:
+            bad(f"invert_steps must be an integer >= 0, got {inv!r}")
         if self.adversary_scope not in _SCOPES:
             scopes = ", ".join(_SCOPES)
             bad(f"adversary_scope must be one of {scopes}, got {self.adversary_scope!r}")
@@ -494,6 +510,11 @@ def _train_top(
                     total += loss.detach() * len(idx)
                     bar.update(1)
                 losses.append(float(total) / n)
+                done = len(losses) * math.ceil(n / cfg.batch_size)
+                _log.info(
+                    "erase epoch %d/%d (step %d/%d): loss %.4f",
+                    len(losses), cfg.epochs, done, steps, losses[-1],
+                )  # fmt: skip
                 if pens:
                     penalties.append(sum(pens) / len(pens))
                 if not math.isfinite(losses[-1]):
@@ -569,6 +590,81 @@ def _resist_data(
     return _Resist(x=x, y=y, feats=feats, adv_params=list(model.parameters()))
 
 
+def _top_logits(
+    model: nn.Module, cut_module: nn.Module, feats: torch.Tensor, dummy: torch.Tensor
+) -> torch.Tensor:
+    """The current top's logits for cached cut features (eval mode, batches of 256)."""
+    holder: list[torch.Tensor | None] = [None]
+    out = []
+    with torch.no_grad(), _spliced(cut_module, holder):
+        for start in range(0, len(feats), 256):
+            holder[0] = feats[start : start + 256]
+            out.append(model(dummy).float())
+    return torch.cat(out)
+
+
+def _invert(
+    model: nn.Module,
+    cut_module: nn.Module,
+    feats: torch.Tensor,
+    y: torch.Tensor,
+    dummy: torch.Tensor,
+    steps: int,
+) -> torch.Tensor:
+    """A few Adam steps on the cut features (not the weights) towards the masked top's
+    forgotten classes: cross-entropy to ``y``, features kept >= 0 when they start so."""
+    f = feats.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([f], lr=0.1 * float(feats.abs().mean()) + 1e-6)
+    nonneg = bool((feats >= 0).all())
+    holder: list[torch.Tensor | None] = [None]
+    with _spliced(cut_module, holder):
+        for _ in range(steps):
+            holder[0] = f
+            loss = F.cross_entropy(model(dummy).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+            if nonneg:
+                with torch.no_grad():
+                    f.clamp_(min=0)
+    return f.detach()
+
+
+def _proxy_data(
+    model: nn.Module,
+    cut_module: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    classes: Sequence[int],
+    cfg: EraseConfig,
+) -> _Resist:
+    """Retain-only stand-ins for the forgotten classes at the cut, made before the top is
+    reset (``EraseConfig.adversary_data``): ``retain``, seeded retain samples relabelled as a
+    forgotten class; ``lookalike``, per forgotten class the retain samples the masked model
+    scores closest to it; ``invert``, those moved ``invert_steps`` steps towards it through
+    the masked top. Up to 256 in all, split evenly over the forgotten classes."""
+    feats, labels, dummy = data
+    per = max(1, min(256, len(labels)) // len(classes))
+    idx, ys = [], []
+    if cfg.adversary_data == "retain":
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + 11)
+        perm = torch.randperm(len(labels), generator=g).to(feats.device)
+        for k, c in enumerate(classes):
+            idx.append(perm[k * per : (k + 1) * per])
+            ys.append(torch.full((len(idx[-1]),), c, dtype=torch.long, device=feats.device))
+    else:
+        z = _top_logits(model, cut_module, feats, dummy)
+        other = torch.ones(z.shape[1], dtype=torch.bool, device=z.device)
+        other[list(classes)] = False
+        for c in classes:
+            score = z[:, c] - z[:, other].max(1).values
+            idx.append(torch.argsort(score, descending=True, stable=True)[:per])
+            ys.append(torch.full((len(idx[-1]),), c, dtype=torch.long, device=feats.device))
+    f, y = feats[torch.cat(idx)], torch.cat(ys)
+    if cfg.adversary_data == "invert" and cfg.invert_steps:
+        f = _invert(model, cut_module, f, y, dummy, cfg.invert_steps)
+    return _Resist(x=dummy, y=y, feats=f, adv_params=[])
+
+
 def erase(
     model: nn.Module,
     train_set: Dataset[Any],
@@ -620,8 +716,10 @@ def erase(
     check_feats, _, _ = _retain_features(out, cut_module, _Probe(x4), [], dev)
     _check_splice(out, cut_module, check_feats, x4)
     resist = None
-    if config.method == "relearn-resistant":
+    if config.method == "relearn-resistant" and config.adversary_data == "forget":
         resist = _resist_data(out, cut_module, train_set, classes, config, dev)
+    elif config.method == "relearn-resistant":
+        resist = _proxy_data(out, cut_module, (feats, labels, dummy), classes, config)
     top = _top_modules(out, order, cut)
     kept = _reset(out, top, config.seed)
     losses, penalties = _train_top(
