@@ -60,8 +60,9 @@ def test_the_key_is_made_once_and_its_id_is_model_signings_hint(
     assert event.details is not None and event.details["public_key"] == key.public_pem
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "openssf-p256.pem").write_text("not a key")
-    with pytest.raises(KeyFileError, match="not an unencrypted PEM"):
+    with pytest.raises(KeyFileError, match="not a PEM private key"):
         ensure_openssf_key(tmp_path / "bad")
+    assert not key.encrypted and b"ENCRYPTED" not in key.private_path.read_bytes()
 
 
 def test_model_signings_own_verifier_accepts_it_and_refuses_one_flipped_byte(
@@ -119,3 +120,51 @@ def test_flipped_byte_helper_changes_a_weight(exported: dict[str, Any]) -> None:
     good = onnx.load_model_from_string(data)
     a, b = (numpy_helper.to_array(m.graph.initializer[0]) for m in (good, bad))
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_with_a_passphrase_the_key_is_encrypted_and_signs(tmp_path: Path) -> None:
+    """A project with a key passphrase gets an encrypted OpenSSF key (PKCS#8, best available
+    encryption); signing decrypts it with the passphrase and model_signing's own verifier
+    accepts the signature; a missing or wrong passphrase is one typed line."""
+    key, created = ensure_openssf_key(tmp_path / "keys", passphrase="correct horse")
+    pem = key.private_path.read_bytes()
+    assert created and key.encrypted and pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
+    assert (key.private_path.stat().st_mode & 0o777) == 0o600
+    again, created = ensure_openssf_key(tmp_path / "keys", passphrase=b"correct horse")
+    assert not created and again == key
+    signer = note.Signer.generate("example.org/lethe-test")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(sign_model(tiny_model(), metadata(), signer).SerializeToString())
+    sig = sign_openssf(path, key.private_path, passphrase="correct horse")
+    config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=key.public_path)
+    config.verify(path, sig)
+    verify_openssf(path, key.public_path)
+    for bad in (None, "wrong horse"):
+        for call in (
+            lambda bad=bad: ensure_openssf_key(tmp_path / "keys", passphrase=bad),
+            lambda bad=bad: sign_openssf(path, key.private_path, passphrase=bad),
+        ):
+            with pytest.raises(KeyFileError) as err:
+                call()
+            msg = str(err.value)
+            assert "\n" not in msg and "passphrase" in msg and str(key.private_path) in msg
+            assert ("wrong passphrase" in msg) == (bad is not None)
+    with pytest.raises(KeyFileError, match="empty passphrase"):
+        ensure_openssf_key(tmp_path / "keys", passphrase="")
+
+
+def test_an_existing_unencrypted_key_keeps_working_with_a_passphrase(tmp_path: Path) -> None:
+    """Projects made before the passphrase applied to the OpenSSF key: their unencrypted key
+    is neither rewritten nor refused when the project's passphrase is given."""
+    old, _ = ensure_openssf_key(tmp_path / "keys")
+    before = old.private_path.read_bytes()
+    key, created = ensure_openssf_key(tmp_path / "keys", passphrase="now set")
+    assert not created and key == old and not key.encrypted
+    assert key.private_path.read_bytes() == before
+    signer = note.Signer.generate("example.org/lethe-test")
+    path = tmp_path / "model.onnx"
+    path.write_bytes(sign_model(tiny_model(), metadata(), signer).SerializeToString())
+    sig = sign_openssf(path, key.private_path, passphrase="now set")
+    model_signing.verifying.Config().use_elliptic_key_verifier(public_key=key.public_path).verify(
+        path, sig
+    )

@@ -89,6 +89,12 @@ def receipt_verify(
     "--origin", metavar="ORIGIN", help="Require the receipt to come from this log origin."
 )
 @click.option(
+    "--source-receipt",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="With the receipt of an int8 model: the receipt of the deletion it was made from "
+    "(your request's), to show the fp32 model's numbers and your request beside it.",
+)
+@click.option(
     "-o",
     "--output",
     "out",
@@ -103,6 +109,7 @@ def receipt_show(
     subject: str | None,
     subject_key: str | None,
     origin: str | None,
+    source_receipt: Path | None,
     out: Path | None,
     as_json: bool,
 ) -> None:
@@ -117,6 +124,8 @@ def receipt_show(
     if (subject is None) != (subject_key is None):
         raise click.UsageError("--subject and --subject-key go together")
     check_regular(file, "receipt")
+    if source_receipt is not None:
+        check_regular(source_receipt, "--source-receipt")
     page = build_receipt_page(
         file,
         load_verifiers(keys),
@@ -124,6 +133,7 @@ def receipt_show(
         subject=subject,
         subject_key=subject_key,
         origin=origin,
+        source_receipt=source_receipt,
     )
     if out is not None:
         page.write(out)

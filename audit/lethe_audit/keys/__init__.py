@@ -5,7 +5,8 @@ Key directory layout (shared with the `lethe` SDK)::
     <dir>/keyring.json          public: name, key id, vkey, file, status of every key
     <dir>/log-<keyid>.pem       private: PKCS#8 PEM, mode 0600, never overwritten
     <dir>/log-<keyid>.vkey      public: the C2SP vkey string to give auditors
-    <dir>/openssf-p256.pem      private: the P-256 key of OpenSSF model signatures (0600)
+    <dir>/openssf-p256.pem      private: the P-256 key of OpenSSF model signatures (0600,
+                                encrypted with the log keys' passphrase when there is one)
     <dir>/openssf-p256.pub.pem  public: its SubjectPublicKeyInfo PEM
 
 Key ids and vkeys are C2SP signed-note ones (:mod:`lethe_audit.note`).
@@ -28,6 +29,7 @@ from lethe_audit.keys._openssf import (
     OPENSSF_PUBLIC_FILE,
     OpenSSFKey,
     ensure_openssf_key,
+    load_openssf_private_key,
     openssf_key_event,
     openssf_key_id,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "ensure_openssf_key",
     "generate_key_file",
     "load_key_file",
+    "load_openssf_private_key",
     "merge_trusted",
     "openssf_key_event",
     "openssf_key_id",

@@ -3,7 +3,8 @@
 OpenSSF's ``model_signing`` (1.1.1) signs with elliptic-curve keys (P-256, P-384, P-521), not
 Ed25519, so a project keeps one dedicated P-256 key beside its Ed25519 log keys::
 
-    <dir>/openssf-p256.pem       private: PKCS#8 PEM, mode 0600, never overwritten
+    <dir>/openssf-p256.pem       private: PKCS#8 PEM, mode 0600, never overwritten; encrypted
+                                 with the project's key passphrase when it has one
     <dir>/openssf-p256.pub.pem   public: SubjectPublicKeyInfo PEM (give it to verifiers)
 
 Its key id is ``model_signing``'s own key hint: the hex SHA-256 of the public PEM bytes (the
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING
 from lethe_audit.errors import KeyFileError
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     from lethe_audit.statements import LifecycleEvent
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "OPENSSF_PUBLIC_FILE",
     "OpenSSFKey",
     "ensure_openssf_key",
+    "load_openssf_private_key",
     "openssf_key_event",
     "openssf_key_id",
 ]
@@ -50,6 +54,9 @@ class OpenSSFKey:
     public_path: Path
     public_pem: str
     key_id: str  #: hex SHA-256 of ``public_pem`` (model_signing's key hint)
+    #: Whether the private file is passphrase-encrypted (projects made before the passphrase
+    #: applied to it keep an unencrypted one, which still works).
+    encrypted: bool = False
 
 
 def openssf_key_id(public_pem: str | bytes) -> str:
@@ -58,16 +65,53 @@ def openssf_key_id(public_pem: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _public_pem(private_pem: bytes, path: Path) -> str:
+def _is_encrypted(private_pem: bytes) -> bool:
+    return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in private_pem
+
+
+def _secret(passphrase: str | bytes | None) -> bytes | None:
+    if passphrase is None:
+        return None
+    data = passphrase.encode("utf-8") if isinstance(passphrase, str) else bytes(passphrase)
+    if not data:
+        raise KeyFileError("an empty passphrase encrypts nothing: give a real one or none")
+    return data
+
+
+def load_openssf_private_key(
+    private_pem: bytes, path: Path, passphrase: str | bytes | None = None
+) -> ec.EllipticCurvePrivateKey:
+    """The P-256 private key of an OpenSSF key file's bytes. An encrypted file needs
+    ``passphrase``; an unencrypted one (older projects) loads whatever is given.
+    :class:`KeyFileError` (one line) for a missing or wrong passphrase or another key type."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    encrypted = _is_encrypted(private_pem)
+    secret = _secret(passphrase)
+    if encrypted and secret is None:
+        raise KeyFileError(
+            f"{path}: the OpenSSF key is encrypted: pass the project's key passphrase "
+            "(key_passphrase, or LETHE_KEY_PASSPHRASE)"
+        )
     try:
-        key = serialization.load_pem_private_key(private_pem, password=None)
+        key = serialization.load_pem_private_key(
+            private_pem, password=secret if encrypted else None
+        )
     except (ValueError, TypeError) as e:
-        raise KeyFileError(f"{path}: not an unencrypted PEM private key ({e})") from None
+        if encrypted:
+            raise KeyFileError(
+                f"{path}: wrong passphrase for the OpenSSF key (give the project's key passphrase)"
+            ) from None
+        raise KeyFileError(f"{path}: not a PEM private key ({e})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise KeyFileError(f"{path}: the OpenSSF signing key must be an EC P-256 key")
+    return key
+
+
+def _public_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return (
         key.public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -83,16 +127,15 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
         os.fsync(f.fileno())
 
 
-def _generate(directory: Path) -> None:
+def _generate(directory: Path, secret: bytes | None) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(secret) if secret else serialization.NoEncryption()
     )
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
     directory.mkdir(parents=True, exist_ok=True)
     try:
         _write_new(directory / OPENSSF_KEY_FILE, private, 0o600)
@@ -100,26 +143,32 @@ def _generate(directory: Path) -> None:
         return  # another process made it first: use theirs
 
 
-def ensure_openssf_key(directory: str | os.PathLike[str]) -> tuple[OpenSSFKey, bool]:
+def ensure_openssf_key(
+    directory: str | os.PathLike[str], *, passphrase: str | bytes | None = None
+) -> tuple[OpenSSFKey, bool]:
     """The OpenSSF P-256 key of a key directory, created if it has none (an old project);
-    returns ``(key, created)``. The private file is never overwritten; the public file is
-    (re)written from it when missing. :class:`KeyFileError` for a key file that is not an
-    unencrypted P-256 PEM private key."""
+    returns ``(key, created)``. A new key is encrypted with ``passphrase`` (the project's key
+    passphrase, as its Ed25519 keys are) when one is given. The private file is never
+    overwritten, so an existing unencrypted key stays as it is and keeps working; the public
+    file is (re)written from it when missing. :class:`KeyFileError` for a key file that is
+    not a P-256 PEM private key, or is encrypted and ``passphrase`` is missing or wrong."""
     d = Path(directory)
     private_path, public_path = d / OPENSSF_KEY_FILE, d / OPENSSF_PUBLIC_FILE
+    secret = _secret(passphrase)
     created = not private_path.exists()
     if created:
-        _generate(d)
+        _generate(d, secret)
     try:
         private_pem = private_path.read_bytes()
     except OSError as e:
         raise KeyFileError(f"{private_path}: cannot read the OpenSSF key: {e.strerror}") from None
-    public_pem = _public_pem(private_pem, private_path)
+    public_pem = _public_pem(load_openssf_private_key(private_pem, private_path, secret))
     if not public_path.exists() or public_path.read_text("ascii") != public_pem:
         tmp = public_path.with_name(public_path.name + ".tmp")
         tmp.write_text(public_pem, "ascii")
         os.replace(tmp, public_path)
-    key = OpenSSFKey(private_path, public_path, public_pem, openssf_key_id(public_pem))
+    key_id = openssf_key_id(public_pem)
+    key = OpenSSFKey(private_path, public_path, public_pem, key_id, _is_encrypted(private_pem))
     return key, created
 
 

@@ -42,13 +42,28 @@ def sign_openssf(
     private_key: str | os.PathLike[str],
     *,
     signature_path: str | os.PathLike[str] | None = None,
+    passphrase: str | bytes | None = None,
 ) -> Path:
-    """Sign the model file with the EC private key file ``private_key`` (PEM, unencrypted) in
-    the OpenSSF Model Signing format; returns the signature path (default
-    :func:`openssf_signature_path`). Sign the final bytes: any later change breaks it."""
+    """Sign the model file with the EC P-256 private key file ``private_key`` (PEM; encrypted
+    ones need ``passphrase``, the project's key passphrase) in the OpenSSF Model Signing
+    format; returns the signature path (default :func:`openssf_signature_path`). Sign the
+    final bytes: any later change breaks it. :class:`~lethe_audit.errors.KeyFileError` for a
+    missing or wrong passphrase."""
+    from lethe_audit.errors import KeyFileError
+    from lethe_audit.keys import load_openssf_private_key
+
     ms = _model_signing("OpenSSF signing")
+    key_path = Path(private_key)
+    try:
+        pem = key_path.read_bytes()
+    except OSError as e:
+        raise KeyFileError(f"{key_path}: cannot read the OpenSSF key: {e.strerror}") from None
+    load_openssf_private_key(pem, key_path, passphrase)  # typed errors before model_signing's
+    secret = passphrase.encode("utf-8") if isinstance(passphrase, str) else passphrase
+    # model_signing hands ``password`` to cryptography's PEM loader, which takes bytes.
+    password = secret if b"ENCRYPTED PRIVATE KEY" in pem else None
     sig = Path(signature_path) if signature_path is not None else openssf_signature_path(model_path)
-    ms.signing.Config().use_elliptic_key_signer(private_key=Path(private_key)).sign(
+    ms.signing.Config().use_elliptic_key_signer(private_key=key_path, password=password).sign(
         Path(model_path), sig
     )
     return sig

@@ -75,12 +75,19 @@ def render_receipt(data: Mapping[str, Any]) -> str:
     chart = None
     rows = (data.get("metrics") or {}).get("classes") or []
     if rows:
+        variant = data.get("kind") == "variant"
+        labels = (
+            {"before_label": "original model", "after_label": f"{data['variant']['name']} model"}
+            if variant
+            else {}
+        )
         chart = Markup(
             _charts.per_class_accuracy(
                 rows,
                 title="How often the model recognised your classes",
                 width=420,
                 height=200,
+                **labels,
             )
         )
     return str(env.get_template("receipt.html.j2").render(r=data, css=_css(env), chart=chart))

@@ -24,8 +24,10 @@ from lethe_audit.report._metrics import in_words
 from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict, phase_label
 from lethe_audit.statements import (
     LifecycleEvent,
+    PolicyVerdict,
     RequestRecord,
     UnlearningAttestation,
+    VariantAttestation,
     hmac_commitment,
     parse_predicate,
     rfc3339,
@@ -129,9 +131,16 @@ def _pick(
 
 def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str, Any]:
     """Only the subject's own classes, the retained classes' accuracy, and the rule."""
+    return _metrics_of(att.policy, att.metrics, att.phase.value, classes)
+
+
+def _metrics_of(
+    policy: PolicyVerdict, metrics: Mapping[str, Any], phase: str, classes: Sequence[int]
+) -> dict[str, Any]:
+    """:func:`_own_metrics` of a verdict and metrics (an unlearning or a variant attestation's)."""
     from lethe_audit.metrics import MetricsResult
 
-    thr = dict(att.policy.thresholds)
+    thr = dict(policy.thresholds)
     out: dict[str, Any] = {
         "classes": [],
         "samples": None,
@@ -139,19 +148,19 @@ def _own_metrics(att: UnlearningAttestation, classes: Sequence[int]) -> dict[str
         "retain_after": None,
         "max_forget_accuracy": thr.get("max_forget_accuracy"),
         "max_retain_drop": thr.get("max_retain_drop"),
-        "passed": att.policy.passed,
-        "phase": att.phase.value,
+        "passed": policy.passed,
+        "phase": phase,
         "min_relearn_ratio": thr.get("min_relearn_ratio"),
         "max_probe_auc_gap": thr.get("max_probe_auc_gap"),
         "depth": None,
         # A reason that lists class ids may name other subjects' classes: summarise it.
         "failures": [
             in_words(f) if "classes [" not in f else "a check on the forgotten classes as a group"
-            for f in att.policy.failures
+            for f in policy.failures
         ],
     }
     try:
-        result = MetricsResult.from_dict(att.metrics)
+        result = MetricsResult.from_dict(metrics)
     except (MetricsError, TypeError, ValueError):
         return out
     acc = result.accuracy
@@ -214,6 +223,7 @@ def build_receipt_page(
     subject_key: str | None = None,
     origin: str | None = None,
     now: datetime | None = None,
+    source_receipt: bytes | str | os.PathLike[str] | None = None,
 ) -> ReceiptPage:
     """Verify a deletion receipt and explain it to its data subject.
 
@@ -223,30 +233,41 @@ def build_receipt_page(
     ``subject`` and ``subject_key`` (hex) recompute the HMAC commitment and say whether it is
     this request's; neither is written to the page. A receipt that does not verify still
     yields a page that says so (``ReceiptPage.error``).
+
+    The receipt of an int8 model (a variant attestation) gets its own page: the int8 model's
+    measurements. ``source_receipt``, the receipt of the deletion it was made from (the
+    subject's request receipt), adds the fp32 model's numbers beside the int8 ones and the
+    request's own details; it must be the receipt of that very entry (``ReportError``).
     """
-    from lethe_audit.verify import parse_receipt, verify_receipt
+    from lethe_audit.verify import parse_receipt
 
     data, name = _receipt_bytes(receipt)
     key = _subject_key(subject, subject_key)
     trusted = _read.as_verifiers(verifiers)
     when = now or datetime.now(timezone.utc)
     parsed = parse_receipt(data)
-    error: VerificationError | None = None
-    try:
-        verify_receipt(data, trusted, origin=origin)
-    except VerificationError as e:
-        error = e
+    error = _verify(data, trusted, origin)
     try:
         predicate = parse_predicate(parsed.statement)
     except LetheAuditError as e:
         raise ReportError(f"the receipt's entry is not a Lethe statement: {e}") from None
+    hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
+    source: tuple[int, UnlearningAttestation] | None = None
+    if source_receipt is not None:
+        if not isinstance(predicate, VariantAttestation):
+            raise ReportError(
+                "source_receipt goes with the receipt of an int8 (variant) model only"
+            )
+        source, source_error = _variant_source(source_receipt, predicate, trusted, origin)
+        error = error or source_error
     doc = _skeleton(parsed, name, error, when)
     commitment: str | None
     if isinstance(predicate, UnlearningAttestation):
-        hint = PurePosixPath(name).name.split(".")[0] if name != "RECEIPT" else None
         own = _pick(predicate, request_id, subject, key, hint)
         _fill_unlearning(doc, predicate, own, when)
         commitment = own.subject_commitment
+    elif isinstance(predicate, VariantAttestation):
+        commitment = _fill_variant(doc, predicate, source, (request_id, subject, key, hint), when)
     elif isinstance(predicate, LifecycleEvent) and predicate.request_id is not None:
         commitment = _fill_event(doc, predicate, request_id)
     else:
@@ -259,6 +280,52 @@ def build_receipt_page(
         doc["subject_check"] = {"matches": matches}
     _explain(doc, trusted[0].vkey if trusted else "VKEY")
     return ReceiptPage(data=doc, error=error)
+
+
+def _verify(
+    data: bytes, trusted: Sequence[Verifier], origin: str | None
+) -> VerificationError | None:
+    from lethe_audit.verify import verify_receipt
+
+    try:
+        verify_receipt(data, trusted, origin=origin)
+    except VerificationError as e:
+        return e
+    return None
+
+
+def _variant_source(
+    source_receipt: bytes | str | os.PathLike[str],
+    variant: VariantAttestation,
+    trusted: Sequence[Verifier],
+    origin: str | None,
+) -> tuple[tuple[int, UnlearningAttestation], VerificationError | None]:
+    """The source apply's receipt of a variant: verified, and about the very entry, fp32 file,
+    model and requests the variant names (``ReportError`` otherwise)."""
+    from lethe_audit.verify import parse_receipt
+
+    data, _ = _receipt_bytes(source_receipt)
+    parsed = parse_receipt(data)
+    error = _verify(data, trusted, origin)
+    index = variant.source["index"]
+    try:
+        p = parse_predicate(parsed.statement)
+    except LetheAuditError as e:
+        raise ReportError(f"the source receipt's entry is not a Lethe statement: {e}") from None
+    same = (
+        isinstance(p, UnlearningAttestation)
+        and parsed.index == index
+        and p.onnx is not None
+        and p.onnx.sha256 == variant.source["onnx_sha256"]
+        and p.model.name == variant.model.name
+        and sorted(r.id for r in p.requests) == sorted(variant.requests)
+    )
+    if not same or not isinstance(p, UnlearningAttestation):
+        raise ReportError(
+            f"the source receipt is entry {parsed.index}, not the deletion this "
+            f"{variant.variant} model was made from (entry {index}): give that entry's receipt"
+        )
+    return (parsed.index, p), error
 
 
 def _receipt_bytes(receipt: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
@@ -348,6 +415,97 @@ def _fill_unlearning(
     doc["request"] = req
 
 
+def _pick_id(p: VariantAttestation, request_id: str | None, hint: str | None) -> str:
+    """The subject's request id among a variant's (ids only: it carries no request details)."""
+    if request_id is not None:
+        if request_id not in p.requests:
+            raise ReportError(
+                f"request {request_id} is not in this receipt: check the request id you were given"
+            )
+        return request_id
+    if hint is not None and hint in p.requests:
+        return hint
+    if len(p.requests) == 1:
+        return p.requests[0]
+    raise ReportError(
+        f"this receipt covers {len(p.requests)} requests of one change to the model: name "
+        "yours with --request ID (the id you were given when you filed it)"
+    )
+
+
+def _fill_variant(
+    doc: dict[str, Any],
+    p: VariantAttestation,
+    source: tuple[int, UnlearningAttestation] | None,
+    pick: tuple[str | None, str | None, bytes | None, str | None],
+    when: datetime,
+) -> str | None:
+    """The receipt of a derived (int8) model; with ``source`` the fp32 numbers beside its
+    own. Returns the subject's commitment (known only from the source)."""
+    request_id, subject, key, hint = pick
+    src = None if source is None else source[1]
+    own = None if src is None else _pick(src, request_id, subject, key, hint)
+    own_id = own.id if own is not None else _pick_id(p, request_id, hint)
+    # Without the source, the variant's classes are the subject's only when it is alone.
+    alone = len(p.requests) == 1
+    classes = list(own.classes) if own else list(p.forgotten_classes) if alone else []
+    doc["kind"] = "variant"
+    doc["outcome"] = "applied"
+    doc["applied_at"] = None if src is None else src.applied_at
+    doc["shared"] = len(p.requests) > 1
+    doc["model"] = {
+        "name": p.model.name,
+        "folded_digest": p.model.folded_digest,
+        "onnx_sha256": p.onnx.sha256,
+    }
+    doc["metrics"] = _metrics_of(p.policy, p.metrics, "variant", classes)
+    doc["metrics"]["forget_after"] = _forget_accuracy(p.metrics)
+    fp32 = None if src is None else _own_metrics(src, classes)
+    _beside(doc["metrics"], fp32)
+    doc["phase"] = None if src is None else src.phase.value
+    doc["phase_label"] = None if src is None else phase_label(src.phase.value, src.outcome)
+    doc["definitions"] = _definitions(doc["metrics"])
+    doc["variant"] = {
+        "name": p.variant,
+        "exported_at": p.exported_at,
+        "source_index": p.source["index"],
+        "source_onnx_sha256": p.source["onnx_sha256"],
+        "source_shown": src is not None,
+        "quantization": dict(p.quantization),
+    }
+    if own is None:
+        doc["request"] = dict.fromkeys(
+            ("legal_basis", "received_at", "due_at", "subject_commitment")
+        ) | {"id": own_id, "classes": classes}
+        return None
+    req = own.to_dict()
+    closed = src.applied_at if src is not None and src.outcome == "applied" else None
+    req["deadline"] = _deadline(
+        {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
+    )
+    doc["request"] = req
+    return own.subject_commitment
+
+
+def _forget_accuracy(metrics: Mapping[str, Any]) -> float | None:
+    """The accuracy on all forgotten classes together (names no class)."""
+    from lethe_audit.metrics import MetricsResult
+
+    try:
+        return MetricsResult.from_dict(metrics).accuracy.forget_accuracy
+    except (MetricsError, TypeError, ValueError):
+        return None
+
+
+def _beside(int8: dict[str, Any], fp32: Mapping[str, Any] | None) -> None:
+    """The fp32 model's numbers (``fp32_after``) beside the variant's, where known."""
+    by_class = {c["class"]: c for c in (fp32 or {}).get("classes", [])}
+    for c in int8["classes"]:
+        c["fp32_after"] = by_class.get(c["class"], {}).get("after")
+    int8["fp32_retain_after"] = None if fp32 is None else fp32.get("retain_after")
+    int8["fp32_shown"] = fp32 is not None
+
+
 def _fill_event(doc: dict[str, Any], p: LifecycleEvent, request_id: str | None) -> str | None:
     """A receipt of a request event (received, approved, ...); returns its commitment."""
     if request_id is not None and request_id != p.request_id:
@@ -385,6 +543,11 @@ def _explain(d: dict[str, Any], vkey: str) -> None:
     if d["kind"] == "unlearning":
         sections = [_what_section(d), _when_section(d)]
         sections.append(_section("How it was verified", *_verified_parts(d)))
+    elif d["kind"] == "variant":
+        sections = [_variant_what_section(d)]
+        if d["request"].get("received_at"):
+            sections.append(_when_section(d))
+        sections.append(_section("How it was verified", *_variant_verified_parts(d)))
     else:
         sections = [_event_section(d)]
     sections.append(_genuine_section(d))
@@ -404,6 +567,13 @@ def _headline(d: Mapping[str, Any]) -> str:
         return (
             f"This receipt did NOT verify: {ver['error']['message']}. Do not rely on what it "
             "says; ask the operator for a new receipt."
+        )
+    if d["kind"] == "variant":
+        v = d["variant"]
+        return (
+            f"The {v['name']} version of the model that carried out your deletion request {rid} "
+            f"was exported on {_fmt.when(v['exported_at'])}: it was measured and passed the "
+            "same checks as the model it was made from, and this receipt verified."
         )
     if d["kind"] != "unlearning":
         word = _EVENT_WORDS.get(d["event"], f"has the event {d['event']}")
@@ -464,6 +634,73 @@ def _when_section(d: Mapping[str, Any]) -> dict[str, Any]:
         f"due by {_fmt.when(req['due_at'])}, approved on {_fmt.when(req['approved_at'])}, "
         f"{done}: {timing}.",
     )
+
+
+def _variant_what_section(d: Mapping[str, Any]) -> dict[str, Any]:
+    v, model = d["variant"], d["model"]["name"]
+    classes = d["request"].get("classes") or []
+    return _section(
+        "What this receipt covers",
+        f"This receipt is about the {v['name']} version of the image classifier “{model}”: a "
+        "smaller, faster copy (quantized: its numbers are stored with fewer digits) made for "
+        f"devices from exactly the model your deletion published (log entry "
+        f"{v['source_index']}, file SHA-256 {v['source_onnx_sha256'][:16]}…). It carries out "
+        "the same deletion"
+        + (f": it must not recognise {_classes_phrase(classes)} either." if classes else "."),
+        "The same change to the model also carried out other people's requests; they are not "
+        "shown here."
+        if d["shared"]
+        else "",
+        "It is not the receipt of the deletion itself: that is the receipt of entry "
+        f"{v['source_index']}, which you were given with your request."
+        + (
+            ""
+            if v["source_shown"]
+            else " Shown beside this one, it adds your request's details and the full-precision "
+            "model's numbers to this page."
+        ),
+    )
+
+
+def _variant_verified_parts(d: Mapping[str, Any]) -> list[str]:
+    """The variant's own measurements, beside the full-precision (fp32) model's if known."""
+    m, v = d["metrics"], d["variant"]
+    name, parts = v["name"], []
+    if m["classes"] and m["samples"]:
+        per = "; ".join(
+            f"class {c['class']}: {_fmt.pct(c['before'])} of its {c['samples']} test images by "
+            "the original model"
+            + (f", {_fmt.pct(c['fp32_after'])} by the fp32 model" if m["fp32_shown"] else "")
+            + f", {_fmt.pct(c['after'])} by the {name} model"
+            for c in m["classes"]
+        )
+        parts.append(
+            f"Before the {name} model was written it was tested on images it was never trained "
+            f"on ({m['samples']} here). How often it recognised your classes: {per}."
+        )
+    elif m["forget_after"] is not None:
+        parts.append(
+            f"Before the {name} model was written it was tested on images it was never trained "
+            f"on: it recognised the deleted classes in {_fmt.pct(m['forget_after'])} of their "
+            "test images."
+        )
+    if m["retain_after"] is not None:
+        fp32 = f", the fp32 model {_fmt.pct(m['fp32_retain_after'])}" if m["fp32_shown"] else ""
+        parts.append(
+            f"On the classes that were not deleted the {name} model is right on "
+            f"{_fmt.pct(m['retain_after'])} of the test images (the original model "
+            f"{_fmt.pct(m['retain_before'])}{fp32})."
+        )
+    rules = _rules(m)
+    if rules:
+        verdict = "it passed" if m["passed"] else "it did NOT pass"
+        parts.append(f"The operator's rule required {' and '.join(rules)}: {verdict}.")
+    rc = d["receipt"]
+    parts.append(
+        f"Only then was the {name} model signed and written, and a signed record of it added "
+        f"to the tamper-evident log (entry {rc['index']} of {rc['origin']})."
+    )
+    return parts
 
 
 def _verified_parts(d: Mapping[str, Any]) -> list[str]:
@@ -572,6 +809,13 @@ def _commands(d: Mapping[str, Any], vkey: str) -> list[str]:
     ]
     if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
         cmds.append(f"lethe-audit model verify MODEL.onnx --key {key} --receipt {name}")
+    if d["kind"] == "variant":
+        v = sh(d["variant"]["name"])
+        cmds[2] = (
+            f"lethe-audit receipt show {name} --key {key} --request {sh(d['request']['id'])} "
+            "--source-receipt YOUR-REQUEST-RECEIPT.tlog-proof"
+        )
+        cmds.append(f"lethe-audit model verify MODEL.{v}.onnx --key {key} --receipt {name}")
     return cmds
 
 
