@@ -12,6 +12,8 @@ from lethe.errors import LetheError
 __all__ = [
     "AuthenticationError",
     "ClientError",
+    "FidesError",
+    "FidesNotConfiguredError",
     "ForbiddenError",
     "RateLimitedError",
     "ServiceError",
@@ -43,3 +45,14 @@ class RateLimitedError(ServiceError):
 
 class ClientError(ServiceError):
     """``lethe.Client`` got an answer it cannot read, or could not reach the server."""
+
+
+class FidesError(ServiceError):
+    """A Fides policy webhook Lethe cannot act on as sent (HTTP 422): a two-way pre-execution
+    webhook without its ``reply-to`` / ``reply-to-token`` headers, or a reply-to that is not a
+    plain path."""
+
+
+class FidesNotConfiguredError(FidesError):
+    """The server was started without ``LETHE_FIDES_URL`` (HTTP 409), so it could never resume a
+    halted Fides privacy request: set it to Fides' API base URL and restart."""

@@ -202,6 +202,43 @@ class Client:
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/health").json())
 
+    # -- subject mapping and Fides ----------------------------------------------------------------
+
+    def map_subject(
+        self,
+        identity: str,
+        *,
+        classes: Iterable[int | str],
+        model: str | None = None,
+        identity_type: str = "email",
+        replace: bool = False,
+    ) -> dict[str, Any]:
+        """Map a data subject to the classes of ``model`` that hold their data (role ``app``
+        or ``operator``, at training time), so a Fides erasure for that identity files the
+        deletion. Only a keyed commitment of ``identity`` is stored; it travels only in the
+        body. Returns ``commitment``, ``identity_type``, ``model``, ``classes``,
+        ``class_names`` and ``created``. Idempotent (retried like a filing)."""
+        wanted = [classes] if isinstance(classes, str | int) else list(classes)
+        body: dict[str, Any] = {
+            "identity_type": identity_type,
+            "value": identity,
+            "classes": wanted,
+            "replace": replace,
+        }
+        if model is not None:
+            body["model"] = model
+        return dict(self._call("POST", "/subjects", json=body).json())
+
+    def fides_request(self, privacy_request_id: str) -> dict[str, Any]:
+        """What Lethe did with a Fides privacy request: ``status`` (``halted``, ``resumed``,
+        ``unmapped``, ...), ``request_ids``, ``detail``, ``resumed_at``, ``attempts``."""
+        return dict(self._call("GET", f"/fides/requests/{_seg(privacy_request_id)}").json())
+
+    def resume_fides(self) -> dict[str, Any]:
+        """Resume every halted Fides request whose deletions are applied (role ``operator``):
+        ``{"resumed", "waiting", "failed", "rejected"}`` lists of privacy request ids."""
+        return dict(self._call("POST", "/fides/resume", retry=False).json())
+
 
 def _seg(value: str) -> str:
     """One URL path segment (ids and model names never contain '/')."""

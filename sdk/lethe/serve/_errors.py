@@ -3,6 +3,8 @@
 from lethe._client._errors import (
     AuthenticationError,
     ClientError,
+    FidesError,
+    FidesNotConfiguredError,
     ForbiddenError,
     RateLimitedError,
     ServiceError,
@@ -12,6 +14,8 @@ from lethe._client._errors import (
 __all__ = [
     "AuthenticationError",
     "ClientError",
+    "FidesError",
+    "FidesNotConfiguredError",
     "ForbiddenError",
     "RateLimitedError",
     "ServiceError",

@@ -37,6 +37,8 @@ STATUS_OF: Mapping[type[BaseException], int] = MappingProxyType(
         S.ForbiddenError: 403,
         E.SeparationOfDutiesError: 403,
         S.RateLimitedError: 429,
+        S.FidesError: 422,
+        S.FidesNotConfiguredError: 409,
     }
 )
 
