@@ -127,7 +127,8 @@ def _prepare(
         lt.register_model(MODEL_NAME, ckpt, eval_data=test_arr, train_data=train_arr)
     _say(log, "training the filter bank (every class, one round)...")
     t0 = time.perf_counter()
-    lt.train_filters(MODEL_NAME, epochs=cfg.filter_epochs, seed=cfg.seed, progress=cfg.progress)
+    config = {"epochs": cfg.filter_epochs, "seed": cfg.seed}
+    lt.train_filters(MODEL_NAME, config=config, progress=cfg.progress)
     return spec, test_arr, base_acc, time.perf_counter() - t0
 
 

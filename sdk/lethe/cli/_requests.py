@@ -13,6 +13,7 @@ from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
 from lethe.cli._models import device_option
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.metrics import policy_options
+from lethe_audit.statements import RequestStatus  # the enums only (no signing code loaded)
 
 
 def _request_line(r: Any) -> str:
@@ -104,7 +105,7 @@ def _subject(subject: str | None, subject_file: Any) -> str:
 @click.option(
     "--status",
     multiple=True,
-    type=click.Choice(["received", "approved", "rejected", "applied", "failed", "superseded"]),
+    type=click.Choice([s.value for s in RequestStatus]),
     help="Only these states (repeatable).",
 )
 @click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
@@ -375,9 +376,7 @@ def export_onnx(
     ref: ProjectRef, name: str | None, out: Path, quantize: str | None, as_json: bool
 ) -> None:
     """Write the published, signed ONNX model (optionally int8-quantized and re-verified)."""
-    from lethe.workflow._exporting import export_published
-
-    res = export_published(ref.open(), name, out, quantize=quantize)
+    res = ref.open().export_onnx(name, out, quantize=quantize).to_dict()
     emit(res, as_json, f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)")
 
 
@@ -388,9 +387,7 @@ def export_onnx(
 @click.pass_obj
 def export_eval_data(ref: ProjectRef, name: str | None, out: Path, as_json: bool) -> None:
     """Write the evaluation set for auditors (.npz: preprocessed float32 x, int y)."""
-    from lethe.workflow._exporting import export_eval_data as run
-
-    res = run(ref.open(), name, out)
+    res = ref.open().export_eval_data(name, out).to_dict()
     emit(
         res,
         as_json,
@@ -414,9 +411,7 @@ def log() -> None:
 @click.pass_obj
 def log_show(ref: ProjectRef, start: int, limit: int, as_json: bool) -> None:
     """List log entries (predicate type, event or outcome, request ids)."""
-    from lethe.workflow._exporting import describe_entries
-
-    rows = describe_entries(ref.open(), start=start, limit=limit)
+    rows = [e.to_dict() for e in ref.open().log_entries(start=start, limit=limit)]
     text = "\n".join(f"{r['index']:6}  {r['kind']:28} {r['summary']}" for r in rows) or "empty log"
     emit({"entries": rows}, as_json, text)
 

@@ -16,9 +16,9 @@ if TYPE_CHECKING:
     from lethe.workflow._applies import ApplyService
     from lethe.workflow._exporting import ExportService
     from lethe.workflow._models import ModelService
-    from lethe.workflow._project import LEGAL_BASES, Lethe, normalize_subject
+    from lethe.workflow._project import Lethe, Services
     from lethe.workflow._reference import ReferenceService
-    from lethe.workflow._requests import RequestService
+    from lethe.workflow._requests import LEGAL_BASES, RequestService, normalize_subject
     from lethe.workflow._settings import CONFIG_NAME, Settings
     from lethe.workflow._store import ProjectStore
     from lethe.workflow._types import (
@@ -41,6 +41,7 @@ _WHERE = {
     "normalize_subject": "_requests",
     "ReferenceService": "_reference",
     "RequestService": "_requests",
+    "Services": "_project",
     "CONFIG_NAME": "_settings",
     "Settings": "_settings",
     "ProjectStore": "_store",
@@ -72,6 +73,7 @@ __all__ = [
     "ProjectStore",
     "ReferenceService",
     "RequestService",
+    "Services",
     "Settings",
     "normalize_subject",
 ]

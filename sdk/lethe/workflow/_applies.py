@@ -70,12 +70,21 @@ class ApplyService:
         device: str | None = None,
         fault: Fault | None = None,
     ) -> ApplyResult:
-        """Phase 1, then (``phase="both"``) phase 2 on what phase 1 published.
+        """Apply every approved request of ``model`` (with all earlier applied ones).
 
-        With ``both`` the model's depth reference must exist *before* anything runs (so a missing
-        one never leaves a half-done deletion behind): :class:`~lethe.errors.MissingReferenceError`
-        names the command that makes it. A failed phase 1 is returned as is (nothing to erase).
-        The result is phase 1's, with the erase phase's result in ``.erase``.
+        Phase 1 (*mask*): compose, fold, verify, log, export, publish, in seconds. Then, with
+        ``phase="both"`` (the default), phase 2 (*erase*, see :meth:`erase`) on what phase 1
+        published; its result is ``result.erase``. ``phase="mask"`` runs the fast path only:
+        the deletion is then "masked, not yet erased" until :meth:`erase` runs.
+
+        With ``both`` the model's depth reference (:meth:`ReferenceService.train`) must exist
+        *before* anything runs (so a missing one never leaves a half-done deletion behind):
+        :class:`~lethe.errors.MissingReferenceError` names the command that makes it. A failed
+        policy is a result with ``passed == False`` (logged, nothing published), not an
+        exception; a failed phase 1 is returned as is (nothing to erase). The metrics (and
+        phase 2's training) run on ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA
+        when present); folding and the ONNX export stay on the CPU. ``fault`` is a test hook
+        called at each crash point.
         """
         if phase not in PHASES:
             raise ApplyError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
@@ -109,7 +118,12 @@ class ApplyService:
         device: str | None = None,
         fault: Fault | None = None,
     ) -> ApplyResult:
-        """Phase 2 of the published deletion (see :meth:`lethe.Lethe.erase`)."""
+        """Phase 2 of the published deletion: re-train the masked model's weights so they no
+        longer hold the forgotten classes (``lethe.filters.erase`` with ``config``, an
+        ``EraseConfig`` or a dict over the ``[erase]`` settings), measure depth against the
+        model's reference, and publish it as a new apply of the same requests (``phase:
+        erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
+        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference."""
         name = self._models.model(model).name
         cfg = dict(config) if isinstance(config, Mapping) else config
         return run_erase(
@@ -124,6 +138,7 @@ class ApplyService:
 
     @idempotent
     def applies(self, model: str | None = None) -> list[ApplyResult]:
+        """Every apply attempt (of ``model``, or all), oldest first."""
         with self._store.read() as s:
             stmt = select(ApplyRow).order_by(ApplyRow.started_at)
             if model is not None:
@@ -133,7 +148,9 @@ class ApplyService:
 
     @idempotent
     def receipt(self, request_id: str) -> str:
-        """The C2SP tlog-proof of the latest apply that covers the request."""
+        """The request's receipt: a C2SP tlog-proof carrying the signed attestation of the
+        latest apply that covers it, verifiable offline with the log's public key
+        (:class:`~lethe.errors.ReceiptUnavailableError` before it is applied)."""
         with self._store.read() as s:
             row = self._store.request_row(s, request_id)
             if not RequestStatus(row.status).is_done or row.apply_id is None:

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import onnx
 
     from lethe.models import ModelSpec
-    from lethe.workflow._project import Lethe
     from lethe_audit.keys import OpenSSFKey
     from lethe_audit.model import ModelMetadata
 
@@ -59,7 +58,12 @@ class ExportService:
         quantize: str | None = None,
         progress: bool = False,
     ) -> ModelExport:
-        """See :meth:`lethe.Lethe.export_onnx`."""
+        """Write the model's published ONNX file to ``out`` after verifying its signature.
+
+        ``quantize="int8"``: a static QDQ int8 copy calibrated on real retain training images,
+        measured like the fp32 model (forget/retain accuracy against the unfiltered model) and
+        checked by the project's policy *before* it is signed and written
+        (:class:`~lethe.errors.PolicyError` otherwise). Logged (``model.exported``)."""
         from lethe._io import atomic_write_bytes
         from lethe_audit.model import verify_model
 
@@ -234,7 +238,9 @@ class ExportService:
     # -- data, bundles, log -------------------------------------------------------------------
 
     def export_eval_data(self, model: str | None, out: str | Path) -> EvalDataExport:
-        """See :meth:`lethe.Lethe.export_eval_data`."""
+        """Write the model's evaluation set as the auditor consumes it: ``x`` float32,
+        preprocessed NCHW (exactly the model input), ``y`` int64 labels; no class names (they
+        can be personal data). Its digest equals the ``dataset_digest`` of the logged metrics."""
         import io
 
         import numpy as np
@@ -256,7 +262,8 @@ class ExportService:
     def export_bundle(
         self, path: str | Path, *, attachments: tuple[str | Path, ...] = (), figures: bool = True
     ) -> Path:
-        """See :meth:`lethe.Lethe.export_bundle`."""
+        """Write the auditor bundle (entries, checkpoints, keys) with the filter figures of
+        every applied deletion (their digests are in the log) and any extra ``attachments``."""
         extra = self._applies.figure_files() if figures else []
         return self._log.export_bundle(Path(path), attachments=[*extra, *attachments])
 
@@ -316,28 +323,3 @@ def _current(info: ModelInfo) -> str:
     if info.current_apply_id is None:  # checked by _published_onnx
         raise ApplyError(f"nothing is published for {info.name!r} yet: run `lethe apply` first")
     return info.current_apply_id
-
-
-# -- the CLI's former entry points (public methods only; for the CLI until it calls Lethe) ------
-
-
-def export_published(
-    lt: Lethe,
-    name: str | None,
-    out: str | Path,
-    *,
-    quantize: str | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Deprecated: :meth:`Lethe.export_onnx` as a dict."""
-    return lt.export_onnx(name, out, quantize=quantize, progress=progress).to_dict()
-
-
-def export_eval_data(lt: Lethe, name: str | None, out: str | Path) -> dict[str, Any]:
-    """Deprecated: :meth:`Lethe.export_eval_data` as a dict."""
-    return lt.export_eval_data(name, out).to_dict()
-
-
-def describe_entries(lt: Lethe, *, start: int = 0, limit: int = 50) -> list[dict[str, Any]]:
-    """Deprecated: :meth:`Lethe.log_entries` as dicts."""
-    return [e.to_dict() for e in lt.log_entries(start=start, limit=limit)]

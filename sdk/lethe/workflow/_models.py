@@ -66,12 +66,14 @@ class ModelService:
 
     @idempotent
     def models(self) -> list[ModelInfo]:
+        """Every registered model, by name."""
         with self._store.read() as s:
             rows = s.execute(select(ModelRow).order_by(ModelRow.name)).scalars()
             return [ModelInfo.from_row(r) for r in rows]
 
     @idempotent
     def model(self, name: str | None = None) -> ModelInfo:
+        """One model (``None``: the only one; :class:`~lethe.errors.UnknownModelError`)."""
         with self._store.read() as s:
             return ModelInfo.from_row(self._store.model_row(s, name))
 
@@ -83,7 +85,8 @@ class ModelService:
         return load_checkpoint(self._store.abs(info.checkpoint_path))
 
     def load_bank(self, name: str | None = None) -> FilterBank:
-        """The attached filter bank, checked against the digest the log attached."""
+        """The attached filter bank (:class:`~lethe.errors.UnattachedBankError` if its file is
+        not the bank the log attached)."""
         from lethe.filters import FilterBank
 
         with self._store.read() as s:
@@ -139,7 +142,29 @@ class ModelService:
         caller: Caller = "python",
         log: Callable[[str], None] | None = None,
     ) -> ModelInfo:
-        """See :meth:`lethe.Lethe.register_model`."""
+        """Register a deployed model, after measuring it.
+
+        ``checkpoint`` is a safetensors file: a Lethe checkpoint (it carries its
+        :class:`~lethe.models.ModelSpec`) or a plain state dict, then ``spec`` (a ModelSpec or
+        its dict: timm architecture name, classes, input size, preprocessing) is required.
+        ``eval_data`` (held-out images with labels, an :class:`ImageArrays`, a ``.npz`` path or a
+        dataset name like ``digits``) is what every apply is verified on; ``train_data`` is
+        needed to train filters and for the MIA and relearn metrics. Both are copied into the
+        project so later applies measure on exactly the same data. With ``bank``, a filter bank
+        is attached too (see :meth:`attach_bank`). ``export_onnx`` makes the one base ONNX
+        export that every apply patches.
+
+        The checkpoint may also be a ``torch.save`` state dict (wrapped in ``model`` /
+        ``state_dict`` / ``model_state_dict``, ``module.`` prefixes; never unpickled code).
+        Preprocessing is part of the model: for a plain state dict give it in ``spec`` or
+        ``preprocessing`` (``mean``, ``std``, ``interpolation``, ``crop_pct``, ``input_range``),
+        or ``preprocessing="timm"`` for timm's pretrained config; else
+        :class:`~lethe.models.PreprocessingError`. Registration then measures the base model on
+        ``eval_data`` (on ``device``) and refuses near-chance accuracy, or one more than 0.05
+        below ``expect_accuracy``, unless ``force`` (:class:`BaseAccuracyError`); the accuracy is
+        stored (``ModelInfo.base_accuracy``) and logged. ``caller="cli"`` words errors with CLI
+        flags; ``log`` receives progress lines. See docs/byo-model.md.
+        """
         from lethe.workflow._preflight import preflight
 
         self._check_new_name(name)
@@ -291,7 +316,10 @@ class ModelService:
         device: str | None = None,
         config: TrainConfig | Mapping[str, Any] | None = None,
     ) -> FilterBank:
-        """See :meth:`lethe.Lethe.train_filters`."""
+        """Train the model's filter bank (all classes, one round) on its stored training data
+        and attach it. ``config`` is a :class:`~lethe.filters.TrainConfig` (or its fields as a
+        mapping). Resumes from the project's training checkpoint after an interruption. Runs on
+        ``device`` (default: CUDA when available, else the CPU)."""
         import torch
 
         from lethe.data import to_dataset

@@ -1,8 +1,9 @@
 """The app- and admin-facing entry object: one Lethe project (database, keys, models).
 
-:class:`Lethe` is a thin facade: it opens the :class:`~lethe.workflow._store.ProjectStore`
-and the signed :class:`~lethe_audit.log.AuditLog`, builds the services on them (models,
-requests, references, applies, exports) and forwards each public method to one of them.
+:class:`Lethe` is a thin facade: it opens the :class:`~lethe.workflow.ProjectStore` and the
+signed :class:`~lethe_audit.log.AuditLog`, builds the services on them (models, requests,
+references, applies, exports; also public as :attr:`Lethe.services`) and forwards each public
+method to one of them. The behaviour and its documentation live in the services.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import builtins
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lethe.errors import ProjectError
 from lethe.workflow._applies import ApplyService
 from lethe.workflow._exporting import ExportService
+from lethe.workflow._init import create_project
 from lethe.workflow._models import ModelService
 from lethe.workflow._principal import Principal
 from lethe.workflow._reference import ReferenceService
-from lethe.workflow._requests import LEGAL_BASES, RequestService, normalize_subject
-from lethe.workflow._settings import CONFIG_NAME, Settings
+from lethe.workflow._requests import RequestService
+from lethe.workflow._settings import Settings
 from lethe.workflow._store import ProjectStore
 from lethe.workflow._types import (
     ApplyResult,
@@ -31,10 +34,8 @@ from lethe.workflow._types import (
     ModelExport,
     ModelInfo,
 )
-from lethe_audit.errors import LogStateError
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
-from lethe_audit.store import create_engine, upgrade
 
 if TYPE_CHECKING:  # torch-loading modules: only the commands that need them import them
     from sqlalchemy.engine import Engine
@@ -46,7 +47,18 @@ if TYPE_CHECKING:  # torch-loading modules: only the commands that need them imp
     from lethe_audit.metrics import Policy
     from lethe_audit.note import Verifier
 
-__all__ = ["LEGAL_BASES", "Lethe", "normalize_subject"]
+__all__ = ["Lethe", "Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    """The services one :class:`Lethe` forwards to, all on the same store and log."""
+
+    models: ModelService
+    requests: RequestService
+    references: ReferenceService
+    applies: ApplyService
+    exports: ExportService
 
 
 class Lethe:
@@ -108,8 +120,8 @@ class Lethe:
         key_passphrase: str | None = None,
         env: dict[str, str] | None = None,
     ) -> Lethe:
-        """Create (or complete) a project: folders, ``lethe.toml``, the database schema, the
-        log's signing key and the empty log. Safe to run again on an existing project."""
+        """Create (or complete) a project (see :func:`~lethe.workflow._init.create_project`),
+        then open it. Safe to run again on an existing project."""
         settings = Settings.load(
             project_dir,
             env=env,
@@ -119,17 +131,7 @@ class Lethe:
             policy=policy,
             key_passphrase=key_passphrase,
         )
-        settings.project_dir.mkdir(parents=True, exist_ok=True)
-        cfg = settings.project_dir / CONFIG_NAME
-        if not cfg.exists():
-            cfg.write_text(settings.to_toml(), encoding="utf-8")
-        upgrade(settings.database_url)
-        if not (settings.keys / "keyring.json").exists():
-            KeyRing.create(settings.keys, name=settings.origin, passphrase=settings.key_passphrase)
-        _initialize_log(settings, KeyRing.open(settings.keys))
-        from lethe_audit.keys import ensure_openssf_key
-
-        ensure_openssf_key(settings.keys)  # OpenSSF signatures of exports (logged at the first)
+        create_project(settings)
         return cls(settings)
 
     def close(self) -> None:
@@ -163,6 +165,14 @@ class Lethe:
     def engine(self) -> Engine:
         return self._store.engine
 
+    @property
+    def services(self) -> Services:
+        """The services behind this facade (``lt.services.requests.file(...)``): the same
+        objects the methods below forward to; their docstrings document the behaviour."""
+        return Services(
+            self._models, self._requests, self._references, self._applies, self._exports
+        )
+
     def verifiers(self) -> builtins.list[Verifier]:
         """Verifiers for every key the log has used (for checking receipts and bundles)."""
         return list(self._ring.verifiers())
@@ -173,9 +183,11 @@ class Lethe:
     # -- models -------------------------------------------------------------------------------
 
     def models(self) -> builtins.list[ModelInfo]:
+        """See :meth:`ModelService.models`."""
         return self._models.models()
 
     def model(self, name: str | None = None) -> ModelInfo:
+        """See :meth:`ModelService.model`."""
         return self._models.model(name)
 
     def register_model(
@@ -196,29 +208,7 @@ class Lethe:
         caller: Literal["python", "cli"] = "python",
         log: Callable[[str], None] | None = None,
     ) -> ModelInfo:
-        """Register a deployed model, after measuring it.
-
-        ``checkpoint`` is a safetensors file: a Lethe checkpoint (it carries its
-        :class:`~lethe.models.ModelSpec`) or a plain state dict, then ``spec`` (a ModelSpec or
-        its dict: timm architecture name, classes, input size, preprocessing) is required.
-        ``eval_data`` (held-out images with labels, an :class:`ImageArrays`, a ``.npz`` path or a
-        dataset name like ``digits``) is what every apply is verified on; ``train_data`` is
-        needed to train filters and for the MIA and relearn metrics. Both are copied into the
-        project so later applies measure on exactly the same data. With ``bank``, a filter bank
-        is attached too (see :meth:`attach_bank`). ``export_onnx`` makes the one base ONNX
-        export that every apply patches.
-
-        The checkpoint may also be a ``torch.save`` state dict (wrapped in ``model`` /
-        ``state_dict`` / ``model_state_dict``, ``module.`` prefixes; never unpickled code).
-        Preprocessing is part of the model: for a plain state dict give it in ``spec`` or
-        ``preprocessing`` (``mean``, ``std``, ``interpolation``, ``crop_pct``, ``input_range``),
-        or ``preprocessing="timm"`` for timm's pretrained config; else
-        :class:`~lethe.models.PreprocessingError`. Registration then measures the base model on
-        ``eval_data`` (on ``device``) and refuses near-chance accuracy, or one more than 0.05
-        below ``expect_accuracy``, unless ``force`` (:class:`BaseAccuracyError`); the accuracy is
-        stored (``ModelInfo.base_accuracy``) and logged. ``caller="cli"`` words errors with CLI
-        flags; ``log`` receives progress lines. See docs/byo-model.md.
-        """
+        """See :meth:`ModelService.register`."""
         return self._models.register(
             name,
             checkpoint,
@@ -237,20 +227,19 @@ class Lethe:
         )
 
     def load_model(self, name: str | None = None) -> tuple[nn.Module, ModelSpec]:
-        """The registered (unfiltered) model and its spec."""
+        """See :meth:`ModelService.load_model`."""
         return self._models.load_model(name)
 
     def load_bank(self, name: str | None = None) -> FilterBank:
-        """The attached filter bank (:class:`~lethe.errors.UnattachedBankError` if its file is
-        not the bank the log attached)."""
+        """See :meth:`ModelService.load_bank`."""
         return self._models.load_bank(name)
 
     def data(self, name: str | None = None, *, split: str = "eval") -> ImageArrays:
-        """The evaluation (``eval``) or training (``train``) data stored with a model."""
+        """See :meth:`ModelService.data`."""
         return self._models.data(name, split=split)
 
     def attach_bank(self, name: str, bank_path: str | os.PathLike[str]) -> ModelInfo:
-        """Attach a filter bank; refused unless it was made for this exact model."""
+        """See :meth:`ModelService.attach_bank`."""
         return self._models.attach_bank(name, bank_path)
 
     def train_filters(
@@ -261,16 +250,10 @@ class Lethe:
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
         device: str | None = None,
         config: TrainConfig | Mapping[str, Any] | None = None,
-        **options: Any,
     ) -> FilterBank:
-        """Train the model's filter bank (all classes, one round) on its stored training data
-        and attach it. ``config`` is a :class:`~lethe.filters.TrainConfig` (or its fields as a
-        mapping; ``**options`` are the same fields, merged over it). Resumes from the project's
-        training checkpoint after an interruption. Runs on ``device`` (default: CUDA when
-        available, else the CPU)."""
-        merged = _merged(config, options)
+        """See :meth:`ModelService.train_filters`."""
         return self._models.train_filters(
-            name, progress=progress, on_epoch=on_epoch, device=device, config=merged
+            name, progress=progress, on_epoch=on_epoch, device=device, config=config
         )
 
     # -- requests -----------------------------------------------------------------------------
@@ -286,25 +269,7 @@ class Lethe:
         samples: Sequence[Any] | None = None,
         principal: Principal | None = None,
     ) -> DeletionRequest:
-        """File a deletion request for a data subject.
-
-        ``classes`` are class names or ids of ``model``; ``legal_basis`` a code such as
-        ``gdpr-17-1-b`` (see :data:`LEGAL_BASES`). The subject identifier is never stored: only
-        an HMAC-SHA256 commitment under a fresh per-request key (returned as
-        ``request.subject_key`` so the subject can later check their receipt). The same
-        ``idempotency_key`` with the same subject and contents returns the same request, also
-        from concurrent processes; with another subject or other contents it raises
-        :class:`IdempotencyConflictError` (and reveals nothing of the other request).
-
-        A lost database connection is retried (the request keeps its id across tries, so a
-        commit whose acknowledgement was lost is found, not repeated). The call returns only
-        what was committed, built without a read-back; a :class:`StoreError` means nothing
-        was filed, unless its message says that is unknown.
-
-        ``principal`` (``lethe serve`` passes the authenticated token's) is recorded as the
-        filer (``filed_by``) and in the log event; an idempotency key only ever names the
-        request of the principal that filed it.
-        """
+        """See :meth:`RequestService.file`."""
         return self._requests.file(
             subject=subject,
             classes=classes,
@@ -316,6 +281,7 @@ class Lethe:
         )
 
     def get(self, request_id: str) -> DeletionRequest:
+        """See :meth:`RequestService.get`."""
         return self._requests.get(request_id)
 
     def list(
@@ -325,8 +291,7 @@ class Lethe:
         overdue: bool | None = None,
         model: str | None = None,
     ) -> builtins.list[DeletionRequest]:
-        """Requests, oldest first; filter by status (one or several
-        :class:`~lethe_audit.statements.RequestStatus` values), overdue, model."""
+        """See :meth:`RequestService.list`."""
         return self._requests.list(status=status, overdue=overdue, model=model)
 
     def approve(
@@ -337,11 +302,7 @@ class Lethe:
         reason: str | None = None,
         principal: Principal | None = None,
     ) -> DeletionRequest:
-        """Approve a received (or failed, to retry it) request; it is applied by :meth:`apply`.
-
-        Who decides is ``principal`` (an authenticated token: its name and role are recorded
-        and logged) or else ``actor`` (free text, kept in the database only). The principal
-        that filed the request cannot approve it (:class:`SeparationOfDutiesError`)."""
+        """See :meth:`RequestService.approve`."""
         return self._requests.approve(request_id, actor=actor, reason=reason, principal=principal)
 
     def reject(
@@ -352,17 +313,13 @@ class Lethe:
         reason: str,
         principal: Principal | None = None,
     ) -> DeletionRequest:
-        """Reject a request that is not applied yet (a reason is required)."""
+        """See :meth:`RequestService.reject`."""
         return self._requests.reject(request_id, actor=actor, reason=reason, principal=principal)
 
     def shred(
         self, request_id: str, *, actor: str | None = None, principal: Principal | None = None
     ) -> DeletionRequest:
-        """Destroy the key of the request's subject commitment (crypto-shredding).
-
-        The commitment stays in the database and the log but can no longer be linked to anyone.
-        The request itself keeps its state (an approved deletion is still applied). Logged.
-        """
+        """See :meth:`RequestService.shred`."""
         return self._requests.shred(request_id, actor=actor, principal=principal)
 
     # -- apply, references, receipts ------------------------------------------------------------
@@ -429,28 +386,23 @@ class Lethe:
         device: str | None = None,
         **recipe: Any,
     ) -> DepthReference:
-        """Retrain ``model`` from scratch once without one class (``cls``; default: the class
-        with most training samples) with ``lethe.models.fit`` (``recipe`` over the
-        ``[reference]`` settings: epochs, lr, batch_size, ..., seeds >= 3), measure its relearn
-        time and probe AUC on that class, store and log it: the depth scale every erase is
-        measured on."""
+        """See :meth:`ReferenceService.train`."""
         return self._references.train(model, cls=cls, progress=progress, device=device, **recipe)
 
     def reference(self, model: str | None = None) -> DepthReference | None:
-        """The model's latest depth reference, or None."""
+        """See :meth:`ReferenceService.latest`."""
         return self._references.latest(model)
 
     def applies(self, model: str | None = None) -> builtins.list[ApplyResult]:
+        """See :meth:`ApplyService.applies`."""
         return self._applies.applies(model)
 
     def receipt(self, request_id: str) -> str:
-        """The request's receipt: a C2SP tlog-proof carrying the signed attestation of the latest
-        apply that covers it, verifiable offline with the log's public key."""
+        """See :meth:`ApplyService.receipt`."""
         return self._applies.receipt(request_id)
 
     def published(self, model: str | None = None) -> dict[str, Path] | None:
-        """Paths of the currently published folded checkpoint and ONNX model (None before the
-        first successful apply)."""
+        """See :meth:`ApplyService.published`."""
         return self._applies.published(model)
 
     # -- exports and verification ---------------------------------------------------------------
@@ -463,58 +415,23 @@ class Lethe:
         quantize: str | None = None,
         progress: bool = False,
     ) -> ModelExport:
-        """Write the model's published ONNX file to ``out`` after verifying its signature.
-
-        ``quantize="int8"``: a static QDQ int8 copy calibrated on real retain training images,
-        measured like the fp32 model (forget/retain accuracy against the unfiltered model) and
-        checked by the project's policy *before* it is signed and written
-        (:class:`~lethe.errors.PolicyFailedError` otherwise). Logged (``model.exported``)."""
+        """See :meth:`ExportService.export_onnx`."""
         return self._exports.export_onnx(model, out, quantize=quantize, progress=progress)
 
     def export_eval_data(self, model: str | None, out: str | Path) -> EvalDataExport:
-        """Write the model's evaluation set as the auditor consumes it: ``x`` float32,
-        preprocessed NCHW (exactly the model input), ``y`` int64 labels; no class names (they
-        can be personal data). Its digest equals the ``dataset_digest`` of the logged metrics."""
+        """See :meth:`ExportService.export_eval_data`."""
         return self._exports.export_eval_data(model, out)
 
     def log_entries(self, *, start: int = 0, limit: int = 50) -> builtins.list[LogEntry]:
-        """One line of facts per log entry, ``start`` to ``start + limit``."""
+        """See :meth:`ExportService.log_entries`."""
         return self._exports.log_entries(start=start, limit=limit)
 
     def export_bundle(
         self, path: str | Path, *, attachments: Sequence[str | Path] = (), figures: bool = True
     ) -> Path:
-        """Write the auditor bundle (entries, checkpoints, keys) with the filter figures of every
-        applied deletion (their digests are in the log) and any extra ``attachments``."""
+        """See :meth:`ExportService.export_bundle`."""
         return self._exports.export_bundle(path, attachments=tuple(attachments), figures=figures)
 
     def verify_log(self, *, workers: int | None = None) -> None:
-        """Export the log to a temporary bundle and verify it end to end (returns or raises)."""
+        """See :meth:`ExportService.verify_log`."""
         self._exports.verify_log(workers=workers)
-
-
-def _initialize_log(settings: Settings, ring: KeyRing) -> None:
-    """Write the log's first checkpoint unless it has one."""
-    engine = create_engine(settings.database_url)
-    try:
-        log = AuditLog(engine, signers=ring.signers(passphrase=settings.key_passphrase))
-        try:
-            log.size()
-        except LogStateError:
-            log.initialize(origin=settings.origin)
-    finally:
-        engine.dispose()
-
-
-def _merged(
-    config: TrainConfig | Mapping[str, Any] | None, options: Mapping[str, Any]
-) -> TrainConfig | Mapping[str, Any] | None:
-    if not options:
-        return config
-    if config is None:
-        return dict(options)
-    import dataclasses
-
-    if isinstance(config, Mapping):
-        return {**config, **options}
-    return {**dataclasses.asdict(config), **options}

@@ -114,7 +114,11 @@ class ReferenceService:
         device: str | None = None,
         **recipe_overrides: Any,
     ) -> DepthReference:
-        """Retrain ``model`` from scratch without one class, measure it, store it, log it."""
+        """Retrain ``model`` from scratch once without one class (``cls``; default: the class
+        with most training samples) with ``lethe.models.fit`` (``recipe_overrides`` over the
+        ``[reference]`` settings: epochs, lr, batch_size, ..., seeds >= 3), measure its relearn
+        time and probe AUC on that class, store and log it: the depth scale every erase is
+        measured on."""
         import torch
 
         from lethe.data import to_dataset

@@ -136,7 +136,26 @@ class RequestService:
         samples: Sequence[Any] | None = None,
         principal: Principal | None = None,
     ) -> DeletionRequest:
-        """See :meth:`lethe.Lethe.file`."""
+        """File a deletion request for a data subject.
+
+        ``classes`` are class names or ids of ``model``; ``legal_basis`` a code such as
+        ``gdpr-17-1-b`` (see :data:`LEGAL_BASES`). The subject identifier is never stored: only
+        an HMAC-SHA256 commitment under a fresh per-request key (returned as
+        ``request.subject_key`` so the subject can later check their receipt). The same
+        ``idempotency_key`` with the same subject and contents returns the same request, also
+        from concurrent processes; with another subject or other contents it raises
+        :class:`~lethe.errors.IdempotencyConflictError` (and reveals nothing of the other
+        request).
+
+        A lost database connection is retried (the request keeps its id across tries, so a
+        commit whose acknowledgement was lost is found, not repeated). The call returns only
+        what was committed, built without a read-back; a :class:`StoreError` means nothing
+        was filed, unless its message says that is unknown.
+
+        ``principal`` (``lethe serve`` passes the authenticated token's) is recorded as the
+        filer (``filed_by``) and in the log event; an idempotency key only ever names the
+        request of the principal that filed it.
+        """
         subj = _check_filing(subject, legal_basis, idempotency_key, samples)
         wanted = [classes] if isinstance(classes, str | int) else list(classes)  # retried below
         model_name, ids, names = self._store.retry(
@@ -271,6 +290,7 @@ class RequestService:
 
     @idempotent
     def get(self, request_id: str) -> DeletionRequest:
+        """One request (:class:`~lethe.errors.UnknownRequestError` if there is none)."""
         with self._store.read() as s:
             return self._request(s, self._store.request_row(s, request_id))
 
@@ -282,7 +302,8 @@ class RequestService:
         overdue: bool | None = None,
         model: str | None = None,
     ) -> list[DeletionRequest]:
-        """See :meth:`lethe.Lethe.list`."""
+        """Requests, oldest first; filter by status (one or several
+        :class:`~lethe_audit.statements.RequestStatus` values), overdue, model."""
         statuses = [status] if isinstance(status, str) else list(status or [])
         known = [s.value for s in RequestStatus]
         bad = [x for x in statuses if x not in known]
@@ -309,6 +330,12 @@ class RequestService:
         reason: str | None = None,
         principal: Principal | None = None,
     ) -> DeletionRequest:
+        """Approve a received (or failed, to retry it) request; it is applied by
+        :meth:`ApplyService.apply`.
+
+        Who decides is ``principal`` (an authenticated token: its name and role are recorded
+        and logged) or else ``actor`` (free text, kept in the database only). The principal
+        that filed the request cannot approve it (:class:`SeparationOfDutiesError`)."""
         return self._transition(
             request_id, _APPROVE, actor=actor, reason=reason, principal=principal
         )
@@ -321,6 +348,7 @@ class RequestService:
         reason: str,
         principal: Principal | None = None,
     ) -> DeletionRequest:
+        """Reject a request that is not applied yet (a reason is required)."""
         if not reason or not reason.strip():
             raise RequestError("a rejection needs a reason")
         return self._transition(
@@ -397,7 +425,11 @@ class RequestService:
     def shred(
         self, request_id: str, *, actor: str | None = None, principal: Principal | None = None
     ) -> DeletionRequest:
-        """See :meth:`lethe.Lethe.shred`."""
+        """Destroy the key of the request's subject commitment (crypto-shredding).
+
+        The commitment stays in the database and the log but can no longer be linked to anyone.
+        The request itself keeps its state (an approved deletion is still applied). Logged.
+        """
         who = _actor(actor, principal)
         with self._store.write() as s:
             row = self._store.request_row(s, request_id, lock=True)
