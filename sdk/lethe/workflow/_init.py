@@ -25,8 +25,8 @@ def create_project(settings: Settings) -> None:
     _initialize_log(settings, KeyRing.open(settings.keys))
     from lethe_audit.keys import ensure_openssf_key
 
-    # OpenSSF signatures of exports (logged at the first)
-    ensure_openssf_key(settings.keys)
+    # OpenSSF signatures of exports (logged at the first); encrypted like the log keys
+    ensure_openssf_key(settings.keys, passphrase=settings.key_passphrase)
 
 
 def _initialize_log(settings: Settings, ring: KeyRing) -> None:
