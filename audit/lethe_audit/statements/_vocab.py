@@ -67,6 +67,7 @@ class EventType(StrEnum):
     MODEL_REFERENCE = "model.reference"
     MODEL_EXPORTED = "model.exported"
     APPLY_FIGURES = "apply.figures"
+    APPLY_PRINCIPAL = "apply.principal"
     KEY_ROTATED = "key.rotated"
     KEY_REGISTERED = "key.registered"
     LOG_NOTE = "log.note"

@@ -184,20 +184,6 @@ def _result(res: Any) -> dict[str, Any]:
     return d
 
 
-def _record_operator(lt: Lethe, res: Any, p: Principal) -> None:
-    """Name the operator on the apply rows the call made (``applied_by``). The apply itself
-    committed already; its signed attestation has no principal field (yet)."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from lethe_audit.store import ApplyRow
-
-    ids = [r.id for r in (res, getattr(res, "erase", None)) if r is not None]
-    with Session(lt.engine) as s, s.begin():
-        for row in s.execute(select(ApplyRow).where(ApplyRow.id.in_(ids))).scalars():
-            row.applied_by, row.applied_by_role = p.name, p.role
-
-
 def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
     op = Depends(gate.allow(*ROLES["apply"]))
 
@@ -205,16 +191,14 @@ def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
     def apply(body: ApplyBody | None = None, model: str = _MODEL, p: Principal = op) -> Any:
         """Apply the model's approved requests (operator). Synchronous: see docs/service.md."""
         phase = body.phase if body else "mask"
-        res = lt.apply(model, phase=phase, progress=False)
-        _record_operator(lt, res, p)
-        return _result(res)
+        # The operator is recorded (applied_by) and logged (apply.principal) in the apply's
+        # own transaction.
+        return _result(lt.apply(model, phase=phase, progress=False, principal=p))
 
     @router.post("/models/{model}/erase", tags=["operator"])
     def erase(model: str = _MODEL, p: Principal = op) -> Any:
         """Erase (phase 2) the published deletion of the model (operator). Synchronous."""
-        res = lt.erase(model, progress=False)
-        _record_operator(lt, res, p)
-        return _result(res)
+        return _result(lt.erase(model, progress=False, principal=p))
 
 
 def _log_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:

@@ -18,6 +18,7 @@ from lethe.errors import ApplyError, ReceiptUnavailableError
 from lethe.workflow._apply import figure_files, run_mask
 from lethe.workflow._erase import run_erase
 from lethe.workflow._models import ModelService
+from lethe.workflow._principal import Principal
 from lethe.workflow._publish import ApplyContext, apply_result, published_paths
 from lethe.workflow._reference import ReferenceService
 from lethe.workflow._store import ProjectStore, idempotent
@@ -69,6 +70,7 @@ class ApplyService:
         erase_config: EraseConfig | Mapping[str, Any] | None = None,
         device: str | None = None,
         fault: Fault | None = None,
+        principal: Principal | None = None,
     ) -> ApplyResult:
         """Apply every approved request of ``model`` (with all earlier applied ones).
 
@@ -100,12 +102,14 @@ class ApplyService:
             policy=pol,
             fault=fault,
             device=device,
+            principal=principal,
         )
         if phase == "mask" or not mask.passed:
             return mask
         erased = self.erase(
-            name, progress=progress, policy=pol, config=erase_config, device=device, fault=fault
-        )
+            name, progress=progress, policy=pol, config=erase_config, device=device, fault=fault,
+            principal=principal,
+        )  # fmt: skip
         return dataclasses.replace(mask, erase=erased)
 
     def erase(
@@ -117,6 +121,7 @@ class ApplyService:
         config: EraseConfig | Mapping[str, Any] | None = None,
         device: str | None = None,
         fault: Fault | None = None,
+        principal: Principal | None = None,
     ) -> ApplyResult:
         """Phase 2 of the published deletion: re-train the masked model's weights so they no
         longer hold the forgotten classes (``lethe.filters.erase`` with ``config``, an
@@ -134,6 +139,7 @@ class ApplyService:
             config=cfg,
             fault=fault,
             device=device,
+            principal=principal,
         )
 
     @idempotent

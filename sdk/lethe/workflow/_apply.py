@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from lethe.errors import ApplyError, NothingToApplyError
 from lethe.workflow._lock import apply_lock, check_lock
+from lethe.workflow._principal import Principal, apply_event
 from lethe.workflow._publish import (
     METHOD_NAME,
     PARITY_SAMPLES,
@@ -114,6 +115,7 @@ class _Attempt:
     metrics: dict[str, Any]
     verdict: Verdict
     preprocessing: dict[str, Any] | None = None  # how the measured model was fed
+    principal: Principal | None = None  # the authenticated operator (``lethe serve``)
 
     @property
     def outcome(self) -> ApplyOutcome:
@@ -160,7 +162,19 @@ class _Attempt:
             metrics=json.dumps(self.metrics, sort_keys=True),
             verdict=json.dumps(self.verdict.to_record()),
             log_index=log_index,
+            applied_by=self.principal.name if self.principal else None,
+            applied_by_role=self.principal.role if self.principal else None,
         )
+
+    def log_principal(self, ctx: ApplyContext, s: Session, index: int) -> AppendResult | None:
+        """Log who ran this apply (``apply.principal``), in the transaction of ``s``."""
+        if self.principal is None:
+            return None
+        event = apply_event(
+            self.principal, apply_id=self.apply_id, model=self.model, phase="mask",
+            log_index=index, at=utcnow(),
+        )  # fmt: skip
+        return ctx.log.append(event, session=s)
 
 
 def run_mask(
@@ -172,8 +186,10 @@ def run_mask(
     policy: Policy,
     fault: Step | None,
     device: str | None = None,
+    principal: Principal | None = None,
 ) -> ApplyResult:
-    """Phase 1 of the approved requests of model ``name`` (see the module docstring)."""
+    """Phase 1 of the approved requests of model ``name`` (see the module docstring);
+    ``principal`` (the operator's token) is recorded on the apply and logged with it."""
     step = fault or (lambda _s: None)
     with apply_lock(ctx.store.engine, ctx.store.model_dir(name), name) as lock_conn:
         reconcile(ctx.store, name)
@@ -182,7 +198,7 @@ def run_mask(
         measured = _fold_and_measure(
             ctx, plan, policy, relearn=relearn, progress=progress, step=step, device=device
         )
-        attempt = _attempt(ctx, plan, measured)
+        attempt = replace(_attempt(ctx, plan, measured), principal=principal)
         if not measured.verdict.passed:
             return _record_failure(ctx, attempt, plan.new, step, lock_conn)
         return _publish(ctx, plan, measured, attempt, step, lock_conn)
@@ -397,6 +413,7 @@ def _commit_applied(
             )
             step("logged")
             last = log.append(_figures_event(attempt, applied_at, entry.index, figures), session=s)
+            last = attempt.log_principal(ctx, s, entry.index) or last
             last = (
                 _move_requests(ctx, s, locked, plan.snapshot, apply_id, applied_at, entry) or last
             )
@@ -515,6 +532,7 @@ def _record_failure(
     try:
         with store.write(bind=lock_conn) as s:
             entry = log.append(attestation.to_statement(), session=s)
+            last = attempt.log_principal(ctx, s, entry.index) or entry
             for r in new:
                 row = store.existing_request(s, r.id)
                 if row.status != RequestStatus.APPROVED:
@@ -525,7 +543,7 @@ def _record_failure(
             arow = attempt.row(new, log_index=entry.index, onnx=None, artifact_dir=None)
             s.add(arow)
             s.flush()
-            res = apply_result(store, log, arow, checkpoint=entry.checkpoint)
+            res = apply_result(store, log, arow, checkpoint=last.checkpoint)
             body_done = True
     except StoreError as e:
         if not body_done or not committed(store, attempt.apply_id, e):

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from lethe._io import fsync_dir
 from lethe.errors import AlreadyErasedError, ApplyError, NothingToApplyError
 from lethe.workflow._lock import apply_lock, check_lock
+from lethe.workflow._principal import Principal, apply_event
 from lethe.workflow._publish import (
     METHOD_NAME,
     PARITY_SAMPLES,
@@ -90,10 +91,20 @@ class _Outcome:
     metrics: dict[str, Any]
     verdict: Verdict
     base_digest: str
+    principal: Principal | None = None  # the authenticated operator (``lethe serve``)
 
     @property
     def outcome(self) -> ApplyOutcome:
         return ApplyOutcome.APPLIED if self.verdict.passed else ApplyOutcome.FAILED
+
+    def log_principal(self, ctx: ApplyContext, s: Any, plan: _Plan, index: int) -> None:
+        """Log who ran this erase (``apply.principal``), in the transaction of ``s``."""
+        if self.principal is not None:
+            event = apply_event(
+                self.principal, apply_id=self.apply_id, model=plan.name,
+                phase=Phase.ERASE.value, log_index=index, at=utcnow(),
+            )  # fmt: skip
+            ctx.log.append(event, session=s)
 
 
 def _plan(ctx: ApplyContext, name: str) -> _Plan:
@@ -129,14 +140,17 @@ def run_erase(
     config: EraseConfig | dict[str, Any] | None = None,
     fault: Step | None = None,
     device: str | None = None,
+    principal: Principal | None = None,
 ) -> ApplyResult:
-    """Erase the published phase-1 model of ``name``; see the module docstring."""
+    """Erase the published phase-1 model of ``name``; see the module docstring. ``principal``
+    (the operator's token) is recorded on the erase and logged with it."""
     step = fault or (lambda _s: None)
     with apply_lock(ctx.store.engine, ctx.store.model_dir(name), name) as lock_conn:
         reconcile(ctx.store, name)
         plan = _plan(ctx, name)
         step("erase_start")
         out = _erase_and_measure(ctx, plan, policy, config, progress, step, device)
+        out = dataclasses.replace(out, principal=principal)
         # Commits go through the lock's connection (PostgreSQL): an erase that lost its lock
         # can never commit (see lethe.workflow._lock).
         if not out.verdict.passed:
@@ -315,6 +329,8 @@ def _row(
         log_index=log_index,
         phase=Phase.ERASE.value,
         starts_from=plan.start.id,
+        applied_by=out.principal.name if out.principal else None,
+        applied_by_role=out.principal.role if out.principal else None,
     )
 
 
@@ -324,6 +340,7 @@ def _record_failure(
     attestation = _attestation(ctx, plan, out, at=utcnow(), onnx=None)
     with ctx.store.write(bind=lock_conn) as s:
         entry = ctx.log.append(attestation.to_statement(), session=s)
+        out.log_principal(ctx, s, plan, entry.index)
         s.add(_row(plan, out, log_index=entry.index, onnx=None, artifact_dir=None))
     step("erase_failure_logged")
     return read_result(ctx, out.apply_id)
@@ -393,6 +410,7 @@ def _commit(
             )
         entry = ctx.log.append(attestation.to_statement(onnx_name=f"{plan.name}.onnx"), session=s)
         step("erase_logged")
+        out.log_principal(ctx, s, plan, entry.index)
         for r in plan.requests:
             row = store.existing_request(s, r.id)
             row.apply_id = out.apply_id

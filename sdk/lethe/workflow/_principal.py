@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PRINCIPAL_ROLES", "Principal"]
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from lethe_audit.statements import LifecycleEvent
+
+__all__ = ["PRINCIPAL_ROLES", "Principal", "apply_event"]
 
 #: The roles of API tokens (same set as ``lethe_audit.store.TOKEN_ROLES``).
 PRINCIPAL_ROLES = ("app", "dpo", "operator", "auditor")
@@ -40,3 +45,17 @@ class Principal:
     def to_details(self) -> dict[str, Any]:
         """What a log event's ``details`` carry: ``{"principal": {"name": ..., "role": ...}}``."""
         return {"principal": {"name": self.name, "role": self.role}}
+
+
+def apply_event(
+    principal: Principal, *, apply_id: str, model: str, phase: str, log_index: int, at: datetime
+) -> LifecycleEvent:
+    """The ``apply.principal`` event: who ran an apply or erase (``log_index``: its signed
+    attestation). Appended in the apply's own transaction, so no apply by a principal commits
+    without it."""
+    from lethe_audit.statements import EventType, LifecycleEvent, rfc3339
+
+    details = {"apply_id": apply_id, "model": model, "phase": phase, "log_index": log_index}
+    return LifecycleEvent(
+        EventType.APPLY_PRINCIPAL, rfc3339(at), details={**details, **principal.to_details()}
+    )

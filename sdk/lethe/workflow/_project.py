@@ -334,6 +334,7 @@ class Lethe:
         policy: Policy | None = None,
         erase_config: EraseConfig | Mapping[str, Any] | None = None,
         device: str | None = None,
+        principal: Principal | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
         """Apply every approved request of ``model`` (with all earlier applied ones).
@@ -345,7 +346,9 @@ class Lethe:
         the model's depth reference (:meth:`train_reference`). A failed policy is a result with
         ``passed == False`` (logged, nothing published), not an exception. The metrics (and
         phase 2's training) run on ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA
-        when present); folding and the ONNX export stay on the CPU."""
+        when present); folding and the ONNX export stay on the CPU. ``principal`` (``lethe
+        serve`` passes the operator's token) is recorded on the apply (``applied_by``) and
+        logged as an ``apply.principal`` event in the apply's own transaction."""
         return self._applies.apply(
             model,
             phase=phase,
@@ -355,6 +358,7 @@ class Lethe:
             erase_config=erase_config,
             device=device,
             fault=_fault,
+            principal=principal,
         )
 
     def erase(
@@ -365,6 +369,7 @@ class Lethe:
         policy: Policy | None = None,
         config: EraseConfig | Mapping[str, Any] | None = None,
         device: str | None = None,
+        principal: Principal | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
         """Phase 2 of the published deletion: re-train the masked model's weights so they no
@@ -372,10 +377,12 @@ class Lethe:
         ``EraseConfig`` or a dict over the ``[erase]`` settings), measure depth against the
         model's reference, and publish it as a new apply of the same requests (``phase:
         erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
-        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference."""
+        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference.
+        ``principal``: as for :meth:`apply`."""
         return self._applies.erase(
-            model, progress=progress, policy=policy, config=config, device=device, fault=_fault
-        )
+            model, progress=progress, policy=policy, config=config, device=device, fault=_fault,
+            principal=principal,
+        )  # fmt: skip
 
     def train_reference(
         self,

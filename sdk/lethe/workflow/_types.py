@@ -230,6 +230,9 @@ class ApplyResult:
     starts_from: str | None = None
     #: The erase phase that followed this apply in the same call (``Lethe.apply(phase="both")``).
     erase: ApplyResult | None = None
+    #: The authenticated principal (token name, role) that ran it; None when run in-process.
+    applied_by: str | None = None
+    applied_by_role: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -271,6 +274,8 @@ class ApplyResult:
             finished_at=utc(row.finished_at),
             phase=row.phase,
             starts_from=row.starts_from,
+            applied_by=row.applied_by,
+            applied_by_role=row.applied_by_role,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -296,6 +301,8 @@ class ApplyResult:
             "onnx_path": self.onnx_path,
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
+            "applied_by": self.applied_by,
+            "applied_by_role": self.applied_by_role,
         }
 
 
