@@ -5,11 +5,16 @@ Both wheels (``lethe-audit`` from ``audit/``, ``lethe-sdk`` from the root) are b
 a copy of the tree, without build isolation (this interpreter's setuptools). One environment
 without pip of its own (this interpreter's pip installs into it with ``--python``) gets the core
 wheel, is measured and used, then gets ``[report,remeasure]`` on top and is measured again.
-Installs from the package index through pip's own cache (a second run downloads nothing).
+A second one gets ``[openssf]`` alone (core + model-signing, pyOpenSSL), is measured, and
+checks the SDK's exported model there with ``lethe-audit model verify --openssf`` and with
+``model_signing``'s own command-line verifier (which refuses a copy with one flipped weight
+byte). Installs from the package index through pip's own cache (a second run downloads
+nothing).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from lethe_audit.keys import OPENSSF_PUBLIC_FILE
 from tests.workflow.conftest import (  # noqa: F401  (fixtures)
     MODEL,
     lt,
@@ -168,6 +174,7 @@ def test_core_install_verifies_what_the_sdk_produced(
     receipt.write_text(lt.receipt(req.id))
     model = lt.published(MODEL)["onnx"]
     vkey = lt.verifiers()[0].vkey
+    exported = lt.export_onnx(MODEL, tmp_path / "exported" / "m.onnx")  # with m.onnx.sig
 
     assert _run(audit_env, "verify", str(bundle), "--key", vkey)["ok"]
     assert _run(audit_env, "receipt", "verify", str(receipt), "--key", vkey)["ok"]
@@ -222,6 +229,43 @@ def test_core_install_verifies_what_the_sdk_produced(
     full_mb = _site_mb(audit_env)
     print(f"lethe-audit[report,remeasure]: {full_mb:.0f} MB of site-packages")
     assert full_mb <= 600, f"core + [report,remeasure] is {full_mb:.0f} MB (target 600)"
+
+    pub = lt.store.settings.keys / OPENSSF_PUBLIC_FILE
+    _check_openssf_extra(audit_env, wheels, Path(exported.path), pub, vkey, receipt)
+
+
+def _check_openssf_extra(
+    core_env: Path, wheels: dict[str, Path], model: Path, pub: Path, vkey: str, receipt: Path
+) -> None:
+    """``lethe-audit[openssf]`` in a fresh environment: no torch; both verifiers accept the
+    SDK's export and model_signing's refuses one flipped weight byte."""
+    from tests.audit.test_openssf import _flip_weight_byte
+
+    args = ["model", "verify", str(model), "--key", vkey, "--openssf", "--openssf-key", str(pub)]
+    # Without the extra (the core environment also has [report,remeasure]): named, one line.
+    res = subprocess.run(
+        [str(core_env / "bin" / "lethe-audit"), *args], capture_output=True, text=True
+    )
+    assert res.returncode == 70 and "pip install 'lethe-audit[openssf]'" in res.stderr, res.stderr
+    env = core_env.parent / "openssf-venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+    _pip(env, "install", f"{wheels['audit']}[openssf]")
+    installed = _installed(env)
+    assert {"model-signing", "pyopenssl"} <= installed and not installed & HEAVY
+    mb = _site_mb(env)
+    print(f"lethe-audit[openssf]: {mb:.0f} MB of site-packages (core + model-signing, pyOpenSSL)")
+    doc = _run(env, *args, "--receipt", str(receipt))
+    assert doc["openssf"]["signature"] == str(model) + ".sig"
+    assert doc["openssf"]["key_id"] == hashlib.sha256(pub.read_bytes()).hexdigest()
+    ms = [str(env / "bin" / "model_signing"), "verify", "key", "--public_key", str(pub)]
+    ms += ["--signature", str(model) + ".sig"]
+    ok = subprocess.run([*ms, str(model)], capture_output=True, text=True, cwd=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    bad = model.parent.parent / "tampered" / model.name
+    bad.parent.mkdir()
+    bad.write_bytes(_flip_weight_byte(model.read_bytes()))
+    res = subprocess.run([*ms, str(bad)], capture_output=True, text=True, cwd=env)
+    assert res.returncode != 0 and "Signature mismatch" in res.stdout + res.stderr
 
 
 def test_the_sdk_pins_lethe_audit_at_its_own_version() -> None:

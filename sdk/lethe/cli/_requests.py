@@ -377,7 +377,12 @@ def export_onnx(
 ) -> None:
     """Write the published, signed ONNX model (optionally int8-quantized and re-verified)."""
     res = ref.open().export_onnx(name, out, quantize=quantize).to_dict()
-    emit(res, as_json, f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)")
+    text = f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)"
+    if res.get("openssf_signature"):
+        text += f"\nwrote {res['openssf_signature']} (OpenSSF Model Signing signature)"
+    if res.get("attestation_index") is not None:
+        text += f"\nlogged its variant attestation as entry {res['attestation_index']}"
+    emit(res, as_json, text)
 
 
 @export.command("eval-data")

@@ -78,7 +78,8 @@ class ExportService:
             result = ModelExport(str(out), digest, "fp32", _current(info))
         else:
             result = self._export_int8(info, src, Path(out), progress=progress)
-        self._sign_openssf(Path(result.path))
+        sig = self._sign_openssf(Path(result.path))
+        result = replace(result, openssf_signature=str(sig))
         self._log_export(info.name, result)
         return result
 
@@ -88,7 +89,8 @@ class ExportService:
         of an older project. A marker file beside the key records the registration."""
         from lethe_audit.keys import ensure_openssf_key, openssf_key_event
 
-        key, _ = ensure_openssf_key(self._store.settings.keys)
+        settings = self._store.settings
+        key, _ = ensure_openssf_key(settings.keys, passphrase=settings.key_passphrase)
         marker = key.private_path.with_name(key.private_path.name + ".logged")
         if not marker.exists() or marker.read_text("ascii").split()[:1] != [key.key_id]:
             index = self._log.append(openssf_key_event(key)).index
@@ -99,7 +101,8 @@ class ExportService:
         """The OpenSSF Model Signing signature of an exported file (``<file>.sig``)."""
         from lethe_audit.model import sign_openssf
 
-        return sign_openssf(path, self.openssf_key().private_path)
+        passphrase = self._store.settings.key_passphrase
+        return sign_openssf(path, self.openssf_key().private_path, passphrase=passphrase)
 
     def _published_onnx(self, model: str | None) -> tuple[ModelInfo, Path]:
         info = self._models.model(model)
@@ -127,7 +130,7 @@ class ExportService:
         md = replace(meta, variant="int8", source_sha256=hashlib.sha256(fp32).hexdigest())
         signed = sign_model(int8, md, list(self._log.signers))
         path, digest = save_model(signed, out)
-        self._log_variant(info, md, path.read_bytes(), result, verdict, len(calib))
+        index = self._log_variant(info, md, path.read_bytes(), result, verdict, len(calib))
         return ModelExport(
             path=str(path),
             sha256=digest,
@@ -137,6 +140,7 @@ class ExportService:
             metrics=summary,
             fp32_bytes=src.stat().st_size,
             int8_bytes=path.stat().st_size,
+            attestation_index=index,
         )
 
     def _calibration_images(self, name: str, spec: ModelSpec, forget: list[int]) -> Any:
@@ -196,8 +200,9 @@ class ExportService:
         result: Any,
         verdict: Any,
         calibration_samples: int,
-    ) -> None:
-        """The int8 file's own attestation, bound to the apply it was quantized from."""
+    ) -> int:
+        """The int8 file's own attestation, bound to the apply it was quantized from; returns
+        its log index."""
         from lethe.export import variant_attestation
 
         with self._store.read() as s:
@@ -218,7 +223,7 @@ class ExportService:
             policy=verdict.to_policy_verdict(),
             at=datetime.now(timezone.utc),
         )
-        self._log.append(att)
+        return self._log.append(att).index
 
     def _log_export(self, name: str, result: ModelExport) -> None:
         details: dict[str, Any] = {

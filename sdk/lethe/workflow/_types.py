@@ -349,7 +349,11 @@ class ModelExport:
 
     ``variant`` is ``fp32`` (the published file, copied after its signature verified) or
     ``int8`` (quantized, measured and re-signed); int8 exports carry their ``content_hash``,
-    the forget/retain ``metrics`` summary and both file sizes."""
+    the forget/retain ``metrics`` summary, both file sizes and ``attestation_index``, the log
+    index of the int8 file's own variant attestation (its receipt:
+    ``lt.log.receipt(attestation_index)``, or ``lethe-audit log receipt INDEX``).
+    ``openssf_signature`` is the OpenSSF Model Signing signature written beside the file
+    (``<file>.sig``; None only for an export made without one)."""
 
     path: str
     sha256: str
@@ -359,6 +363,8 @@ class ModelExport:
     metrics: dict[str, Any] | None = None
     fp32_bytes: int | None = None
     int8_bytes: int | None = None
+    openssf_signature: str | None = None
+    attestation_index: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -366,6 +372,7 @@ class ModelExport:
             "sha256": self.sha256,
             "variant": self.variant,
             "apply_id": self.apply_id,
+            "openssf_signature": self.openssf_signature,
         }
         if self.variant != "fp32":
             d.update(
@@ -373,6 +380,7 @@ class ModelExport:
                 metrics=self.metrics,
                 fp32_bytes=self.fp32_bytes,
                 int8_bytes=self.int8_bytes,
+                attestation_index=self.attestation_index,
             )
         return d
 
