@@ -317,8 +317,10 @@ def test_hostile_webhooks_get_4xx_problems_never_500(fides_setup: FidesSetup) ->
 
     try:
         check()
-        raw = http.post("/v1/fides/webhook", content=b"{not json", headers=s.auth("fides"))
+        bad = {**s.auth("fides"), "Content-Type": "application/json"}
+        raw = http.post("/v1/fides/webhook", content=b"{not json", headers=bad)
         assert raw.status_code == 400
     finally:
         http.close()
     assert s.fides.calls == []
+

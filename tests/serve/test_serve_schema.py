@@ -13,7 +13,13 @@ from schemathesis import GenerationMode
 
 from tests.serve.conftest import Service
 
-_ROLE = {"POST /v1/requests": "app", "GET /v1/log/bundle": "auditor"}
+_ROLE = {
+    "POST /v1/requests": "app",
+    "GET /v1/log/bundle": "auditor",
+    "POST /v1/subjects": "app",
+    "POST /v1/fides/webhook": "app",
+    "POST /v1/fides/resume": "operator",
+}
 _EXAMPLES = 12
 
 

@@ -20,6 +20,7 @@ from lethe import __version__
 from lethe.errors import RequestError, UnknownRequestError
 from lethe.serve._auth import Gate
 from lethe.serve._console import install_console
+from lethe.serve._fides_routes import install_fides
 from lethe.serve._handlers import install_handlers
 from lethe.serve._schemas import (
     ApplyBody,
@@ -57,8 +58,9 @@ _TEXT: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(lt: Lethe, *, max_in_flight: int = 32) -> FastAPI:
-    """The app over an open project (its process holds the log's signing key)."""
+def create_app(lt: Lethe, *, max_in_flight: int = 32, fides_url: str | None = None) -> FastAPI:
+    """The app over an open project (its process holds the log's signing key). ``fides_url``
+    (else ``$LETHE_FIDES_URL``): Fides' API base URL, for its policy webhook (docs/service.md)."""
     app = FastAPI(
         title="Lethe",
         version=__version__,
@@ -76,6 +78,7 @@ def create_app(lt: Lethe, *, max_in_flight: int = 32) -> FastAPI:
     _operator_routes(router, lt, gate)
     _log_routes(router, lt, gate)
     app.include_router(router)
+    install_fides(app, lt, gate, fides_url=fides_url)
     install_console(app, lt)
     return app
 
