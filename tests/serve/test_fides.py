@@ -43,7 +43,7 @@ class FakeFides:
 
 def _fides_server(fides: FakeFides) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             n = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(n) or b"null")
             fides.calls.append(
@@ -132,7 +132,9 @@ def _second_party_response(data: dict[str, Any]) -> None:
     assert data.get("derived_identity") in ({}, None)
 
 
-def test_mapped_identity_files_halts_and_is_resumed_once_after_apply(fides_setup: FidesSetup) -> None:
+def test_mapped_identity_files_halts_and_is_resumed_once_after_apply(
+    fides_setup: FidesSetup,
+) -> None:
     s = fides_setup
     app, dpo, op = s.client("app"), s.client("dpo"), s.client("operator")
     m = app.map_subject("Alice@Example.com ", classes=["3"], model=MODEL)
@@ -187,7 +189,9 @@ def _assert_token_stored_encrypted(s: FidesSetup, prid: str, jwe: str) -> None:
 def test_unknown_identity_is_not_halted_and_files_nothing(fides_setup: FidesSetup) -> None:
     s = fides_setup
     before = len(s.lt.list())
-    r = _webhook(s, fides_payload("pri_unknown", email="nobody@example.com", phone_number="+15550100"))
+    r = _webhook(
+        s, fides_payload("pri_unknown", email="nobody@example.com", phone_number="+15550100")
+    )
     assert r.status_code == 200
     data = r.json()
     _second_party_response(data)
@@ -271,8 +275,14 @@ def test_without_a_fides_url_a_pausable_webhook_is_refused(
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4)
+    ),
     max_leaves=12,
 )
 _hostile = st.one_of(
@@ -323,4 +333,3 @@ def test_hostile_webhooks_get_4xx_problems_never_500(fides_setup: FidesSetup) ->
     finally:
         http.close()
     assert s.fides.calls == []
-

@@ -193,7 +193,7 @@ class FidesBridge:
     ) -> FidesRequestRow:
         now = utcnow()
         with self._lt.store.write() as s:
-            row = s.get(FidesRequestRow, prid)
+            row: FidesRequestRow | None = s.get(FidesRequestRow, prid)
             if row is None:
                 row = FidesRequestRow(
                     privacy_request_id=prid,
@@ -218,7 +218,7 @@ class FidesBridge:
 
     def _row(self, prid: str) -> FidesRequestRow | None:
         with self._lt.store.read() as s:
-            row = s.get(FidesRequestRow, prid)
+            row: FidesRequestRow | None = s.get(FidesRequestRow, prid)
             if row is not None:
                 s.expunge(row)
             return row
@@ -259,7 +259,7 @@ class FidesBridge:
             return
         try:
             report = self.resume_due()
-        except Exception:  # noqa: BLE001 - a background pass must not kill its caller
+        except Exception:
             _log.exception("resuming Fides privacy requests failed")
             return
         if report.resumed or report.failed:
@@ -314,8 +314,10 @@ class FidesBridge:
         except httpx.HTTPError as e:
             self._finish(prid, "halted", f"cannot reach Fides: {type(e).__name__}")
             return False
-        except Exception as e:  # noqa: BLE001 - the token no longer decrypts (key changed)
-            self._finish(prid, "resume_failed", f"cannot open the reply-to token: {type(e).__name__}")
+        except Exception as e:
+            self._finish(
+                prid, "resume_failed", f"cannot open the reply-to token: {type(e).__name__}"
+            )
             return False
         if resp.is_success:
             self._finish(prid, "resumed", None)
