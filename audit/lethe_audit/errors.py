@@ -214,8 +214,9 @@ class PolicyConfigError(MetricsError, ValueError):
     """A policy configuration has unknown keys, wrong types or out-of-range thresholds."""
 
 
-#: The former name of a metrics-policy failure: now :class:`PolicyError` itself (one class, one
-#: exit code); kept so code and docs that name it keep working.
+#: Deprecated alias: the former name of a metrics-policy failure, now :class:`PolicyError`
+#: itself (one class, one exit code): catch ``PolicyError``. Kept for one release; nothing in
+#: lethe_audit or lethe uses this name.
 PolicyViolationError = PolicyError
 
 

@@ -213,9 +213,9 @@ class NothingToApplyError(ApplyError):
     """No approved request waits for this model."""
 
 
-#: A failed policy (an apply's, or an int8 export's) is the one policy-failure error shared with
-#: the auditor's tools, :class:`lethe_audit.errors.PolicyError` (``policy``, ``reasons``); the
-#: old name stays as an alias.
+#: Deprecated alias of :class:`lethe_audit.errors.PolicyError`, the one policy-failure error (an
+#: apply's, an int8 export's, the auditor's tools'; ``policy``, ``reasons``): catch
+#: ``PolicyError``. Kept for one release; nothing in Lethe uses this name.
 PolicyFailedError = PolicyError
 
 

@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from lethe.errors import CalibrationError, ConfigError, ExportInputError
 from lethe.export import QuantizeConfig, patch, quantize_int8
-from lethe_audit.errors import PolicyViolationError
+from lethe_audit.errors import PolicyError
 from lethe_audit.metrics import ImageSet, OnnxBackend, Policy, evaluate, random_onnx_model
 
 from ._helpers import find_local_paths
@@ -113,7 +113,7 @@ def test_int8_model_where_the_class_comes_back_fails(
 ) -> None:
     result = _evaluate(digits_export, models["int8_unfiltered"], models["unfiltered"])
     assert result.accuracy.forget_accuracy > 0.5
-    with pytest.raises(PolicyViolationError, match="forget accuracy"):
+    with pytest.raises(PolicyError, match="forget accuracy"):
         Policy(max_parity=None).check(result)
 
 

@@ -20,7 +20,7 @@ from lethe_audit.errors import (
     EvaluationSetError,
     ForgetClassError,
     PolicyConfigError,
-    PolicyViolationError,
+    PolicyError,
     ResultFormatError,
 )
 from lethe_audit.metrics import (
@@ -295,7 +295,7 @@ def test_default_policy_reasons_read_like_sentences() -> None:
         "ONNX parity max |Δlogit| not measured: no exported ONNX model was compared with it "
         '(where none is expected, turn the check off: max_parity = "off")',
     )
-    with pytest.raises(PolicyViolationError) as info:
+    with pytest.raises(PolicyError) as info:
         Policy().check(result)
     assert info.value.reasons == verdict.reasons
     assert Verdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict

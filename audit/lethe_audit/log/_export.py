@@ -1,4 +1,4 @@
-"""Writing auditor bundles (layout: :mod:`lethe_audit.verify._format`, docs/formats.md)."""
+"""Writing auditor bundles (format: :mod:`lethe_audit.bundle`, docs/formats.md)."""
 
 from __future__ import annotations
 
@@ -20,10 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from lethe_audit._version import __version__
-from lethe_audit.errors import BundleWriteError, LogStateError, StoreError
-from lethe_audit.log._keys import KEY_COLUMNS, KeyRecord
-from lethe_audit.store import TlogCheckpoint, TlogEntry, TlogHead, TlogKey
-from lethe_audit.verify._format import (
+from lethe_audit.bundle import (
     ATTACHMENTS_DIR,
     CHECKPOINTS,
     ENTRIES,
@@ -34,6 +31,9 @@ from lethe_audit.verify._format import (
     Manifest,
     safe_attachment_path,
 )
+from lethe_audit.errors import BundleWriteError, LogStateError, StoreError
+from lethe_audit.log._keys import KEY_COLUMNS, KeyRecord
+from lethe_audit.store import TlogCheckpoint, TlogEntry, TlogHead, TlogKey
 
 _BATCH = 10_000
 

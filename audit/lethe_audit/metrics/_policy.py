@@ -101,9 +101,11 @@ class Verdict:
     """The policy's decision: ``passed``, one human-readable reason per failed check, every
     check's outcome, and the thresholds that were applied (the enabled numeric ones).
 
-    The one verdict type: an apply's result carries it (``ApplyResult.verdict``), the apply
-    attestation records it (:meth:`to_policy_verdict`, the ``policy`` field of the predicate)
-    and the database stores it (:meth:`to_record`)."""
+    The one verdict type, with one JSON form (:meth:`to_dict` / :meth:`from_dict`): an apply's
+    result carries it (``ApplyResult.verdict``), the workflow database stores it and
+    ``lethe apply --json`` prints it. Signed statements record its serialised form,
+    :class:`~lethe_audit.statements.PolicyVerdict`, made only by :meth:`to_policy_verdict`
+    (thresholds, passed, failures = reasons)."""
 
     passed: bool
     reasons: tuple[str, ...]
@@ -113,42 +115,26 @@ class Verdict:
     )
 
     def to_dict(self) -> dict[str, Any]:
+        """``passed``, ``reasons``, ``checks`` (one object per :class:`CheckOutcome`),
+        ``thresholds``: what the database stores and the CLIs print."""
         out: dict[str, Any] = to_jsonable(self)
         out["thresholds"] = dict(self.thresholds)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Read :meth:`to_dict` back. A verdict stored without ``checks`` (applies recorded
+        before the checks were kept: ``passed``, ``reasons``, ``thresholds``) reads with
+        ``checks`` empty."""
         if not isinstance(data, Mapping):
             raise ResultFormatError(f"Verdict: expected an object, got {type(data).__name__}")
+        if "checks" not in data:
+            return _without_checks(data)
         body = {k: v for k, v in data.items() if k != "thresholds"}
         verdict = from_jsonable(cls, body)
         if verdict.passed != all(c.passed for c in verdict.checks):
             raise ResultFormatError("verdict.passed disagrees with its checks")
         return dataclasses.replace(verdict, thresholds=_thresholds(data.get("thresholds", {})))
-
-    def to_record(self) -> dict[str, Any]:
-        """The form the workflow database stores (``passed``, ``reasons``, ``thresholds``)."""
-        return {
-            "passed": self.passed,
-            "reasons": list(self.reasons),
-            "thresholds": dict(self.thresholds),
-        }
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any]) -> Verdict:
-        """Read :meth:`to_record` back (checks are not stored: ``checks`` is empty)."""
-        if not isinstance(data, Mapping) or not isinstance(data.get("passed"), bool):
-            raise ResultFormatError(f"a stored verdict needs 'passed', got {data!r}")
-        reasons = data.get("reasons", [])
-        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
-            raise ResultFormatError("a stored verdict's reasons must be a list of strings")
-        return cls(
-            passed=data["passed"],
-            reasons=tuple(reasons),
-            checks=(),
-            thresholds=_thresholds(data.get("thresholds", {})),
-        )
 
     def error(self, what: str = "policy failed") -> PolicyError:
         """The :class:`~lethe_audit.errors.PolicyError` of a failed verdict (``what: reasons``)."""
@@ -161,6 +147,24 @@ class Verdict:
         from lethe_audit.statements import PolicyVerdict
 
         return PolicyVerdict(dict(self.thresholds), self.passed, tuple(self.reasons))
+
+
+def _without_checks(data: Mapping[str, Any]) -> Verdict:
+    """A verdict stored with its reasons but not its checks (the older database form)."""
+    if not isinstance(data.get("passed"), bool):
+        raise ResultFormatError(f"a stored verdict needs 'passed', got {data!r}")
+    reasons = data.get("reasons", [])
+    if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+        raise ResultFormatError("a stored verdict's reasons must be a list of strings")
+    unknown = sorted(set(data) - {"passed", "reasons", "thresholds"})
+    if unknown:
+        raise ResultFormatError(f"Verdict: unknown keys {unknown}")
+    return Verdict(
+        passed=data["passed"],
+        reasons=tuple(reasons),
+        checks=(),
+        thresholds=_thresholds(data.get("thresholds", {})),
+    )
 
 
 def _thresholds(data: Any) -> dict[str, float | int]:

@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from lethe_audit import note
+from lethe_audit.bundle import (
+    CHECKPOINTS,
+    ENTRIES,
+    KEYS,
+    MANIFEST,
+    FileDigest,
+)
 from lethe_audit.errors import LetheAuditError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.statements import (
@@ -46,13 +53,6 @@ from lethe_audit.verify import (
     verify_bundle,
 )
 from lethe_audit.verify._entry import check_entry, known_keys
-from lethe_audit.verify._format import (
-    CHECKPOINTS,
-    ENTRIES,
-    KEYS,
-    MANIFEST,
-    FileDigest,
-)
 
 #: Attachments larger than this are listed but never embedded in a report.
 MAX_EMBEDDED_BYTES = 8 << 20
@@ -127,7 +127,7 @@ def as_verifiers(verifiers: Sequence[str | Verifier] | str | Verifier) -> list[V
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Verification:
     """What verification said: the bundle as verified (``None`` when it failed), the
     verifier's error, and the located fault when that error names no place."""
 
@@ -143,7 +143,7 @@ def verify(
     origin: str | None,
     workers: int | None,
     progress: bool,
-) -> Verdict:
+) -> Verification:
     """Verify the snapshot once (:func:`lethe_audit.verify.read_verified_bundle`)."""
     try:
         verified = read_verified_bundle(
@@ -153,11 +153,11 @@ def verify(
         located = None
         if e.index is None and e.size is None:
             located = _locate(snap.root, verifiers, origin=origin, workers=workers)
-        return Verdict(None, e, located)
-    return Verdict(verified, None, None)
+        return Verification(None, e, located)
+    return Verification(verified, None, None)
 
 
-def contents(verdict: Verdict, root: Path, verifiers: list[Verifier]) -> BundleContents:
+def contents(verdict: Verification, root: Path, verifiers: list[Verifier]) -> BundleContents:
     """The bundle for display: what the verifier read when it passed (no second parse of the
     checkpoints, no second hashing of the entries), else a tolerant reading that checks each
     entry on its own."""
@@ -372,7 +372,7 @@ __all__ = [
     "Entry",
     "Inclusion",
     "SignedCheckpoint",
-    "Verdict",
+    "Verification",
     "as_verifiers",
     "bundle_dir",
     "contents",

@@ -246,7 +246,13 @@ class MethodRef:
 
 @dataclass(frozen=True)
 class PolicyVerdict:
-    """The metric policy's verdict: thresholds used, pass/fail, and what failed."""
+    """The metric policy's verdict as a signed statement records it: thresholds used,
+    pass/fail, and what failed.
+
+    Not a second verdict type: it is the serialised form of
+    :class:`lethe_audit.metrics.Verdict`, made by ``Verdict.to_policy_verdict()`` (its
+    ``failures`` are the verdict's ``reasons``) and read back by :func:`parse_predicate`. This
+    module stays free of the metrics package, so the shape is declared here."""
 
     thresholds: Mapping[str, float | int] = field(hash=False)
     passed: bool

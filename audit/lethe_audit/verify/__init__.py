@@ -9,6 +9,8 @@ and no database. Every function returns None or raises a
 
 from __future__ import annotations
 
+# The bundle format is lethe_audit.bundle (the writer uses it too); re-exported for readers.
+from lethe_audit.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Attachment, FileDigest, Manifest
 from lethe_audit.verify._bundle import (
     VerifiedBundle,
     VerifiedCheckpoint,
@@ -17,13 +19,6 @@ from lethe_audit.verify._bundle import (
     verify_bundle,
 )
 from lethe_audit.verify._entry import VerifiedEntry
-from lethe_audit.verify._format import (
-    BUNDLE_FORMAT,
-    BUNDLE_VERSION,
-    Attachment,
-    FileDigest,
-    Manifest,
-)
 from lethe_audit.verify._policies import (
     AllOf,
     AnyOf,

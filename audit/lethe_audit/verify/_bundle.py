@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from lethe_audit import errors, note
+from lethe_audit.bundle import (
+    CHECKPOINTS,
+    ENTRIES,
+    KEYS,
+    MANIFEST,
+    Manifest,
+)
 from lethe_audit.errors import (
     BundleError,
     CheckpointError,
@@ -25,13 +32,6 @@ from lethe_audit.note import Verifier
 from lethe_audit.statements import Envelope, Statement
 from lethe_audit.tlog import Checkpoint, CompactRange, checkpoint_signers
 from lethe_audit.verify._entry import VerifiedEntry, check_entry_signed
-from lethe_audit.verify._format import (
-    CHECKPOINTS,
-    ENTRIES,
-    KEYS,
-    MANIFEST,
-    Manifest,
-)
 from lethe_audit.verify._policies import LogView, Policy
 from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle, read_manifest_text
 from lethe_audit.verify._variants import Link, link, variant_faults

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from lethe_audit.bundle import CHECKPOINTS, ENTRIES, KEYS, MANIFEST, Manifest
 from lethe_audit.errors import BundleError, LetheAuditError
-from lethe_audit.verify._format import CHECKPOINTS, ENTRIES, KEYS, MANIFEST, Manifest
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

@@ -29,7 +29,7 @@ STATUS_OF: Mapping[type[BaseException], int] = MappingProxyType(
         E.IdempotencyConflictError: 409,
         E.ReceiptUnavailableError: 409,
         E.ApplyError: 409,
-        E.PolicyFailedError: 422,
+        E.PolicyError: 422,
         E.ApplyLockLostError: 503,
         E.InsufficientSpaceError: 507,
         S.TokenError: 422,

@@ -160,7 +160,7 @@ class _Attempt:
             onnx_content_hash=onnx.content_hash if onnx else None,
             artifact_dir=artifact_dir,
             metrics=json.dumps(self.metrics, sort_keys=True),
-            verdict=json.dumps(self.verdict.to_record()),
+            verdict=json.dumps(self.verdict.to_dict()),
             log_index=log_index,
             applied_by=self.principal.name if self.principal else None,
             applied_by_role=self.principal.role if self.principal else None,

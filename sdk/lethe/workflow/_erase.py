@@ -325,7 +325,7 @@ def _row(
         onnx_content_hash=onnx.content_hash if onnx else None,
         artifact_dir=artifact_dir,
         metrics=json.dumps(out.metrics, sort_keys=True),
-        verdict=json.dumps(out.verdict.to_record()),
+        verdict=json.dumps(out.verdict.to_dict()),
         log_index=log_index,
         phase=Phase.ERASE.value,
         starts_from=plan.start.id,

@@ -142,28 +142,18 @@ class ModelService:
         caller: Caller = "python",
         log: Callable[[str], None] | None = None,
     ) -> ModelInfo:
-        """Register a deployed model, after measuring it.
+        """Register a deployed model after measuring it (docs/byo-model.md, docs/api.md).
 
-        ``checkpoint`` is a safetensors file: a Lethe checkpoint (it carries its
-        :class:`~lethe.models.ModelSpec`) or a plain state dict, then ``spec`` (a ModelSpec or
-        its dict: timm architecture name, classes, input size, preprocessing) is required.
-        ``eval_data`` (held-out images with labels, an :class:`ImageArrays`, a ``.npz`` path or a
-        dataset name like ``digits``) is what every apply is verified on; ``train_data`` is
-        needed to train filters and for the MIA and relearn metrics. Both are copied into the
-        project so later applies measure on exactly the same data. With ``bank``, a filter bank
-        is attached too (see :meth:`attach_bank`). ``export_onnx`` makes the one base ONNX
-        export that every apply patches.
-
-        The checkpoint may also be a ``torch.save`` state dict (wrapped in ``model`` /
-        ``state_dict`` / ``model_state_dict``, ``module.`` prefixes; never unpickled code).
-        Preprocessing is part of the model: for a plain state dict give it in ``spec`` or
-        ``preprocessing`` (``mean``, ``std``, ``interpolation``, ``crop_pct``, ``input_range``),
-        or ``preprocessing="timm"`` for timm's pretrained config; else
-        :class:`~lethe.models.PreprocessingError`. Registration then measures the base model on
-        ``eval_data`` (on ``device``) and refuses near-chance accuracy, or one more than 0.05
-        below ``expect_accuracy``, unless ``force`` (:class:`BaseAccuracyError`); the accuracy is
-        stored (``ModelInfo.base_accuracy``) and logged. ``caller="cli"`` words errors with CLI
-        flags; ``log`` receives progress lines. See docs/byo-model.md.
+        ``checkpoint``: a Lethe checkpoint, or a plain safetensors / ``torch.save`` state dict
+        (never unpickled code) with ``spec`` (a ModelSpec or its dict) and its preprocessing in
+        ``spec`` or ``preprocessing`` (``mean``, ``std``, ...; ``"timm"``), else
+        :class:`~lethe.models.PreprocessingError`. ``eval_data`` (every apply is verified on
+        it) and ``train_data`` (filters, MIA, relearn) are copied into the project; ``bank`` is
+        attached (:meth:`attach_bank`); ``export_onnx`` makes the base ONNX export every apply
+        patches. The base model is measured on ``eval_data`` (on ``device``): near-chance
+        accuracy, or more than 0.05 below ``expect_accuracy``, is refused unless ``force``
+        (:class:`BaseAccuracyError`); ``ModelInfo.base_accuracy`` and the log keep it.
+        ``caller="cli"`` words errors with CLI flags; ``log`` receives progress lines.
         """
         from lethe.workflow._preflight import preflight
 

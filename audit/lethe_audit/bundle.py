@@ -1,4 +1,7 @@
-"""The auditor bundle layout (docs/formats.md), shared by the exporter and the verifier.
+"""The auditor bundle's format (docs/formats.md): the one definition that the writer
+(:meth:`lethe_audit.log.AuditLog.export_bundle`) and the readers (:mod:`lethe_audit.verify`,
+whose :func:`~lethe_audit.verify.open_bundle` / :func:`~lethe_audit.verify.read_verified_bundle`
+the report uses too) share. Neither side owns it: the writer does not import the verifier.
 
 A bundle is a directory (or a ``.zip`` of one)::
 
@@ -19,6 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lethe_audit.errors import BundleError
+
+__all__ = [
+    "ATTACHMENTS_DIR",
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "CHECKPOINTS",
+    "ENTRIES",
+    "KEYS",
+    "MANIFEST",
+    "Attachment",
+    "FileDigest",
+    "Manifest",
+    "safe_attachment_path",
+]
 
 BUNDLE_FORMAT = "lethe-audit-bundle"
 BUNDLE_VERSION = 1
