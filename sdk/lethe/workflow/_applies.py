@@ -85,8 +85,10 @@ class ApplyService:
         policy is a result with ``passed == False`` (logged, nothing published), not an
         exception; a failed phase 1 is returned as is (nothing to erase). The metrics (and
         phase 2's training) run on ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA
-        when present); folding and the ONNX export stay on the CPU. ``fault`` is a test hook
-        called at each crash point.
+        when present); folding and the ONNX export stay on the CPU. ``principal`` (``lethe
+        serve`` passes the operator's token) is recorded on the apply (``applied_by``) and
+        logged as an ``apply.principal`` event in the apply's own transaction (also for the
+        erase phase). ``fault`` is a test hook called at each crash point.
         """
         if phase not in PHASES:
             raise ApplyError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")

@@ -337,18 +337,7 @@ class Lethe:
         principal: Principal | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
-        """Apply every approved request of ``model`` (with all earlier applied ones).
-
-        Phase 1 (*mask*): compose, fold, verify, log, export, publish, in seconds. Then, with
-        ``phase="both"`` (the default), phase 2 (*erase*, see :meth:`erase`) on what phase 1
-        published; its result is ``result.erase``. ``phase="mask"`` runs the fast path only:
-        the deletion is then "masked, not yet erased" until :meth:`erase` runs. ``both`` needs
-        the model's depth reference (:meth:`train_reference`). A failed policy is a result with
-        ``passed == False`` (logged, nothing published), not an exception. The metrics (and
-        phase 2's training) run on ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA
-        when present); folding and the ONNX export stay on the CPU. ``principal`` (``lethe
-        serve`` passes the operator's token) is recorded on the apply (``applied_by``) and
-        logged as an ``apply.principal`` event in the apply's own transaction."""
+        """See :meth:`ApplyService.apply` (``_fault`` is its ``fault`` test hook)."""
         return self._applies.apply(
             model,
             phase=phase,
@@ -372,17 +361,16 @@ class Lethe:
         principal: Principal | None = None,
         _fault: Callable[[str], None] | None = None,
     ) -> ApplyResult:
-        """Phase 2 of the published deletion: re-train the masked model's weights so they no
-        longer hold the forgotten classes (``lethe.filters.erase`` with ``config``, an
-        ``EraseConfig`` or a dict over the ``[erase]`` settings), measure depth against the
-        model's reference, and publish it as a new apply of the same requests (``phase:
-        erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
-        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference.
-        ``principal``: as for :meth:`apply`."""
+        """See :meth:`ApplyService.erase`."""
         return self._applies.erase(
-            model, progress=progress, policy=policy, config=config, device=device, fault=_fault,
+            model,
+            progress=progress,
+            policy=policy,
+            config=config,
+            device=device,
+            fault=_fault,
             principal=principal,
-        )  # fmt: skip
+        )
 
     def train_reference(
         self,
