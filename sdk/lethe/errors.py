@@ -34,6 +34,7 @@ __all__ = [
     "FilterError",
     "IdempotencyConflictError",
     "InconsistentStateError",
+    "InheritedDeletionsPendingError",
     "InsufficientSpaceError",
     "InvalidTransitionError",
     "LetheError",
@@ -54,9 +55,11 @@ __all__ = [
     "ReceiptUnavailableError",
     "ReferenceTrainingError",
     "RequestError",
+    "RollbackError",
     "SampleLevelRequestError",
     "SeparationOfDutiesError",
     "TargetSelectionError",
+    "TrainedWithoutRefusedError",
     "TrainingError",
     "UnattachedBankError",
     "UnknownClassError",
@@ -287,3 +290,18 @@ class BaseAccuracyError(ModelRegistrationError):
 
 class ClassMismatchError(ModelRegistrationError):
     """The data's class list and the checkpoint's head (or the class names given) disagree."""
+
+
+class InheritedDeletionsPendingError(ApplyError):
+    """A model version still has deletions of the model it supersedes that are neither applied
+    to it nor attested absent: it cannot be published (erased, exported) until they are."""
+
+
+class TrainedWithoutRefusedError(WorkflowError):
+    """An attestation that a model version was trained without some classes was refused: the
+    model still recognises them (their forget accuracy exceeds the policy); nothing is logged."""
+
+
+class RollbackError(ApplyError):
+    """A rollback target is not an earlier successful apply of the model, or forgets less than
+    what is published now."""

@@ -41,6 +41,13 @@ _EVENT_WORDS = {
     "request.rejected": "was rejected",
     "request.shredded": "had the key of its subject commitment destroyed (crypto-shredding)",
     "request.superseded": "is covered by a newer version of the model",
+    # model versions and rollbacks (events of a model, logged without a request id)
+    "model.superseded": "is inherited by a retrained version of the model, which must forget "
+    "its classes too",
+    "model.attested_without": "is covered by a retrained version of the model, measured not to "
+    "recognise its classes",
+    "apply.rolled_back": "is covered by an earlier deletion of the model published again (a "
+    "rollback that forgets no less)",
 }
 
 

@@ -77,6 +77,9 @@ EXIT_CODES: Mapping[type[BaseException], int] = MappingProxyType(
         E.PreprocessingError: 171,
         E.BaseAccuracyError: 172,
         E.ClassMismatchError: 173,
+        E.InheritedDeletionsPendingError: 174,
+        E.TrainedWithoutRefusedError: 175,
+        E.RollbackError: 176,
     }
 )
 

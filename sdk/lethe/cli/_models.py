@@ -3,18 +3,43 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lethe.cli._context import ProjectRef, out_option
+from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
 from lethe_audit.cli.common import emit, json_option
 
 #: ``--device`` for the commands that run the model (validated by lethe.models.resolve_device).
 device_option = click.option(
     "--device", help="Where to run the model: cpu, cuda or cuda:N (default: CUDA when present)."
 )
+
+
+@contextmanager
+def progress_lines(enabled: bool) -> Iterator[None]:
+    """While a long command runs with stderr not a terminal (a CI log, a pipe), the ``lethe``
+    loggers' INFO lines on stderr: one per step or epoch, with the numbers the bars show."""
+    import logging
+    import sys
+
+    if not enabled or sys.stderr.isatty():
+        yield
+        return
+    logger = logging.getLogger("lethe")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @click.group()
@@ -92,6 +117,12 @@ def model() -> None:
 @click.option(
     "--no-onnx", is_flag=True, help="Skip the base ONNX export (done at registration by default)."
 )
+@click.option(
+    "--supersedes",
+    metavar="OLD",
+    help="NAME is a newer version of model OLD: it inherits OLD's deletions (pending until "
+    "applied to NAME or attested absent) and keeps OLD's class order.",
+)
 @json_option
 @click.pass_obj
 def model_register(
@@ -118,6 +149,7 @@ def model_register(
     device: str | None,
     bank: Path | None,
     no_onnx: bool,
+    supersedes: str | None,
     as_json: bool,
 ) -> None:
     """Register a deployed model NAME with its evaluation (and training) data.
@@ -149,7 +181,8 @@ def model_register(
         "crop_pct": crop_pct,
         "input_range": _floats(input_range, "--input-range", n=2),
     }
-    info = ref.open().register_model(
+    lt = ref.open()
+    info = lt.register_model(
         name,
         checkpoint,
         eval_data=eval_data,
@@ -164,14 +197,26 @@ def model_register(
         device=device,
         caller="cli",
         log=_say,  # stderr: --json output on stdout stays one document
+        supersedes=supersedes,
     )
+    _registered(lt, info, as_json)
+
+
+def _registered(lt: Any, info: Any, as_json: bool) -> None:
+    """What ``model register`` prints: the measured accuracy, what a successor inherits."""
     acc = _base_accuracy(info.spec)
-    emit(
-        {"model": info.to_dict(), "base_accuracy": acc},
-        as_json,
-        f"registered {info.name} (digest {info.base_digest[:16]}...), base accuracy "
-        + (f"{acc:.4f}" if acc is not None else "not measured"),
+    text = f"registered {info.name} (digest {info.base_digest[:16]}...), base accuracy " + (
+        f"{acc:.4f}" if acc is not None else "not measured"
     )
+    data: dict[str, Any] = {"model": info.to_dict(), "base_accuracy": acc}
+    if info.supersedes is not None:
+        inherited = lt.inherited(info.name)
+        data["inherited"] = [d.to_dict() for d in inherited]
+        text += (
+            f"\nsupersedes {info.supersedes}: {len(inherited)} deletion(s) inherited, pending "
+            f"until applied (`lethe apply {info.name}`; see `lethe model pending {info.name}`)"
+        )
+    emit(data, as_json, text)
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
@@ -259,6 +304,79 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
         "classes:     " + ", ".join(f"{i}={n}" for i, n in enumerate(info.class_names)),
     ]
     emit(data, as_json, "\n".join(lines))
+
+
+@model.command("pending")
+@exit_codes_in_help
+@click.argument("name", required=False)
+@click.option("--all", "show_all", is_flag=True, help="Also the inherited deletions covered.")
+@json_option
+@click.pass_obj
+def model_pending(ref: ProjectRef, name: str | None, show_all: bool, as_json: bool) -> None:
+    """The deletions NAME inherits from the models it supersedes that are still pending.
+
+    A model with a pending inherited deletion is not published: `lethe erase`, `lethe export
+    onnx` and `lethe model rollback` exit {InheritedDeletionsPendingError}; `lethe apply NAME`
+    includes them.
+    """
+    items = ref.open().inherited(name)
+    shown = items if show_all else [d for d in items if d.status == "pending"]
+    lines = [
+        f"{d.request_id}  from {d.from_model}  classes {', '.join(d.class_names)}  {d.status}"
+        + (f" ({d.apply_id})" if d.apply_id else "")
+        for d in shown
+    ]
+    pending = sum(d.status == "pending" for d in items)
+    lines.append(f"{pending} pending of {len(items)} inherited")
+    emit({"inherited": [d.to_dict() for d in shown], "pending": pending}, as_json, "\n".join(lines))
+
+
+@model.command("attest-without")
+@exit_codes_in_help
+@click.argument("name")
+@click.option("--classes", required=True, help="Comma-separated class names or ids.")
+@click.option("--reason", required=True, help="Why NAME lacks them (one line, logged).")
+@device_option
+@json_option
+@click.pass_obj
+def model_attest_without(
+    ref: ProjectRef, name: str, classes: str, reason: str, device: str | None, as_json: bool
+) -> None:
+    """Attest that NAME was trained without CLASSES of its pending inherited deletions.
+
+    Lethe measures it first: NAME's forget accuracy on those classes (its eval data) must meet
+    the policy's max_forget_accuracy, else it exits {TrainedWithoutRefusedError} and nothing
+    is logged. Accepted, the attestation and the measured numbers are logged
+    (`model.attested_without`) and the deletions are covered for NAME.
+    """
+    wanted = [c.strip() for c in classes.split(",") if c.strip()]
+    res = ref.open().attest_trained_without(name, wanted, reason=reason, device=device)
+    text = (
+        f"{res.model}: trained without classes {list(res.classes)} accepted (forget accuracy "
+        f"{res.forget_accuracy:.4f} <= {res.threshold}); covers {', '.join(res.request_ids)}; "
+        f"logged at index {res.log_index}"
+    )
+    emit({"attested": res.to_dict()}, as_json, text)
+
+
+@model.command("rollback")
+@exit_codes_in_help
+@click.option("--to", "apply_id", required=True, help="The earlier apply to publish again.")
+@json_option
+@click.pass_obj
+def model_rollback(ref: ProjectRef, apply_id: str, as_json: bool) -> None:
+    """Republish an earlier successful apply of the same model (a bad apply rolled back).
+
+    Only to an apply that forgets at least the classes published now, else it exits
+    {RollbackError}; logged (`apply.rolled_back`).
+    """
+    res = ref.open().rollback(apply_id)
+    emit(
+        {"apply": res.to_dict()},
+        as_json,
+        f"{res.model}: published {res.id} again (forgets {list(res.forgotten_classes)}), "
+        f"{res.onnx_path}",
+    )
 
 
 @model.command("reference")

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
-from lethe.cli._models import device_option
+from lethe.cli._models import device_option, progress_lines
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.metrics import policy_options
 from lethe_audit.statements import RequestStatus  # the enums only (no signing code loaded)
@@ -189,7 +189,11 @@ def request_shred(ref: ProjectRef, request_id: str, actor: str, as_json: bool) -
     help="both: mask then erase; mask: the fast path only (masked, not yet erased).",
 )
 @click.option("--no-relearn", is_flag=True, help="Skip the relearn-time metric of the mask phase.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress bars, nor the lines printed instead when stderr is not a terminal.",
+)
 @device_option
 @policy_options
 @json_option
@@ -216,14 +220,15 @@ def apply(
 
     lt = ref.open()
     try:
-        res = lt.apply(
-            name,
-            phase=phase,
-            relearn=not no_relearn,
-            progress=not quiet and not as_json,
-            policy=_project_policy(lt.settings.policy),
-            device=device,
-        )
+        with progress_lines(not quiet):
+            res = lt.apply(
+                name,
+                phase=phase,
+                relearn=not no_relearn,
+                progress=not quiet and not as_json,
+                policy=_project_policy(lt.settings.policy),
+                device=device,
+            )
     except NothingToApplyError as e:
         emit({"applied": False, "message": str(e)}, as_json, str(e))
         return
@@ -307,7 +312,11 @@ def _apply_lines(res: Any) -> list[str]:
 @click.command()
 @exit_codes_in_help
 @click.option("--model", "name", help="Registered model (optional when only one is registered).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet",
+    is_flag=True,
+    help="No progress bars, nor the lines printed instead when stderr is not a terminal.",
+)
 @device_option
 @policy_options
 @json_option
@@ -326,12 +335,13 @@ def erase(
 
     lt = ref.open()
     try:
-        res = lt.erase(
-            name,
-            progress=not quiet and not as_json,
-            policy=_project_policy(lt.settings.policy),
-            device=device,
-        )
+        with progress_lines(not quiet):
+            res = lt.erase(
+                name,
+                progress=not quiet and not as_json,
+                policy=_project_policy(lt.settings.policy),
+                device=device,
+            )
     except NothingToApplyError as e:  # AlreadyErasedError included: a no-op that says so
         emit({"erased": False, "message": str(e)}, as_json, str(e))
         return

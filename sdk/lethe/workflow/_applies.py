@@ -8,7 +8,7 @@ from the applies' rows.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from lethe.workflow._publish import ApplyContext, apply_result, published_paths
 from lethe.workflow._reference import ReferenceService
 from lethe.workflow._store import ProjectStore, idempotent
 from lethe.workflow._types import ApplyResult
+from lethe.workflow._versions import AttestedWithout, VersionService, require_none_pending
 from lethe_audit.log import AuditLog
 from lethe_audit.statements import RequestStatus
 from lethe_audit.store import ApplyRow
@@ -53,6 +54,8 @@ class ApplyService:
         self._log = log
         self._models = models
         self._ctx = ApplyContext(store, log, models, references)
+        #: Inherited deletions of model versions, attestations, rollbacks.
+        self.versions = VersionService(self._ctx)
 
     def _policy(self, policy: Policy | None) -> Policy:
         from lethe_audit.metrics import Policy
@@ -130,8 +133,11 @@ class ApplyService:
         ``EraseConfig`` or a dict over the ``[erase]`` settings), measure depth against the
         model's reference, and publish it as a new apply of the same requests (``phase:
         erase``). Raises :class:`~lethe.errors.AlreadyErasedError` when the published model is
-        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference."""
+        already erased, :class:`~lethe.errors.MissingReferenceError` without a reference,
+        :class:`~lethe.errors.InheritedDeletionsPendingError` while a deletion of the model it
+        supersedes is not applied to it."""
         name = self._models.model(model).name
+        require_none_pending(self._store, name, what="erase")
         cfg = dict(config) if isinstance(config, Mapping) else config
         return run_erase(
             self._ctx,
@@ -142,6 +148,26 @@ class ApplyService:
             fault=fault,
             device=device,
             principal=principal,
+        )
+
+    def attest_without(
+        self,
+        model: str | None,
+        classes: Iterable[int | str],
+        *,
+        reason: str,
+        policy: Policy | None = None,
+        device: str | None = None,
+    ) -> AttestedWithout:
+        """Attest that ``model`` (a newer version) was trained without ``classes`` of its
+        pending inherited deletions, giving ``reason`` (one line, written to the signed log: no
+        personal data). Lethe measures it first: the base model's forget accuracy on those
+        classes (eval data, on ``device``) must already meet ``policy`` (default: the
+        project's) ``max_forget_accuracy``, else :class:`~lethe.errors.TrainedWithoutRefusedError`
+        and nothing is logged. Accepted, the requests whose classes are all attested are covered
+        for ``model`` (``model.attested_without`` event)."""
+        return self.versions.attest_without(
+            model, classes, reason=reason, policy=self._policy(policy), device=device
         )
 
     @idempotent

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -35,6 +36,7 @@ from lethe.workflow._publish import (
     apply_result,
     committed,
     lethe_version,
+    logged_steps,
     new_apply_id,
     not_committed,
     read_result,
@@ -46,6 +48,7 @@ from lethe.workflow._publish import (
 from lethe.workflow._space import write_new_dir
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult
+from lethe.workflow._versions import inherited_rows, mark_applied, pending_rows
 from lethe_audit.errors import StoreError
 from lethe_audit.log import AppendResult
 from lethe_audit.statements import (
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
 __all__ = ["figure_files", "run_mask"]
 
 Step = Callable[[str], None]
+_log = logging.getLogger("lethe.workflow")
 _COVERED = (RequestStatus.APPROVED, RequestStatus.APPLIED, RequestStatus.SUPERSEDED)
 _FIGURES_BYTES = 4 << 20  # generous room for the two figures and the folder's metadata
 
@@ -87,6 +91,15 @@ class _Plan:
     forget: tuple[int, ...]
     base_onnx: str | None
     started: datetime
+    #: Standing requests of the models this one supersedes (model versions): always folded
+    #: in, covered for this model by this apply; ``pending`` are those not covered yet.
+    inherited: tuple[RequestRow, ...] = ()
+    pending: tuple[RequestRow, ...] = ()
+
+    @property
+    def covered(self) -> list[RequestRow]:
+        """Every request the attestation records: this model's and the inherited ones."""
+        return [*self.rows, *self.inherited]
 
 
 @dataclass(frozen=True)
@@ -190,17 +203,21 @@ def run_mask(
 ) -> ApplyResult:
     """Phase 1 of the approved requests of model ``name`` (see the module docstring);
     ``principal`` (the operator's token) is recorded on the apply and logged with it."""
-    step = fault or (lambda _s: None)
+    step = logged_steps("apply", name, fault)
     with apply_lock(ctx.store.engine, ctx.store.model_dir(name), name) as lock_conn:
         reconcile(ctx.store, name)
         plan = _plan(ctx, name)
+        _log.info(
+            "apply %s: %d request(s) (%d new, %d inherited pending), forgetting classes %s",
+            name, len(plan.covered), len(plan.new), len(plan.pending), list(plan.forget),
+        )  # fmt: skip
         step("start")
         measured = _fold_and_measure(
             ctx, plan, policy, relearn=relearn, progress=progress, step=step, device=device
         )
         attempt = replace(_attempt(ctx, plan, measured), principal=principal)
         if not measured.verdict.passed:
-            return _record_failure(ctx, attempt, plan.new, step, lock_conn)
+            return _record_failure(ctx, attempt, [*plan.new, *plan.pending], step, lock_conn)
         return _publish(ctx, plan, measured, attempt, step, lock_conn)
 
 
@@ -214,17 +231,21 @@ def _plan(ctx: ApplyContext, name: str) -> _Plan:
                 .order_by(RequestRow.received_at, RequestRow.id)
             ).scalars()
         )
+        inherited = inherited_rows(ctx.store, s, name)
+        pending = pending_rows(ctx.store, s, name)
     new = [r for r in rows if r.status == RequestStatus.APPROVED]
-    if not new:
+    if not new and not pending:
         raise NothingToApplyError(f"no approved request waits for model {name!r}")
     return _Plan(
         name=name,
         rows=rows,
         new=new,
         snapshot={r.id: r.status for r in rows},
-        forget=tuple(sorted({c for r in rows for c in json.loads(r.classes)})),
+        forget=tuple(sorted({c for r in (*rows, *inherited) for c in json.loads(r.classes)})),
         base_onnx=base_onnx,
         started=utcnow(),
+        inherited=tuple(inherited),
+        pending=tuple(pending),
     )
 
 
@@ -290,6 +311,12 @@ def _fold_and_measure(
         progress=progress,
     )
     verdict = policy.evaluate(result)
+    acc = result.accuracy
+    said = "passed" if verdict.passed else "failed: " + "; ".join(verdict.reasons)
+    _log.info(
+        "apply %s: forget acc %.4f, retain acc %.4f: policy %s",
+        name, acc.forget_accuracy, acc.retain_accuracy, said,
+    )  # fmt: skip
     step("verified")
     return _Measured(model_t, spec, bank, export, result, verdict)
 
@@ -327,7 +354,7 @@ def _publish(
         lock_conn,
         attempt=attempt,
         plan=plan,
-        attestation=attempt.attestation(plan.rows, at=applied_at, onnx=onnx_ref),
+        attestation=attempt.attestation(plan.covered, at=applied_at, onnx=onnx_ref),
         applied_at=applied_at,
         figures=figures,
         onnx_ref=onnx_ref,
@@ -347,7 +374,7 @@ def _publish(
     step("published")
     if res is None:  # committed, but the acknowledgement was lost: read what was committed
         res = read_result(ctx, attempt.apply_id)
-    return replace(res, new_request_ids=tuple(r.id for r in plan.new))
+    return replace(res, new_request_ids=tuple(r.id for r in (*plan.new, *plan.pending)))
 
 
 def _write_artifacts(
@@ -367,7 +394,7 @@ def _write_artifacts(
         m.export,
         model_name=plan.name,
         checkpoint=ctx.log.checkpoint(),
-        requests=[r.id for r in plan.rows],
+        requests=[r.id for r in plan.covered],
         preprocessing=m.spec.preprocess.to_dict(),
     )
     signed = sign_model(m.export.model, meta, list(ctx.log.signers))
@@ -418,8 +445,9 @@ def _commit_applied(
                 _move_requests(ctx, s, locked, plan.snapshot, apply_id, applied_at, entry) or last
             )
             new_row = attempt.row(
-                plan.rows, log_index=entry.index, onnx=onnx_ref, artifact_dir=store.rel(adir)
+                plan.covered, log_index=entry.index, onnx=onnx_ref, artifact_dir=store.rel(adir)
             )
+            mark_applied(s, attempt.model, plan.inherited, apply_id=apply_id, log_index=entry.index)
             s.add(new_row)
             store.model_row(s, attempt.model).current_apply_id = apply_id
             s.flush()
@@ -535,7 +563,8 @@ def _record_failure(
             last = attempt.log_principal(ctx, s, entry.index) or entry
             for r in new:
                 row = store.existing_request(s, r.id)
-                if row.status != RequestStatus.APPROVED:
+                # an inherited request stays as it is for the model it was filed for
+                if row.status != RequestStatus.APPROVED or row.model_name != attempt.model:
                     continue
                 row.status = RequestStatus.FAILED.value
                 row.failure_reason = reason

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from lethe.workflow._publish import (
     PARITY_SAMPLES,
     ApplyContext,
     lethe_version,
+    logged_steps,
     new_apply_id,
     read_result,
     reconcile,
@@ -43,6 +45,7 @@ from lethe.workflow._publish import (
 from lethe.workflow._reference import REFERENCE_SEEDS
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult, DepthReference
+from lethe.workflow._versions import mark_applied
 from lethe_audit.statements import (
     ApplyOutcome,
     MethodRef,
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["run_erase"]
 
 Step = Callable[[str], None]
+_log = logging.getLogger("lethe.workflow")
 
 
 @dataclass
@@ -144,13 +148,17 @@ def run_erase(
 ) -> ApplyResult:
     """Erase the published phase-1 model of ``name``; see the module docstring. ``principal``
     (the operator's token) is recorded on the erase and logged with it."""
-    step = fault or (lambda _s: None)
+    step = logged_steps("erase", name, fault)
     with apply_lock(ctx.store.engine, ctx.store.model_dir(name), name) as lock_conn:
         reconcile(ctx.store, name)
         plan = _plan(ctx, name)
         step("erase_start")
         out = _erase_and_measure(ctx, plan, policy, config, progress, step, device)
         out = dataclasses.replace(out, principal=principal)
+        _log.info(
+            "erase %s: policy %s", name,
+            "passed" if out.verdict.passed else "failed: " + "; ".join(out.verdict.reasons),
+        )  # fmt: skip
         # Commits go through the lock's connection (PostgreSQL): an erase that lost its lock
         # can never commit (see lethe.workflow._lock).
         if not out.verdict.passed:
@@ -413,6 +421,9 @@ def _commit(
         out.log_principal(ctx, s, plan, entry.index)
         for r in plan.requests:
             row = store.existing_request(s, r.id)
+            if row.model_name != plan.name:  # inherited (model versions): covered, not moved
+                mark_applied(s, plan.name, [row], apply_id=out.apply_id, log_index=entry.index)
+                continue
             row.apply_id = out.apply_id
             row.erased_at = erased_at
         s.add(_row(plan, out, log_index=entry.index, onnx=onnx_ref, artifact_dir=store.rel(adir)))

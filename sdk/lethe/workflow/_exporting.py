@@ -15,6 +15,7 @@ from lethe.workflow._applies import ApplyService
 from lethe.workflow._models import ModelService
 from lethe.workflow._store import ProjectStore
 from lethe.workflow._types import EvalDataExport, LogEntry, ModelExport, ModelInfo
+from lethe.workflow._versions import require_none_pending
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
 from lethe_audit.statements import VARIANT_V1, EventType, LifecycleEvent, rfc3339
@@ -69,6 +70,7 @@ class ExportService:
 
         if quantize not in (None, "int8"):
             raise ApplyError(f"unknown quantization {quantize!r}; only int8 is supported")
+        require_none_pending(self._store, self._models.model(model).name, what="export")
         info, src = self._published_onnx(model)
         verify_model(src, self._ring.verifiers())
         if quantize is None:

@@ -23,6 +23,12 @@ from lethe.workflow._space import is_disk_full, space_error
 from lethe.workflow._store import ProjectStore, idempotent
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ModelInfo
+from lethe.workflow._versions import (
+    check_class_prefix,
+    check_supersedes,
+    inherited_rows,
+    superseded_event,
+)
 from lethe_audit.log import AuditLog
 from lethe_audit.statements import EventType, LifecycleEvent, rfc3339
 from lethe_audit.store import ModelRow
@@ -53,6 +59,7 @@ class _Registration:
     eval_data: ImageArrays
     train_data: ImageArrays | None
     measured: Mapping[str, Any]  # base_accuracy, chance, preprocessing_source, forced
+    supersedes: str | None = None  # the older version whose deletions it inherits
 
 
 class ModelService:
@@ -141,6 +148,7 @@ class ModelService:
         device: str | None = None,
         caller: Caller = "python",
         log: Callable[[str], None] | None = None,
+        supersedes: str | None = None,
     ) -> ModelInfo:
         """Register a deployed model after measuring it (docs/byo-model.md, docs/api.md).
 
@@ -154,10 +162,15 @@ class ModelService:
         accuracy, or more than 0.05 below ``expect_accuracy``, is refused unless ``force``
         (:class:`BaseAccuracyError`); ``ModelInfo.base_accuracy`` and the log keep it.
         ``caller="cli"`` words errors with CLI flags; ``log`` receives progress lines.
+        ``supersedes`` names the model this one is a newer version of: it inherits its standing
+        deletions (docs/workflow.md) and class ids; the log records it (``model.superseded``).
         """
         from lethe.workflow._preflight import preflight
 
         self._check_new_name(name)
+        if supersedes is not None:  # cheap checks first; again in the registering transaction
+            with self._store.read() as s:
+                check_supersedes(self._store, s, name, supersedes)
         pf = preflight(
             checkpoint,
             eval_data=eval_data,
@@ -178,8 +191,12 @@ class ModelService:
             "forced": pf.forced,
         }
         reg = _Registration(
-            name, pf.model, pf.spec, pf.class_names, pf.eval_data, pf.train_data, measured
-        )
+            name, pf.model, pf.spec, pf.class_names, pf.eval_data, pf.train_data, measured,
+            supersedes,
+        )  # fmt: skip
+        if supersedes is not None:
+            with self._store.read() as s:
+                check_class_prefix(self._store.model_row(s, supersedes), pf.class_names)
         mdir = self._store.model_dir(name)
         if mdir.exists() and any(mdir.iterdir()):
             raise ModelRegistrationError(f"{mdir} already exists and is not empty; remove it first")
@@ -227,9 +244,15 @@ class ModelService:
         digest = model_digest(reg.model)
         now = utcnow()
         with self._store.write() as s:
+            old = (
+                check_supersedes(self._store, s, reg.name, reg.supersedes)
+                if reg.supersedes
+                else None
+            )
             s.add(
                 ModelRow(
                     name=reg.name,
+                    supersedes=old.name if old is not None else None,
                     spec=json.dumps(
                         {**reg.spec.to_dict(), "registration": dict(reg.measured)}, sort_keys=True
                     ),
@@ -259,6 +282,10 @@ class ModelService:
                 details["forced"] = True
             event = LifecycleEvent(EventType.MODEL_REGISTERED, rfc3339(now), details=details)
             self._log.append(event, session=s)
+            if old is not None:  # the succession, with what the new model inherits
+                new_row = self._store.model_row(s, reg.name)
+                inherited = inherited_rows(self._store, s, reg.name)
+                self._log.append(superseded_event(new_row, old, inherited, now), session=s)
 
     # -- filter banks -----------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # torch-loading modules: only the commands that need them imp
     from lethe.data import ImageArrays
     from lethe.filters import EraseConfig, FilterBank, TrainConfig
     from lethe.models import ModelSpec
+    from lethe.workflow._versions import AttestedWithout, InheritedDeletion
     from lethe_audit.metrics import Policy
     from lethe_audit.note import Verifier
 
@@ -207,6 +208,7 @@ class Lethe:
         device: str | None = None,
         caller: Literal["python", "cli"] = "python",
         log: Callable[[str], None] | None = None,
+        supersedes: str | None = None,
     ) -> ModelInfo:
         """See :meth:`ModelService.register`."""
         return self._models.register(
@@ -224,6 +226,7 @@ class Lethe:
             device=device,
             caller=caller,
             log=log,
+            supersedes=supersedes,
         )
 
     def load_model(self, name: str | None = None) -> tuple[nn.Module, ModelSpec]:
@@ -399,6 +402,23 @@ class Lethe:
     def published(self, model: str | None = None) -> dict[str, Path] | None:
         """See :meth:`ApplyService.published`."""
         return self._applies.published(model)
+
+    def inherited(self, model: str | None = None) -> builtins.list[InheritedDeletion]:
+        """See :meth:`VersionService.inherited` (model versions)."""
+        return self._applies.versions.inherited(model)
+
+    def attest_trained_without(
+        self, model: str | None, classes: Iterable[int | str], *, reason: str,
+        policy: Policy | None = None, device: str | None = None,
+    ) -> AttestedWithout:  # fmt: skip
+        """See :meth:`ApplyService.attest_without` (model versions)."""
+        return self._applies.attest_without(
+            model, classes, reason=reason, policy=policy, device=device
+        )
+
+    def rollback(self, apply_id: str) -> ApplyResult:
+        """See :meth:`VersionService.rollback`."""
+        return self._applies.versions.rollback(apply_id)
 
     # -- exports and verification ---------------------------------------------------------------
 

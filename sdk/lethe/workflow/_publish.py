@@ -12,9 +12,11 @@ database by the next apply (:func:`reconcile`) if a crash fell in between.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,7 @@ __all__ = [
     "apply_result",
     "committed",
     "lethe_version",
+    "logged_steps",
     "new_apply_id",
     "not_committed",
     "published_paths",
@@ -55,6 +58,23 @@ __all__ = [
 ]
 
 METHOD_NAME = "weight-filtering"
+_log = logging.getLogger("lethe.workflow")
+#: What each step of an apply (or erase) says in the progress lines (logger ``lethe.workflow``,
+#: INFO): ``lethe apply`` / ``lethe erase`` print them when stderr is not a terminal.
+_STEP_LINES = {
+    "before_fold": "folding the filters into a copy of the weights and exporting ONNX",
+    "after_fold": "folded and exported; measuring (accuracy, parity, MIA, relearn)",
+    "artifacts_written": "artefacts written (signed ONNX, checkpoint, figures)",
+    "committed": "committed: attestation logged",
+    "published": "published",
+    "failure_logged": "the failed attempt is logged; nothing published",
+    "erase_start": "re-training the masked weights",
+    "erase_trained": "re-trained; exporting and measuring (relearn, probe, depth)",
+    "erase_artifacts_written": "artefacts written (signed ONNX, checkpoint)",
+    "erase_committed": "committed: attestation logged",
+    "erase_published": "published (erased)",
+    "erase_failure_logged": "the failed attempt is logged; the masked model stays published",
+}
 #: Inputs of the export's gross parity check (``evaluate`` measures parity on all of them).
 PARITY_SAMPLES = 32
 
@@ -67,6 +87,22 @@ class ApplyContext:
     log: AuditLog
     models: ModelService
     references: ReferenceService
+
+
+def logged_steps(
+    what: str, name: str, fault: Callable[[str], None] | None
+) -> Callable[[str], None]:
+    """The step callback of an apply: one progress line per step (``what name: ...``), then
+    ``fault`` (tests' crash injection), if any."""
+
+    def step(s: str) -> None:
+        line = _STEP_LINES.get(s)
+        if line is not None:
+            _log.info("%s %s: %s", what, name, line)
+        if fault is not None:
+            fault(s)
+
+    return step
 
 
 def lethe_version() -> str:

@@ -157,6 +157,8 @@ class ModelInfo:
     base_onnx_sha256: str | None
     current_apply_id: str | None
     registered_at: datetime
+    #: The older version this model supersedes (it inherits its deletions), or None.
+    supersedes: str | None = None
 
     @classmethod
     def from_row(cls, row: ModelRow) -> ModelInfo:
@@ -172,6 +174,7 @@ class ModelInfo:
             base_onnx_sha256=row.base_onnx_sha256,
             current_apply_id=row.current_apply_id,
             registered_at=utc(row.registered_at),
+            supersedes=row.supersedes,
         )
 
     @property
@@ -195,6 +198,7 @@ class ModelInfo:
             "base_onnx_sha256": self.base_onnx_sha256,
             "current_apply_id": self.current_apply_id,
             "registered_at": iso(self.registered_at),
+            "supersedes": self.supersedes,
         }
 
 
