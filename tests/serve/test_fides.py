@@ -333,3 +333,29 @@ def test_hostile_webhooks_get_4xx_problems_never_500(fides_setup: FidesSetup) ->
     finally:
         http.close()
     assert s.fides.calls == []
+
+
+def test_contract_with_fides_own_models(fides_setup: FidesSetup) -> None:
+    """With ethyca-fides importable (not in Lethe's environment: run with its schemas on
+    PYTHONPATH, see docs/service.md "Fides"): the identity is Fides' own ``Identity`` dumped the
+    way ``trigger_policy_webhook`` sends it (``model_dump(mode="json")``, unset identities as
+    null), the answer parses as Fides' ``SecondPartyResponseFormat`` and the resume body as its
+    ``PrivacyRequestResumeFormat``."""
+    https = pytest.importorskip("fides.api.schemas.external_https")
+    cache = pytest.importorskip("fides.api.schemas.redis_cache")
+    s = fides_setup
+    s.client("app").map_subject("dana@example.com", classes=["6"])
+    identity = cache.Identity(email="dana@example.com", phone_number="+15555550199")
+    body = {**fides_payload("pri_contract"), "identity": identity.model_dump(mode="json")}
+    r = _webhook(s, body, token="jwe-contract")
+    reply = https.SecondPartyResponseFormat(**r.json())
+    assert reply.halt is True
+    (rid,) = r.json()["lethe"]["request_ids"]
+    s.client("dpo").approve(rid)
+    s.client("operator").apply(MODEL)
+    (call,) = s.fides.calls
+    resume = https.PrivacyRequestResumeFormat(**call["body"])
+    assert resume.derived_identity is not None and not any(
+        resume.derived_identity.model_dump().values()
+    )
+    assert call["auth"] == "Bearer jwe-contract"

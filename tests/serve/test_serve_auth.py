@@ -10,6 +10,13 @@ import pytest
 
 from tests.serve.conftest import Service, file_body
 
+# A one-way post-execution Fides webhook (needs no LETHE_FIDES_URL); see test_fides.py.
+_FIDES_POST = {
+    "privacy_request_id": "pri_1",
+    "direction": "one_way",
+    "callback_type": "post",
+    "identity": {},
+}
 # Endpoint -> roles allowed (docs/service.md, "Who may call what"). "{rid}": a request the
 # `app` token filed.
 MATRIX: list[tuple[str, str, dict[str, object] | None, set[str]]] = [
@@ -24,6 +31,10 @@ MATRIX: list[tuple[str, str, dict[str, object] | None, set[str]]] = [
     ("POST", "/v1/models/no-such-model/erase", None, {"operator"}),
     ("GET", "/v1/log/checkpoint", None, {"app", "dpo", "operator", "auditor"}),
     ("GET", "/v1/log/bundle", None, {"operator", "auditor"}),
+    ("POST", "/v1/subjects", {"value": "ann@example.com", "classes": ["3"]}, {"app", "operator"}),
+    ("POST", "/v1/fides/webhook", _FIDES_POST, {"app"}),
+    ("GET", "/v1/fides/requests/pri_1", None, {"app", "dpo", "operator", "auditor"}),
+    ("POST", "/v1/fides/resume", None, {"operator"}),
 ]
 WHO = (None, "invalid", "revoked", "app", "dpo", "operator", "auditor")
 
