@@ -139,7 +139,7 @@ def test_supersession_is_checked(lt: Lethe, digits) -> None:  # type: ignore[no-
 
 @pytest.fixture(scope="session")
 def without_class(tmp_path_factory: pytest.TempPathFactory, digits) -> Path:  # type: ignore[no-untyped-def]
-    """The digits resnet18 retrained without class 3 (a few epochs: cheap, cached)."""
+    """The digits resnet18 retrained without class 3 (the fixture's recipe; cached)."""
     from tests.conftest import _cache_root, _code_key
 
     dest = _cache_root(tmp_path_factory) / f"lethe-digits-no{FORGET}-{_code_key()}"
@@ -164,7 +164,7 @@ def _train_without(path: Path, digits) -> None:  # type: ignore[no-untyped-def]
     kept = ImageArrays(train.x[keep], train.y[keep], train.classes, name="digits-no3")
     spec = ModelSpec(**DIGITS_SPEC)  # type: ignore[arg-type]
     model = create_model(spec, seed=1)
-    fit(model, to_dataset(kept, spec.preprocess), epochs=4, lr=2e-3, seed=1, progress=False)
+    fit(model, to_dataset(kept, spec.preprocess), epochs=10, lr=2e-3, seed=1, progress=False)
     save_checkpoint(model, spec, path)
 
 
