@@ -81,6 +81,15 @@ class FidesSetup:
 
 @pytest.fixture
 def fides_setup(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FidesSetup]:
+    yield from _start(project_dir, monkeypatch)
+
+
+@pytest.fixture
+def pg_fides_setup(pg_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FidesSetup]:
+    yield from _start(pg_project, monkeypatch)
+
+
+def _start(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FidesSetup]:
     from lethe.serve import create_app, create_token, serve_in_thread
     from lethe.workflow import Lethe
 
@@ -359,3 +368,37 @@ def test_contract_with_fides_own_models(fides_setup: FidesSetup) -> None:
         resume.derived_identity.model_dump().values()
     )
     assert call["auth"] == "Bearer jwe-contract"
+
+
+def test_on_postgresql_two_resumers_call_fides_once(pg_fides_setup: FidesSetup) -> None:
+    """Two servers' resumers (two bridges over one PostgreSQL database) run at the same time
+    after an apply done outside the server (``lethe apply``): Fides is called exactly once."""
+    from lethe.serve._fides import FidesBridge
+    from lethe.workflow._subjects import SubjectMap
+
+    s = pg_fides_setup
+    s.client("app").map_subject("erin@example.com", classes=["1"])
+    data = _webhook(s, fides_payload("pri_pg", email="erin@example.com"), token="jwe-pg").json()
+    assert data["halt"] is True
+    s.client("dpo").approve(data["lethe"]["request_ids"][0])
+    s.lt.apply(MODEL, phase="mask", progress=False)  # in-process: no after-apply pass
+    assert s.fides.calls == []
+    bridges = [
+        FidesBridge(s.lt, SubjectMap(s.lt.store, s.lt.settings.keys), fides_url=s.fides.url)
+        for _ in range(2)
+    ]
+    barrier = threading.Barrier(2)
+    reports: list[Any] = []
+
+    def run(b: FidesBridge) -> None:
+        barrier.wait()
+        reports.append(b.resume_due())
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in bridges]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r.resumed) for r in reports) == [0, 1]
+    assert [c["auth"] for c in s.fides.calls] == ["Bearer jwe-pg"]
+    assert s.client("auditor").fides_request("pri_pg")["status"] == "resumed"
