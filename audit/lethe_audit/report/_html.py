@@ -8,9 +8,9 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from lethe_audit.report import _charts, _fmt
+from lethe_audit.report import _fmt
 from lethe_audit.report._page import build_document
-from lethe_audit.report._view import Badge, Code, Link, Note, Rich, Text
+from lethe_audit.report._view import Badge, Code, Document, Link, Note, Rich, Text
 
 
 def environment() -> Any:
@@ -56,38 +56,29 @@ def inline(text: Rich) -> Markup:
 
 def render_report(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
     """The report dict as one self-contained HTML page (from the same view model as the PDF)."""
-    env = environment()
-    env.filters["inline"] = inline
     images = {
         path: "data:image/png;base64," + base64.b64encode(blob).decode("ascii")
         for path, blob in figures.items()
     }
-    doc = build_document(data)
+    return render_document(build_document(data), images=images)
+
+
+def render_document(
+    doc: Document, *, images: Mapping[str, str] | None = None, extra_css: str = ""
+) -> str:
+    """One view-model document (a report or a receipt page) as a self-contained HTML page."""
+    env = environment()
+    env.filters["inline"] = inline
     return str(
         env.get_template("report.html.j2").render(
-            doc=doc, css=_css(env), images=images, Markup=Markup
+            doc=doc,
+            css=_css(env),
+            extra_css=Markup(extra_css),
+            images=dict(images or {}),
+            Markup=Markup,
         )
     )
 
 
-def render_receipt(data: Mapping[str, Any]) -> str:
-    env = environment()
-    chart = None
-    rows = (data.get("metrics") or {}).get("classes") or []
-    if rows:
-        variant = data.get("kind") == "variant"
-        labels = (
-            {"before_label": "original model", "after_label": f"{data['variant']['name']} model"}
-            if variant
-            else {}
-        )
-        chart = Markup(
-            _charts.per_class_accuracy(
-                rows,
-                title="How often the model recognised your classes",
-                width=420,
-                height=200,
-                **labels,
-            )
-        )
-    return str(env.get_template("receipt.html.j2").render(r=data, css=_css(env), chart=chart))
+#: The receipt page is one narrow column of larger text.
+RECEIPT_CSS = "body { max-width: 760px; font-size: 15px; }"

@@ -22,6 +22,7 @@ from lethe_audit.note import Verifier
 from lethe_audit.report import _fmt, _read
 from lethe_audit.report._metrics import in_words
 from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict, phase_label
+from lethe_audit.report._view import Document
 from lethe_audit.statements import (
     LifecycleEvent,
     PolicyVerdict,
@@ -61,29 +62,23 @@ class ReceiptPage(VerifiedDocument):
     def to_json(self) -> str:
         return json.dumps(self.data, indent=2, ensure_ascii=False) + "\n"
 
+    def document(self) -> Document:
+        """The page on the report's typed view model: what the HTML and the text both show."""
+        from lethe_audit.report._page_receipt import receipt_document
+
+        return receipt_document(self.data)
+
     def to_html(self) -> str:
         """A self-contained HTML page (inline CSS and chart, no scripts, no fetches)."""
-        from lethe_audit.report._html import render_receipt
+        from lethe_audit.report._html import RECEIPT_CSS, render_document
 
-        return render_receipt(self.data)
+        return render_document(self.document(), extra_css=RECEIPT_CSS)
 
     def to_text(self) -> str:
         """The page as plain text (what ``lethe-audit receipt show`` prints)."""
-        d = self.data
-        lines = [d["headline"], ""]
-        for section in d["sections"]:
-            lines.append(section["title"])
-            lines.extend(f"  {p}" for p in section["paragraphs"])
-            lines.append("")
-        if d.get("definitions"):
-            lines.append("What the numbers mean")
-            lines.extend(
-                f"  {x['label']} ({x['direction']}): {x['meaning']}" for x in d["definitions"]
-            )
-            lines.append("")
-        lines.append("Check it yourself:")
-        lines.extend(f"  {c}" for c in d["commands"])
-        return "\n".join(lines) + "\n"
+        from lethe_audit.report._page_receipt import document_text
+
+        return document_text(self.document())
 
     def write(self, out: str | os.PathLike[str]) -> Path:
         """Write the HTML page (or JSON / text by the suffix ``.json`` / ``.txt``)."""

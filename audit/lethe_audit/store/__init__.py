@@ -110,6 +110,7 @@ _LAZY = {
 
 __all__ = [
     "COVERAGE_STATUSES",
+    "FIDES_STATUSES",
     "NAMING_CONVENTION",
     "READ_ONLY",
     "RETRY_ATTEMPTS",
@@ -118,7 +119,6 @@ __all__ = [
     "ApplyRow",
     "Base",
     "CoverageRow",
-    "FIDES_STATUSES",
     "FidesRequestRow",
     "ModelRow",
     "ReferenceRow",

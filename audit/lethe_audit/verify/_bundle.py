@@ -178,13 +178,6 @@ def _error(
     return cls(message, index=index, size=size)
 
 
-@dataclass(frozen=True)
-class _Result:
-    leaves: bytes
-    sizes: list[int]
-    roots: bytes
-
-
 class _Runner:
     """Runs chunk jobs in worker processes (or inline for small bundles)."""
 

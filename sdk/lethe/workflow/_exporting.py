@@ -4,7 +4,7 @@ set and bundle, and describing log entries for admins."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -267,7 +267,7 @@ class ExportService:
         return EvalDataExport(str(path), len(y), digest, tuple(int(d) for d in x.shape[1:]))
 
     def export_bundle(
-        self, path: str | Path, *, attachments: tuple[str | Path, ...] = (), figures: bool = True
+        self, path: str | Path, *, attachments: Sequence[str | Path] = (), figures: bool = True
     ) -> Path:
         """Write the auditor bundle (entries, checkpoints, keys) with the filter figures of
         every applied deletion (their digests are in the log) and any extra ``attachments``."""

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lethe.errors import ProjectError
 from lethe.workflow._applies import ApplyService
 from lethe.workflow._exporting import ExportService
+from lethe.workflow._forward import Forward
 from lethe.workflow._init import create_project
 from lethe.workflow._models import ModelService
 from lethe.workflow._principal import Principal
@@ -27,23 +28,14 @@ from lethe.workflow._settings import Settings
 from lethe.workflow._store import ProjectStore
 from lethe.workflow._types import (
     ApplyResult,
-    DeletionRequest,
-    DepthReference,
-    EvalDataExport,
-    LogEntry,
-    ModelExport,
-    ModelInfo,
 )
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
 
 if TYPE_CHECKING:  # torch-loading modules: only the commands that need them import them
     from sqlalchemy.engine import Engine
-    from torch import nn
 
-    from lethe.data import ImageArrays
-    from lethe.filters import EraseConfig, FilterBank, TrainConfig
-    from lethe.models import ModelSpec
+    from lethe.filters import EraseConfig
     from lethe.workflow._versions import AttestedWithout, InheritedDeletion
     from lethe_audit.metrics import Policy
     from lethe_audit.note import Verifier
@@ -183,147 +175,23 @@ class Lethe:
 
     # -- models -------------------------------------------------------------------------------
 
-    def models(self) -> builtins.list[ModelInfo]:
-        """See :meth:`ModelService.models`."""
-        return self._models.models()
-
-    def model(self, name: str | None = None) -> ModelInfo:
-        """See :meth:`ModelService.model`."""
-        return self._models.model(name)
-
-    def register_model(
-        self,
-        name: str,
-        checkpoint: str | os.PathLike[str],
-        *,
-        eval_data: ImageArrays | str | os.PathLike[str],
-        train_data: ImageArrays | str | os.PathLike[str] | None = None,
-        class_names: Sequence[str] | None = None,
-        spec: ModelSpec | Mapping[str, Any] | None = None,
-        bank: str | os.PathLike[str] | None = None,
-        export_onnx: bool = True,
-        preprocessing: Mapping[str, Any] | str | None = None,
-        expect_accuracy: float | None = None,
-        force: bool = False,
-        device: str | None = None,
-        caller: Literal["python", "cli"] = "python",
-        log: Callable[[str], None] | None = None,
-        supersedes: str | None = None,
-    ) -> ModelInfo:
-        """See :meth:`ModelService.register`."""
-        return self._models.register(
-            name,
-            checkpoint,
-            eval_data=eval_data,
-            train_data=train_data,
-            class_names=class_names,
-            spec=spec,
-            bank=bank,
-            export_onnx=export_onnx,
-            preprocessing=preprocessing,
-            expect_accuracy=expect_accuracy,
-            force=force,
-            device=device,
-            caller=caller,
-            log=log,
-            supersedes=supersedes,
-        )
-
-    def load_model(self, name: str | None = None) -> tuple[nn.Module, ModelSpec]:
-        """See :meth:`ModelService.load_model`."""
-        return self._models.load_model(name)
-
-    def load_bank(self, name: str | None = None) -> FilterBank:
-        """See :meth:`ModelService.load_bank`."""
-        return self._models.load_bank(name)
-
-    def data(self, name: str | None = None, *, split: str = "eval") -> ImageArrays:
-        """See :meth:`ModelService.data`."""
-        return self._models.data(name, split=split)
-
-    def attach_bank(self, name: str, bank_path: str | os.PathLike[str]) -> ModelInfo:
-        """See :meth:`ModelService.attach_bank`."""
-        return self._models.attach_bank(name, bank_path)
-
-    def train_filters(
-        self,
-        name: str | None = None,
-        *,
-        progress: bool = True,
-        on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-        device: str | None = None,
-        config: TrainConfig | Mapping[str, Any] | None = None,
-    ) -> FilterBank:
-        """See :meth:`ModelService.train_filters`."""
-        return self._models.train_filters(
-            name, progress=progress, on_epoch=on_epoch, device=device, config=config
-        )
+    models = Forward("_models", ModelService.models)
+    model = Forward("_models", ModelService.model)
+    register_model = Forward("_models", ModelService.register)
+    load_model = Forward("_models", ModelService.load_model)
+    load_bank = Forward("_models", ModelService.load_bank)
+    data = Forward("_models", ModelService.data)
+    attach_bank = Forward("_models", ModelService.attach_bank)
+    train_filters = Forward("_models", ModelService.train_filters)
 
     # -- requests -----------------------------------------------------------------------------
 
-    def file(
-        self,
-        *,
-        subject: str,
-        classes: Iterable[int | str],
-        legal_basis: str,
-        model: str | None = None,
-        idempotency_key: str | None = None,
-        samples: Sequence[Any] | None = None,
-        principal: Principal | None = None,
-    ) -> DeletionRequest:
-        """See :meth:`RequestService.file`."""
-        return self._requests.file(
-            subject=subject,
-            classes=classes,
-            legal_basis=legal_basis,
-            model=model,
-            idempotency_key=idempotency_key,
-            samples=samples,
-            principal=principal,
-        )
-
-    def get(self, request_id: str) -> DeletionRequest:
-        """See :meth:`RequestService.get`."""
-        return self._requests.get(request_id)
-
-    def list(
-        self,
-        *,
-        status: str | Sequence[str] | None = None,
-        overdue: bool | None = None,
-        model: str | None = None,
-    ) -> builtins.list[DeletionRequest]:
-        """See :meth:`RequestService.list`."""
-        return self._requests.list(status=status, overdue=overdue, model=model)
-
-    def approve(
-        self,
-        request_id: str,
-        *,
-        actor: str | None = None,
-        reason: str | None = None,
-        principal: Principal | None = None,
-    ) -> DeletionRequest:
-        """See :meth:`RequestService.approve`."""
-        return self._requests.approve(request_id, actor=actor, reason=reason, principal=principal)
-
-    def reject(
-        self,
-        request_id: str,
-        *,
-        actor: str | None = None,
-        reason: str,
-        principal: Principal | None = None,
-    ) -> DeletionRequest:
-        """See :meth:`RequestService.reject`."""
-        return self._requests.reject(request_id, actor=actor, reason=reason, principal=principal)
-
-    def shred(
-        self, request_id: str, *, actor: str | None = None, principal: Principal | None = None
-    ) -> DeletionRequest:
-        """See :meth:`RequestService.shred`."""
-        return self._requests.shred(request_id, actor=actor, principal=principal)
+    file = Forward("_requests", RequestService.file)
+    get = Forward("_requests", RequestService.get)
+    list = Forward("_requests", RequestService.list)
+    approve = Forward("_requests", RequestService.approve)
+    reject = Forward("_requests", RequestService.reject)
+    shred = Forward("_requests", RequestService.shred)
 
     # -- apply, references, receipts ------------------------------------------------------------
 
@@ -375,33 +243,11 @@ class Lethe:
             principal=principal,
         )
 
-    def train_reference(
-        self,
-        model: str | None = None,
-        *,
-        cls: int | str | None = None,
-        progress: bool = True,
-        device: str | None = None,
-        **recipe: Any,
-    ) -> DepthReference:
-        """See :meth:`ReferenceService.train`."""
-        return self._references.train(model, cls=cls, progress=progress, device=device, **recipe)
-
-    def reference(self, model: str | None = None) -> DepthReference | None:
-        """See :meth:`ReferenceService.latest`."""
-        return self._references.latest(model)
-
-    def applies(self, model: str | None = None) -> builtins.list[ApplyResult]:
-        """See :meth:`ApplyService.applies`."""
-        return self._applies.applies(model)
-
-    def receipt(self, request_id: str) -> str:
-        """See :meth:`ApplyService.receipt`."""
-        return self._applies.receipt(request_id)
-
-    def published(self, model: str | None = None) -> dict[str, Path] | None:
-        """See :meth:`ApplyService.published`."""
-        return self._applies.published(model)
+    train_reference = Forward("_references", ReferenceService.train)
+    reference = Forward("_references", ReferenceService.latest)
+    applies = Forward("_applies", ApplyService.applies)
+    receipt = Forward("_applies", ApplyService.receipt)
+    published = Forward("_applies", ApplyService.published)
 
     def inherited(self, model: str | None = None) -> builtins.list[InheritedDeletion]:
         """See :meth:`VersionService.inherited` (model versions)."""
@@ -422,31 +268,8 @@ class Lethe:
 
     # -- exports and verification ---------------------------------------------------------------
 
-    def export_onnx(
-        self,
-        model: str | None,
-        out: str | Path,
-        *,
-        quantize: str | None = None,
-        progress: bool = False,
-    ) -> ModelExport:
-        """See :meth:`ExportService.export_onnx`."""
-        return self._exports.export_onnx(model, out, quantize=quantize, progress=progress)
-
-    def export_eval_data(self, model: str | None, out: str | Path) -> EvalDataExport:
-        """See :meth:`ExportService.export_eval_data`."""
-        return self._exports.export_eval_data(model, out)
-
-    def log_entries(self, *, start: int = 0, limit: int = 50) -> builtins.list[LogEntry]:
-        """See :meth:`ExportService.log_entries`."""
-        return self._exports.log_entries(start=start, limit=limit)
-
-    def export_bundle(
-        self, path: str | Path, *, attachments: Sequence[str | Path] = (), figures: bool = True
-    ) -> Path:
-        """See :meth:`ExportService.export_bundle`."""
-        return self._exports.export_bundle(path, attachments=tuple(attachments), figures=figures)
-
-    def verify_log(self, *, workers: int | None = None) -> None:
-        """See :meth:`ExportService.verify_log`."""
-        self._exports.verify_log(workers=workers)
+    export_onnx = Forward("_exports", ExportService.export_onnx)
+    export_eval_data = Forward("_exports", ExportService.export_eval_data)
+    log_entries = Forward("_exports", ExportService.log_entries)
+    export_bundle = Forward("_exports", ExportService.export_bundle)
+    verify_log = Forward("_exports", ExportService.verify_log)

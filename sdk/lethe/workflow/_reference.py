@@ -107,10 +107,11 @@ class ReferenceService:
 
     def train(
         self,
-        model: str | None,
+        /,  # ``**recipe_overrides`` may hold any name: ``self`` is positional (typed forwarding)
+        model: str | None = None,
         *,
         cls: int | str | None = None,
-        progress: bool = False,
+        progress: bool = True,
         device: str | None = None,
         **recipe_overrides: Any,
     ) -> DepthReference:
@@ -189,7 +190,7 @@ class ReferenceService:
             ref = DepthReference.from_row(row, info, str(path))
         return ref
 
-    def latest(self, model: str | None) -> DepthReference | None:
+    def latest(self, model: str | None = None) -> DepthReference | None:
         """The model's newest depth reference, or None."""
         with self._store.read() as s:
             name = self._store.model_row(s, model).name
