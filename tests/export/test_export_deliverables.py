@@ -75,6 +75,13 @@ def test_exports_carry_openssf_signatures_and_int8_is_bound_to_the_receipt(
     res = CliRunner().invoke(audit_main, ["model", "verify", str(fp32), "--key", vkey,
                                           "--receipt", str(own)])  # fmt: skip
     assert res.exit_code == 50, res.output  # the variant's receipt names the int8 file only
+    from lethe_audit.errors import ModelVerificationError
+    from lethe_audit.model import load_verified
+
+    session = load_verified(int8, vkey, receipt=own.read_bytes())  # the edge loader too
+    assert session.get_inputs()[0].name
+    with pytest.raises(ModelVerificationError, match="names another ONNX model"):
+        load_verified(fp32, vkey, receipt=own.read_bytes())
     _check_variant_page(own, receipt, vkey, req.id, q.metrics or {})
     from lethe.cli import main as lethe_main
 
