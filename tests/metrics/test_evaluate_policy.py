@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from lethe_audit.cli.metric_policy import policy_options
 from lethe_audit.errors import (
     BackendError,
     EvaluationSetError,
@@ -31,7 +32,6 @@ from lethe_audit.metrics import (
     RelearnConfig,
     Verdict,
     evaluate,
-    policy_options,
 )
 
 K = 4

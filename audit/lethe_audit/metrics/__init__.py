@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from lethe_audit.metrics._cli import policy_from_options, policy_options
 from lethe_audit.metrics._definitions import (
     METRIC_DEFINITIONS,
     POLICY_METRIC,
@@ -143,8 +142,6 @@ __all__ = [
     "median_run",
     "metric_definition",
     "mia_efficacy",
-    "policy_from_options",
-    "policy_options",
     "probe_auc",
     "random_onnx_model",
     "softmax",

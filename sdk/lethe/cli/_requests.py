@@ -12,7 +12,7 @@ import click
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
 from lethe.cli._models import device_option, progress_lines
 from lethe_audit.cli.common import emit, json_option
-from lethe_audit.metrics import policy_options
+from lethe_audit.cli.metric_policy import policy_options
 from lethe_audit.statements import RequestStatus  # the enums only (no signing code loaded)
 
 

@@ -1,4 +1,6 @@
-"""Reusable click options that build a :class:`Policy` (``lethe`` and ``lethe-audit`` CLIs)."""
+"""Reusable click options that build a metrics :class:`~lethe_audit.metrics.Policy` (``lethe``
+and ``lethe-audit`` CLIs). Click lives in the CLI packages only: ``lethe_audit.metrics`` itself
+does not import it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from lethe_audit.errors import PolicyConfigError
-from lethe_audit.metrics._policy import OFF, Policy
+from lethe_audit.metrics import OFF, Policy
 
 __all__ = ["policy_from_options", "policy_options"]
 
