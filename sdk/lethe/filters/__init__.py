@@ -6,11 +6,12 @@ from lethe.filters._bank import BANK_FORMAT, FilterBank
 from lethe.filters._erase import ERASE_METHODS, EraseConfig, EraseReport, erase
 from lethe.filters._explain import ExplainResult, channel_overlap, explain, suppression_by_layer
 from lethe.filters._targets import Target, TargetSpec, select_targets
-from lethe.filters._train import TrainConfig, class_report, knob_hints, train
+from lethe.filters._train import FORGET_LOSSES, TrainConfig, class_report, knob_hints, train
 
 __all__ = [
     "BANK_FORMAT",
     "ERASE_METHODS",
+    "FORGET_LOSSES",
     "EraseConfig",
     "EraseReport",
     "ExplainResult",

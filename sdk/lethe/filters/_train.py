@@ -20,9 +20,13 @@ from lethe.errors import ConfigError, TargetSelectionError, TrainingError
 from lethe.filters._apply import ScaleInjector
 from lethe.filters._bank import FilterBank
 
-__all__ = ["TrainConfig", "class_report", "knob_hints", "sample_forget_sets", "train"]
+__all__ = [
+    "FORGET_LOSSES", "TrainConfig", "class_report", "knob_hints", "sample_forget_sets", "train",
+]  # fmt: skip
 
 _CKPT_FORMAT = "lethe/filter-train-checkpoint/v1"
+#: The forget terms ``TrainConfig.forget_loss`` names (the first is the default).
+FORGET_LOSSES = ("capped-mean", "per-sample-inverse", "margin")
 _log = logging.getLogger("lethe.filters")
 
 
@@ -30,10 +34,15 @@ _log = logging.getLogger("lethe.filters")
 class TrainConfig:
     """Hyper-parameters of filter training; defaults follow what the prototype measured.
 
-    Loss = ``retain_weight`` * CE(retain) + ``forget_weight`` / mean(min(CE(forget), cap))
-    + ``sparsity_weight`` * mean(1 - alpha). Each sample gets a random set of
-    1..``max_set_size`` classes: forget samples' sets contain their own class, retain
-    samples' sets exclude it, so that products of rows (multi-class deletions) compose.
+    Loss = ``retain_weight`` * CE(retain) + ``forget_weight`` * forget term
+    + ``sparsity_weight`` * mean(1 - alpha). The forget term (``forget_loss``) is
+    ``"capped-mean"`` 1 / mean(min(CE(forget), cap)) (the default), ``"per-sample-inverse"``
+    mean(1 / (min(CE, cap) + 0.1)) or ``"margin"`` mean(relu(z_y - max_{j != y} z_j +
+    ``forget_margin``)). Each sample gets a random set of 1..``max_set_size`` classes (size k
+    drawn with probability proportional to k ** ``set_size_power``): forget samples' sets
+    contain their own class, retain samples' sets exclude it, so that products of rows
+    (multi-class deletions) compose. A retain sample whose set has k classes weighs
+    1 + ``retain_set_weight`` * (k - 1) in CE(retain).
     alpha = sigmoid(theta), theta starts at ``theta_init`` (alpha ~ 0.95), Adam with ``lr``.
     """
 
@@ -48,6 +57,10 @@ class TrainConfig:
     forget_ce_cap: float = 5.0
     theta_init: float = 3.0
     seed: int = 0
+    forget_loss: str = "capped-mean"
+    forget_margin: float = 1.0
+    retain_set_weight: float = 0.0
+    set_size_power: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -66,7 +79,13 @@ class TrainConfig:
             bad(f"max_set_size must be >= 1, got {self.max_set_size}")
         if not 0.0 < self.forget_fraction < 1.0:
             bad(f"forget_fraction must be strictly between 0 and 1, got {self.forget_fraction}")
-        for name in ("retain_weight", "forget_weight", "sparsity_weight"):
+        if self.forget_loss not in FORGET_LOSSES:
+            bad(f"forget_loss must be one of {', '.join(FORGET_LOSSES)}, got {self.forget_loss!r}")
+        if not self.forget_margin > 0 or not math.isfinite(self.forget_margin):
+            bad(f"forget_margin must be a positive number, got {self.forget_margin}")
+        if not math.isfinite(self.set_size_power):
+            bad(f"set_size_power must be finite, got {self.set_size_power}")
+        for name in ("retain_weight", "forget_weight", "sparsity_weight", "retain_set_weight"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 bad(f"{name} must be a non-negative number, got {v}")
@@ -99,7 +118,11 @@ def sample_forget_sets(
     """
     b = len(labels)
     k_max = min(cfg.max_set_size, num_classes - 1)
-    k = torch.randint(1, k_max + 1, (b,), generator=gen)
+    if cfg.set_size_power == 0:
+        k = torch.randint(1, k_max + 1, (b,), generator=gen)
+    else:
+        p = torch.arange(1, k_max + 1, dtype=torch.float64) ** cfg.set_size_power
+        k = torch.multinomial(p, b, replacement=True, generator=gen) + 1
     is_forget = torch.rand(b, generator=gen) < cfg.forget_fraction
     r = torch.rand(b, num_classes, generator=gen)
     rows = torch.arange(b)
@@ -392,8 +415,7 @@ def _step(
                 f"layers {never} are never called through their forward, so a "
                 "filter cannot act on them; exclude them from the targets"
             )
-    ce = F.cross_entropy(logits.float(), yb, reduction="none")
-    loss = _loss(run, ce, forget_mask, n_forget, n_retain)
+    loss = _loss(run, logits.float(), yb, member, forget_mask, n_forget, n_retain)
     run.opt.zero_grad(set_to_none=True)
     loss.backward()  # type: ignore[no-untyped-call]
     if run.distributed:
@@ -415,23 +437,58 @@ def _step(
 
 
 def _loss(
-    run: _Run, ce: torch.Tensor, forget_mask: torch.Tensor, n_forget: int, n_retain: int
+    run: _Run,
+    logits: torch.Tensor,
+    yb: torch.Tensor,
+    member: torch.Tensor,
+    forget_mask: torch.Tensor,
+    n_forget: int,
+    n_retain: int,
 ) -> torch.Tensor:
-    """λ0·CE_retain + λ1 / capped CE_forget + λ2·mean(1 − α) (DESIGN §3)."""
+    """λ0·CE_retain + λ1·forget term + λ2·mean(1 − α) (DESIGN §3; TrainConfig says which)."""
     cfg = run.cfg
+    ce = F.cross_entropy(logits, yb, reduction="none")
     zero = ce.new_zeros(())
     loss = zero
     if n_retain:
-        retain_ce = torch.where(forget_mask, zero, ce).sum() / n_retain
+        retain = ce
+        if cfg.retain_set_weight:
+            retain = ce * (1 + cfg.retain_set_weight * (member.sum(1) - 1))
+        retain_ce = torch.where(forget_mask, zero, retain).sum() / n_retain
         loss = loss + cfg.retain_weight * retain_ce
     if n_forget:
-        capped = ce.clamp(max=cfg.forget_ce_cap)
-        forget_ce = torch.where(forget_mask, capped, zero).sum() / n_forget
-        loss = loss + cfg.forget_weight / (forget_ce + 1e-6)
+        loss = loss + _forget_term(cfg, logits, yb, ce, forget_mask, n_forget)
     if cfg.sparsity_weight:
         alphas = torch.cat([torch.sigmoid(th).flatten() for th in run.theta.values()])
         loss = loss + cfg.sparsity_weight * (1 - alphas).mean()
     return loss
+
+
+def _forget_term(
+    cfg: TrainConfig,
+    logits: torch.Tensor,
+    yb: torch.Tensor,
+    ce: torch.Tensor,
+    forget_mask: torch.Tensor,
+    n_forget: int,
+) -> torch.Tensor:
+    """``forget_weight`` x the forget samples' term, lower when they are forgotten."""
+    zero = ce.new_zeros(())
+    if cfg.forget_loss == "margin":
+        # Hinge on the true logit's lead over the best other logit: zero once every forget
+        # sample is misclassified by at least the margin (no push beyond it).
+        true = logits.gather(1, yb.view(-1, 1)).squeeze(1)
+        own = F.one_hot(yb, logits.shape[1]).bool()
+        other = logits.masked_fill(own, float("-inf")).amax(1)
+        per = F.relu(true - other + cfg.forget_margin)
+        return cfg.forget_weight * torch.where(forget_mask, per, zero).sum() / n_forget
+    capped = ce.clamp(max=cfg.forget_ce_cap)
+    if cfg.forget_loss == "per-sample-inverse":
+        # Each sample's own 1 / CE: the gradient goes to the samples still recognised.
+        per = 1.0 / (capped + 0.1)
+        return cfg.forget_weight * torch.where(forget_mask, per, zero).sum() / n_forget
+    forget_ce = torch.where(forget_mask, capped, zero).sum() / n_forget
+    return cfg.forget_weight / (forget_ce + 1e-6)
 
 
 @torch.no_grad()
