@@ -49,9 +49,9 @@ from lethe_audit.store import FidesRequestRow
 __all__ = ["FidesBridge"]
 
 _log = logging.getLogger("lethe.serve.fides")
-#: A reply-to path: Fides sends ``/privacy-request/<id>/resume``; anything but a plain path
-#: (a scheme, a host, ``..``, a query) is refused, so a caller cannot aim Lethe elsewhere.
-_REPLY_TO = re.compile(r"/(?:[A-Za-z0-9._~:@-]+/)*[A-Za-z0-9._~:@-]+")
+#: Fides' reply-to-token is a compact JWE (base64url parts and dots); anything else (spaces,
+#: control or non-ASCII characters) is refused before it is stored or sent anywhere.
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,8192}")
 _DONE = ("applied", "superseded")
 #: A claim ("resuming") older than this is taken to be a crashed resumer and is retried.
 _STALE_CLAIM = timedelta(minutes=5)
@@ -118,7 +118,12 @@ class FidesBridge:
                 "the Fides integration is not configured: start the server with LETHE_FIDES_URL "
                 "set to Fides' API base URL (e.g. https://fides.example.com/api/v1)"
             )
-        path = _check_reply_to(reply_to) if pausable else None
+        path = _check_reply_to(reply_to, prid) if pausable else None
+        if pausable and not _TOKEN.fullmatch(reply_token or ""):
+            raise FidesError(
+                "the reply-to-token header is not a JWE (base64url parts joined by '.') as "
+                "Fides sends it"
+            )
         ids = json.loads(row.request_ids) if row is not None else []
         if not ids:  # first call, or nothing was mapped then (the app may have mapped since)
             ids = self._file(body, principal)
@@ -302,14 +307,19 @@ class FidesBridge:
         if not row.reply_to or row.reply_token is None:
             self._finish(prid, "resume_failed", "no reply-to stored")
             return False
-        url = f"{self._base}{row.reply_to}"
+        try:  # re-checked: the row may predate the check, or the database may be edited
+            url = f"{self._base}{_check_reply_to(row.reply_to, prid)}"
+        except FidesError:
+            self._finish(prid, "resume_failed", "the stored reply-to is not this request's")
+            return False
         try:
             token = self._subjects.open(row.reply_token)
-            resp = httpx.post(
+            resp = httpx.post(  # only to LETHE_FIDES_URL; a redirect is an answer, not followed
                 url,
                 json={"derived_identity": {}},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=self._timeout,
+                follow_redirects=False,
             )
         except httpx.HTTPError as e:
             self._finish(prid, "halted", f"cannot reach Fides: {type(e).__name__}")
@@ -391,10 +401,14 @@ def _check_base(url: str | None) -> str | None:
     return url
 
 
-def _check_reply_to(reply_to: str | None) -> str:
-    if reply_to is None or ".." in reply_to or not _REPLY_TO.fullmatch(reply_to):
+def _check_reply_to(reply_to: str | None, prid: str) -> str:
+    """The reply-to path, which must be exactly the one Fides sends for this privacy request
+    (``/privacy-request/<privacy_request_id>/resume``, joined to LETHE_FIDES_URL): a caller can
+    neither aim the resume call (and its token) at another host nor at another Fides path."""
+    expected = f"/privacy-request/{prid}/resume"
+    if reply_to is None or reply_to != expected or prid.strip(".") == "":  # no "/../resume"
         raise FidesError(
-            "the reply-to header must be a path such as /privacy-request/<id>/resume "
-            "(Lethe joins it to LETHE_FIDES_URL)"
+            "the reply-to header must be /privacy-request/<privacy_request_id>/resume for the "
+            "privacy request in the body, as Fides sends it (Lethe joins it to LETHE_FIDES_URL)"
         )
-    return reply_to
+    return expected

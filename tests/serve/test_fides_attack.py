@@ -1,0 +1,282 @@
+"""Attacks on the Fides webhook: Lethe must call back only to LETHE_FIDES_URL, only for the
+privacy request the webhook named, never follow a redirect with the reply-to token, and never
+echo the token.
+
+Real ``lethe serve`` over a real project, real loopback HTTP servers: one stands in for Fides
+(its answers scripted per test), one for an attacker's host (it records whatever reaches it).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.serve.conftest import MODEL, ROLES
+from tests.serve.test_fides import fides_payload
+
+API = "/api/v1"
+
+
+@dataclass
+class Host:
+    """A loopback HTTP server that records every request; ``answer`` scripts the reply."""
+
+    url: str = ""
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    #: (status, extra headers) per call, then 200; ``hang`` seconds before answering.
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    hang: float = 0.0
+
+
+def _host() -> tuple[Host, ThreadingHTTPServer]:
+    host = Host()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _any(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n)
+            host.calls.append(
+                {"method": self.command, "path": self.path,
+                 "auth": self.headers.get("Authorization"), "body": body}
+            )  # fmt: skip
+            if host.hang:
+                time.sleep(host.hang)
+            status, extra = host.answers.pop(0) if host.answers else (200, {})
+            out = b"{}"
+            self.send_response(status)
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_POST = do_GET = do_PUT = _any
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    host.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return host, server
+
+
+@dataclass
+class Setup:
+    url: str
+    lt: Any
+    tokens: dict[str, str]
+    fides: Host
+    evil: Host
+
+    def auth(self, who: str = "fides") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def client(self, who: str) -> Any:
+        from lethe import Client
+
+        return Client(self.url, self.tokens[who])
+
+    def webhook(self, prid: str, reply_to: str, token: str, **identity: Any) -> httpx.Response:
+        headers = {**self.auth(), "reply-to": reply_to, "reply-to-token": token}
+        return httpx.post(
+            f"{self.url}/v1/fides/webhook",
+            json=fides_payload(prid, **identity),
+            headers=headers,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def setup(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+    from lethe.serve import create_app, create_token, serve_in_thread
+    from lethe.workflow import Lethe
+
+    monkeypatch.setenv("LETHE_FIDES_RESUME_INTERVAL", "0")
+    (fides, fs), (evil, es) = _host(), _host()
+    try:
+        with Lethe.open(project_dir) as lt:
+            tokens = {r: create_token(lt.engine, name=r, role=r)[0] for r in ROLES}
+            tokens["fides"] = create_token(lt.engine, name="fides", role="app")[0]
+            with serve_in_thread(create_app(lt, fides_url=fides.url + API)) as url:
+                yield Setup(url, lt, tokens, fides, evil)
+    finally:
+        for server in (fs, es):
+            server.shutdown()
+            server.server_close()
+
+
+def _row(lt: Any, prid: str) -> Any:
+    from sqlalchemy.orm import Session
+
+    from lethe_audit.store import FidesRequestRow
+
+    with Session(lt.engine) as s:
+        row = s.get(FidesRequestRow, prid)
+        if row is not None:
+            s.expunge(row)
+        return row
+
+
+def _approve_and_apply(s: Setup, rid: str) -> None:
+    s.client("dpo").approve(rid, reason="verified")
+    assert s.client("operator").apply(MODEL)["outcome"] == "applied"
+
+
+def test_reply_to_naming_another_host_or_request_is_refused_and_never_called(
+    setup: Setup,
+) -> None:
+    s = setup
+    s.client("app").map_subject("alice@example.com", classes=["3"], model=MODEL)
+    evil_port = s.evil.url.rsplit(":", 1)[1]
+    token = "eyJhbGciOiJkaXIifQ." + secrets.token_urlsafe(24)
+    hostile = [
+        s.evil.url + "/privacy-request/pri_a/resume",  # absolute URL to another host
+        "//127.0.0.1:" + evil_port + "/privacy-request/pri_a/resume",  # scheme-relative
+        "@127.0.0.1:" + evil_port + "/privacy-request/pri_a/resume",  # userinfo trick
+        "/privacy-request/pri_victim/resume",  # another privacy request of this Fides
+        "/privacy-request/pri_a/resume?next=" + s.evil.url,
+        "/privacy-request/pri_a/resume/../../../../admin",
+        "/privacy-request/pri_a/resume#x",
+        "/PRIVACY-REQUEST/pri_a/resume",
+        "/privacy-request/pri_a/resume/",
+    ]
+    for reply_to in hostile:
+        r = s.webhook("pri_a", reply_to, token)
+        assert r.status_code == 422, (reply_to, r.text)
+        assert r.json()["title"] == "FidesError" and token not in r.text
+        assert _row(s.lt, "pri_a") is None  # nothing filed, nothing stored
+    assert [x for x in s.lt.list() if x.filed_by == "fides"] == []
+    # a privacy request id made of dots would make the path /privacy-request/../resume
+    assert s.webhook("..", "/privacy-request/../resume", token).status_code == 422
+    # The genuine header works, and the resume goes to Fides, for this request, only.
+    ok = s.webhook("pri_a", "/privacy-request/pri_a/resume", token)
+    assert ok.status_code == 200 and ok.json()["halt"] is True
+    _approve_and_apply(s, ok.json()["lethe"]["request_ids"][0])
+    assert s.evil.calls == []
+    assert [(c["path"], c["auth"]) for c in s.fides.calls] == [
+        (f"{API}/privacy-request/pri_a/resume", f"Bearer {token}")
+    ]
+
+
+def test_a_fides_redirect_is_not_followed_with_the_token(setup: Setup) -> None:
+    s = setup
+    s.client("app").map_subject("bob@example.com", classes=["2"], model=MODEL)
+    token = "eyJ." + secrets.token_urlsafe(24)
+    s.fides.answers = [(307, {"Location": s.evil.url + "/steal"})]
+    r = s.webhook("pri_r", "/privacy-request/pri_r/resume", token, email="bob@example.com")
+    _approve_and_apply(s, r.json()["lethe"]["request_ids"][0])
+    assert len(s.fides.calls) == 1 and s.evil.calls == []  # the token went nowhere else
+    out = s.client("fides").fides_request("pri_r")
+    assert out["status"] == "resume_failed" and "307" in (out["last_error"] or "")
+    assert token not in json.dumps(out)
+    assert _row(s.lt, "pri_r").reply_token is None  # a failed-for-good token is dropped
+
+
+def test_a_stored_reply_to_edited_in_the_database_is_not_called(setup: Setup) -> None:
+    """An attacker with write access to the database (not the keys) aims a halted request's
+    reply-to at another path: the resumer re-checks it and refuses."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from lethe_audit.store import FidesRequestRow
+
+    s = setup
+    s.client("app").map_subject("carol@example.com", classes=["4"], model=MODEL)
+    token = "eyJ." + secrets.token_urlsafe(24)
+    r = s.webhook("pri_e", "/privacy-request/pri_e/resume", token, email="carol@example.com")
+    with Session(s.lt.engine) as ses, ses.begin():
+        ses.execute(
+            update(FidesRequestRow)
+            .where(FidesRequestRow.privacy_request_id == "pri_e")
+            .values(reply_to="/privacy-request/pri_victim/resume")
+        )
+    _approve_and_apply(s, r.json()["lethe"]["request_ids"][0])
+    assert s.fides.calls == [] and s.evil.calls == []
+    out = s.client("operator").fides_request("pri_e")
+    assert out["status"] == "resume_failed" and token not in json.dumps(out)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["a b", "tok\x7f", "tok\u00e9", "x" * 8193, "", "Bearer\tx"],
+    ids=["space", "del", "latin1", "too-long", "empty", "tab"],
+)
+def test_a_token_that_is_not_a_jwe_is_refused_without_echo(setup: Setup, token: str) -> None:
+    s = setup
+    s.client("app").map_subject("dana@example.com", classes=["6"], model=MODEL)
+    headers = {**s.auth(), "reply-to": "/privacy-request/pri_t/resume",
+               "reply-to-token": token.encode("latin-1")}  # fmt: skip
+    body = fides_payload("pri_t", email="dana@example.com")
+    r = httpx.post(f"{s.url}/v1/fides/webhook", json=body, headers=headers, timeout=60)
+    assert r.status_code in (400, 422), r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    if token.strip():
+        assert token.strip() not in r.text
+    assert _row(s.lt, "pri_t") is None
+
+
+def test_a_hanging_fides_times_out_and_the_request_stays_halted(setup: Setup) -> None:
+    from lethe.serve._fides import FidesBridge
+    from lethe.workflow._subjects import SubjectMap
+
+    s = setup
+    s.client("app").map_subject("erin@example.com", classes=["1"], model=MODEL)
+    r = s.webhook("pri_h", "/privacy-request/pri_h/resume", "eyJ.x", email="erin@example.com")
+    rid = r.json()["lethe"]["request_ids"][0]
+    s.client("dpo").approve(rid)
+    s.lt.apply(MODEL, phase="mask", progress=False)  # in-process: the server does not resume
+    s.fides.hang = 3.0
+    bridge = FidesBridge(
+        s.lt, SubjectMap(s.lt.store, s.lt.settings.keys), fides_url=s.fides.url + API,
+        timeout=0.5,
+    )  # fmt: skip
+    report = bridge.resume_due()
+    assert report.failed == ["pri_h"] and report.resumed == []
+    out = s.client("fides").fides_request("pri_h")
+    assert out["status"] == "halted" and "Timeout" in (out["last_error"] or "")
+    s.fides.hang = 0.0
+    assert bridge.resume_due().resumed == ["pri_h"]
+
+
+# -- the parser, over hostile input --------------------------------------------------------------
+
+_prid = st.from_regex(r"\A[A-Za-z0-9._:-]{1,40}\Z")
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))  # fmt: skip
+@given(prid=_prid, reply_to=st.one_of(
+    st.text(max_size=80),
+    st.builds(lambda p, t: f"/privacy-request/{p}/resume{t}", _prid, st.text(max_size=10)),
+    st.builds(lambda t: t + "/privacy-request/x/resume", st.text(max_size=30)),
+))  # fmt: skip
+def test_reply_to_check_only_ever_yields_this_requests_path_on_the_fides_host(
+    prid: str, reply_to: str
+) -> None:
+    from lethe.serve._errors import FidesError
+    from lethe.serve._fides import _check_base, _check_reply_to
+
+    base = _check_base("https://fides.example.com:8443/api/v1")
+    try:
+        path = _check_reply_to(reply_to, prid)
+    except FidesError as e:
+        assert "reply-to" in str(e)  # a fixed one-line message: the input is not echoed
+        return
+    assert path == reply_to == f"/privacy-request/{prid}/resume"
+    url = httpx.URL(f"{base}{path}")
+    assert (url.scheme, url.host, url.port) == ("https", "fides.example.com", 8443)
+    assert url.path.startswith("/api/v1/privacy-request/") and url.query == b""
