@@ -80,9 +80,17 @@ def test_relearn_resistant_with_retain_only_proxies() -> None:
         assert len(rep.extras["epoch_penalties"]) == 2
         assert rep.retain_samples == len(retain_only)
         digests.add(model_digest(a))
+    head = EraseConfig(
+        method="relearn-resistant", epochs=2, batch_size=16, adversary_data="lookalike",
+        adversary_scope="head",
+    )  # fmt: skip
+    digests.add(model_digest(erase(model, retain_only, [1], config=head, device="cpu")[0]))
     plain, _ = erase(model, retain_only, [1], config=EraseConfig(epochs=2, batch_size=16))
     digests.add(model_digest(plain))
-    assert len(digests) == 4
+    assert len(digests) == 5
+    capped = EraseConfig(epochs=1, batch_size=16, retain_per_class=5)
+    _, rep = erase(model, retain_only, [1], config=capped, device="cpu")
+    assert rep.retain_samples == 15  # 5 of each of the three retain classes
     # Two forgotten classes share the proxies evenly.
     cfg = EraseConfig(method="relearn-resistant", epochs=1, adversary_data="lookalike")
     _, rep = erase(model, data, [1, 2], config=cfg, device="cpu")
@@ -106,13 +114,15 @@ def test_saliency_redirects_low_scale_channels_below_the_cut_only() -> None:
 
 def test_recipe_options_and_missing_forget_data_are_typed_errors() -> None:
     with pytest.raises(ConfigError, match="adversary_scope"):
-        EraseConfig(adversary_scope="head")
+        EraseConfig(adversary_scope="layer1")
     with pytest.raises(ConfigError, match="adversary_steps"):
         EraseConfig(adversary_steps=-1)
     with pytest.raises(ConfigError, match="adversary_data must be one of"):
         EraseConfig(adversary_data="images")
     with pytest.raises(ConfigError, match="use adversary_scope='top'"):
         EraseConfig(adversary_data="retain", adversary_scope="all")
+    with pytest.raises(ConfigError, match="retain_per_class"):
+        EraseConfig(retain_per_class=0)
     with pytest.raises(ConfigError, match="invert_steps"):
         EraseConfig(invert_steps=-2)
     with pytest.raises(ConfigError, match="resist_weight"):

@@ -59,7 +59,7 @@ __all__ = ["ERASE_METHODS", "EraseConfig", "EraseReport", "erase"]
 
 ERASE_METHODS = ("retrain-top", "relearn-resistant", "saliency")
 _log = logging.getLogger("lethe.filters")  # one INFO line per epoch (the bar's numbers)
-_SCOPES = ("top", "all")
+_SCOPES = ("top", "head", "all")
 ADVERSARY_DATA = ("forget", "retain", "lookalike", "invert")
 
 
@@ -93,6 +93,7 @@ class EraseConfig:
     saliency_threshold: float = 0.9
     adversary_data: str = "forget"
     invert_steps: int = 10
+    retain_per_class: int | None = None
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -119,11 +120,14 @@ class EraseConfig:
         if self.adversary_data not in ADVERSARY_DATA:
             known = ", ".join(ADVERSARY_DATA)
             bad(f"adversary_data must be one of {known}, got {self.adversary_data!r}")
-        if self.adversary_data != "forget" and self.adversary_scope != "top":
+        if self.adversary_data != "forget" and self.adversary_scope == "all":
             bad(
                 f"adversary_data={self.adversary_data!r} gives features at the cut, not images: "
-                "use adversary_scope='top'"
+                "use adversary_scope='top' or 'head'"
             )
+        cap = self.retain_per_class
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            bad(f"retain_per_class must be an integer >= 1 or None, got {cap!r}")
         inv = self.invert_steps
         if isinstance(inv, bool) or not isinstance(inv, int) or inv < 0:
             bad(f"invert_steps must be an integer >= 0, got {inv!r}")
@@ -480,6 +484,9 @@ def _train_top(
     params = _trainable_top(model, top, resist is not None and cfg.adversary_scope == "all")
     if resist is not None and cfg.adversary_scope == "top":
         resist.adv_params = params
+    elif resist is not None and cfg.adversary_scope == "head":
+        head = model.get_submodule(top[-1])  # the last parametrised module to run
+        resist.adv_params = [p for p in head.parameters(recurse=False)]
     n = len(labels)
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -588,6 +595,19 @@ def _resist_data(
     x, y = x[idx].to(dev), y[idx].to(dev)
     feats, _, _ = _retain_features(model, cut_module, _Probe(x), [], dev)
     return _Resist(x=x, y=y, feats=feats, adv_params=list(model.parameters()))
+
+
+def _per_class(
+    feats: torch.Tensor, labels: torch.Tensor, cap: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """At most ``cap`` seeded samples of each retain class (original order kept)."""
+    g = torch.Generator().manual_seed(seed * 104_729 + 7)
+    order = torch.randperm(len(labels), generator=g).to(labels.device)
+    keep = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
+    for c in torch.unique(labels):
+        picked = order[labels[order] == c][:cap]
+        keep[picked] = True
+    return feats[keep], labels[keep]
 
 
 def _top_logits(
@@ -713,6 +733,8 @@ def erase(
             out, scales, below, config.saliency_threshold, config.seed
         )
     feats, labels, dummy = _retain_features(out, cut_module, train_set, classes, dev)
+    if config.retain_per_class is not None:
+        feats, labels = _per_class(feats, labels, config.retain_per_class, config.seed)
     check_feats, _, _ = _retain_features(out, cut_module, _Probe(x4), [], dev)
     _check_splice(out, cut_module, check_feats, x4)
     resist = None
