@@ -111,6 +111,7 @@ def setup(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]
         with Lethe.open(project_dir) as lt:
             tokens = {r: create_token(lt.engine, name=r, role=r)[0] for r in ROLES}
             tokens["fides"] = create_token(lt.engine, name="fides", role="app")[0]
+            tokens["app2"] = create_token(lt.engine, name="app2", role="app")[0]
             with serve_in_thread(create_app(lt, fides_url=fides.url + API)) as url:
                 yield Setup(url, lt, tokens, fides, evil)
     finally:
@@ -250,6 +251,90 @@ def test_a_hanging_fides_times_out_and_the_request_stays_halted(setup: Setup) ->
     assert out["status"] == "halted" and "Timeout" in (out["last_error"] or "")
     s.fides.hang = 0.0
     assert bridge.resume_due().resumed == ["pri_h"]
+
+
+# -- the subject map ------------------------------------------------------------------------------
+
+
+def test_another_app_cannot_shrink_a_mapping_and_the_db_alone_cannot_test_guesses(
+    setup: Setup,
+) -> None:
+    import hashlib
+    import hmac
+    import os
+    import stat
+
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from lethe_audit.store import SubjectMapRow
+
+    s = setup
+    s.client("app").map_subject("alice@example.com", classes=["3", "4"], model=MODEL)
+    body = {"value": "ALICE@example.com", "classes": ["3"], "model": MODEL, "replace": True}
+    r = httpx.post(f"{s.url}/v1/subjects", json=body, headers=s.auth("app2"), timeout=60)
+    assert r.status_code == 403 and "alice" not in r.text.lower()
+    got = s.webhook("pri_m", "/privacy-request/pri_m/resume", "eyJ.a", email="alice@example.com")
+    (rid,) = got.json()["lethe"]["request_ids"]
+    assert s.lt.get(rid).classes == (3, 4)  # app2 did not drop class 4
+    # the owner, or an operator, may replace it
+    r = httpx.post(f"{s.url}/v1/subjects", json=body, headers=s.auth("operator"), timeout=60)
+    assert r.status_code == 200 and r.json()["classes"] == [3]
+    # The database holds HMAC(key, ...) commitments: unkeyed hashes of the address (an offline
+    # guess from a copy of the database) match nothing; with the 0600 key file they do.
+    with Session(s.lt.engine) as ses:
+        stored = set(ses.execute(select(SubjectMapRow.commitment)).scalars())
+    msg = b"\x00".join((b"lethe-subject-map/v1", b"email", b"alice@example.com"))
+    guesses = {hashlib.sha256(b"alice@example.com").hexdigest(), hashlib.sha256(msg).hexdigest(),
+               hmac.new(b"", msg, hashlib.sha256).hexdigest()}  # fmt: skip
+    assert stored and not stored & guesses
+    key_file = Path(s.lt.settings.keys) / "subject-map.key"
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    key = bytes.fromhex(key_file.read_text().strip())
+    assert hmac.new(key, msg, hashlib.sha256).hexdigest() in stored
+
+
+_local = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zs", "Zl", "Zp")), min_size=1,
+                 max_size=12).filter(lambda t: "@" not in t)  # fmt: skip
+
+
+def test_the_same_identity_spelled_differently_maps_to_the_same_commitment(setup: Setup) -> None:
+    """Case (from lower-case), surrounding whitespace and NFC/NFD spellings of an e-mail address
+    and separators of a phone number find the mapping the app registered; hostile values never
+    raise anything but RequestError."""
+    import unicodedata
+
+    from lethe.errors import RequestError
+    from lethe.workflow._subjects import SubjectMap
+
+    sm = SubjectMap(setup.lt.store, setup.lt.settings.keys)
+
+    @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(
+        local=_local,
+        form=st.sampled_from(["NFC", "NFD"]),
+        pad=st.sampled_from(["", " ", "\t\n"]),
+        hostile=st.text(max_size=40),
+    )
+    def check(local: str, form: str, pad: str, hostile: str) -> None:
+        canonical = unicodedata.normalize("NFC", local.lower() + "@example.com")
+        spelled = local.lower().upper() if local.isascii() else local.lower()
+        variant = pad + unicodedata.normalize(form, spelled) + "@EXAMPLE.com" + pad
+        try:
+            want = sm.commitment("email", canonical)
+        except RequestError:
+            return
+        assert sm.commitment("email", variant) == want
+        for kind in ("email", "phone_number", "external_id"):
+            try:
+                sm.commitment(kind, hostile)
+            except RequestError as e:  # typed, one line, the value not in it
+                assert "\n" not in str(e) and (len(hostile) < 12 or hostile not in str(e))
+
+    check()
+    sm.register(identity_type="phone_number", value="+1 (555) 555-0100", classes=[1], model=MODEL)
+    assert sm.lookup({"phone_number": "+15555550100"}) == {MODEL: ("phone_number", (1,))}
 
 
 # -- the parser, over hostile input --------------------------------------------------------------

@@ -19,6 +19,7 @@ from fastapi import Path as PathParam
 from starlette.concurrency import run_in_threadpool
 
 from lethe.serve._auth import Gate
+from lethe.serve._errors import ForbiddenError
 from lethe.serve._fides import FidesBridge
 from lethe.serve._fides_schemas import (
     FidesOutcome,
@@ -77,6 +78,13 @@ def _subject_routes(router: APIRouter, subjects: SubjectMap, gate: Gate) -> None
     ) -> SubjectOut:
         """Map a data subject to classes of a model (training time). Only a keyed commitment of
         the identity is stored. 201 when new, 200 when it was mapped already."""
+        if body.replace and p.role == "app":  # an app may not shrink another app's mapping
+            owner = subjects.owner(body.identity_type, body.value, body.model)
+            if owner is not None and owner != p.name:
+                raise ForbiddenError(
+                    "this subject's mapping was registered with another token: only that token "
+                    "or an operator may replace it (without replace, classes are added)"
+                )
         m = subjects.register(
             identity_type=body.identity_type,
             value=body.value,

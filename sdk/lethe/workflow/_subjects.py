@@ -179,6 +179,13 @@ class SubjectMap:
                 created,
             )
 
+    def owner(self, identity_type: str, value: Any, model: str | None = None) -> str | None:
+        """Who registered the subject's mapping for ``model`` (None: not mapped, or unknown)."""
+        commitment = self.commitment(identity_type, value)
+        with self._store.read() as s:
+            row = s.get(SubjectMapRow, (commitment, self._store.model_row(s, model).name))
+            return row.registered_by if row is not None else None
+
     def lookup(self, identities: Mapping[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
         """``model -> (identity type that matched, class ids)`` for every identity given that
         was registered (the classes of all matching identities, united per model). Identities
