@@ -257,3 +257,33 @@ def test_apply_prints_progress_lines_when_stderr_is_a_pipe(project_dir: Path) ->
         f"{acc['retain_accuracy']:.4f}: policy passed"
     ]
     assert f"apply {MODEL}: published" in lines
+
+
+def test_the_cli_commands(project_dir: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    """`model register --supersedes`, `model pending`, the publish gate's exit code, `model
+    attest-without` refused (175), `model rollback` refused (176), through the CLI."""
+    from tests.workflow.test_cli import run
+
+    with Lethe.open(project_dir) as lt:
+        rid = _applied_v1(lt)
+        first = lt.applies(MODEL)[-1].id
+    import numpy as np
+
+    train, test = digits.data()
+    for arr, file in ((test, "ev.npz"), (train, "tr.npz")):
+        np.savez(project_dir / file, x=arr.x, y=arr.y, classes=np.asarray(arr.classes, dtype=str))
+    reg = run(
+        project_dir, "model", "register", V2, "--checkpoint", str(digits.model_path),
+        "--eval-data", str(project_dir / "ev.npz"), "--train-data", str(project_dir / "tr.npz"),
+        "--bank", str(digits.bank_path), "--no-onnx", "--supersedes", MODEL,
+    )  # fmt: skip
+    assert reg["model"]["supersedes"] == MODEL and reg["inherited"][0]["request_id"] == rid
+    pending = run(project_dir, "model", "pending", V2)
+    assert pending["pending"] == 1 and pending["inherited"][0]["status"] == "pending"
+    gate = run(project_dir, "erase", "--model", V2, code=174)
+    assert gate["error"]["type"] == "InheritedDeletionsPendingError"
+    run(project_dir, "model", "attest-without", V2, "--classes", "3", "--reason", "r", code=175)
+    bad = run(project_dir, "model", "rollback", "--to", "apply-nope", code=176)
+    assert "no apply with id" in bad["error"]["message"]
+    same = run(project_dir, "model", "rollback", "--to", first, code=176)
+    assert "publishes now" in same["error"]["message"]

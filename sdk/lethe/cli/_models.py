@@ -290,6 +290,7 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
         f"feed:        {_feed(info.spec)}",
         "base acc:    " + _accuracy_text(_base_accuracy(info.spec)),
         f"digest:      {info.base_digest}",
+        f"supersedes:  {info.supersedes or '-'}",
         f"bank:        {info.bank_digest or '-'}",
         f"base onnx:   {info.base_onnx_sha256 or '-'}",
         f"published:   {info.current_apply_id or '- (unfiltered)'}"
