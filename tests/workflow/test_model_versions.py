@@ -287,3 +287,27 @@ def test_the_cli_commands(project_dir: Path, digits) -> None:  # type: ignore[no
     assert "no apply with id" in bad["error"]["message"]
     same = run(project_dir, "model", "rollback", "--to", first, code=176)
     assert "publishes now" in same["error"]["message"]
+
+
+def test_erase_logs_one_line_per_epoch_with_the_reports_numbers(
+    digits,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What `lethe erase` prints when stderr is not a terminal: one line per epoch, the loss
+    the report keeps and the bar's step count."""
+    import logging
+
+    from lethe.data import to_dataset
+    from lethe.filters import EraseConfig, erase
+
+    model, spec, _ = digits.load()
+    train, _ = digits.data()
+    cfg = EraseConfig(epochs=2, batch_size=256)
+    with caplog.at_level(logging.INFO, logger="lethe.filters"):
+        _, report = erase(model, to_dataset(train, spec.preprocess), [FORGET], config=cfg)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("erase epoch")]
+    per_epoch = -(-report.retain_samples // 256)
+    assert lines == [
+        f"erase epoch {e + 1}/2 (step {(e + 1) * per_epoch}/{2 * per_epoch}): loss {loss:.4f}"
+        for e, loss in enumerate(report.epoch_losses)
+    ]
