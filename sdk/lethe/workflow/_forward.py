@@ -20,10 +20,11 @@ R = TypeVar("R")
 
 
 class Forward(Generic[P, R]):
-    """A facade attribute that is ``getattr(facade, service).<method>``."""
+    """A facade attribute that is ``<facade>.<service>.<method>``; ``service`` may be a dotted
+    path of attributes (``"_applies.versions"``)."""
 
     def __init__(self, service: str, method: Callable[Concatenate[Any, P], R]) -> None:
-        self._service = service
+        self._path = tuple(service.split("."))
         self._method = method
         self._name = method.__name__
         self.__doc__ = f"See :meth:`{method.__qualname__}`."
@@ -37,4 +38,7 @@ class Forward(Generic[P, R]):
     def __get__(self, obj: object | None, owner: type | None = None) -> Any:
         if obj is None:
             return self._method
-        return getattr(getattr(obj, self._service), self._name)
+        target = obj
+        for attr in self._path:
+            target = getattr(target, attr)
+        return getattr(target, self._name)

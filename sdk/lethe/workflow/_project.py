@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,9 +26,8 @@ from lethe.workflow._reference import ReferenceService
 from lethe.workflow._requests import RequestService
 from lethe.workflow._settings import Settings
 from lethe.workflow._store import ProjectStore
-from lethe.workflow._types import (
-    ApplyResult,
-)
+from lethe.workflow._types import ApplyResult
+from lethe.workflow._versions import VersionService
 from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
 
@@ -36,7 +35,6 @@ if TYPE_CHECKING:  # torch-loading modules: only the commands that need them imp
     from sqlalchemy.engine import Engine
 
     from lethe.filters import EraseConfig
-    from lethe.workflow._versions import AttestedWithout, InheritedDeletion
     from lethe_audit.metrics import Policy
     from lethe_audit.note import Verifier
 
@@ -249,22 +247,10 @@ class Lethe:
     receipt = Forward("_applies", ApplyService.receipt)
     published = Forward("_applies", ApplyService.published)
 
-    def inherited(self, model: str | None = None) -> builtins.list[InheritedDeletion]:
-        """See :meth:`VersionService.inherited` (model versions)."""
-        return self._applies.versions.inherited(model)
-
-    def attest_trained_without(
-        self, model: str | None, classes: Iterable[int | str], *, reason: str,
-        policy: Policy | None = None, device: str | None = None,
-    ) -> AttestedWithout:  # fmt: skip
-        """See :meth:`ApplyService.attest_without` (model versions)."""
-        return self._applies.attest_without(
-            model, classes, reason=reason, policy=policy, device=device
-        )
-
-    def rollback(self, apply_id: str) -> ApplyResult:
-        """See :meth:`VersionService.rollback`."""
-        return self._applies.versions.rollback(apply_id)
+    # model versions (docs/workflow.md)
+    inherited = Forward("_applies.versions", VersionService.inherited)
+    attest_trained_without = Forward("_applies", ApplyService.attest_without)
+    rollback = Forward("_applies.versions", VersionService.rollback)
 
     # -- exports and verification ---------------------------------------------------------------
 
