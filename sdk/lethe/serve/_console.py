@@ -147,8 +147,9 @@ def install_console(app: FastAPI, lt: Lethe) -> None:
     app.include_router(router)
 
 
-def _login_cookie(resp: Response, value: str) -> Response:
-    resp.set_cookie(_LOGIN_COOKIE, value, httponly=True, samesite="strict", path="/console")
+def _login_cookie(resp: Response, value: str, request: Request) -> Response:
+    resp.set_cookie(_LOGIN_COOKIE, value, httponly=True, samesite="strict", path="/console",
+                    secure=request.url.scheme == "https")  # fmt: skip
     return resp
 
 
@@ -158,9 +159,9 @@ def _login_routes(router: APIRouter, c: _Console) -> None:
         return _headers(Response(CSS, media_type="text/css"))
 
     @router.get("/login")
-    def login_page() -> Response:
+    def login_page(request: Request) -> Response:
         csrf = secrets.token_urlsafe(32)
-        return _login_cookie(c.page("login.html", csrf=csrf, error=None), csrf)
+        return _login_cookie(c.page("login.html", csrf=csrf, error=None), csrf, request)
 
     @router.post("/login")
     def login(request: Request, token: str = Form(""), csrf: str = Form("")) -> Response:
@@ -172,7 +173,7 @@ def _login_routes(router: APIRouter, c: _Console) -> None:
         if p is None or p.role not in _ROLES:
             fresh = secrets.token_urlsafe(32)
             err = "unknown, revoked or not a dpo/operator token"
-            return _login_cookie(c.page("login.html", 401, error=err, csrf=fresh), fresh)
+            return _login_cookie(c.page("login.html", 401, error=err, csrf=fresh), fresh, request)
         resp = _redirect("/console")
         resp.set_cookie(
             _COOKIE, c.signer.issue(p.name, token_hash(token)), httponly=True,
