@@ -105,6 +105,14 @@ def _chain(lt: Lethe, digits, tmp_path: Path) -> None:  # type: ignore[no-untype
     assert [r["id"] for r in att[-1]["requests"]] == [rid] and att[-1]["outcome"] == "applied"
     bundle = lt.export_bundle(tmp_path / "bundle.zip")
     verify_bundle(bundle, lt.verifiers(), origin=lt.log.origin())
+    from click.testing import CliRunner
+
+    from lethe_audit.cli import main as audit_main
+
+    ok = CliRunner().invoke(
+        audit_main, ["verify", str(bundle), "--key", lt.keyring.entries[0].vkey]
+    )
+    assert ok.exit_code == 0, ok.output
 
 
 def test_chain_on_sqlite(lt: Lethe, digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
