@@ -14,6 +14,7 @@ from typing import Any, Literal
 from lethe_audit.errors import ModelVerificationError, ReportError, VerificationError
 from lethe_audit.note import Verifier
 from lethe_audit.report import _model, _read
+from lethe_audit.verify import open_bundle
 
 Format = Literal["html", "pdf", "json"]
 FORMATS: tuple[str, ...] = ("html", "pdf", "json")
@@ -126,7 +127,7 @@ def build_report(
     if when.tzinfo is None:
         raise ReportError("now must be a timezone-aware datetime")
     path = Path(bundle)
-    with _read.bundle_dir(path) as snap:  # one private copy: verified and displayed
+    with open_bundle(path) as snap:  # one private copy: verified and displayed
         verdict = _read.verify(snap, trusted, origin=origin, workers=workers, progress=progress)
         contents = _read.contents(verdict, snap.root, trusted)
     error, located = verdict.error, verdict.located

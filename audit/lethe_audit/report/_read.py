@@ -48,7 +48,6 @@ from lethe_audit.verify import (
     BundleSnapshot,
     Manifest,
     VerifiedBundle,
-    open_bundle,
     read_verified_bundle,
     verify_bundle,
 )
@@ -374,11 +373,8 @@ __all__ = [
     "SignedCheckpoint",
     "Verification",
     "as_verifiers",
-    "bundle_dir",
     "contents",
     "inclusions",
     "read",
     "verify",
 ]
-
-bundle_dir = open_bundle
