@@ -120,6 +120,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # variant's relearn time only its deeper margin?
     "top1-e3-bias-20": {"blocks": 1, "epochs": 3, "batch_size": 32, "bias_margin": -20.0},
     "top1-e3-bias-28": {"blocks": 1, "epochs": 3, "batch_size": 32, "bias_margin": -28.0},
+    "px-look-r60": {
+        "method": _RR,
+        "adversary_data": "lookalike",
+        "epochs": 3,
+        "batch_size": 32,
+        "adversary_every": 2,
+        "retain_per_class": 60,
+    },
+    "px-look-r40-s4": {
+        "method": _RR,
+        "adversary_data": "lookalike",
+        "epochs": 3,
+        "batch_size": 32,
+        "adversary_every": 4,
+        "adversary_steps": 2,
+        "retain_per_class": 40,
+    },
     "top1-e3-r60": {"blocks": 1, "epochs": 3, "batch_size": 32, "retain_per_class": 60},
     "px-retain-e4": {"method": _RR, "adversary_data": "retain", "adversary_every": 4},
     "px-look-e4": {"method": _RR, "adversary_data": "lookalike", "adversary_every": 4},
@@ -445,8 +462,8 @@ def table(result: Mapping[str, Any], models: Sequence[str] | None = None) -> str
     summary = summarise([r for r in rows if r["model"] in names])
     head = "| model | " + " | ".join(f"class {c}: steps (ratio)" for c in classes)
     head += " | ratio median (worst) | forget max | retain gap mean | probe gap mean |"
-    head += " margin mean | s / retrain |"
-    out = [head, "|---" * (len(classes) + 7) + "|"]
+    head += " margin mean | s / retrain | CPU s / retrain |"
+    out = [head, "|---" * (len(classes) + 8) + "|"]
     for m in names:
         by = {_cls(r["class"]): r for r in rows if r["model"] == m}
         cells = []
@@ -471,7 +488,7 @@ def table(result: Mapping[str, Any], models: Sequence[str] | None = None) -> str
             + f" | {f('forget_acc_max', '.1f', 100)} % | {f('retain_gap_mean', '+.1f', 100)}"
             + f" | {f('probe_gap_mean', '+.3f')}"
             + f" | {statistics.fmean(margins) if margins else float('nan'):+.1f}"
-            + f" | {f('cost_ratio_mean', '.2f')} |"
+            + f" | {f('cost_ratio_mean', '.2f')} | {f('cpu_cost_ratio_mean', '.2f')} |"
         )  # fmt: skip
     return "\n".join(out)
 

@@ -77,6 +77,59 @@ def test_erase_keeps_topology_forgets_and_resists_relearning(digits) -> None:  #
     assert _relearn_steps(erased, train, test, c) > _relearn_steps(masked, train, test, c)
 
 
+@pytest.fixture(scope="module")
+def retrained_without_3(digits):  # type: ignore[no-untyped-def]
+    """The fixture's recipe (tests/conftest.py) retrained from scratch without class 3: the
+    depth reference. Cached beside the fixture (same code key), built once under its lock."""
+    import fcntl
+
+    from lethe.models import fit, load_checkpoint, save_checkpoint
+    from tests.conftest import DIGITS_SPEC
+
+    path = digits.model_path.parent / "retrained-without-3.safetensors"
+    with open(digits.model_path.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists():
+                spec = ModelSpec(**DIGITS_SPEC)  # type: ignore[arg-type]
+                train, _ = _digits_tensors(digits)
+                keep = train.tensors[1] != 3
+                retain = TensorDataset(*(t[keep] for t in train.tensors))
+                torch.manual_seed(0)
+                model = create_model(spec, seed=0)
+                fit(model, retain, epochs=10, lr=2e-3, seed=0, progress=False)
+                save_checkpoint(model, spec, path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return load_checkpoint(path)[0].eval()
+
+
+def test_retain_only_relearn_resistant_erase_is_as_deep_as_retraining(  # type: ignore[no-untyped-def]
+    digits, retrained_without_3
+) -> None:
+    """Issue 13's test: phase 2 (relearn-resistant, lookalike proxies: retain data only)
+    relearns strictly slower than phase 1 and at least as slowly as the model retrained
+    without the class; forget <= 5 %, retain within 3 points of the retrained model."""
+    model, _, bank = digits.load()
+    train, test = _digits_tensors(digits)
+    c = 3
+    masked = fold(model, bank, [c])
+    retain_only = TensorDataset(*(t[train.tensors[1] != c] for t in train.tensors))
+    cfg = EraseConfig(
+        method="relearn-resistant", adversary_data="lookalike", epochs=3, batch_size=32,
+        adversary_every=2, seed=0,
+    )  # fmt: skip
+    erased, report = erase(masked, retain_only, [c], config=cfg, device="cpu")
+    assert report.retain_samples == len(retain_only)
+    forget_acc, retain_acc = _accs(erased, test, [c])
+    _, reference_retain = _accs(retrained_without_3, test, [c])
+    assert forget_acc <= 0.05
+    assert abs(retain_acc - reference_retain) <= 0.03
+    erased_steps = _relearn_steps(erased, train, test, c)
+    assert erased_steps > _relearn_steps(masked, train, test, c)
+    assert erased_steps >= _relearn_steps(retrained_without_3, train, test, c)
+
+
 def _toy_data(in_chans: int, size: int, n: int = 96) -> TensorDataset:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, in_chans, size, size, generator=gen)
