@@ -365,3 +365,42 @@ def test_reply_to_check_only_ever_yields_this_requests_path_on_the_fides_host(
     url = httpx.URL(f"{base}{path}")
     assert (url.scheme, url.host, url.port) == ("https", "fides.example.com", 8443)
     assert url.path.startswith("/api/v1/privacy-request/") and url.query == b""
+
+
+def test_with_lethe_fides_tokens_only_fides_token_may_call_the_webhook(
+    project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any app token could otherwise call the webhook with a person's e-mail address and read,
+    in the requests it files, which classes hold their data (the open finding in
+    docs/service.md): LETHE_FIDES_TOKENS names the token(s) Fides uses."""
+    from lethe.serve import create_app, create_token, serve_in_thread
+    from lethe.workflow import Lethe
+
+    monkeypatch.setenv("LETHE_FIDES_RESUME_INTERVAL", "0")
+    monkeypatch.setenv("LETHE_FIDES_TOKENS", " fides , fides-eu")
+    fides, server = _host()
+    try:
+        with Lethe.open(project_dir) as lt:
+            tok = {n: create_token(lt.engine, name=n, role="app")[0] for n in ("fides", "app")}
+            with serve_in_thread(create_app(lt, fides_url=fides.url + API)) as url:
+                from lethe import Client
+
+                Client(url, tok["app"]).map_subject("zoe@example.com", classes=["3"], model=MODEL)
+                for who, code in (("app", 403), ("fides", 200)):
+                    r = httpx.post(
+                        f"{url}/v1/fides/webhook",
+                        json=fides_payload("pri_z", email="zoe@example.com"),
+                        headers={
+                            "Authorization": f"Bearer {tok[who]}",
+                            "reply-to": "/privacy-request/pri_z/resume",
+                            "reply-to-token": "eyJ.z",
+                        },
+                        timeout=60,
+                    )
+                    assert r.status_code == code, r.text
+                    if code == 403:
+                        assert "LETHE_FIDES_TOKENS" in r.json()["detail"]
+                        assert [x for x in lt.list() if x.filed_by == "app"] == []
+    finally:
+        server.shutdown()
+        server.server_close()

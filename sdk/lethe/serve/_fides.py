@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -75,8 +75,11 @@ class FidesBridge:
         fides_url: str | None,
         legal_basis: str = "fides-erasure",
         timeout: float = 10.0,
+        callers: Collection[str] | None = None,
     ) -> None:
         self._lt = lt
+        #: The token names that may call the webhook (None: any ``app`` token).
+        self._callers = frozenset(callers) if callers else None
         self._subjects = subjects
         self._base = _check_base(fides_url)
         self._legal_basis = legal_basis
@@ -97,6 +100,11 @@ class FidesBridge:
         reply_token: str | None,
         principal: Principal,
     ) -> FidesReply:
+        if self._callers is not None and principal.name not in self._callers:
+            raise ForbiddenError(
+                "this token may not call the Fides webhook: only the tokens named in "
+                "LETHE_FIDES_TOKENS may (give Fides its own token)"
+            )
         prid = body.privacy_request_id
         row = self._row(prid)
         if row is not None and row.filed_by != principal.name:

@@ -46,6 +46,8 @@ _APPLIES = re.compile(r"/(?:v1|console)/models/[^/]+/(?:apply|erase)")
 _ENV_URL = "LETHE_FIDES_URL"
 _ENV_BASIS = "LETHE_FIDES_LEGAL_BASIS"
 _ENV_EVERY = "LETHE_FIDES_RESUME_INTERVAL"
+#: Comma-separated token names that may call the webhook (unset: any ``app`` token).
+_ENV_TOKENS = "LETHE_FIDES_TOKENS"
 
 
 def install_fides(app: FastAPI, lt: Any, gate: Gate, *, fides_url: str | None = None) -> None:
@@ -58,6 +60,7 @@ def install_fides(app: FastAPI, lt: Any, gate: Gate, *, fides_url: str | None = 
         subjects,
         fides_url=fides_url if fides_url is not None else os.environ.get(_ENV_URL),
         legal_basis=os.environ.get(_ENV_BASIS) or "fides-erasure",
+        callers=[n.strip() for n in os.environ.get(_ENV_TOKENS, "").split(",") if n.strip()],
     )
     app.state.fides = bridge
     router = APIRouter(prefix="/v1")
