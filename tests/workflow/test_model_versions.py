@@ -191,6 +191,9 @@ def _attest(lt: Lethe, digits, without_class: Path) -> None:  # type: ignore[no-
     (ev,) = [p for p in _events(lt) if p.get("event") == "model.attested_without"]
     assert ev["details"]["classes"] == [FORGET] and ev["details"]["requests"] == [rid]
     assert ev["details"]["forget_accuracy"] == res.forget_accuracy
+    # class ids, never class names, in the log; measured on v2's and v1's eval data
+    assert ev["details"]["per_class_forget_accuracy"] == {str(FORGET): res.forget_accuracy}
+    assert ev["details"]["measured_on"] == [V2, MODEL]
     assert ev["details"]["base_digest"] == f"sha256:{lt.model(V2).base_digest}"
     lt.verify_log()
 

@@ -327,10 +327,8 @@ class VersionService:
         with self._store.read() as s:
             sources = [name] + [r.name for r in ancestors(self._store, s, name)]
         correct, total = dict.fromkeys(ids, 0), dict.fromkeys(ids, 0)
-        labels: tuple[str, ...] = ()
         for source in sources:
             data = self._ctx.models.data(source, split="eval")
-            labels = labels or tuple(data.classes)
             mask = np.isin(data.y, np.asarray(ids))
             if not mask.any():
                 continue
@@ -346,9 +344,8 @@ class VersionService:
                 f"classes {missing}: Lethe cannot measure that the model does not recognise "
                 "them; nothing was logged"
             )
-        per_class = {
-            labels[c] if c < len(labels) else str(c): round(correct[c] / total[c], 6) for c in ids
-        }
+        # keyed by class id: it goes into the log, which holds class ids, never class names
+        per_class = {str(c): round(correct[c] / total[c], 6) for c in ids}
         return sum(correct.values()) / sum(total.values()), per_class
 
     def _log_attestation(
