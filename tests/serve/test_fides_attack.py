@@ -404,3 +404,34 @@ def test_with_lethe_fides_tokens_only_fides_token_may_call_the_webhook(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_servers_racing_to_create_the_mapping_key_get_one_whole_key(tmp_path: Path) -> None:
+    """Eight servers start at once on a fresh key directory: each reads the same full key (a
+    reader never sees the file before the key is in it), mode 0600, no temporary file left."""
+    import os
+    import stat
+
+    from lethe.workflow._subjects import KEY_FILE, _load_or_create_key
+
+    for round_ in range(5):
+        keys_dir = tmp_path / f"keys{round_}"
+        barrier = threading.Barrier(8)
+        got: list[Any] = []
+
+        def start(d: Path = keys_dir, b: threading.Barrier = barrier, out: list[Any] = got) -> None:
+            b.wait()
+            try:
+                out.append(_load_or_create_key(d / KEY_FILE))
+            except Exception as e:  # the test reports what a server would see
+                out.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(isinstance(k, bytes) and len(k) == 32 for k in got), got
+        assert len(set(got)) == 1
+        assert [p.name for p in keys_dir.iterdir()] == [KEY_FILE]
+        assert stat.S_IMODE(os.stat(keys_dir / KEY_FILE).st_mode) == 0o600

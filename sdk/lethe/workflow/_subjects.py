@@ -15,6 +15,7 @@ service must keep, such as Fides' reply-to tokens (:meth:`SubjectMap.seal` / :me
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -220,16 +221,21 @@ def _preference(identity_type: str) -> tuple[int, str]:
 
 def _load_or_create_key(path: Path) -> bytes:
     """The mapping key at ``path``; created (0600, exclusively: two servers never race to two
-    keys) on first use."""
+    keys) on first use. Written in full to a private temporary file, then linked into place, so
+    a concurrent reader never sees an empty or half-written key."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another server made it first
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     try:
         key = bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as e:
