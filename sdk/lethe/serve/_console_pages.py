@@ -14,6 +14,7 @@ th, td { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; 
 form.inline { display: inline; }
 code { font-size: 13px; }
 .msg { background: #eef; padding: .5rem; }
+div.who, div.model { margin: .5rem 0; }
 """
 
 _BASE = """<!doctype html>
@@ -31,10 +32,10 @@ _LOGIN = """{% extends "base.html" %}{% block body %}
 {% endblock %}"""
 
 _HEADER = """<h1>Lethe console</h1>
-<p>Signed in as <b id="who">{{ principal.name }}</b> (<span id="role">{{ principal.role }}</span>).
+<div class="who">Signed in as <b id="who">{{ principal.name }}</b> (<span id="role">{{ principal.role }}</span>).
 <form class="inline" method="post" action="/console/logout">
 <input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Log out</button></form>
-<a href="/console">Requests</a></p>"""
+<a href="/console">Requests</a></div>"""
 
 _DENIED = """{% extends "base.html" %}{% block body %}
 {% with principal=session.principal, csrf=session.csrf %}{% include "header.html" %}{% endwith %}
@@ -78,13 +79,13 @@ Auditor report: <a href="/console/report.html" id="report-html">HTML</a>, <a hre
 {% if r.status in ("applied", "superseded") %}<a class="receipt" href="/console/requests/{{ r.id }}/receipt">receipt</a>{% endif %}
 </td></tr>{% endfor %}</table>
 {% if principal.role == "operator" %}<h2>Apply and erase</h2>{% for m in models %}
-<p id="model-{{ m }}"><b>{{ m }}</b>
+<div class="model" id="model-{{ m }}"><b>{{ m }}</b>
 <form class="inline apply" method="post" action="/console/models/{{ m }}/apply">
 <input type="hidden" name="csrf" value="{{ csrf }}">
 <select name="phase"><option value="mask">mask (seconds)</option><option value="both">mask + erase (minutes)</option></select>
 <button type="submit">Apply</button></form>
 <form class="inline erase" method="post" action="/console/models/{{ m }}/erase">
-<input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Erase (phase 2, minutes)</button></form></p>
+<input type="hidden" name="csrf" value="{{ csrf }}"><button type="submit">Erase (phase 2, minutes)</button></form></div>
 {% endfor %}{% endif %}
 <h2>Applies</h2>
 <p>A passed mask is <i>masked, not yet erased</i>: the filter hides the classes, the weights still hold them; only a passed erase is <i>erased</i>.</p>

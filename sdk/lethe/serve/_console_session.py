@@ -68,7 +68,14 @@ def load_or_create_key(directory: Path) -> bytes:
     path = directory / KEY_FILE
     if not path.exists():
         tmp = directory / f".{KEY_FILE}.{secrets.token_hex(8)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create the console key in {directory} ({e.strerror or e}): let the "
+                "`lethe serve` user write the key directory once, or put 64 random hex digits in "
+                f"{path} (mode 0600)"
+            ) from e
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(secrets.token_bytes(32).hex().encode("ascii") + b"\n")
