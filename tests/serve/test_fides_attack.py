@@ -102,6 +102,15 @@ class Setup:
 
 @pytest.fixture
 def setup(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+    yield from _serve(project_dir, monkeypatch)
+
+
+@pytest.fixture
+def pg_setup(pg_project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
+    yield from _serve(pg_project, monkeypatch)
+
+
+def _serve(project_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     from lethe.serve import create_app, create_token, serve_in_thread
     from lethe.workflow import Lethe
 
@@ -188,6 +197,24 @@ def test_a_fides_redirect_is_not_followed_with_the_token(setup: Setup) -> None:
 
 
 def test_a_stored_reply_to_edited_in_the_database_is_not_called(setup: Setup) -> None:
+    _edited_reply_to(setup)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_an_edited_reply_to_and_a_cross_app_replace(pg_setup: Setup) -> None:
+    assert pg_setup.lt.engine.dialect.name == "postgresql"
+    _edited_reply_to(pg_setup)
+    _cross_app_replace(pg_setup)
+    # a NUL in a model name or request id (PostgreSQL refuses it in text) is "no such", not 503
+    body = {"value": "nul@example.com", "classes": [1], "model": "digits\x00"}
+    r = httpx.post(f"{pg_setup.url}/v1/subjects", json=body, headers=pg_setup.auth("app"))
+    assert r.status_code == 404 and r.json()["title"] == "UnknownModelError", r.text
+    body = {"subject": "nul@example.com", "classes": ["3"], "legal_basis": "x", "model": "a\x00b"}
+    r = httpx.post(f"{pg_setup.url}/v1/requests", json=body, headers=pg_setup.auth("app"))
+    assert r.status_code == 404, r.text
+
+
+def _edited_reply_to(s: Setup) -> None:
     """An attacker with write access to the database (not the keys) aims a halted request's
     reply-to at another path: the resumer re-checks it and refuses."""
     from sqlalchemy import update
@@ -195,7 +222,6 @@ def test_a_stored_reply_to_edited_in_the_database_is_not_called(setup: Setup) ->
 
     from lethe_audit.store import FidesRequestRow
 
-    s = setup
     s.client("app").map_subject("carol@example.com", classes=["4"], model=MODEL)
     token = "eyJ." + secrets.token_urlsafe(24)
     r = s.webhook("pri_e", "/privacy-request/pri_e/resume", token, email="carol@example.com")
@@ -259,6 +285,10 @@ def test_a_hanging_fides_times_out_and_the_request_stays_halted(setup: Setup) ->
 def test_another_app_cannot_shrink_a_mapping_and_the_db_alone_cannot_test_guesses(
     setup: Setup,
 ) -> None:
+    _cross_app_replace(setup)
+
+
+def _cross_app_replace(s: Setup) -> None:
     import hashlib
     import hmac
     import os
@@ -269,7 +299,6 @@ def test_another_app_cannot_shrink_a_mapping_and_the_db_alone_cannot_test_guesse
 
     from lethe_audit.store import SubjectMapRow
 
-    s = setup
     s.client("app").map_subject("alice@example.com", classes=["3", "4"], model=MODEL)
     body = {"value": "ALICE@example.com", "classes": ["3"], "model": MODEL, "replace": True}
     r = httpx.post(f"{s.url}/v1/subjects", json=body, headers=s.auth("app2"), timeout=60)

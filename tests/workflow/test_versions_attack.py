@@ -108,6 +108,17 @@ def test_an_honest_attestation_is_measured_on_the_superseded_models_eval_data(  
 
 
 def test_the_supersession_chain_cannot_loop_or_leave_the_project(lt: Lethe, digits) -> None:  # type: ignore[no-untyped-def]
+    _no_loops(lt, digits)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_supersession_chain_cannot_loop(pg_project: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    with Lethe.open(pg_project) as lt:
+        assert lt.engine.dialect.name == "postgresql"
+        _no_loops(lt, digits)
+
+
+def _no_loops(lt: Lethe, digits) -> None:  # type: ignore[no-untyped-def]
     _, test = digits.data()
     for bad in ("../digits", "DIGITS", "digits\x00", "nope"):
         with pytest.raises((UnknownModelError, ModelRegistrationError)):

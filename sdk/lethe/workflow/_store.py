@@ -126,7 +126,9 @@ class ProjectStore:
                 f"several models are registered ({', '.join(r.name for r in rows)}): name one"
             )
         stmt = select(ModelRow).where(ModelRow.name == name)
-        row = self.locked(s, stmt) if lock else s.execute(stmt).scalar_one_or_none()
+        row = None
+        if "\x00" not in name:  # PostgreSQL refuses NUL in text (a StoreError): no such model
+            row = self.locked(s, stmt) if lock else s.execute(stmt).scalar_one_or_none()
         if row is None:
             known = list(s.execute(select(ModelRow.name)).scalars())
             raise UnknownModelError(
@@ -137,7 +139,9 @@ class ProjectStore:
 
     def request_row(self, s: Session, request_id: str, *, lock: bool = False) -> RequestRow:
         stmt = select(RequestRow).where(RequestRow.id == request_id)
-        row = self.locked(s, stmt) if lock else s.execute(stmt).scalar_one_or_none()
+        row = None
+        if "\x00" not in request_id:  # as in model_row
+            row = self.locked(s, stmt) if lock else s.execute(stmt).scalar_one_or_none()
         if row is None:
             raise UnknownRequestError(f"no deletion request with id {request_id!r}")
         return row
