@@ -86,6 +86,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "adversary_every": 2,
     },
+    "px-retain-e3": {
+        "method": _RR,
+        "adversary_data": "retain",
+        "epochs": 3,
+        "batch_size": 32,
+        "adversary_every": 2,
+    },
     "px-inv-e3": {
         "method": _RR,
         "adversary_data": "invert",
