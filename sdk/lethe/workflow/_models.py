@@ -245,7 +245,7 @@ class ModelService:
         now = utcnow()
         with self._store.write() as s:
             old = (
-                check_supersedes(self._store, s, reg.name, reg.supersedes)
+                check_supersedes(self._store, s, reg.name, reg.supersedes, lock=True)
                 if reg.supersedes
                 else None
             )

@@ -198,9 +198,13 @@ def mark_applied(
 # -- registering a successor --------------------------------------------------------------------
 
 
-def check_supersedes(store: ProjectStore, s: Session, new: str, old: str) -> ModelRow:
-    """The model ``new`` may supersede: ``old`` exists, is not ``new`` and has no successor."""
-    row = store.model_row(s, old)
+def check_supersedes(
+    store: ProjectStore, s: Session, new: str, old: str, *, lock: bool = False
+) -> ModelRow:
+    """The model ``new`` may supersede: ``old`` exists, is not ``new`` and has no successor.
+    ``lock`` (the registering transaction): ``old``'s row stays locked until the commit, so two
+    concurrent registrations cannot both become its successor."""
+    row = store.model_row(s, old, lock=lock)
     if row.name == new:
         raise ModelRegistrationError(f"model {new!r} cannot supersede itself")
     taken = s.execute(
@@ -360,7 +364,11 @@ class VersionService:
     ) -> AttestedWithout:
         store, log = self._store, self._ctx.log
         now = utcnow()
-        with store.write() as s:
+        # under the model's apply lock: an apply of it covering the same requests waits
+        with (
+            apply_lock(store.engine, store.model_dir(name), name) as lock_conn,
+            store.write(bind=lock_conn) as s,
+        ):
             mrow = store.model_row(s, name, lock=True)
             still = {r.id for r in pending_rows(store, s, name)}
             rows = [r for r in covered if r.id in still]
