@@ -233,7 +233,11 @@ def test_each_role_sees_only_its_forms_and_is_refused_the_others(service: Servic
         assert receipt.text == service.lt.receipt(r.id)
 
 
-def test_sessions_survive_a_restart_and_end_with_their_token(service: Service) -> None:
+@pytest.mark.parametrize("backend", ["service", "pg_service"])
+def test_sessions_survive_a_restart_and_end_with_their_token(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    service: Service = request.getfixturevalue(backend)  # SQLite, then PostgreSQL
     from lethe.serve import create_app, create_token, revoke_token, serve_in_thread
     from lethe.workflow import Lethe
 

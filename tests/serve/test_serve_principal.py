@@ -41,9 +41,11 @@ def _applied_by(lt: Any, apply_id: str) -> tuple[str | None, str | None]:
         return row.applied_by, row.applied_by_role
 
 
+@pytest.mark.parametrize("backend", ["service", "pg_service"])
 def test_apply_over_http_logs_the_operator_in_its_transaction(
-    service: Service, tmp_path: Path
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    service: Service = request.getfixturevalue(backend)  # SQLite, then PostgreSQL
     r = service.client("app").file(**file_body("olga"))
     service.client("dpo").approve(r.id, reason="ok")
     lt = service.lt
