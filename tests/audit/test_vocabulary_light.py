@@ -52,7 +52,7 @@ def test_the_store_constraints_come_from_the_enums() -> None:
     from lethe_audit.store import ApplyRow, RequestRow
 
     def checks(row: type) -> list[str]:
-        return [str(c.sqltext) for c in row.__table__.constraints if hasattr(c, "sqltext")]
+        return sorted(str(c.sqltext) for c in row.__table__.constraints if hasattr(c, "sqltext"))
 
     listed = ", ".join(f"'{s.value}'" for s in RequestStatus)
     assert checks(RequestRow) == [f"status IN ({listed})"]
