@@ -113,6 +113,10 @@ def _chain(lt: Lethe, digits, tmp_path: Path) -> None:  # type: ignore[no-untype
         audit_main, ["verify", str(bundle), "--key", lt.keyring.entries[0].vkey]
     )
     assert ok.exit_code == 0, ok.output
+    from lethe_audit.report import build_report
+
+    report = build_report(bundle, lt.verifiers(), origin=lt.log.origin())
+    assert report.error is None and '"kind": "model.superseded"' in report.to_json()
 
 
 def test_chain_on_sqlite(lt: Lethe, digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
