@@ -100,3 +100,24 @@ def test_a_crash_before_the_commit_leaves_neither_row_nor_event(service: Service
     size = lt.log.size()
     res2 = lt.apply(MODEL, phase="mask", progress=False)
     assert _events(lt, size, "apply.principal") == [] and _applied_by(lt, res2.id) == (None, None)
+
+
+def test_a_failed_apply_by_an_operator_is_logged_with_its_operator(service: Service) -> None:
+    from lethe.workflow._principal import Principal
+    from lethe_audit.metrics import Policy
+
+    lt = service.lt
+    r = service.client("app").file(**file_body("rosa"))
+    service.client("dpo").approve(r.id)
+    before = lt.log.size()
+    impossible = Policy(min_zrf=0.999)  # the filtered model would have to act randomly
+    op = Principal("operator", "operator")
+    res = lt.apply(
+        MODEL, phase="mask", relearn=False, progress=False, policy=impossible, principal=op
+    )
+    assert not res.passed and lt.get(r.id).status == "failed"
+    assert (res.applied_by, res.applied_by_role) == ("operator", "operator")
+    (event,) = _events(lt, before, "apply.principal")
+    assert event["details"]["apply_id"] == res.id
+    assert _predicate(lt, event["details"]["log_index"])["outcome"] == "failed"
+    assert event["details"]["principal"] == {"name": "operator", "role": "operator"}
