@@ -464,3 +464,42 @@ def test_servers_racing_to_create_the_mapping_key_get_one_whole_key(tmp_path: Pa
         assert len(set(got)) == 1
         assert [p.name for p in keys_dir.iterdir()] == [KEY_FILE]
         assert stat.S_IMODE(os.stat(keys_dir / KEY_FILE).st_mode) == 0o600
+
+
+def test_no_log_record_holds_the_token_the_identity_or_a_key(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every log record of a whole flow (webhook, apply, a failed and a successful callback, a
+    console login) at DEBUG, httpx's and uvicorn's included: no reply-to token, no e-mail
+    address, no mapping or console key, no session cookie."""
+    import logging
+
+    s = setup
+    caplog.set_level(logging.DEBUG)
+    email, token = "Secret.Person@example.com", "eyJzZWNyZXQ." + secrets.token_urlsafe(30)
+    s.client("app").map_subject(email, classes=["3"], model=MODEL)
+    r = s.webhook("pri_log", "/privacy-request/pri_log/resume", token, email=email)
+    s.fides.answers = [(503, {})]
+    _approve_and_apply(s, r.json()["lethe"]["request_ids"][0])
+    assert s.client("operator").resume_fides()["resumed"] == ["pri_log"]
+    # the console login with urllib (no logging of its own: httpx's client would log the
+    # Set-Cookie it receives at DEBUG, on this side of the connection)
+    import urllib.parse
+    import urllib.request
+    from http.cookiejar import CookieJar
+
+    jar = CookieJar()
+    web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = web.open(s.url + "/console/login").read().decode()
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = urllib.parse.urlencode({"token": s.tokens["dpo"], "csrf": csrf}).encode()
+    assert web.open(s.url + "/console/login", data=form).status == 200  # the home page
+    (cookie,) = [c.value for c in jar if c.name == "lethe_session"]
+    keys = Path(s.lt.settings.keys)
+    secrets_ = [token, email, email.lower(), s.tokens["dpo"], s.tokens["fides"], cookie,
+                (keys / "subject-map.key").read_text().strip(),
+                (keys / "console-session.key").read_text().strip()]  # fmt: skip
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert "pri_log" in text  # the flow did log
+    leaked = [x[:12] for x in secrets_ if x in text]
+    assert leaked == []
