@@ -48,6 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "margin+set-power-1": {"forget_loss": "margin", "set_size_power": 1.0},
     "psi+retain-set-1": {"forget_loss": "per-sample-inverse", "retain_set_weight": 1.0},
     "margin-fw1": {"forget_loss": "margin", "forget_weight": 1.0},
+    "margin+set-power-2": {"forget_loss": "margin", "set_size_power": 2.0},
     "margin+retain-set-0.5": {"forget_loss": "margin", "retain_set_weight": 0.5},
     "margin+retain-set-1+fw4": {
         "forget_loss": "margin",
@@ -174,6 +175,7 @@ def run(
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
     save: Callable[[dict[str, Any]], None] = lambda _r: None,
     digits_model: Path | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     from lethe.filters import FilterBank, train
 
@@ -181,6 +183,8 @@ def run(
         model, train_ds, test_ds, meta, sets = _digits(cache, digits_model)
     else:
         model, train_ds, test_ds, meta, sets = _cnn(setup, cache, progress)
+    if seed is not None:
+        meta["filter_options"] = {**meta["filter_options"], "seed": seed}
     x, y = test_ds.tensors
     result: dict[str, Any] = {
         "benchmark": "filter-loss",
@@ -237,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--digits-model", type=Path, default=None, help="a trained fixture model")
+    ap.add_argument("--seed", type=int, default=None, help="filter-training seed (default 0)")
     ap.add_argument(
         "--table", nargs="+", type=Path, default=None, metavar="JSON",
         help="run nothing: print the Markdown table of these result files",
@@ -257,8 +262,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tmp.replace(out)
 
     result = run(
-        args.setup, args.variants, cache=args.cache, save=write, digits_model=args.digits_model
-    )
+        args.setup, args.variants, cache=args.cache, save=write,
+        digits_model=args.digits_model, seed=args.seed,
+    )  # fmt: skip
     write(result)
     return result
 
