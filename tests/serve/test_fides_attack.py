@@ -503,3 +503,21 @@ def test_no_log_record_holds_the_token_the_identity_or_a_key(
     assert "pri_log" in text  # the flow did log
     leaked = [x[:12] for x in secrets_ if x in text]
     assert leaked == []
+
+
+def test_a_plain_http_fides_url_off_loopback_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reply-to token is a credential: it must not cross a network in clear text unless the
+    operator says the network is private."""
+    from lethe.serve._errors import FidesError
+    from lethe.serve._fides import _check_base
+
+    monkeypatch.delenv("LETHE_FIDES_ALLOW_HTTP", raising=False)
+    for url in ("http://fides.example.com/api/v1", "http://10.0.0.7:8080/api/v1",
+                "http://127.0.0.1.evil.example/api/v1", "http://[::2]/api/v1"):  # fmt: skip
+        with pytest.raises(FidesError, match="LETHE_FIDES_ALLOW_HTTP"):
+            _check_base(url)
+    for url in ("https://fides.example.com/api/v1", "http://127.0.0.1:8080/api/v1",
+                "http://localhost/api/v1", "http://[::1]:8080/api/v1"):  # fmt: skip
+        assert _check_base(url) == url
+    monkeypatch.setenv("LETHE_FIDES_ALLOW_HTTP", "1")
+    assert _check_base("http://fides.internal/api/v1") == "http://fides.internal/api/v1"

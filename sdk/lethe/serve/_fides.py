@@ -18,8 +18,10 @@ deletions are all applied.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Collection, Mapping
@@ -406,7 +408,23 @@ def _check_base(url: str | None) -> str | None:
             f"LETHE_FIDES_URL {safe_text(url)!r} must be an http(s) URL without query, e.g. "
             "https://fides.example.com/api/v1"
         )
+    plain = url.startswith("http://") and not _loopback(httpx.URL(url).host)
+    if plain and os.environ.get("LETHE_FIDES_ALLOW_HTTP") != "1":
+        raise FidesError(
+            "LETHE_FIDES_URL is plain http to another host: the reply-to token (it resumes "
+            "the privacy request in Fides) would cross the network unencrypted; use https, "
+            "or set LETHE_FIDES_ALLOW_HTTP=1 on a private network you trust"
+        )
     return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_reply_to(reply_to: str | None, prid: str) -> str:
