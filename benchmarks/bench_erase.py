@@ -4,7 +4,9 @@ For each setup and each compared class: the masked (phase 1, folded) model, a mo
 from scratch without the class (the reference, timed), and every erase variant, all measured
 with the same metrics (forget / retain accuracy, feature-probe AUC, relearn steps over
 ``--relearn-seeds`` seeds). Depth columns: relearn ratio (variant steps / retrained steps),
-probe AUC gap (variant - retrained), erase seconds / retrain seconds.
+probe AUC gap (variant - retrained), erase seconds / retrain seconds, in wall time and in
+process CPU time (``cpu_cost_ratio``: run with ``OMP_NUM_THREADS=1`` on a shared machine, where
+wall times depend on the load; a retrain read from the cache is flagged ``timing_cached``).
 
     python -m benchmarks.bench_erase --setup digits --classes 0 3 5 --variants top1 top2
     python -m benchmarks.bench_erase --setup mnist_resnet18 --classes 3 8
