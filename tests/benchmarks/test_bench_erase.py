@@ -24,15 +24,19 @@ def test_lab_measures_retrain_mask_and_variants_with_depth_columns(tmp_path: Pat
     result = bench_erase.main(
         [
             "--setup", "mnist_cnn", "--preset", "toy", "--classes", "1",
-            "--variants", "top1-e5", "top1+ft1",
+            "--variants", "top1-e5", "top1+ft1", "px-look-e3",
             "--relearn-seeds", "2", "--relearn-max-steps", "2",
             "--out", str(out), "--cache", str(tmp_path / "cache"),
         ]
     )  # fmt: skip
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(result["rows"]))
     rows = {r["model"]: r for r in result["rows"]}
-    assert set(rows) == {"retrain", "mask", "top1-e5", "top1+ft1"}
-    for name in ("mask", "top1-e5", "top1+ft1"):
+    assert set(rows) == {"retrain", "mask", "top1-e5", "top1+ft1", "px-look-e3"}
+    assert rows["retrain"]["cpu_seconds"] > 0 and rows["retrain"]["timing_cached"] is False
+    for name in ("top1-e5", "top1+ft1", "px-look-e3"):
+        assert rows[name]["cpu_cost_ratio"] > 0
+    assert rows["px-look-e3"]["config"]["adversary_data"] == "lookalike"
+    for name in ("mask", "top1-e5", "top1+ft1", "px-look-e3"):
         row = rows[name]
         assert len(row["relearn_runs"]) == 2
         assert row["relearn_ratio"] == row["relearn_steps"] / max(
@@ -51,5 +55,5 @@ def test_lab_measures_retrain_mask_and_variants_with_depth_columns(tmp_path: Pat
         ]
     )  # fmt: skip
     models = [r["model"] for r in again["rows"]]
-    assert sorted(models) == ["mask", "retrain", "top1+ft1", "top1-e5"]
+    assert sorted(models) == ["mask", "px-look-e3", "retrain", "top1+ft1", "top1-e5"]
     assert len(next(r for r in again["rows"] if r["model"] == "top1-e5")["relearn_runs"]) == 1
