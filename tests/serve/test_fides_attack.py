@@ -366,6 +366,22 @@ def test_the_same_identity_spelled_differently_maps_to_the_same_commitment(setup
     assert sm.lookup({"phone_number": "+15555550100"}) == {MODEL: ("phone_number", (1,))}
 
 
+def test_an_identity_with_invisible_characters_is_refused_not_left_unmapped(setup: Setup) -> None:
+    """A zero-width space (or a bidi or control character) in an address would commit to
+    another value than the mapped one, so the webhook would say "unmapped" and nothing would be
+    deleted: it is refused, the value not echoed."""
+    from lethe.errors import RequestError
+    from lethe.workflow._subjects import SubjectMap
+
+    sm = SubjectMap(setup.lt.store, setup.lt.settings.keys)
+    plain = sm.commitment("email", "alice@example.com")
+    for sneaky in ("alice\u200b@example.com", "\u202ealice@example.com", "alice@exa\x07mple.com"):
+        with pytest.raises(RequestError, match="invisible or control characters") as e:
+            sm.commitment("email", sneaky)
+        assert sneaky not in str(e.value)
+    assert sm.commitment("email", " Alice@Example.com ") == plain
+
+
 # -- the parser, over hostile input --------------------------------------------------------------
 
 _prid = st.from_regex(r"\A[A-Za-z0-9._:-]{1,40}\Z")

@@ -42,6 +42,8 @@ KEY_FILE = "subject-map.key"
 _LABEL = b"lethe-subject-map/v1"
 _SEAL_LABEL = b"lethe-service-seal/v1"
 _TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+#: Unicode categories never part of a mapped identity (format, control, private, unassigned).
+_INVISIBLE = frozenset({"Cf", "Cc", "Co", "Cn", "Cs"})
 _PHONE_SEPARATORS = re.compile(r"[\s().-]")
 _PHONE = re.compile(r"\+?[0-9]{4,20}")
 
@@ -58,6 +60,14 @@ def normalize_identity(identity_type: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise RequestError(f"the {identity_type} identity must be a string")
     text = normalize_subject(str(value))
+    if any(unicodedata.category(ch) in _INVISIBLE for ch in text):
+        # A zero-width or control character would give another commitment than the one the
+        # app mapped, so the webhook would answer "unmapped" and the deletion silently not
+        # happen: refuse it, so Fides shows the privacy request as errored instead.
+        raise RequestError(
+            f"the {identity_type} identity contains invisible or control characters "
+            "(zero-width, bidi or C0/C1 controls): send the identity as the app mapped it"
+        )
     if identity_type == "email":
         text = unicodedata.normalize("NFC", text.lower())
         if "@" not in text:
