@@ -49,6 +49,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "psi+retain-set-1": {"forget_loss": "per-sample-inverse", "retain_set_weight": 1.0},
     "margin-fw1": {"forget_loss": "margin", "forget_weight": 1.0},
     "margin+set-power-2": {"forget_loss": "margin", "set_size_power": 2.0},
+    "margin+set-power-0.5": {"forget_loss": "margin", "set_size_power": 0.5},
     "margin+retain-set-0.5": {"forget_loss": "margin", "retain_set_weight": 0.5},
     "margin+retain-set-1+fw4": {
         "forget_loss": "margin",
