@@ -470,6 +470,16 @@ def filters() -> None:
     "--max-set-size", type=click.IntRange(min=1), help="Classes per random forget set (default 5)."
 )
 @click.option("--seed", type=int, help="Seed (default 0).")
+@click.option(
+    "--forget-loss",
+    type=click.Choice(["capped-mean", "per-sample-inverse", "margin"]),
+    help="Forget term of the loss (default capped-mean; margin helps weak plain CNNs).",
+)
+@click.option(
+    "--set-size-power",
+    type=float,
+    help="Draw forget-set sizes k with weight k**P (default 0.0: uniform).",
+)
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bar or progress lines.")
 @json_option
@@ -482,6 +492,8 @@ def filters_train(
     batch_size: int | None,
     max_set_size: int | None,
     seed: int | None,
+    forget_loss: str | None,
+    set_size_power: float | None,
     device: str | None,
     quiet: bool,
     as_json: bool,
@@ -501,6 +513,8 @@ def filters_train(
             "batch_size": batch_size,
             "max_set_size": max_set_size,
             "seed": seed,
+            "forget_loss": forget_loss,
+            "set_size_power": set_size_power,
         }.items()
         if v is not None
     }
