@@ -57,3 +57,18 @@ def test_lab_measures_retrain_mask_and_variants_with_depth_columns(tmp_path: Pat
     models = [r["model"] for r in again["rows"]]
     assert sorted(models) == ["mask", "px-look-e3", "retrain", "top1+ft1", "top1-e5"]
     assert len(next(r for r in again["rows"] if r["model"] == "top1-e5")["relearn_runs"]) == 1
+
+
+def test_variant_names_keep_their_recipe_and_default_is_erase_config() -> None:
+    """The lab's names were measured under the old EraseConfig defaults (pinned in
+    bench_erase); "default" is what EraseConfig() runs now, so its rows are the product's."""
+    import dataclasses
+
+    from lethe.filters import EraseConfig
+
+    merged = {**bench_erase._ROUND_DEFAULTS, **bench_erase.VARIANTS["default"]}
+    assert EraseConfig(**merged) == EraseConfig()
+    top1 = EraseConfig(**{**bench_erase._ROUND_DEFAULTS, **bench_erase.VARIANTS["top1"]})
+    assert (top1.method, top1.epochs, top1.batch_size) == ("retrain-top", 15, 128)
+    fields = {f.name for f in dataclasses.fields(EraseConfig)}
+    assert set(bench_erase._ROUND_DEFAULTS) <= fields

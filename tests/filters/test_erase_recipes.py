@@ -49,14 +49,17 @@ def test_relearn_resistant_is_deterministic_and_adds_its_penalty() -> None:
     model, data = _model(), _data()
     for scope in ("all", "top"):
         cfg = EraseConfig(
-            method="relearn-resistant", epochs=2, batch_size=16, adversary_scope=scope
-        )
+            method="relearn-resistant", epochs=2, batch_size=16, adversary_scope=scope,
+            adversary_data="forget", adversary_every=1,
+        )  # fmt: skip
         a, rep = erase(model, data, [1], config=cfg, device="cpu")
         b, _ = erase(model, data, [1], config=cfg, device="cpu")
         assert model_digest(a) == model_digest(b)
         assert list(a.state_dict()) == list(model.state_dict())
         assert rep.method == "relearn-resistant" and len(rep.extras["epoch_penalties"]) == 2
-        plain, _ = erase(model, data, [1], config=EraseConfig(epochs=2, batch_size=16))
+        plain, _ = erase(
+            model, data, [1], config=EraseConfig(method="retrain-top", epochs=2, batch_size=16)
+        )
         assert model_digest(plain) != model_digest(a)  # the penalty changed the training
         # The simulated adversary's steps are undone: the part below the cut is untouched.
         below = "features.0.weight"
@@ -85,7 +88,9 @@ def test_relearn_resistant_with_retain_only_proxies() -> None:
         adversary_scope="head",
     )  # fmt: skip
     digests.add(model_digest(erase(model, retain_only, [1], config=head, device="cpu")[0]))
-    plain, _ = erase(model, retain_only, [1], config=EraseConfig(epochs=2, batch_size=16))
+    plain, _ = erase(
+        model, retain_only, [1], config=EraseConfig(method="retrain-top", epochs=2, batch_size=16)
+    )
     digests.add(model_digest(plain))
     assert len(digests) == 5
     capped = EraseConfig(epochs=1, batch_size=16, retain_per_class=5)
@@ -129,6 +134,6 @@ def test_recipe_options_and_missing_forget_data_are_typed_errors() -> None:
         EraseConfig(resist_weight=float("inf"))
     model, data = _model(), _data()
     retain_only = TensorDataset(*(t[data.tensors[1] != 1] for t in data.tensors))
-    cfg = EraseConfig(method="relearn-resistant", epochs=1)
+    cfg = EraseConfig(method="relearn-resistant", epochs=1, adversary_data="forget")
     with pytest.raises(TrainingError, match="needs training samples of the forgotten"):
         erase(model, retain_only, [1], config=cfg)
