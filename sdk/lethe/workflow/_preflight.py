@@ -217,11 +217,10 @@ def check_base_accuracy(
         return False
     if force:
         return True
-    why = (
-        f"near chance ({chance:.3f})"
-        if low
-        else f"far below the expected {expect:.3f} ({term('expect_accuracy', caller)})"
-    )
+    reasons = [f"near chance ({chance:.3f})"] if low else []
+    if below:
+        reasons.append(f"far below the expected {expect:.3f} ({term('expect_accuracy', caller)})")
+    why = " and ".join(reasons)
     raise BaseAccuracyError(
         f"the base model scores {accuracy:.3f} on the eval data: {why}. Lethe would measure "
         "and sign numbers of a model that does not work on these inputs. Likely causes: "
