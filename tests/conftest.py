@@ -109,3 +109,33 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DigitsSetup]:
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     yield DigitsSetup(shared / "model.safetensors", shared / "bank.safetensors", seed=0)
+
+
+def digits_without_3(digits: DigitsSetup) -> Path:
+    """The digits fixture's recipe retrained from scratch without class 3 (seed 0): the depth
+    reference of the filters' erase test and the "trained without" model version of the
+    workflow tests. One file beside the fixture, built once per cache under its lock."""
+    import torch
+
+    from lethe.data import to_dataset
+    from lethe.models import ModelSpec, create_model, fit, save_checkpoint
+
+    path = digits.model_path.parent / "retrained-without-3.safetensors"
+    with open(digits.model_path.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not path.exists():
+                spec = ModelSpec(**DIGITS_SPEC)  # type: ignore[arg-type]
+                train, _ = digits.data()
+                ds = to_dataset(train, spec.preprocess)
+                keep = ds.tensors[1] != 3
+                retain = torch.utils.data.TensorDataset(*(t[keep] for t in ds.tensors))
+                torch.manual_seed(0)
+                model = create_model(spec, seed=0)
+                fit(model, retain, epochs=10, lr=2e-3, seed=0, progress=False)
+                tmp = path.with_name("retrained-without-3.part.safetensors")
+                save_checkpoint(model, spec, tmp)
+                tmp.replace(path)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return path

@@ -81,28 +81,11 @@ def test_erase_keeps_topology_forgets_and_resists_relearning(digits) -> None:  #
 @pytest.fixture(scope="module")
 def retrained_without_3(digits):  # type: ignore[no-untyped-def]
     """The fixture's recipe (tests/conftest.py) retrained from scratch without class 3: the
-    depth reference. Cached beside the fixture (same code key), built once under its lock."""
-    import fcntl
+    depth reference (shared with the workflow's model-version tests, cached beside the fixture)."""
+    from lethe.models import load_checkpoint
+    from tests.conftest import digits_without_3
 
-    from lethe.models import fit, load_checkpoint, save_checkpoint
-    from tests.conftest import DIGITS_SPEC
-
-    path = digits.model_path.parent / "retrained-without-3.safetensors"
-    with open(digits.model_path.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not path.exists():
-                spec = ModelSpec(**DIGITS_SPEC)  # type: ignore[arg-type]
-                train, _ = _digits_tensors(digits)
-                keep = train.tensors[1] != 3
-                retain = TensorDataset(*(t[keep] for t in train.tensors))
-                torch.manual_seed(0)
-                model = create_model(spec, seed=0)
-                fit(model, retain, epochs=10, lr=2e-3, seed=0, progress=False)
-                save_checkpoint(model, spec, path)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return load_checkpoint(path)[0].eval()
+    return load_checkpoint(digits_without_3(digits))[0].eval()
 
 
 def test_retain_only_relearn_resistant_erase_is_as_deep_as_retraining(  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ signed log verified offline by lethe_audit.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
@@ -150,34 +149,13 @@ def test_supersession_is_checked(lt: Lethe, digits) -> None:  # type: ignore[no-
 
 
 @pytest.fixture(scope="session")
-def without_class(tmp_path_factory: pytest.TempPathFactory, digits) -> Path:  # type: ignore[no-untyped-def]
-    """The digits resnet18 retrained without class 3 (the fixture's recipe; cached)."""
-    from tests.conftest import _cache_root, _code_key
+def without_class(digits) -> Path:  # type: ignore[no-untyped-def]
+    """The digits resnet18 retrained without class 3 (the fixture's recipe; cached, shared
+    with the filters' erase test)."""
+    from tests.conftest import digits_without_3
 
-    dest = _cache_root(tmp_path_factory) / f"lethe-digits-no{FORGET}-{_code_key()}"
-    dest.mkdir(parents=True, exist_ok=True)
-    with open(dest / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not (dest / "model.safetensors").exists():
-                _train_without(dest / "model.safetensors", digits)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return dest / "model.safetensors"
-
-
-def _train_without(path: Path, digits) -> None:  # type: ignore[no-untyped-def]
-    from lethe.data import ImageArrays, to_dataset
-    from lethe.models import ModelSpec, create_model, fit, save_checkpoint
-    from tests.conftest import DIGITS_SPEC
-
-    train, _ = digits.data()
-    keep = train.y != FORGET
-    kept = ImageArrays(train.x[keep], train.y[keep], train.classes, name="digits-no3")
-    spec = ModelSpec(**DIGITS_SPEC)  # type: ignore[arg-type]
-    model = create_model(spec, seed=1)
-    fit(model, to_dataset(kept, spec.preprocess), epochs=10, lr=2e-3, seed=1, progress=False)
-    save_checkpoint(model, spec, path)
+    assert FORGET == 3
+    return digits_without_3(digits)
 
 
 def _attest(lt: Lethe, digits, without_class: Path) -> None:  # type: ignore[no-untyped-def]
