@@ -14,11 +14,9 @@ every session.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from lethe._io import create_once
 from lethe.errors import ConfigError
 from lethe.workflow._principal import Principal
 from lethe_audit.store import TokenRow, retry_transient
@@ -67,24 +66,14 @@ def load_or_create_key(directory: Path) -> bytes:
     """The console key in ``directory`` (created once, atomically, readable by its owner)."""
     path = directory / KEY_FILE
     if not path.exists():
-        tmp = directory / f".{KEY_FILE}.{secrets.token_hex(8)}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            create_once(path, secrets.token_bytes(32).hex().encode("ascii") + b"\n")
         except OSError as e:
             raise ConfigError(
                 f"cannot create the console key in {directory} ({e.strerror or e}): let the "
                 "`lethe serve` user write the key directory once, or put 64 random hex digits in "
                 f"{path} (mode 0600)"
             ) from e
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32).hex().encode("ascii") + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):  # another worker made it first
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
     try:
         key = bytes.fromhex(path.read_text("ascii").strip())
     except (OSError, ValueError, UnicodeDecodeError) as e:

@@ -15,11 +15,9 @@ service must keep, such as Fides' reply-to tokens (:meth:`SubjectMap.seal` / :me
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import unicodedata
@@ -30,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from lethe._io import create_once
 from lethe.errors import ConfigError, RequestError
 from lethe.workflow._requests import normalize_subject, resolve_classes
 from lethe.workflow._store import ProjectStore
@@ -234,18 +233,7 @@ def _load_or_create_key(path: Path) -> bytes:
     keys) on first use. Written in full to a private temporary file, then linked into place, so
     a concurrent reader never sees an empty or half-written key."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):  # another server made it first
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_once(path, (secrets.token_hex(32) + "\n").encode("ascii"))
     try:
         key = bytes.fromhex(path.read_text().strip())
     except (OSError, ValueError) as e:
