@@ -41,8 +41,8 @@ __all__ = ["VARIANTS", "main"]
 _RR = "relearn-resistant"
 # The variants were defined (and their rows in results/ measured) when EraseConfig's defaults
 # were retrain-top, 15 epochs, batch 128, an adversary on forget images at every step: pinned
-# here, so a name keeps its meaning after the defaults changed (to "px-look-e2-s4", which
-# "default" runs as EraseConfig() has it).
+# here, so a name keeps its meaning after the defaults changed (to "px-look-e2-s4", then
+# "px-look-e3", which "default" runs as EraseConfig() has it).
 _ROUND_DEFAULTS: dict[str, Any] = {
     "method": "retrain-top",
     "epochs": 15,
@@ -180,13 +180,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "px-retain": {"method": _RR, "adversary_data": "retain"},
     "px-look": {"method": _RR, "adversary_data": "lookalike"},
     "px-inv": {"method": _RR, "adversary_data": "invert"},
-    # EraseConfig()'s own defaults (since the third round: px-look-e2-s4).
+    # Fourth round (the fast path made epochs cheap): px-look-e3 with all of layer4 rebuilt.
+    "px-look-e3-b2": {
+        "method": _RR,
+        "adversary_data": "lookalike",
+        "epochs": 3,
+        "batch_size": 32,
+        "adversary_every": 2,
+        "blocks": 2,
+    },
+    # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
     "default": {
         "method": _RR,
         "adversary_data": "lookalike",
-        "epochs": 2,
+        "epochs": 3,
         "batch_size": 32,
-        "adversary_every": 4,
+        "adversary_every": 2,
     },
     # Lab only: retrain-top, then the forgotten classes' head rows re-initialised or zeroed.
     "rows-fresh": {"rows": "fresh"},

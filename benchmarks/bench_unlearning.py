@@ -68,6 +68,7 @@ from benchmarks._unlearning_setups import (
     load_data,
     sampled_singles,
 )
+from lethe_audit.errors import BackendError
 
 # Configuration, methods and the report writer live in _unlearning_{setups,methods,report}.py;
 # their names are re-exported here (the benchmark's public surface is this module).
@@ -309,7 +310,12 @@ def _compare(
                 method, forget, name=name, model=ctx.model, bank=ctx.bank, data=data,
                 recipe=ctx.recipe, seed=ctx.seed,
             )  # fmt: skip
-            row = _summary(_evaluate(unlearned, forget, data, base, preset), seconds)
+            try:
+                row = _summary(_evaluate(unlearned, forget, data, base, preset), seconds)
+            except BackendError as exc:  # a baseline that diverged: say so, go on
+                log(f"[{name}] {method} forget {forget}: {exc}")
+                out.setdefault("diverged", []).append(f"{method} {forget}: {exc}")
+                continue
             comparison.setdefault(method, []).append(row)
             _finish(out, comparison, data.num_classes, singles)
             save(out)

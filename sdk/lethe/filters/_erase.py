@@ -2,13 +2,14 @@
 on retain data, so that the forgotten classes are gone from the weights, not only masked.
 
 The default (``EraseConfig()``) is ``relearn-resistant`` with retain-only ``lookalike``
-proxies, 2 epochs in batches of 32, the adversary every 4th step: on digits and MNIST it
-relearns 1.2-1.75x as slowly as a model retrained without the class at 0.21-0.38 of that
-retrain's CPU time, where ``retrain-top`` (15 epochs) reached 0.6-0.75x at 0.29-0.5 (third lab
-round, docs/benchmarks.md). Both are built on ``retrain-top``:
+proxies, 3 epochs in batches of 32, the adversary every 2nd step: on digits and MNIST
+(single classes, sets of 2 and 5) it relearns 0.88-2.0x as slowly as a model retrained
+without the classes (median 1.24-1.40) at 0.043-0.071 of that retrain's CPU time, through the
+fast path of :mod:`._fastpath` (fourth lab round, docs/benchmarks.md). It is built on
+``retrain-top``:
 
 Recipe ``retrain-top`` (prototype findings (3)+(4) of issue 13; set ``epochs`` too: the
-default 2 is the resistant recipe's schedule, ``retrain-top`` alone was measured at 3-15): the last
+default 3 is the resistant recipe's schedule, ``retrain-top`` alone was measured at 3-15): the last
 ``blocks`` blocks of the model's last stage and everything after them (pooling norms, hidden
 layers, the classifier head, whose rows of the forgotten classes are reset with it) are
 re-initialised and trained from scratch with cross-entropy on the retain samples only. The
@@ -56,7 +57,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,6 +67,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lethe.errors import ClassSelectionError, ConfigError, FilterError, TrainingError
+
+from ._fastpath import FastTop, fast_top
 
 __all__ = ["ERASE_METHODS", "EraseConfig", "EraseReport", "erase"]
 
@@ -89,11 +92,14 @@ class EraseConfig:
     ``adversary_data``, ``invert_steps``: the adversary's data (``"forget"`` images, or the
     retain-only proxies ``"retain"``, ``"lookalike"``, ``"invert"``). ``retain_per_class``: at
     most that many seeded retain samples of each class train the top (None: all).
+    ``fast_path``: train the top through the equivalent, faster forward of
+    :mod:`lethe.filters._fastpath` where it applies (False: the plain forward; the same model
+    up to float rounding, 3-5x slower on small-input ResNets).
     """
 
     method: str = "relearn-resistant"
     blocks: int = 1
-    epochs: int = 2
+    epochs: int = 3
     lr: float = 2e-3
     weight_decay: float = 5e-4
     batch_size: int = 32
@@ -103,12 +109,13 @@ class EraseConfig:
     adversary_steps: int = 3
     adversary_lr: float = 1e-3
     adversary_batch: int = 8
-    adversary_every: int = 4
+    adversary_every: int = 2
     adversary_scope: str = "top"
     saliency_threshold: float = 0.9
     adversary_data: str = "lookalike"
     invert_steps: int = 10
     retain_per_class: int | None = None
+    fast_path: bool = True
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -149,6 +156,8 @@ class EraseConfig:
         if self.adversary_scope not in _SCOPES:
             scopes = ", ".join(_SCOPES)
             bad(f"adversary_scope must be one of {scopes}, got {self.adversary_scope!r}")
+        if not isinstance(self.fast_path, bool):
+            bad(f"fast_path must be True or False, got {self.fast_path!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             bad(f"seed must be an integer, got {self.seed!r}")
         if self.boundary is not None and (not isinstance(self.boundary, str) or not self.boundary):
@@ -422,8 +431,9 @@ def _penalty_grads(
     """Adversary steps (sign of the gradient, as Adam's first steps), then the gradient of
     ``-log(1 - p_true)`` at the adapted weights with respect to the top (first-order)."""
     saved = [p.detach().clone() for p in res.adv_params]
-    was = [m.training for m in model.modules()]
-    model.eval()
+    was = [m for m in model.modules() if m.training]  # the top only: the rest is in eval
+    for m in was:
+        m.training = False
     try:
         for _ in range(cfg.adversary_steps):
             loss = F.cross_entropy(run().float(), labels)
@@ -439,8 +449,8 @@ def _penalty_grads(
         with torch.no_grad():
             for p, v in zip(res.adv_params, saved, strict=True):
                 p.copy_(v)
-        for m, w in zip(model.modules(), was, strict=True):
-            m.train(w)
+        for m in was:
+            m.training = True
     return list(out), float(pen.detach())
 
 
@@ -468,7 +478,9 @@ def _resist_step(
     return pen
 
 
-def _trainable_top(model: nn.Module, top: Sequence[str], all_grads: bool) -> list[nn.Parameter]:
+def _trainable_top(
+    model: nn.Module, top: Sequence[str], all_grads: bool, fast: FastTop | None
+) -> list[nn.Parameter]:
     model.eval()
     for p in model.parameters():
         p.requires_grad_(all_grads)
@@ -479,29 +491,74 @@ def _trainable_top(model: nn.Module, top: Sequence[str], all_grads: bool) -> lis
         for p in mod.parameters(recurse=False):
             p.requires_grad_(True)
             params.append(p)
-    return params
+    return params if fast is None else fast.params(params)
+
+
+@dataclass
+class _Cut:
+    """Where the model is cut: the modules in run order, the cut's name and module, and the
+    re-initialised top (names, in run order)."""
+
+    order: list[str]
+    name: str
+    module: nn.Module
+    top: list[str]
 
 
 def _train_top(
     model: nn.Module,
-    top: Sequence[str],
-    cut_module: nn.Module,
+    cut: _Cut,
     data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     cfg: EraseConfig,
     progress: bool,
     resist: _Resist | None = None,
+) -> tuple[list[float], list[float], dict[str, Any]]:
+    """Cross-entropy on cached retain features (plus the relearn-resistant term), through
+    the fast path where it applies (:mod:`._fastpath`); returns the loss and the mean
+    penalty of every epoch, and what the fast path did."""
+    feats, _, dummy = data
+    full = resist is not None and cfg.adversary_scope == "all"
+    holder: list[torch.Tensor | None] = [feats[:8]]
+
+    def probe() -> torch.Tensor:
+        holder[0] = feats[:8]
+        out: torch.Tensor = model(dummy)
+        return out
+
+    speed = fast_top(model, cut.order, cut.name, cut.top, probe, skip_below=not full)
+    with _spliced(cut.module, holder), speed if cfg.fast_path else nullcontext() as fast:
+        params = _trainable_top(model, cut.top, full, fast)
+        if resist is not None and cfg.adversary_scope == "top":
+            resist.adv_params = params
+        elif resist is not None and cfg.adversary_scope == "head":
+            head = model.get_submodule(cut.top[-1])  # the last parametrised module to run
+            own = list(head.parameters(recurse=False))
+            resist.adv_params = own if fast is None else fast.params(own)
+        elif resist is not None and fast is not None:
+            resist.adv_params = fast.params(resist.adv_params)
+        try:
+            losses, penalties = _epochs(model, holder, params, data, cfg, progress, resist)
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(False)
+            model.eval()
+    info = {"narrowed": fast.narrowed, "skipped_below": fast.skipped_below} if fast else {}
+    return losses, penalties, {"fast_path": info or None}
+
+
+def _epochs(
+    model: nn.Module,
+    holder: list[torch.Tensor | None],
+    params: Sequence[nn.Parameter],
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    cfg: EraseConfig,
+    progress: bool,
+    resist: _Resist | None,
 ) -> tuple[list[float], list[float]]:
-    """Cross-entropy on cached retain features (plus the relearn-resistant term); returns
-    the loss and the mean penalty of every epoch."""
+    """The training loop of :func:`_train_top` (inside the splice)."""
     from tqdm.auto import tqdm
 
     feats, labels, dummy = data
-    params = _trainable_top(model, top, resist is not None and cfg.adversary_scope == "all")
-    if resist is not None and cfg.adversary_scope == "top":
-        resist.adv_params = params
-    elif resist is not None and cfg.adversary_scope == "head":
-        head = model.get_submodule(top[-1])  # the last parametrised module to run
-        resist.adv_params = [p for p in head.parameters(recurse=False)]
     n = len(labels)
     steps = cfg.epochs * math.ceil(n / cfg.batch_size)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -509,43 +566,38 @@ def _train_top(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 17)
-    holder: list[torch.Tensor | None] = [feats[:1]]
     losses: list[float] = []
     penalties: list[float] = []
     bar = tqdm(total=steps, desc="erase", disable=None if progress else True, leave=False)
     try:
-        with _spliced(cut_module, holder):
-            for _ in range(cfg.epochs):
-                perm = torch.randperm(n, generator=gen).to(feats.device)
-                total = torch.zeros((), device=feats.device)
-                pens: list[float] = []
-                for i, start in enumerate(range(0, n, cfg.batch_size)):
-                    idx = perm[start : start + cfg.batch_size]
-                    holder[0] = feats[idx]
-                    loss = F.cross_entropy(model(dummy).float(), labels[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    if resist is not None and i % cfg.adversary_every == 0:
-                        pens.append(_resist_step(model, holder, params, resist, cfg, gen))
-                    opt.step()
-                    sched.step()
-                    total += loss.detach() * len(idx)
-                    bar.update(1)
-                losses.append(float(total) / n)
-                done = len(losses) * math.ceil(n / cfg.batch_size)
-                _log.info(
-                    "erase epoch %d/%d (step %d/%d): loss %.4f",
-                    len(losses), cfg.epochs, done, steps, losses[-1],
-                )  # fmt: skip
-                if pens:
-                    penalties.append(sum(pens) / len(pens))
-                if not math.isfinite(losses[-1]):
-                    raise TrainingError("erase diverged (non-finite loss); lower lr")
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, generator=gen).to(feats.device)
+            total = torch.zeros((), device=feats.device)
+            pens: list[float] = []
+            for i, start in enumerate(range(0, n, cfg.batch_size)):
+                idx = perm[start : start + cfg.batch_size]
+                holder[0] = feats[idx]
+                loss = F.cross_entropy(model(dummy).float(), labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                if resist is not None and i % cfg.adversary_every == 0:
+                    pens.append(_resist_step(model, holder, params, resist, cfg, gen))
+                opt.step()
+                sched.step()
+                total += loss.detach() * len(idx)
+                bar.update(1)
+            losses.append(float(total) / n)
+            done = len(losses) * math.ceil(n / cfg.batch_size)
+            _log.info(
+                "erase epoch %d/%d (step %d/%d): loss %.4f",
+                len(losses), cfg.epochs, done, steps, losses[-1],
+            )  # fmt: skip
+            if pens:
+                penalties.append(sum(pens) / len(pens))
+            if not math.isfinite(losses[-1]):
+                raise TrainingError("erase diverged (non-finite loss); lower lr")
     finally:
         bar.close()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model.eval()
     return losses, penalties
 
 
@@ -772,9 +824,10 @@ def erase(
     resist = _adversary(out, cut_module, train_set, (feats, labels, dummy), classes, config)
     top = _top_modules(out, order, cut)
     kept = _reset(out, top, config.seed)
-    losses, penalties = _train_top(
-        out, top, cut_module, (feats, labels, dummy), config, progress, resist
+    losses, penalties, fast_info = _train_top(
+        out, _Cut(order, cut, cut_module, top), (feats, labels, dummy), config, progress, resist
     )
+    extras.update(fast_info)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     out = out.to(home).eval()
