@@ -189,6 +189,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "adversary_every": 2,
         "blocks": 2,
     },
+    # Fourth round, cheaper tops for the plain CNN (the cap applies before features are cached).
+    "px-look-e2-r30-s4": {
+        "method": _RR,
+        "adversary_data": "lookalike",
+        "epochs": 2,
+        "batch_size": 32,
+        "adversary_every": 4,
+        "retain_per_class": 30,
+    },
+    "px-look-e3-fc": {
+        "method": _RR,
+        "adversary_data": "lookalike",
+        "epochs": 3,
+        "batch_size": 32,
+        "adversary_every": 2,
+        "boundary": "fc.0",
+    },
     # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
     "default": {
         "method": _RR,
@@ -287,6 +304,15 @@ _DIGITS = _DigitsSetup("digits", "resnet18", U.Recipe(epochs=10, lr=2e-3, filter
 _MNIST_TIMM = _DigitsSetup("mnist", "resnet18", U.Recipe(epochs=8, lr=2e-3, filter_epochs=6))
 
 
+# CIFAR-10 at the same size (300 / 100 images per class, timm stem, layer4 at 1x1 on 32x32),
+# where the feature probe discriminates (issue 13): a weak base model, what 2 CPU cores afford.
+_CIFAR_TIMM = _DigitsSetup(
+    "cifar10",
+    "resnet18",
+    U.Recipe(epochs=15, lr=2e-3, filter_epochs=6, augment_flip=True, augment_pad=4),
+)
+
+
 def _digits_data() -> U.Data:
     from lethe.data import Preprocess, load_digits, stratified_split
     from lethe_audit.metrics import ImageSet
@@ -315,6 +341,9 @@ def _setup(name: str, preset: U.Preset) -> tuple[U.Setup, U.Recipe, U.Data]:
     if name == "mnist_timm":
         U.SETUPS.setdefault("mnist_timm", _MNIST_TIMM)
         return _MNIST_TIMM, _MNIST_TIMM.recipe, U.load_data("mnist", preset)
+    if name == "cifar10_timm":
+        U.SETUPS.setdefault("cifar10_timm", _CIFAR_TIMM)
+        return _CIFAR_TIMM, _CIFAR_TIMM.recipe, U.load_data("cifar10", preset)
     setup = U.SETUPS[name]
     return setup, preset.recipe(name), U.load_data(setup.dataset, preset)
 

@@ -64,7 +64,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from lethe.errors import ClassSelectionError, ConfigError, FilterError, TrainingError
 
@@ -664,17 +664,27 @@ def _resist_data(
     return _Resist(x=x, y=y, feats=feats, adv_params=list(model.parameters()))
 
 
-def _per_class(
-    feats: torch.Tensor, labels: torch.Tensor, cap: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """At most ``cap`` seeded samples of each retain class (original order kept)."""
+def _dataset_labels(dataset: Dataset[Any]) -> torch.Tensor:
+    """Every sample's label, without running the model (a TensorDataset's label tensor; else
+    one pass of the loader)."""
+    if isinstance(dataset, TensorDataset) and len(dataset.tensors) >= 2:
+        return torch.as_tensor(dataset.tensors[1]).long().cpu()
+    loader = DataLoader(dataset, batch_size=512, shuffle=False)
+    return torch.cat([torch.as_tensor(yb).long() for _, yb in loader])
+
+
+def _per_class(dataset: Dataset[Any], forget: Sequence[int], cap: int, seed: int) -> Dataset[Any]:
+    """At most ``cap`` seeded retain samples of each class (original order kept), chosen
+    before any feature is computed: only they pass through the model."""
+    labels = _dataset_labels(dataset)
+    retain = (~torch.isin(labels, torch.tensor(sorted(forget), dtype=torch.long))).nonzero()
+    retain = retain.flatten()
     g = torch.Generator().manual_seed(seed * 104_729 + 7)
-    order = torch.randperm(len(labels), generator=g).to(labels.device)
-    keep = torch.zeros(len(labels), dtype=torch.bool, device=labels.device)
-    for c in torch.unique(labels):
-        picked = order[labels[order] == c][:cap]
-        keep[picked] = True
-    return feats[keep], labels[keep]
+    order = torch.randperm(len(retain), generator=g)
+    keep = torch.zeros(len(retain), dtype=torch.bool)
+    for c in torch.unique(labels[retain]):
+        keep[order[labels[retain][order] == c][:cap]] = True
+    return Subset(dataset, retain[keep].tolist())
 
 
 def _top_logits(
@@ -816,9 +826,10 @@ def erase(
         extras["saliency_channels"] = _saliency(
             out, scales, below, config.saliency_threshold, config.seed
         )
-    feats, labels, dummy = _retain_features(out, cut_module, train_set, classes, dev)
+    retain_set = train_set
     if config.retain_per_class is not None:
-        feats, labels = _per_class(feats, labels, config.retain_per_class, config.seed)
+        retain_set = _per_class(train_set, classes, config.retain_per_class, config.seed)
+    feats, labels, dummy = _retain_features(out, cut_module, retain_set, classes, dev)
     check_feats, _, _ = _retain_features(out, cut_module, _Probe(x4), [], dev)
     _check_splice(out, cut_module, check_feats, x4)
     resist = _adversary(out, cut_module, train_set, (feats, labels, dummy), classes, config)
