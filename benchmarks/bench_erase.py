@@ -287,29 +287,22 @@ def erase_variant(
     return out.eval(), timing, {**cfg.to_dict(), "extras": report.extras}
 
 
-# The digits setup of the test fixture (tests/conftest.py), plus the CPU presets' setups.
-class _DigitsSetup(U.Setup):
-    """The fixture's ResNet-18: timm's own stem (no small-stem adaptation), 32x32 inputs."""
-
-    def spec(self, in_chans: int, size: tuple[int, int], num_classes: int) -> Any:
-        from lethe.models import ModelSpec
-
-        return ModelSpec(self.backbone, num_classes, in_chans=in_chans, input_size=size)
-
-
-_DIGITS = _DigitsSetup("digits", "resnet18", U.Recipe(epochs=10, lr=2e-3, filter_epochs=8))
-# MNIST at the compare preset's size (300 / 100 images per class) with the same timm stem as
-# digits (28x28 inputs, layer4 at 1x1): ~10x cheaper than bench_unlearning's small-stem
-# mnist_resnet18, so that retraining references fit a shared 2-core machine.
-_MNIST_TIMM = _DigitsSetup("mnist", "resnet18", U.Recipe(epochs=8, lr=2e-3, filter_epochs=6))
-
-
-# CIFAR-10 at the same size (300 / 100 images per class, timm stem, layer4 at 1x1 on 32x32),
-# where the feature probe discriminates (issue 13): a weak base model, what 2 CPU cores afford.
-_CIFAR_TIMM = _DigitsSetup(
+# The digits setup of the test fixture (tests/conftest.py), plus the CPU presets' setups, all
+# with timm's own ResNet stem (no small-stem adaptation): layer4 runs at 1x1 on these inputs.
+_DIGITS = U.Setup(
+    "digits", "resnet18", U.Recipe(epochs=10, lr=2e-3, filter_epochs=8), small_stem=False
+)
+# MNIST at the compare preset's size (300 / 100 images per class), ~10x cheaper than
+# bench_unlearning's small-stem mnist_resnet18, so that retraining references fit a shared
+# 2-core machine: the erase preset's model, one definition.
+_MNIST_TIMM = U.SETUPS["mnist_timm_resnet18"]
+# CIFAR-10 at the same size, where the feature probe discriminates (issue 13): a weak base
+# model, what 2 CPU cores afford.
+_CIFAR_TIMM = U.Setup(
     "cifar10",
     "resnet18",
     U.Recipe(epochs=15, lr=2e-3, filter_epochs=6, augment_flip=True, augment_pad=4),
+    small_stem=False,
 )
 
 

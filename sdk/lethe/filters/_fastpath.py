@@ -1,5 +1,5 @@
 """A faster, equivalent forward for phase 2's top training (DESIGN §3; numbers in
-docs/benchmarks.md, "Phase 2 at 1x1").
+docs/benchmarks.md, "Fourth lab round").
 
 Phase 2 trains the top of the model on cached features at the cut; every step still runs the
 model's whole forward on one dummy input (the cut module ignores what reaches it), and on
@@ -84,9 +84,9 @@ def _one_tap(conv: nn.Conv2d, shape: torch.Size) -> tuple[int, int] | None:
 
 
 def _record(
-    model: nn.Module, names: Sequence[str], run: Callable[[], Any]
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, int]]:
-    """(inputs, outputs, call counts) of the named modules during ``run()``."""
+    model: nn.Module, names: Sequence[str], run: Callable[[], torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, int], torch.Tensor]:
+    """(inputs, outputs, call counts) of the named modules during ``run()``, and its result."""
     ins: dict[str, Any] = {}
     outs: dict[str, Any] = {}
     calls: dict[str, int] = {}
@@ -102,11 +102,11 @@ def _record(
         handles.append(mod.register_forward_hook(hook))
     try:
         with torch.no_grad():
-            run()
+            result = run()
     finally:
         for h in handles:
             h.remove()
-    return ins, outs, calls
+    return ins, outs, calls, result
 
 
 @contextmanager
@@ -124,9 +124,8 @@ def fast_top(
     runs the spliced top on a few cached features (the same call before and after)."""
     below = _below_roots(order, cut) if skip_below else []
     convs = [n for n in top if isinstance(model.get_submodule(n), nn.Conv2d)]
-    ins, outs, calls = _record(model, [*below, *convs], run)
-    with torch.no_grad():
-        want = run().float()
+    ins, outs, calls, plain = _record(model, [*below, *convs], run)
+    want = plain.float()
     fast = FastTop()
     patched: list[nn.Module] = []
     narrowed: list[_Narrowed] = []
@@ -156,7 +155,7 @@ def fast_top(
         with torch.no_grad():
             got = run().float()
         ok = got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-4)
-        if ok and (patched or narrowed):
+        if ok and patched:  # (narrowed convolutions are patched too)
             yield fast
         else:
             _restore(patched, [])
