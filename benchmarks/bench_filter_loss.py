@@ -10,7 +10,9 @@ the base model on every single class and on seeded sets of 2, 3 and 5 classes:
 
 Setups: ``cnn-quick`` is the ``quick`` preset's MNIST plain CNN (500 / 200 images per class);
 ``cnn-full`` the same CNN on whole MNIST (the GPU preset's data, trained here on the CPU);
-``resnet18-digits`` the test suite's digits ResNet-18 fixture recipe. Variants are
+``resnet18-digits`` the test suite's digits ResNet-18 fixture recipe; ``vit-filters`` the
+``filters`` preset's small MNIST ViT (300 / 100 images per class, the base model that preset
+and ``bench_erase --setup mnist_vit --preset filters`` cache). Variants are
 :class:`lethe.filters.TrainConfig` options on top of the setup's own filter options.
 """
 
@@ -58,7 +60,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 
-SETUPS = ("cnn-quick", "cnn-full", "resnet18-digits")
+SETUPS = ("cnn-quick", "cnn-full", "resnet18-digits", "vit-filters")
 
 
 def _predict(model: nn.Module, x: torch.Tensor) -> np.ndarray[Any, Any]:
@@ -67,20 +69,19 @@ def _predict(model: nn.Module, x: torch.Tensor) -> np.ndarray[Any, Any]:
     return predict(model, x, batch_size=512).argmax(1).numpy()
 
 
-def _cnn(
+def _preset_model(
     setup: str, cache: Path, progress: bool
 ) -> tuple[nn.Module, TensorDataset, TensorDataset, dict[str, Any], list[list[int]]]:
     from benchmarks._unlearning_methods import base_model
     from benchmarks._unlearning_setups import PRESETS, forget_sets, load_data
 
-    preset = PRESETS["quick"]
+    name = "mnist_vit" if setup == "vit-filters" else "mnist_cnn"
+    preset = PRESETS["filters" if setup == "vit-filters" else "quick"]
     if setup == "cnn-full":
         preset = replace(preset, train_per_class=None, test_per_class=None)
-    recipe = preset.recipe("mnist_cnn")
+    recipe = preset.recipe(name)
     data = load_data("mnist", preset)
-    model, info = base_model(
-        "mnist_cnn", recipe, data, seed=preset.seed, cache=cache, progress=progress
-    )
+    model, info = base_model(name, recipe, data, seed=preset.seed, cache=cache, progress=progress)
     sets = [[c] for c in range(10)] + forget_sets(10, preset, 10, salt=2)
     opts = {"epochs": recipe.filter_epochs, "seed": preset.seed, **dict(recipe.filter_options)}
     meta = {"base": info, "filter_options": opts, "train": len(data.train), "test": len(data.test)}
@@ -183,7 +184,7 @@ def run(
     if setup == "resnet18-digits":
         model, train_ds, test_ds, meta, sets = _digits(cache, digits_model)
     else:
-        model, train_ds, test_ds, meta, sets = _cnn(setup, cache, progress)
+        model, train_ds, test_ds, meta, sets = _preset_model(setup, cache, progress)
     if seed is not None:
         meta["filter_options"] = {**meta["filter_options"], "seed": seed}
     x, y = test_ds.tensors

@@ -72,3 +72,26 @@ def test_variant_names_keep_their_recipe_and_default_is_erase_config() -> None:
     assert (top1.method, top1.epochs, top1.batch_size) == ("retrain-top", 15, 128)
     fields = {f.name for f in dataclasses.fields(EraseConfig)}
     assert set(bench_erase._ROUND_DEFAULTS) <= fields
+
+
+def test_pooled_references_keep_each_retrain_and_gaps_read_against_their_mean(
+    tmp_path: Path,
+) -> None:
+    result = bench_erase.main(
+        [
+            "--setup", "mnist_cnn", "--preset", "toy", "--classes", "1", "--variants", "top1-e5",
+            "--relearn-seeds", "1", "--relearn-max-steps", "2", "--ref-seeds", "2",
+            "--out", str(tmp_path / "lab.json"), "--cache", str(tmp_path / "cache"),
+        ]
+    )  # fmt: skip
+    rows = {r["model"]: r for r in result["rows"]}
+    ref = rows["retrain"]
+    assert len(ref["refs"]) == 2
+    assert ref["relearn_runs"] == [x for r in ref["refs"] for x in r["relearn_runs"]]
+    assert ref["probe_auc"] == pytest.approx(sum(r["probe_auc"] for r in ref["refs"]) / 2)
+    # Two seeds, two retrains: different weights, so not one cached model read twice.
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("erase-lab-retrain-*.safetensors"))
+    assert len(cached) == 2
+    row = rows["top1-e5"]
+    assert row["probe_gap"] == pytest.approx(row["probe_auc"] - ref["probe_auc"])
+    assert row["cpu_cost_ratio"] == pytest.approx(row["cpu_seconds"] / ref["cpu_seconds"])
