@@ -173,6 +173,14 @@ def test_vit_cuts_at_its_last_transformer_block() -> None:
     assert {"blocks.1.attn.qkv", "norm", "head"} <= set(report.reset_modules)
     assert "blocks.0.attn.qkv" not in report.reset_modules
     assert list(erased.state_dict()) == list(model.state_dict())
+    # blocks=2 (the setting docs/workflow.md advises for ViTs): both blocks rebuilt, the patch
+    # embedding kept as it was.
+    two, report2 = erase(model, _toy_data(1, 16), [2], config=EraseConfig(epochs=1, blocks=2))
+    assert report2.boundary == "blocks.0"
+    assert "blocks.0.attn.qkv" in report2.reset_modules
+    assert "patch_embed.proj" not in report2.reset_modules
+    assert torch.equal(two.patch_embed.proj.weight, model.patch_embed.proj.weight)
+    assert not torch.equal(two.blocks[0].attn.qkv.weight, model.blocks[0].attn.qkv.weight)
 
 
 class _SkipAround(nn.Module):
