@@ -104,6 +104,16 @@ def test_errors_are_typed_problems(service: Service) -> None:
         hdr = http.post("/v1/requests", json=file_body("gina"), headers={"Idempotency-Key": "k1"})
         assert (hdr.status_code, hdr.json()["id"]) == (201, first.id)
         assert "alice" not in http.get("/v1/requests").text  # subjects never come back
+        # A misspelt filter is refused, never answered with the unfiltered list.
+        typo = http.get("/v1/requests", params={"stauts": "applied", "model": "m"})
+        assert (typo.status_code, typo.json()["title"]) == (422, "ValidationError")
+        assert typo.json()["errors"] == [
+            {
+                "loc": ["query", "stauts"],
+                "msg": "unknown query parameter; known: status, overdue, model",
+            }
+        ]
+        assert http.get("/v1/requests", params={"status": "received"}).status_code == 200
 
 
 def test_cli_tokens_and_subject_from_stdin(service: Service) -> None:

@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.background import BackgroundTask
 
@@ -128,12 +129,14 @@ def _request_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
 
     @router.get("/requests", response_model=RequestList, tags=["requests"])
     def list_requests(
+        request: Request,
         p: Principal = Depends(gate.allow(*ROLES["read"])),  # noqa: B008
         status: list[str] | None = Query(default=None),  # noqa: B008
         overdue: bool | None = None,
         model: str | None = Query(default=None, min_length=1, max_length=100),
     ) -> RequestList:
         """Requests, oldest first (an app sees only the ones it filed)."""
+        _known_query(request, ("status", "overdue", "model"))
         rs = lt.list(status=status or None, overdue=overdue, model=model)
         if p.role == "app":
             rs = [r for r in rs if getattr(r, "filed_by", None) == p.name]
@@ -235,4 +238,21 @@ def _log_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
             media_type="application/zip",
             filename="lethe-bundle.zip",
             background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+        )
+
+
+def _known_query(request: Request, known: tuple[str, ...]) -> None:
+    """A misspelt filter (``?stauts=applied``) is a 422, not a silently unfiltered list."""
+    extra = sorted(set(request.query_params) - set(known))
+    if extra:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown query parameter; known: {', '.join(known)}",
+                    "input": None,
+                }
+                for name in extra
+            ]
         )
