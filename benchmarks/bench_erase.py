@@ -50,6 +50,15 @@ _ROUND_DEFAULTS: dict[str, Any] = {
     "adversary_every": 1,
     "adversary_data": "forget",
 }
+# The third round's px-look-e3, EraseConfig()'s defaults since the fourth: the base of the
+# later variants.
+_PX_LOOK_E3: dict[str, Any] = {
+    "method": _RR,
+    "adversary_data": "lookalike",
+    "epochs": 3,
+    "batch_size": 32,
+    "adversary_every": 2,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     "top1": {"blocks": 1},
     "top1-e5": {"blocks": 1, "epochs": 5},
@@ -92,13 +101,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top1-e8": {"blocks": 1, "epochs": 8, "lr": 3e-3},
     "top1-e5-lr3e-3": {"blocks": 1, "epochs": 5, "lr": 3e-3},
     "top1-e3": {"blocks": 1, "epochs": 3, "batch_size": 32},
-    "px-look-e3": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-    },
+    "px-look-e3": dict(_PX_LOOK_E3),
     "px-retain-e3": {
         "method": _RR,
         "adversary_data": "retain",
@@ -208,61 +211,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # Fifth round: the default with a longer adversary (5 sign steps instead of 3; the relearn
     # test's Adam needs 7-30 steps on the retrained model, more on sets).
-    "px-look-e3-as5": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-        "adversary_steps": 5,
-    },
+    "px-look-e3-as5": {**_PX_LOOK_E3, "adversary_steps": 5},
     # Fifth round, the ViT (6 blocks, its retrain 40 epochs): half of the blocks rebuilt, or
     # all of them (only the patch embedding kept): the residual stream carries what the kept
     # blocks computed to the features the probe reads.
-    "px-look-e3-b3": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-        "blocks": 3,
-    },
-    "px-look-e3-b6": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-        "blocks": 6,
-    },
+    "px-look-e3-b3": {**_PX_LOOK_E3, "blocks": 3},
+    "px-look-e3-b6": {**_PX_LOOK_E3, "blocks": 6},
     # Fifth round, ViT: the default, then one whole-network epoch on retain data (changes the
     # residual stream below the cut, at 1/40 of the ViT's retrain).
-    "px-look-e3+ft1": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-        "finetune": {"epochs": 1, "lr": 3e-4},
-    },
+    "px-look-e3+ft1": {**_PX_LOOK_E3, "finetune": {"epochs": 1, "lr": 3e-4}},
     # Fifth round, lab only: the default on the unmasked base model (the frozen part below the
     # cut keeps all its channels: does the mask's damage there cost the 5-class set retain?).
-    "default-base": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-        "from_base": True,
-    },
+    "default-base": {**_PX_LOOK_E3, "from_base": True},
     # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
-    "default": {
-        "method": _RR,
-        "adversary_data": "lookalike",
-        "epochs": 3,
-        "batch_size": 32,
-        "adversary_every": 2,
-    },
+    "default": dict(_PX_LOOK_E3),
     # Lab only: retrain-top, then the forgotten classes' head rows re-initialised or zeroed.
     "rows-fresh": {"rows": "fresh"},
     "rows-zero": {"rows": "zero"},
