@@ -207,6 +207,9 @@ class Preset:
     relearn_seeds: int = 3
     recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seed: int = 0
+    # (k, n): this run compares only the forget sets k, k + n, k + 2n, ... of the preset's list
+    # (parallel runs on one GPU; ``--render`` joins the shards of a setup).
+    shard: tuple[int, int] = (0, 1)
 
     def recipe(self, name: str) -> Recipe:
         return replace(SETUPS[name].recipe, **dict(self.recipes.get(name, {})))
@@ -270,14 +273,17 @@ PRESETS: dict[str, Preset] = {
         singles=2,
         sets_per_size=1,
     ),
-    # Phase 2 on a lent GPU (not run yet): ResNet-18 on MNIST and the CIFAR-10 subsample,
-    # where the probe discriminates, plus the weak models (CNN, ViT); every method.
+    # Phase 2 on a lent GPU: ResNet-18 on MNIST and the CIFAR-10 subsample, where the probe
+    # discriminates, plus the weak models (CNN, ViT; the ViT erases two blocks, as
+    # docs/workflow.md advises); every method (benchmarks/gpu.sh erase runs it in shards).
     "gpu-erase": Preset(
         setups=("cifar10_resnet18", "mnist_resnet18", "mnist_cnn", "mnist_vit"),
-        per_class_by_dataset={"cifar10": (1800, 500)},
+        # MNIST at half its train set: the device tool carries 64 MiB a call, data included.
+        per_class_by_dataset={"cifar10": (1800, 500), "mnist": (3000, None)},
         singles=3,
         sets_per_size=1,
         lethe_sets_per_size=5,
+        recipes={"mnist_vit": {"erase_options": {"blocks": 2}}},
     ),
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for
     # a GPU). CIFAR-10 single classes are a seeded sample, as the issue allows.

@@ -223,6 +223,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Fifth round, lab only: the default on the unmasked base model (the frozen part below the
     # cut keeps all its channels: does the mask's damage there cost the 5-class set retain?).
     "default-base": {**_PX_LOOK_E3, "from_base": True},
+    # Sixth round (the H200 run: on a GPU a small model's step costs about the same whatever
+    # its batch, so phase 2's cost there is its step count, 12 / retrain epochs at batch 32):
+    # the default with 4x / 8x fewer, larger steps (lr scaled by the square root of the batch
+    # ratio, the adversary at every step).
+    "px-look-e3-bs128": {**_PX_LOOK_E3, "batch_size": 128, "lr": 4e-3, "adversary_every": 1},
+    "px-look-e3-bs256": {**_PX_LOOK_E3, "batch_size": 256, "lr": 6e-3, "adversary_every": 1},
     # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
     "default": dict(_PX_LOOK_E3),
     # Lab only: retrain-top, then the forgotten classes' head rows re-initialised or zeroed.

@@ -296,6 +296,11 @@ def _compare(
     compare_sets = [[c] for c in singles]
     if preset.singles != 0:
         compare_sets += forget_sets(data.num_classes, preset, preset.sets_per_size, salt=3)
+    k, n = preset.shard
+    compare_sets = compare_sets[k::n]
+    out["singles"] = list(singles)
+    if n > 1:
+        out["shard"] = [k, n]
     # Forget sets outside, methods inside: a run cut short by its deadline still compares
     # every method on the sets it finished.
     comparison: dict[str, list[dict[str, Any]]] = {}
@@ -474,8 +479,10 @@ def run(
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
     deadline_seconds: float | None = None,
     on_progress: Callable[[dict[str, Any]], None] = lambda _result: None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, Any]:
-    """Run a preset (optionally restricted to some setups and methods); returns the results.
+    """Run a preset (optionally restricted to some setups and methods, and to one ``shard``
+    (k, n) of its forget sets); returns the results.
 
     ``on_progress`` gets the partial result after every finished step; past
     ``deadline_seconds`` no new setup or comparison run starts (see :class:`Deadline`).
@@ -493,6 +500,9 @@ def run(
         preset = replace(preset, setups=tuple(only))
     if methods:
         preset = replace(preset, methods=tuple(m for m in METHODS if m in methods))
+    if not 0 <= shard[0] < shard[1]:
+        raise SystemExit(f"--shard K/N needs 0 <= K < N, got {shard[0]}/{shard[1]}")
+    preset = replace(preset, shard=shard)
     deadline = Deadline(deadline_seconds)
     if torch.cuda.is_available():
         # Benchmark speed on the GPU: autotuned convolutions and TF32 matrix products.
@@ -518,6 +528,7 @@ def run(
             "lethe_sets_per_size": preset.lethe_sets_per_size,
             "relearn_steps": preset.relearn_steps,
             "relearn_seeds": preset.relearn_seeds,
+            "shard": list(preset.shard),
         },
         "setups": {},
     }
@@ -541,6 +552,27 @@ def run(
     return result
 
 
+def _join_shards(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """One setup's result from two shards of its forget sets (same base model): the
+    comparison rows of both, the derived gaps, cost and targets recomputed."""
+    if a["base"]["digest"] != b["base"]["digest"]:
+        raise SystemExit("cannot join shards of one setup trained from different base models")
+    out = copy.deepcopy(dict(a))
+    comparison = copy.deepcopy(dict(a.get("comparison", {})))
+    for method, rows in b.get("comparison", {}).items():
+        seen = {tuple(r["forget"]) for r in comparison.get(method, [])}
+        comparison.setdefault(method, []).extend(
+            copy.deepcopy(r) for r in rows if tuple(r["forget"]) not in seen
+        )
+    skipped = [*a.get("skipped_at_deadline", []), *b.get("skipped_at_deadline", [])]
+    out.pop("skipped_at_deadline", None)
+    if skipped:
+        out["skipped_at_deadline"] = skipped
+    out["shard"] = "joined"
+    _finish(out, comparison, len(out["base"]["per_class"]), out.get("singles", []))
+    return out
+
+
 def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One result from several runs of a preset (say, one per time-limited GPU call): setups
     are taken from the later runs where they repeat, wall times add up."""
@@ -554,7 +586,12 @@ def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for r in results[1:]:
         if r["preset"] != merged["preset"]:
             raise SystemExit(f"cannot merge presets {merged['preset']!r} and {r['preset']!r}")
-        merged["setups"].update(copy.deepcopy(r["setups"]))
+        for name, setup in r["setups"].items():
+            old = merged["setups"].get(name)
+            if old is not None and "shard" in old and "shard" in setup:
+                merged["setups"][name] = _join_shards(old, setup)
+            else:
+                merged["setups"][name] = copy.deepcopy(setup)
         merged["wall_seconds"] += r["wall_seconds"]
     # A setup one run skipped but a later run did is not missing from the merge.
     skipped = {s for r in results for s in r.get("skipped_at_deadline", [])}
@@ -562,6 +599,14 @@ def merge(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if skipped - set(merged["setups"]):
         merged["skipped_at_deadline"] = sorted(skipped - set(merged["setups"]))
     return merged
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"shard like 0/3, got {text!r}") from exc
+    return k, n
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -582,6 +627,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "--deadline", type=float, default=None, metavar="SECONDS",
         help="start no new setup or comparison run after this many seconds (results list "
         "what was skipped); the JSON is rewritten after every finished step",
+    )  # fmt: skip
+    ap.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="K/N",
+        help="compare only forget sets K, K+N, K+2N, ... (parallel runs sharing --cache)",
     )  # fmt: skip
     ap.add_argument(
         "--render", nargs="+", type=Path, default=None, metavar="JSON",
@@ -608,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = run(
             args.preset, only=args.only, methods=args.methods, cache=args.cache,
             progress=not args.quiet, deadline_seconds=args.deadline, on_progress=write,
+            shard=args.shard,
         )  # fmt: skip
     write(result)
     if not args.no_docs:

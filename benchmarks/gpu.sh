@@ -8,12 +8,14 @@
 #   benchmarks/gpu.sh compare OUTDIR # in parallel, one process each: every method on
 #                                    # cifar10_resnet18, mnist_resnet18 and mnist_cnn; Lethe on
 #                                    # mnist_vit (the GPU idles while one process evaluates)
+#   benchmarks/gpu.sh erase OUTDIR   # the gpu-erase preset (phase 2 beside every method) in
+#                                    # parallel shards; everything in OUTDIR/erase.tgz
 # then, anywhere:
 #   ./dev python -m benchmarks.bench_unlearning --preset gpu --render OUTDIR/gpu-*-lethe.json \
 #       OUTDIR/gpu-*-compare.json
 # PYTHON (default python3) runs the benchmark; BUDGET (default 540) is a part's seconds.
 set -uo pipefail
-part=${1:?part: check, mnist or cifar}
+part=${1:?part: check, mnist, cifar, compare or erase}
 out=${2:?output folder}
 py=${PYTHON:-python3}
 budget=${BUDGET:-540}
@@ -46,6 +48,39 @@ PY
         >"$out/gpu-compare-$name.log" 2>&1 &
     done
     wait
+    exit 0 ;;
+  erase)
+    # The gpu-erase preset (issue 13: phase 2 beside every method) as parallel processes on
+    # the one GPU, each a shard K/N of a setup's forget sets. Shard 0 trains the base model
+    # and the filter bank into the shared cache; the other shards start once the bank is
+    # there. Every process stops starting comparison runs 100 s before the budget; the
+    # results and logs end up in one archive, $out/erase.tgz (the tool returns 8 files).
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+    preset=${PRESET:-gpu-erase}
+    cache=${CACHE_DIR:-"$out/cache"}
+    jobs=${JOBS:-"cifar10_resnet18:3 mnist_resnet18:2 mnist_cnn:2 mnist_vit:2"}
+    one() {  # setup K N [bench_unlearning options]
+      local name=$1 k=$2 n=$3; shift 3
+      local left=$((budget - ($(date +%s) - t0)))
+      ((left > 0)) || return 0  # (timeout 0 would mean no limit)
+      # shellcheck disable=SC2086
+      timeout "$left" "$py" -m benchmarks.bench_unlearning --preset "$preset" --quiet \
+        --no-docs --only "$name" --shard "$k/$n" --deadline $((left - 100)) --cache "$cache" \
+        --out "$out/erase-$name-$k.json" "$@" >"$out/erase-$name-$k.log" 2>&1
+    }
+    for job in $jobs; do
+      name=${job%%:*} n=${job##*:} extra=()
+      [[ $name == *vit ]] && extra=(--methods lethe lethe_erase retrain head_mask)
+      one "$name" 0 "$n" "${extra[@]}" &
+      for ((k = 1; k < n; k++)); do
+        (until compgen -G "$cache/$name-bank-*.json" >/dev/null; do
+           sleep 5; (( $(date +%s) - t0 < budget - 100 )) || exit 0
+         done
+         one "$name" "$k" "$n" "${extra[@]}") &
+      done
+    done
+    wait
+    (cd "$out" && tar czf erase.tgz erase-*.json erase-*.log)
     exit 0 ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac

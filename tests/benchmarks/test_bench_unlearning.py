@@ -192,6 +192,33 @@ def test_render_merges_runs_of_one_preset_into_json_docs_and_plots(tmp_path: Pat
         bench.merge([a, {**a, "preset": "quick"}])
 
 
+def test_shards_split_the_forget_sets_and_render_joins_them(tmp_path: Path) -> None:
+    # Two shards of one setup share the cache (one base model, one bank) and compare
+    # alternate forget sets; --render joins their rows and recomputes the gaps.
+    opts = ("--only", "mnist_cnn", "--methods", "lethe", "retrain", "--no-docs")
+    a = _run(tmp_path, *opts, "--shard", "0/2", "--out", str(tmp_path / "a.json"))
+    b = _run(tmp_path, *opts, "--shard", "1/2", "--out", str(tmp_path / "b.json"))
+    sa, sb = a["setups"]["mnist_cnn"], b["setups"]["mnist_cnn"]
+    assert sa["base"]["digest"] == sb["base"]["digest"] and sa["shard"] == [0, 2]
+    every = [[c] for c in sa["singles"]] + bench.forget_sets(
+        10, bench.PRESETS["toy"], bench.PRESETS["toy"].sets_per_size, salt=3
+    )
+    assert [r["forget"] for r in sa["comparison"]["retrain"]] == every[0::2]
+    assert [r["forget"] for r in sb["comparison"]["retrain"]] == every[1::2]
+    merged = _run(tmp_path, "--render", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    joined = merged["setups"]["mnist_cnn"]
+    assert sorted(r["forget"] for r in joined["comparison"]["lethe"]) == sorted(every)
+    pairs = zip(joined["comparison"]["lethe"], joined["comparison"]["retrain"], strict=True)
+    ratios = [x["relearn_steps"] / y["relearn_steps"] for x, y in pairs if y["relearn_steps"]]
+    assert joined["gaps_to_retrain"]["lethe"]["relearn_ratio_min"] == min(ratios)
+    other = json.loads(json.dumps(b))
+    other["setups"]["mnist_cnn"]["base"]["digest"] = "0" * 64
+    with pytest.raises(SystemExit, match="different base models"):
+        bench.merge([a, other])
+    with pytest.raises(SystemExit, match="0 <= K < N"):
+        bench.run("toy", shard=(2, 2))
+
+
 def test_gpu_script_parts_run_and_stop_at_their_deadline(tmp_path: Path) -> None:
     # The script's plumbing at a budget too small for any work: every part writes its JSON
     # and lists what it skipped (the real runs are in benchmarks/results/gpu/).
