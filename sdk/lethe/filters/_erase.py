@@ -427,9 +427,10 @@ def _penalty_grads(
     run: Callable[[], torch.Tensor],
     labels: torch.Tensor,
     cfg: EraseConfig,
-) -> tuple[list[torch.Tensor | None], float]:
+) -> tuple[list[torch.Tensor | None], torch.Tensor]:
     """Adversary steps (sign of the gradient, as Adam's first steps), then the gradient of
-    ``-log(1 - p_true)`` at the adapted weights with respect to the top (first-order)."""
+    ``-log(1 - p_true)`` at the adapted weights with respect to the top (first-order) and the
+    penalty itself (a tensor on the model's device: reading it would wait for the device)."""
     saved = [p.detach().clone() for p in res.adv_params]
     was = [m for m in model.modules() if m.training]  # the top only: the rest is in eval
     for m in was:
@@ -451,7 +452,7 @@ def _penalty_grads(
                 p.copy_(v)
         for m in was:
             m.training = True
-    return list(out), float(pen.detach())
+    return list(out), pen.detach()
 
 
 def _resist_step(
@@ -460,10 +461,10 @@ def _resist_step(
     params: Sequence[nn.Parameter],
     res: _Resist,
     cfg: EraseConfig,
-    gen: torch.Generator,
-) -> float:
-    """Adds the relearn-resistance gradient to the top's ``.grad``; returns the penalty."""
-    j = torch.randperm(len(res.y), generator=gen)[: cfg.adversary_batch].to(res.y.device)
+    j: torch.Tensor,
+) -> torch.Tensor:
+    """Adds the relearn-resistance gradient on the adversary's samples ``j`` to the top's
+    ``.grad``; returns the penalty (on the device)."""
     if cfg.adversary_scope == "all":
         holder[0] = None
         xb = res.x[j]
@@ -572,8 +573,9 @@ def _epochs(
     try:
         for _ in range(cfg.epochs):
             perm = torch.randperm(n, generator=gen).to(feats.device)
+            adv = _adversary_batches(resist, cfg, math.ceil(n / cfg.batch_size), gen)
             total = torch.zeros((), device=feats.device)
-            pens: list[float] = []
+            pens: list[torch.Tensor] = []
             for i, start in enumerate(range(0, n, cfg.batch_size)):
                 idx = perm[start : start + cfg.batch_size]
                 holder[0] = feats[idx]
@@ -581,7 +583,8 @@ def _epochs(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 if resist is not None and i % cfg.adversary_every == 0:
-                    pens.append(_resist_step(model, holder, params, resist, cfg, gen))
+                    j = adv[i // cfg.adversary_every]
+                    pens.append(_resist_step(model, holder, params, resist, cfg, j))
                 opt.step()
                 sched.step()
                 total += loss.detach() * len(idx)
@@ -592,13 +595,26 @@ def _epochs(
                 "erase epoch %d/%d (step %d/%d): loss %.4f",
                 len(losses), cfg.epochs, done, steps, losses[-1],
             )  # fmt: skip
-            if pens:
-                penalties.append(sum(pens) / len(pens))
+            if pens:  # one read per epoch (a read per step would wait for the device)
+                penalties.append(sum(torch.stack(pens).tolist()) / len(pens))
             if not math.isfinite(losses[-1]):
                 raise TrainingError("erase diverged (non-finite loss); lower lr")
     finally:
         bar.close()
     return losses, penalties
+
+
+def _adversary_batches(
+    resist: _Resist | None, cfg: EraseConfig, steps: int, gen: torch.Generator
+) -> torch.Tensor:
+    """The adversary's sample indices for every step of an epoch that has one, drawn in the
+    order the steps would draw them and moved to the device in one copy (a copy per step
+    would wait for the device at every step)."""
+    if resist is None:
+        return torch.empty(0, dtype=torch.long)
+    k = len(range(0, steps, cfg.adversary_every))
+    draws = [torch.randperm(len(resist.y), generator=gen)[: cfg.adversary_batch] for _ in range(k)]
+    return torch.stack(draws).to(resist.y.device)
 
 
 def _saliency(
