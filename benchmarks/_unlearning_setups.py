@@ -283,6 +283,7 @@ PRESETS: dict[str, Preset] = {
         singles=3,
         sets_per_size=1,
         lethe_sets_per_size=5,
+        # (blocks=2 is EraseConfig's default on a ViT since the sixth lab round; kept explicit.)
         recipes={"mnist_vit": {"erase_options": {"blocks": 2}}},
     ),
     # The complete tables: every backbone on MNIST, Fashion-MNIST and CIFAR-10 (hours; meant for

@@ -54,6 +54,7 @@ _ROUND_DEFAULTS: dict[str, Any] = {
 # later variants.
 _PX_LOOK_E3: dict[str, Any] = {
     "method": _RR,
+    "blocks": 1,
     "adversary_data": "lookalike",
     "epochs": 3,
     "batch_size": 32,
@@ -230,7 +231,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "px-look-e3-bs128": {**_PX_LOOK_E3, "batch_size": 128, "lr": 4e-3, "adversary_every": 1},
     "px-look-e3-bs256": {**_PX_LOOK_E3, "batch_size": 256, "lr": 6e-3, "adversary_every": 1},
     # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
-    "default": dict(_PX_LOOK_E3),
+    # Since the sixth round blocks=None: 2 on a ViT, 1 elsewhere (the fifth round's ViT rows
+    # named "default" ran blocks=1, i.e. px-look-e3; its px-look-e3-b2 is today's default).
+    "default": {**_PX_LOOK_E3, "blocks": None},
     # Lab only: retrain-top, then the forgotten classes' head rows re-initialised or zeroed.
     "rows-fresh": {"rows": "fresh"},
     "rows-zero": {"rows": "zero"},

@@ -156,7 +156,7 @@ def test_plain_cnn_cuts_at_its_last_conv_block() -> None:
     torch.manual_seed(0)
     model = _PlainCNN().eval()
     _, report = erase(model, _toy_data(1, 8), [0], config=EraseConfig(epochs=1))
-    assert report.boundary == "features.4"
+    assert report.boundary == "features.4" and report.extras["blocks"] == 1
     assert report.reset_modules == ("features.4", "features.5", "fc.0", "head")
     _, two = erase(model, _toy_data(1, 8), [0], config=EraseConfig(epochs=1, blocks=2))
     assert two.boundary == "features.0"
@@ -168,15 +168,16 @@ def test_vit_cuts_at_its_last_transformer_block() -> None:
         kwargs={"patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 2},
     )  # fmt: skip
     model = create_model(spec, seed=0).eval()
-    erased, report = erase(model, _toy_data(1, 16), [2], config=EraseConfig(epochs=1))
-    assert report.boundary == "blocks.1"
+    one = EraseConfig(epochs=1, blocks=1)
+    erased, report = erase(model, _toy_data(1, 16), [2], config=one)
+    assert report.boundary == "blocks.1" and report.extras["blocks"] == 1
     assert {"blocks.1.attn.qkv", "norm", "head"} <= set(report.reset_modules)
     assert "blocks.0.attn.qkv" not in report.reset_modules
     assert list(erased.state_dict()) == list(model.state_dict())
-    # blocks=2 (the setting docs/workflow.md advises for ViTs): both blocks rebuilt, the patch
-    # embedding kept as it was.
-    two, report2 = erase(model, _toy_data(1, 16), [2], config=EraseConfig(epochs=1, blocks=2))
-    assert report2.boundary == "blocks.0"
+    # The default on a ViT (blocks=None): two blocks rebuilt, the patch embedding kept as it was.
+    two, report2 = erase(model, _toy_data(1, 16), [2], config=EraseConfig(epochs=1))
+    assert report2.boundary == "blocks.0" and report2.extras["blocks"] == 2
+    assert report2.config["blocks"] is None
     assert "blocks.0.attn.qkv" in report2.reset_modules
     assert "patch_embed.proj" not in report2.reset_modules
     assert torch.equal(two.patch_embed.proj.weight, model.patch_embed.proj.weight)
