@@ -109,7 +109,11 @@ def _subject(subject: str | None, subject_file: Any) -> str:
     help="Only these states (repeatable).",
 )
 @click.option("--overdue", is_flag=True, help="Only open requests past their due date.")
-@click.option("--model", help="Only this model's requests.")
+@click.option(
+    "--model",
+    help="Only the requests filed against this model (the deletions it inherits from a "
+    "version it supersedes: lethe model pending NAME --all).",
+)
 @json_option
 @click.pass_obj
 def request_list(
