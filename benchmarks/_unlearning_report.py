@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ def _header_lines(result: Mapping[str, Any]) -> list[str]:
         "",
         f"`python -m benchmarks.bench_unlearning --preset {result['preset']}` "
         f"(results: `benchmarks/results/unlearning-{result['preset']}.json`, "
-        f"{result['wall_seconds'] / 60:.0f} min on {result['device']}). "
+        f"{_duration(result)} on {result['device']}). "
         f"{m['cpu']}, {m['cpu_count']} cores (shared, load {m['load_average_at_start']}), "
         f"CUDA: {m['cuda'] or 'none'}; torch {m['torch']}, timm {m['timm']}, "
         f"scikit-learn {m['sklearn']}; seed {result['seed']}. Data per class: "
@@ -215,6 +216,21 @@ def _header_lines(result: Mapping[str, Any]) -> list[str]:
     if result.get("note"):
         lines += ["", str(result["note"])]
     return lines
+
+
+def _duration(result: Mapping[str, Any]) -> str:
+    """A run's minutes; for a merge of runs that overlapped in time (parallel shards), also
+    the span from the first start to the last end."""
+    total = f"{result['wall_seconds'] / 60:.0f} min"
+    parts = result.get("parts", [])
+    if len(parts) < 2:
+        return total
+    start = [datetime.strptime(p["date"], "%Y-%m-%dT%H:%M:%SZ") for p in parts]
+    end = [t + timedelta(seconds=p["wall_seconds"]) for t, p in zip(start, parts, strict=True)]
+    span = (max(end) - min(start)).total_seconds()
+    if span >= result["wall_seconds"] - 60:
+        return total
+    return f"{total} of runs, {span / 60:.0f} min from the first start to the last end,"
 
 
 def section(result: Mapping[str, Any], figures: Sequence[Path]) -> str:

@@ -219,6 +219,20 @@ def test_shards_split_the_forget_sets_and_render_joins_them(tmp_path: Path) -> N
         bench.run("toy", shard=(2, 2))
 
 
+def test_merged_parallel_runs_report_their_span_too() -> None:
+    from benchmarks._unlearning_report import _duration
+
+    def parts(*starts: str) -> dict:
+        runs = [{"date": f"2026-12-04T02:{m}:00Z", "wall_seconds": 300.0} for m in starts]
+        return {"wall_seconds": 300.0 * len(runs), "parts": runs}
+
+    assert _duration(parts("00", "05", "10")) == "15 min"  # one after the other
+    assert _duration(parts("00", "01", "02")) == (
+        "15 min of runs, 7 min from the first start to the last end,"
+    )
+    assert _duration({"wall_seconds": 90.0}) == "2 min"
+
+
 def test_gpu_script_parts_run_and_stop_at_their_deadline(tmp_path: Path) -> None:
     # The script's plumbing at a budget too small for any work: every part writes its JSON
     # and lists what it skipped (the real runs are in benchmarks/results/gpu/).
