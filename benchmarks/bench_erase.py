@@ -231,6 +231,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "px-look-e3-bs128": {**_PX_LOOK_E3, "batch_size": 128, "lr": 4e-3, "adversary_every": 1},
     "px-look-e3-bs256": {**_PX_LOOK_E3, "batch_size": 256, "lr": 6e-3, "adversary_every": 1},
     # EraseConfig()'s own defaults (since the fourth round: px-look-e3; third: px-look-e2-s4).
+    # Sixth round: all of a ResNet's layer4 rebuilt (px-look-e3-b2 closes most of CIFAR-10's
+    # probe gap at 3x the default's cost) with fewer epochs or half the retain samples.
+    "px-look-e3-b2-e2": {**_PX_LOOK_E3, "blocks": 2, "epochs": 2},
+    "px-look-e3-b2-r150": {**_PX_LOOK_E3, "blocks": 2, "retain_per_class": 150},
     # Since the sixth round blocks=None: 2 on a ViT, 1 elsewhere (the fifth round's ViT rows
     # named "default" ran blocks=1, i.e. px-look-e3; its px-look-e3-b2 is today's default).
     "default": {**_PX_LOOK_E3, "blocks": None},
