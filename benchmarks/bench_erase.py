@@ -45,6 +45,7 @@ _RR = "relearn-resistant"
 # "px-look-e3", which "default" runs as EraseConfig() has it).
 _ROUND_DEFAULTS: dict[str, Any] = {
     "method": "retrain-top",
+    "blocks": 1,  # the default until the sixth round (since then None: 2 on a ViT)
     "epochs": 15,
     "batch_size": 128,
     "adversary_every": 1,
@@ -54,7 +55,6 @@ _ROUND_DEFAULTS: dict[str, Any] = {
 # later variants.
 _PX_LOOK_E3: dict[str, Any] = {
     "method": _RR,
-    "blocks": 1,
     "adversary_data": "lookalike",
     "epochs": 3,
     "batch_size": 32,
