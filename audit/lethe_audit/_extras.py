@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from lethe_audit.errors import MissingExtraError
 
-__all__ = ["EXTRA_MODULES", "missing_extra"]
+__all__ = ["EXTRA_MODULES", "INSTALL_WHERE", "install_line", "missing_extra"]
 
 #: Top-level import name -> the extra that installs it.
 EXTRA_MODULES: Mapping[str, str] = MappingProxyType(
@@ -31,6 +31,22 @@ EXTRA_MODULES: Mapping[str, str] = MappingProxyType(
         "psycopg": "store",
     }
 )
+
+#: Where the install line runs, in words (reports, receipt pages). lethe-audit is not on a
+#: package index yet, and a verifier shipped by the operator beside its own log would not be
+#: independent of what it checks: so the auditor installs it from Lethe's source.
+INSTALL_WHERE = (
+    "lethe-audit is not on PyPI yet: run the pip line in a checkout of Lethe's source code, "
+    "taken from Lethe's own repository rather than from the operator whose log this is."
+)
+
+
+def install_line(extras: str = "") -> str:
+    """The auditor's one-line install from a checkout of Lethe's source (``audit/`` is the
+    ``lethe-audit`` distribution), e.g. ``pip install './audit[report]'``. Once it is
+    installed, ``pip install 'lethe-audit[EXTRA]'`` adds an extra (pip keeps the installed
+    lethe-audit)."""
+    return f"pip install './audit[{extras}]'" if extras else "pip install ./audit"
 
 
 def missing_extra(exc: BaseException, feature: str) -> MissingExtraError | None:

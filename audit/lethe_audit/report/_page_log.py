@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from lethe_audit._extras import INSTALL_WHERE, install_line
 from lethe_audit.report import _fmt
 from lethe_audit.report._parts import digest, ok_badge
 from lethe_audit.report._view import (
@@ -139,7 +140,7 @@ def _attachments(files: list[dict[str, Any]]) -> list[Block]:
 def check_section(r: Mapping[str, Any]) -> Section:
     keys = r["verification"]["trusted_keys"]
     name = _fmt.sh(r["bundle"]["name"])  # every inserted value is one shell word
-    lines = ["pip install 'lethe-audit[report]'"]
+    lines = [install_line("report")]
     lines += [f"lethe-audit verify {name} --key {_fmt.sh(k['vkey'], always=True)}" for k in keys]
     if keys:
         vkey = _fmt.sh(keys[0]["vkey"], always=True)
@@ -152,6 +153,7 @@ def check_section(r: Mapping[str, Any]) -> Section:
             )
         ),
         Commands(tuple(lines)),
+        Para(rich(INSTALL_WHERE), tone="muted"),
         Para(
             rich(
                 "A data subject checks their own receipt with ",

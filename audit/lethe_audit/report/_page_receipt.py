@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lethe_audit._extras import INSTALL_WHERE
 from lethe_audit.report import _charts
 from lethe_audit.report._fmt import deadline, pct, when
 from lethe_audit.report._view import (
@@ -182,6 +183,10 @@ def _variant_details(d: Mapping[str, Any]) -> list[tuple[str, Rich]]:
     )
     out.append((f"{v['name']} model exported", rich(when(v.get("exported_at")))))
     out.append(("Made from", made_from))
+    calib = v.get("calibration")
+    if calib is not None:
+        what = "evaluation (test) images" if calib["source"] == "eval" else "training images"
+        out.append(("Calibrated on", rich(what)))
     out.append(("Model", rich(Code(model["name"]))))
     out.append((f"{v['name']} file sha256", rich(Code(model["onnx_sha256"], digest=True))))
     return out
@@ -213,9 +218,10 @@ def _check_blocks(d: Mapping[str, Any]) -> list[Block]:
         Commands(tuple(d["commands"])),
         Para(
             rich(
-                "Replace YOUR IDENTIFIER and YOUR-KEY-HEX with the identifier you filed the "
+                INSTALL_WHERE,
+                " Replace YOUR IDENTIFIER and YOUR-KEY-HEX with the identifier you filed the "
                 "request under and the key you were given; MODEL.onnx is the model file the "
-                "operator ships."
+                "operator ships.",
             ),
             tone="muted",
         ),

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from lethe_audit._extras import install_line
 from lethe_audit._version import __version__
 from lethe_audit.errors import LetheAuditError, MetricsError, ReportError, VerificationError
 from lethe_audit.note import Verifier
@@ -474,6 +475,7 @@ def _fill_variant(
         "source_onnx_sha256": p.source["onnx_sha256"],
         "source_shown": src is not None,
         "quantization": dict(p.quantization),
+        "calibration": _calibration(p.quantization),
     }
     if own is None:
         doc["request"] = dict.fromkeys(
@@ -487,6 +489,16 @@ def _fill_variant(
     )
     doc["request"] = req
     return own.subject_commitment
+
+
+def _calibration(q: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Which data calibrated the variant (validated: ``train`` or ``eval``) and how many
+    images; None when its attestation predates the record."""
+    source = q.get("calibration_source")
+    if source is None:
+        return None
+    samples = q.get("calibration_samples")
+    return {"source": source, "samples": samples if type(samples) is int else None}
 
 
 def _forget_accuracy(metrics: Mapping[str, Any]) -> float | None:
@@ -693,6 +705,9 @@ def _variant_verified_parts(d: Mapping[str, Any]) -> list[str]:
             f"{_fmt.pct(m['retain_after'])} of the test images (the original model "
             f"{_fmt.pct(m['retain_before'])}{fp32})."
         )
+    calib = _calibration_sentence(v)
+    if calib:
+        parts.append(calib)
     rules = _rules(m)
     if rules:
         verdict = "it passed" if m["passed"] else "it did NOT pass"
@@ -703,6 +718,21 @@ def _variant_verified_parts(d: Mapping[str, Any]) -> list[str]:
         f"to the tamper-evident log (entry {rc['index']} of {rc['origin']})."
     )
     return parts
+
+
+def _calibration_sentence(v: Mapping[str, Any]) -> str:
+    """Which images tuned (calibrated) the variant's stored numbers, when recorded."""
+    c = v.get("calibration")
+    if c is None:
+        return ""
+    n = f"{c['samples']} " if c["samples"] is not None else ""
+    if c["source"] == "eval":
+        return (
+            f"Its stored numbers were tuned (calibrated) on {n}of the same test images that then "
+            "measured it, because the operator kept no training images: the test above is "
+            "therefore less independent than for the full-precision model."
+        )
+    return f"Its stored numbers were tuned (calibrated) on {n}training images, not test images."
 
 
 def _verified_parts(d: Mapping[str, Any]) -> list[str]:
@@ -804,7 +834,7 @@ def _commands(d: Mapping[str, Any], vkey: str) -> list[str]:
     sh = _fmt.sh
     name, key = sh(d["receipt"]["name"]), sh(vkey, always=True)
     cmds = [
-        "pip install lethe-audit",
+        install_line(),
         f"lethe-audit receipt verify {name} --key {key}",
         f"lethe-audit receipt show {name} --key {key} --request {sh(d['request']['id'])} "
         "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
