@@ -132,3 +132,21 @@ def test_cli_receipt_show(fixed: Any, tmp_path: Path) -> None:
     assert res.exit_code == 2
     write_receipt_page(fixed.receipts["named"], [B.vkey()], tmp_path / "named.json")
     assert json.loads((tmp_path / "named.json").read_text())["request"]["id"] == B.REQ_B
+
+
+def test_cli_receipt_show_as_of(fixed: Any, tmp_path: Path) -> None:
+    """``--as-of``/``--now`` (as for ``report``): the page's time and, for a request not carried
+    out (the failed apply of REQ_D, due 2024-05-01), whether its deadline was still open."""
+    base = ["receipt", "show", str(fixed.receipts["failed"]), "--key", B.vkey(), "--json"]
+    pages = {}
+    for flag, when in (("--as-of", "2024-04-20"), ("--now", "2024-05-02T09:00:00+02:00")):
+        res = CliRunner().invoke(main, [*base, flag, when])
+        assert res.exit_code == 0, res.output
+        pages[when] = json.loads(res.stdout)
+    early, late = pages["2024-04-20"], pages["2024-05-02T09:00:00+02:00"]
+    assert early["generated_at"] == "2024-04-20T00:00:00Z"
+    assert late["generated_at"] == "2024-05-02T07:00:00Z"
+    assert early["request"]["deadline"] == {"state": "open", "days": pytest.approx(11.33)}
+    assert late["request"]["deadline"]["state"] == "overdue"
+    res = CliRunner().invoke(main, [*base, "--as-of", "2024-05-02T09:00:00"])
+    assert res.exit_code == 2 and "--as-of" in res.output and "time zone" in res.output

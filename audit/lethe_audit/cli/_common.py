@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,6 +99,40 @@ def progress_option(f: F) -> F:
 
 def want_progress(flag: bool | None) -> bool:
     return sys.stderr.isatty() if flag is None else flag
+
+
+def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """``--as-of``: RFC 3339 (``2024-06-01T00:00:00Z``, offsets allowed) or a date
+    (``2024-06-01``, midnight UTC)."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date (2024-06-01) or an RFC 3339 time (2024-06-01T09:00:00Z)"
+        ) from None
+    if t.tzinfo is None:
+        raise click.BadParameter(
+            f"{text!r} has no time zone: end it with Z or an offset such as +02:00"
+        )
+    return t.astimezone(timezone.utc)
+
+
+def as_of_option(f: F) -> F:
+    """``--as-of/--now TIME`` (the parameter ``as_of``: an aware UTC datetime or None): judge
+    deadlines at TIME instead of the current time."""
+    return click.option(
+        "--as-of",
+        "--now",
+        "as_of",
+        metavar="TIME",
+        callback=_instant,
+        help="Judge deadlines at this time instead of now (a date or an RFC 3339 time).",
+    )(f)
 
 
 KEYS_META = "lethe_audit.trusted_keys"

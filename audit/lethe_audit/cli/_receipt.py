@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from lethe_audit.cli._common import (
+    as_of_option,
     build_policies,
     emit,
     json_option,
@@ -101,6 +103,7 @@ def receipt_verify(
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the page as self-contained HTML (.json: JSON, .txt: text) instead of printing.",
 )
+@as_of_option
 @json_option
 def receipt_show(
     file: Path,
@@ -111,6 +114,7 @@ def receipt_show(
     origin: str | None,
     source_receipt: Path | None,
     out: Path | None,
+    as_of: datetime | None,
     as_json: bool,
 ) -> None:
     """Explain a receipt FILE to its data subject in plain language (what was deleted, when,
@@ -134,6 +138,7 @@ def receipt_show(
         subject_key=subject_key,
         origin=origin,
         source_receipt=source_receipt,
+        now=as_of,
     )
     if out is not None:
         page.write(out)

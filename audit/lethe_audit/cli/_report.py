@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 
 from lethe_audit.cli._common import (
+    as_of_option,
     emit,
     json_option,
     key_option,
@@ -17,27 +18,6 @@ from lethe_audit.cli._common import (
 )
 from lethe_audit.cli._files import check_regular
 from lethe_audit.cli._terminal import safe_text
-
-
-def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """``--as-of``: RFC 3339 (``2024-06-01T00:00:00Z``, offsets allowed) or a date
-    (``2024-06-01``, midnight UTC)."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a date (2024-06-01) or an RFC 3339 time (2024-06-01T09:00:00Z)"
-        ) from None
-    if t.tzinfo is None:
-        raise click.BadParameter(
-            f"{text!r} has no time zone: end it with Z or an offset such as +02:00"
-        )
-    return t.astimezone(timezone.utc)
 
 
 @click.command("report")
@@ -68,14 +48,7 @@ def _instant(ctx: click.Context, param: click.Parameter, value: str | None) -> d
     help="Report format (default: from the suffix of -o; .pdf, .json, else html).",
 )
 @click.option("--origin", metavar="ORIGIN", help="Require the bundle to be of this log origin.")
-@click.option(
-    "--as-of",
-    "--now",
-    "as_of",
-    metavar="TIME",
-    callback=_instant,
-    help="Judge deadlines at this time instead of now (a date or an RFC 3339 time).",
-)
+@as_of_option
 @progress_option
 @json_option
 def report(
