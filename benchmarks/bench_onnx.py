@@ -79,7 +79,7 @@ def _digits_model(progress: bool) -> tuple[nn.Module, Any, Any, Any, Any]:
         seed=DIGITS_RECIPE["seed"],
         progress=progress,
     )
-    save_checkpoint(model, spec, model_path)
+    save_checkpoint(model, spec, model_path, trained_by="lethe")
     bank.save(bank_path)
     return model, spec, bank, tr, te
 

@@ -97,7 +97,9 @@ def make_project(pdir: Path, database_url: str | None) -> None:
     spec = ModelSpec(arch="resnet18", num_classes=10, in_chans=1, input_size=(32, 32))
     _, test = stratified_split(load_digits(), test_fraction=0.25, seed=0)
     pdir.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(create_model(spec, seed=0), spec, pdir / "model.safetensors")
+    save_checkpoint(
+        create_model(spec, seed=0), spec, pdir / "model.safetensors", trained_by="lethe"
+    )
     with Lethe.init(pdir / "p", database_url=database_url, origin="bench.example/serve") as lt:
         # An untrained model: the registration's accuracy preflight must be told (force).
         lt.register_model("digits", pdir / "model.safetensors", eval_data=test, force=True)

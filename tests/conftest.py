@@ -67,7 +67,7 @@ def _build_digits(dest: Path, seed: int) -> None:
         seed=seed,
         progress=False,
     )
-    save_checkpoint(model, spec, dest / "model.safetensors")
+    save_checkpoint(model, spec, dest / "model.safetensors", trained_by="lethe")
     bank.save(dest / "bank.safetensors")
 
 
@@ -134,7 +134,7 @@ def digits_without_3(digits: DigitsSetup) -> Path:
                 model = create_model(spec, seed=0)
                 fit(model, retain, epochs=10, lr=2e-3, seed=0, progress=False)
                 tmp = path.with_name("retrained-without-3.part.safetensors")
-                save_checkpoint(model, spec, tmp)
+                save_checkpoint(model, spec, tmp, trained_by="lethe")
                 tmp.replace(path)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

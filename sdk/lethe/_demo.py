@@ -121,7 +121,9 @@ def _prepare(
         desc="base model",
     )
     base_acc = accuracy(model, to_dataset(test_arr, spec.preprocess))
-    ckpt = save_checkpoint(model.cpu(), spec, project / "work" / "digits-resnet18.safetensors")
+    ckpt = save_checkpoint(
+        model.cpu(), spec, project / "work" / "digits-resnet18.safetensors", trained_by="lethe"
+    )
     _say(log, "registering the model (base ONNX export)...")
     if not any(m.name == MODEL_NAME for m in lt.models()):
         lt.register_model(MODEL_NAME, ckpt, eval_data=test_arr, train_data=train_arr)

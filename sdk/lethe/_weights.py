@@ -2,13 +2,17 @@
 
 Accepted: safetensors state dicts (Lethe checkpoints included), ``torch.save`` state dicts and
 the common ``{"model" | "state_dict" | "model_state_dict": ...}`` wrappers, with or without
-the ``module.`` (DDP) / ``_orig_mod.`` (``torch.compile``) key prefixes. ``torch.load`` runs
-with ``weights_only=True`` only: a file that needs code to load is refused with a message
-saying how to convert it.
+the ``module.`` (DDP) / ``_orig_mod.`` (``torch.compile``) key prefixes, and timm's training
+checkpoints (``CheckpointSaver``: ``state_dict``, ``state_dict_ema``, ``args`` as an
+``argparse.Namespace``). ``torch.load`` runs with ``weights_only=True`` only (with
+``argparse.Namespace`` as its one allowed class, which holds plain values and runs no code): a
+file that needs code to load is refused with a message saying how to convert it.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import pickle
 import zipfile
@@ -49,9 +53,14 @@ _TERMS: Mapping[str, tuple[str, str]] = {
     "eval_data": ("eval_data=", "--eval-data"),
     "train_data": ("train_data=", "--train-data"),
     "checkpoint": ("checkpoint", "--checkpoint"),
+    "ema": ("ema=True", "--ema"),
+    "no_ema": ("ema=False", "--no-ema"),
 }
 
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
+#: Where timm's CheckpointSaver (``state_dict_ema``) and ``timm.utils.ModelEmaV3`` users
+#: (``model_ema``) keep the EMA weights beside the raw ``state_dict``.
+_EMA_KEYS = ("state_dict_ema", "model_ema")
 _PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -63,15 +72,25 @@ def term(key: str, caller: Caller) -> str:
 
 @dataclass(frozen=True)
 class StateDict:
-    """Tensors read from a weight file, what the file was, and its safetensors metadata."""
+    """Tensors read from a weight file, what the file was, its safetensors metadata, and a
+    note on which of several state dicts in it was used (empty when there was one)."""
 
     tensors: dict[str, torch.Tensor]
     kind: str
     metadata: Mapping[str, str]
+    note: str = ""
 
 
-def read_state_dict(path: str | Path, *, caller: Caller = "python") -> StateDict:
-    """The state dict held by ``path``, whatever ordinary form it is saved in."""
+def read_state_dict(
+    path: str | Path, *, caller: Caller = "python", ema: bool | None = None
+) -> StateDict:
+    """The state dict held by ``path``, whatever ordinary form it is saved in.
+
+    A training checkpoint holding both raw and EMA weights (timm's ``state_dict`` and
+    ``state_dict_ema``) gives the EMA weights unless ``ema=False`` (timm's own default:
+    ``timm.models.load_checkpoint(use_ema=True)``, and the weights its best-checkpoint metric
+    was measured on when EMA was on); ``ema=True`` requires them.
+    """
     p = Path(path)
     if not p.is_file():
         raise CheckpointFormatError(f"{p}: checkpoint not found")
@@ -79,7 +98,9 @@ def read_state_dict(path: str | Path, *, caller: Caller = "python") -> StateDict
     if _is_safetensors(raw):
         return _read_safetensors(p, raw)
     if raw[:4] == b"PK\x03\x04" or raw[:1] == b"\x80":
-        return _read_torch(p, raw, caller)
+        return _read_torch(p, raw, caller, ema)
+    if ema:
+        raise CheckpointFormatError(f"{p}: a safetensors file holds one state dict, no EMA weights")
     raise CheckpointFormatError(f"{p}: {_what_is(p, raw)}. {_how_to_convert(caller)}")
 
 
@@ -105,29 +126,67 @@ def _read_safetensors(p: Path, raw: bytes) -> StateDict:
     )
 
 
-def _read_torch(p: Path, raw: bytes, caller: Caller) -> StateDict:
-    import io
-
+def _read_torch(p: Path, raw: bytes, caller: Caller, ema: bool | None) -> StateDict:
     if raw[:4] == b"PK\x03\x04" and not _is_torch_zip(raw):
         raise CheckpointFormatError(f"{p}: {_what_is(p, raw)}. {_how_to_convert(caller)}")
     try:
-        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        # weights_only=True always; a Namespace (timm's saved ``args``) is plain values.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointFormatError(
-            f"{p}: refused: this torch.save file needs Python code to load ({_first_line(exc)}). "
-            "Lethe never unpickles code (it could run anything). It is usually a whole model "
-            "saved with torch.save(model); save its weights instead: "
-            "torch.save(model.state_dict(), 'weights.pt') or, better, "
-            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
-        ) from exc
+        raise CheckpointFormatError(_code_pickle_message(p, raw, exc)) from exc
     except (RuntimeError, EOFError, ValueError) as exc:
         raise CheckpointFormatError(f"{p}: not a readable torch.save file ({exc})") from exc
-    return StateDict(_strip_prefixes(_unwrap(p, obj, caller)), "torch.save", {})
+    obj, kind, note = _pick_training_state(p, obj, ema, caller)
+    return StateDict(_strip_prefixes(_unwrap(p, obj, caller)), kind, {}, note)
+
+
+def _code_pickle_message(p: Path, raw: bytes, exc: BaseException) -> str:
+    try:
+        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(raw)))
+    except (RuntimeError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile):
+        names = []
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    held = f"it holds Python objects of {', '.join(names[:4])}{more}" if names else _first_line(exc)
+    return (
+        f"{p}: refused: this torch.save file needs Python code to load ({held}). Lethe never "
+        "unpickles code (it could run anything). A whole model saved with torch.save(model), "
+        "or a training checkpoint holding custom objects, does this; save the weights instead: "
+        "torch.save(model.state_dict(), 'weights.pt') or, better, "
+        "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')"
+    )
+
+
+def _pick_training_state(
+    p: Path, obj: Any, ema: bool | None, caller: Caller
+) -> tuple[Any, str, str]:
+    """A training checkpoint's raw or EMA state dict (see :func:`read_state_dict`)."""
+    if not isinstance(obj, Mapping):
+        return obj, "torch.save", ""
+    kind = "torch.save"
+    if "epoch" in obj and ("state_dict" in obj or "arch" in obj):
+        kind = f"training checkpoint (epoch {obj.get('epoch')!s:.20}, arch {obj.get('arch')!s:.60})"
+    ema_key = next((k for k in _EMA_KEYS if isinstance(obj.get(k), Mapping)), None)
+    if ema_key is None:
+        if ema:
+            raise CheckpointFormatError(
+                f"{p}: {kind} without EMA weights ({', '.join(_EMA_KEYS)}): drop "
+                f"{term('ema', caller)}"
+            )
+        return obj, kind, ""
+    raw_key = next((k for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+    if raw_key is None or ema or ema is None:
+        other = f"; {term('no_ema', caller)} for the raw {raw_key!r}" if raw_key else ""
+        why = " (the default, as in timm)" if ema is None else ""
+        return obj[ema_key], kind, f"using the EMA weights {ema_key!r}{why}{other}"
+    return (
+        obj[raw_key],
+        kind,
+        f"using the raw weights {raw_key!r}; {term('ema', caller)} for the EMA {ema_key!r}",
+    )
 
 
 def _is_torch_zip(raw: bytes) -> bool:
-    import io
-
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as z:
             return any(n.endswith("data.pkl") for n in z.namelist())

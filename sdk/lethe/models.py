@@ -207,21 +207,46 @@ def _accepts_img_size(arch: str) -> bool:
     return any(tag in arch for tag in ("vit", "deit", "swin", "eva", "beit", "maxvit", "coat"))
 
 
+#: ``trained_by`` of :func:`save_checkpoint` for a model trained by Lethe (:func:`fit`).
+TRAINED_BY_LETHE = "lethe"
+
+
 def save_checkpoint(
-    model: nn.Module, spec: ModelSpec, path: str | Path, *, extra: Mapping[str, Any] | None = None
+    model: nn.Module,
+    spec: ModelSpec,
+    path: str | Path,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    trained_by: str | None = None,
 ) -> Path:
-    """Write weights as safetensors with the spec in its metadata (atomic, no pickle)."""
+    """Write weights as safetensors with the spec in its metadata (atomic, no pickle).
+
+    The spec is written with its preprocessing explicit, so the file says how to feed the
+    model. A spec without ``mean`` / ``std`` gets Lethe's default (0.5 / 0.5) only for a model
+    Lethe trained: ``trained_by="lethe"`` (:data:`TRAINED_BY_LETHE`; recorded in the
+    metadata); for any other (an outside model converted to a Lethe checkpoint) it raises
+    :class:`PreprocessingError` asking for the values it was trained with.
+    """
     from safetensors.torch import save
 
     from lethe._digest import model_digest
 
+    if not spec.has_preprocessing and trained_by != TRAINED_BY_LETHE:
+        raise PreprocessingError(
+            f"save_checkpoint: the spec of this {spec.arch} records no mean/std. Pass the "
+            "values the model was trained with (ModelSpec(..., mean=(r, g, b), std=(r, g, b), "
+            "interpolation=..., crop_pct=...)); Lethe's default 0.5 / 0.5 is only for a model "
+            f"Lethe trained (lethe.models.fit): then pass trained_by={TRAINED_BY_LETHE!r}"
+        )
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": _CHECKPOINT_FORMAT,
-        "spec": json.dumps(spec.to_dict(), sort_keys=True),
+        "spec": json.dumps(spec.explicit().to_dict(), sort_keys=True),
         "digest": model_digest(model),
         "extra": json.dumps(dict(extra or {}), sort_keys=True),
     }
+    if trained_by is not None:
+        meta["trained_by"] = str(trained_by)
     return atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
@@ -260,15 +285,23 @@ def load_weights(
     spec: ModelSpec | Mapping[str, Any] | None = None,
     *,
     caller: Caller = "python",
+    ema: bool | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, ModelSpec, bool]:
     """A model from any ordinary weight file: ``(model, spec, is_lethe_checkpoint)``.
+
+    ``ema`` chooses between the raw and EMA weights of a training checkpoint holding both
+    (timm's ``state_dict`` / ``state_dict_ema``; default: EMA, as timm does); ``log`` is told
+    which was used.
 
     A Lethe checkpoint carries its spec (a ``spec`` given too must describe the same
     architecture); any other state dict (safetensors, ``torch.save``, wrapped, ``module.``
     prefixed: see :func:`lethe._weights.read_state_dict`) needs ``spec``. The returned spec's
     preprocessing is as recorded (resolve it with :func:`resolve_preprocessing`).
     """
-    sd = read_state_dict(path, caller=caller)
+    sd = read_state_dict(path, caller=caller, ema=ema)
+    if sd.note and log is not None:
+        log(f"{Path(path).name}: {sd.kind}: {sd.note}")
     given = _as_spec(spec) if spec is not None else None
     if sd.metadata.get("format") == _CHECKPOINT_FORMAT:
         model, own = load_checkpoint(path)
@@ -279,6 +312,8 @@ def load_weights(
             )
         if given is not None:
             own = _merge_recorded(own, given, caller)
+        if sd.metadata.get("trained_by") == TRAINED_BY_LETHE and not own.has_preprocessing:
+            own = own.explicit()  # Lethe's default: right for a model Lethe trained, only
         return model, own, True
     if given is None:
         raise ModelRegistrationError(
@@ -362,7 +397,8 @@ def resolve_preprocessing(
 
     In order: ``options`` (``mean``, ``std``, ``interpolation``, ``crop_pct``,
     ``input_range``) and the values the spec already records (``"options"`` /
-    ``"checkpoint"``); then timm's pretrained config of the architecture when ``use_timm`` or
+    ``"checkpoint"``); then timm's pretrained config of the architecture when ``use_timm`` (it
+    fills what the options leave out: ``"options+timm"``) or
     the architecture names a pretrained tag (``resnet18.a1_in1k``) (``"timm"``); then Lethe's
     own default for a model Lethe trained (``lethe_trained``: a Lethe checkpoint without
     recorded preprocessing) (``"lethe"``). Anything else raises :class:`PreprocessingError`
@@ -379,15 +415,15 @@ def resolve_preprocessing(
         elif isinstance(v, (int, float)):
             given[k] = (float(v),) * spec.in_chans
     merged = _with_options(spec, given, caller, what="the spec says")
-    if merged.has_preprocessing:
+    cfg = _timm_cfg(spec.arch) if use_timm or not merged.has_preprocessing else None
+    if merged.has_preprocessing and not (use_timm and cfg is not None):
         source = "options" if {"mean", "std"} & set(given) else "checkpoint"
         return merged.explicit(), source
-    cfg = _timm_cfg(spec.arch)
     if (use_timm or "." in spec.arch) and cfg is not None:
         fill = {
             k: v for k, v in _from_timm(cfg, spec.in_chans).items() if getattr(merged, k) is None
         }
-        return replace(merged, **fill).explicit(), "timm"
+        return replace(merged, **fill).explicit(), "options+timm" if given else "timm"
     if lethe_trained and not given:
         return merged.explicit(), "lethe"
     raise PreprocessingError(_unknown_preprocessing(spec, cfg, caller))

@@ -71,6 +71,13 @@ def test_outside_model_through_the_cli(outside: Outside, tmp_path: Path) -> None
     norm = ["--mean", ",".join(map(str, IMAGENET_MEAN)), "--std", ",".join(map(str, IMAGENET_STD))]
     code, doc, _ = _cli(project, *args, "--mean", "0.5", "--std", "0.5", "--expect-accuracy", "0.9")
     assert code == 172 and "preprocessing" in doc["error"]["message"]
+    # --timm-preprocessing with explicit options: the options win, timm fills the rest
+    timm = ["--timm-preprocessing", "--crop-pct", "1", "--interpolation", "bilinear"]
+    code, doc, _ = _cli(project, *args[:2], "shop-timm", *args[3:], *timm, "--no-onnx")
+    assert code == 0, doc
+    spec = doc["model"]["spec"]
+    assert (spec["crop_pct"], spec["interpolation"]) == (1.0, "bilinear")
+    assert spec["mean"] == pytest.approx(list(IMAGENET_MEAN))  # from timm
     code, doc, _ = _cli(project, *args, *norm, "--device", "cpu")
     assert code == 0, doc
     assert doc["base_accuracy"] == pytest.approx(outside.real_accuracy, abs=1e-9)
@@ -82,7 +89,7 @@ def test_outside_model_through_the_cli(outside: Outside, tmp_path: Path) -> None
     assert len(report) == 10 and all(r["forget_acc"] is not None for r in report)
     cls = min(range(10), key=lambda c: (report[c]["forget_acc"], -report[c]["retain_acc"]))
     with Lethe.open(project) as lt:
-        r = lt.file(subject="a@example.com", classes=[cls], legal_basis="gdpr-17-1-b")
+        r = lt.file(subject="a@example.com", classes=[cls], legal_basis="gdpr-17-1-b", model="shop")
         lt.approve(r.id, actor="dpo")
         res = lt.apply("shop", phase="mask", relearn=False, progress=False, device="cpu")
         assert res.passed, res.verdict
@@ -91,3 +98,59 @@ def test_outside_model_through_the_cli(outside: Outside, tmp_path: Path) -> None
         metrics = res.metrics if isinstance(res.metrics, dict) else res.metrics.to_dict()
         retain = metrics["accuracy"]["retain_accuracy"]
         assert abs(_onnx_retain(pub["onnx"], outside.test, {cls}) - retain) <= 0.01
+        _check_the_record(lt, tmp_path, outside.real_accuracy)
+
+
+def _check_the_record(lt: Any, tmp_path: Path, base_accuracy: float) -> None:
+    """The log and the report carry what was measured and how the model is fed."""
+    from lethe_audit.report import build_report
+    from lethe_audit.statements import Envelope, Statement
+
+    events = [
+        Statement.from_envelope(Envelope.from_json(raw)).predicate
+        for _, raw in lt.log.iter_entries()
+    ]
+    (reg,) = [
+        e for e in events
+        if e.get("event") == "model.registered" and e["details"]["model"] == "shop"
+    ]  # fmt: skip
+    assert reg["details"]["base_accuracy"] == pytest.approx(base_accuracy, abs=1e-9)
+    (att,) = [e for e in events if e.get("outcome") == "applied"]
+    assert att["preprocessing"]["mean"] == pytest.approx(list(IMAGENET_MEAN))
+    assert att["preprocessing"]["std"] == pytest.approx(list(IMAGENET_STD))
+    bundle = lt.export_bundle(tmp_path / "bundle.zip")
+    html = build_report(bundle, lt.verifiers(), origin=lt.log.origin()).to_html()
+    assert "Model input (preprocessing)" in html and "0.485" in html
+
+
+def test_register_from_an_image_folder(outside: Outside, tmp_path: Path) -> None:
+    """An ImageFolder with a notebook's .ipynb_checkpoints folder: not a class."""
+    from PIL import Image
+
+    from lethe.workflow import Lethe
+
+    root = tmp_path / "folder"
+    for i, (x, y) in enumerate(zip(outside.test.x, outside.test.y, strict=True)):
+        d = root / outside.test.classes[int(y)]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(x[..., 0]).save(d / f"{i}.png")
+    (root / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(outside.test.x[0, ..., 0]).save(root / ".ipynb_checkpoints" / "a.png")
+    ckpt = tmp_path / "w.pt"
+    torch_save(outside.state_dict, ckpt)
+    project = tmp_path / "p"
+    Lethe.init(project, origin="test.example/byo").close()
+    args = _register_args(ckpt, tmp_path)
+    args[args.index("--eval-data") + 1] = str(root)
+    del args[args.index("--train-data") : args.index("--train-data") + 2]
+    norm = ["--mean", ",".join(map(str, IMAGENET_MEAN)), "--std", ",".join(map(str, IMAGENET_STD))]
+    code, doc, _ = _cli(project, *args, *norm, "--no-onnx")
+    assert code == 0, doc
+    assert doc["model"]["class_names"] == list(outside.test.classes)
+    assert doc["base_accuracy"] == pytest.approx(outside.real_accuracy, abs=1e-9)
+
+
+def torch_save(sd: dict[str, Any], path: Path) -> None:
+    import torch
+
+    torch.save(sd, path)

@@ -56,6 +56,10 @@ def test_resolution_order_and_messages() -> None:
     timm_spec, src = resolve_preprocessing(spec, use_timm=True)
     assert src == "timm" and timm_spec.mean == IMAGENET_MEAN
     assert timm_spec.interpolation == "bicubic" and timm_spec.crop_pct == 0.95
+    # explicit options override timm's values, timm fills the rest (options > timm)
+    mixed, src = resolve_preprocessing(spec, {"crop_pct": 1.0, "mean": 0.5}, use_timm=True)
+    assert src == "options+timm" and mixed.crop_pct == 1.0 and mixed.mean == (0.5,) * 3
+    assert mixed.std == IMAGENET_STD and mixed.interpolation == "bicubic"
     own, src = resolve_preprocessing(spec, lethe_trained=True)
     assert src == "lethe" and own.mean == (0.5,) * 3
     with pytest.raises(PreprocessingError, match="--mean R,G,B") as cli:

@@ -213,8 +213,9 @@ def test_register_refuses_bad_input(lt: Lethe, tmp_path: Path, digits) -> None: 
         lt.register_model("Bad Name", digits.model_path, eval_data=test)
     other = create_model(ModelSpec("resnet18", 10, 1, (32, 32)), seed=9)
     ckpt = save_checkpoint(
-        other, ModelSpec("resnet18", 10, 1, (32, 32)), tmp_path / "o.safetensors"
-    )
+        other, ModelSpec("resnet18", 10, 1, (32, 32)), tmp_path / "o.safetensors",
+        trained_by="lethe",
+    )  # fmt: skip
     info = lt.register_model("other", ckpt, eval_data=test, export_onnx=False, force=True)
     assert info.bank_digest is None
     with pytest.raises(BankModelMismatchError):

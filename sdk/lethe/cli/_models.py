@@ -98,7 +98,14 @@ def model() -> None:
     "--timm-preprocessing",
     is_flag=True,
     help="Take mean/std/interpolation/crop from timm's pretrained config of --arch "
-    "(only for weights fine-tuned from timm's pretrained ones).",
+    "(only for weights fine-tuned from timm's pretrained ones); --mean/--std/"
+    "--interpolation/--crop-pct/--input-range given too override those values.",
+)
+@click.option(
+    "--ema/--no-ema",
+    default=None,
+    help="A training checkpoint with raw and EMA weights (timm's state_dict / "
+    "state_dict_ema): use the EMA (default, as timm does) or the raw weights.",
 )
 @click.option(
     "--expect-accuracy",
@@ -144,6 +151,7 @@ def model_register(
     crop_pct: float | None,
     input_range: str | None,
     timm_preprocessing: bool,
+    ema: bool | None,
     expect_accuracy: float | None,
     force: bool,
     device: str | None,
@@ -191,13 +199,14 @@ def model_register(
         spec=spec,
         bank=bank,
         export_onnx=not no_onnx,
-        preprocessing="timm" if timm_preprocessing else pre,
+        preprocessing={**pre, "timm": True} if timm_preprocessing else pre,
         expect_accuracy=expect_accuracy,
         force=force,
         device=device,
         caller="cli",
         log=_say,  # stderr: --json output on stdout stays one document
         supersedes=supersedes,
+        ema=ema,
     )
     _registered(lt, info, as_json)
 

@@ -402,7 +402,10 @@ def _write_artifacts(
     folded = m.export.folded
 
     def write(d: Path) -> tuple[str, dict[str, str]]:
-        save_checkpoint(folded, m.spec, d / "model.safetensors", extra={"apply_id": apply_id})
+        # explicit(): the preprocessing it was measured with, also for a spec registered
+        # before the preprocessing was recorded
+        spec = m.spec.explicit()
+        save_checkpoint(folded, spec, d / "model.safetensors", extra={"apply_id": apply_id})
         _, sha = save_model(signed, d / "model.onnx")
         return sha, _write_figures(m.bank, d, apply_id)
 

@@ -371,7 +371,7 @@ def _write_artifacts(ctx: ApplyContext, plan: _Plan, out: _Outcome) -> tuple[Pat
     adir = ctx.store.apply_dir(plan.name, out.apply_id)
     adir.mkdir(parents=True)
     extra = {"apply_id": out.apply_id, "phase": Phase.ERASE.value, "starts_from": plan.start.id}
-    save_checkpoint(out.export.folded, spec, adir / "model.safetensors", extra=extra)
+    save_checkpoint(out.export.folded, spec.explicit(), adir / "model.safetensors", extra=extra)
     _, onnx_sha = save_model(signed, adir / "model.onnx")
     fsync_dir(adir)
     return adir, OnnxRef(sha256=onnx_sha, content_hash=content_hash(signed))

@@ -149,6 +149,7 @@ class ModelService:
         caller: Caller = "python",
         log: Callable[[str], None] | None = None,
         supersedes: str | None = None,
+        ema: bool | None = None,
     ) -> ModelInfo:
         """Register a deployed model after measuring it (docs/byo-model.md, docs/api.md).
 
@@ -164,7 +165,7 @@ class ModelService:
         ``caller="cli"`` words errors with CLI flags; ``log`` receives progress lines.
         ``supersedes`` names the model this one is a newer version of: it inherits its standing
         deletions (docs/workflow.md) and class ids; the log records it (``model.superseded``).
-        """
+        ``ema``: :func:`~lethe.workflow._preflight.preflight`."""
         from lethe.workflow._preflight import preflight
 
         self._check_new_name(name)
@@ -183,6 +184,7 @@ class ModelService:
             device=device,
             caller=caller,
             log=log,
+            ema=ema,
         )
         measured = {
             "base_accuracy": pf.base_accuracy,

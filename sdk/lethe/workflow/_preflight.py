@@ -15,7 +15,12 @@ import numpy as np
 from torch import nn
 
 from lethe.data import ImageArrays
-from lethe.errors import BaseAccuracyError, ClassMismatchError, ModelRegistrationError
+from lethe.errors import (
+    BaseAccuracyError,
+    ClassMismatchError,
+    ModelRegistrationError,
+    PreprocessingError,
+)
 from lethe.models import Caller, ModelSpec
 
 __all__ = [
@@ -29,6 +34,14 @@ __all__ = [
     "preflight",
     "recorded_preprocessing",
 ]
+
+#: Said when a Lethe checkpoint records no preprocessing (written by a Lethe before the
+#: preprocessing was recorded, and not marked as trained by Lethe).
+_LEGACY_HINT = (
+    "This Lethe checkpoint records no preprocessing and does not say Lethe trained it (an "
+    "older save_checkpoint wrote neither): if Lethe's own fit trained it, its preprocessing is "
+    "Lethe's default, mean 0.5 and std 0.5 for every channel"
+)
 
 #: ``expect_accuracy`` refuses a measured accuracy more than this far below it.
 EXPECT_TOLERANCE = 0.05
@@ -63,25 +76,36 @@ def preflight(
     device: str | None = None,
     caller: Caller = "python",
     log: Callable[[str], None] | None = None,
+    ema: bool | None = None,
 ) -> Preflight:
     """Load, resolve, check and measure a model about to be registered (see the module doc).
 
     ``preprocessing`` is a mapping of ``mean``, ``std``, ``interpolation``, ``crop_pct``,
-    ``input_range`` (they may also be in ``spec``), or ``"timm"`` for timm's pretrained config.
+    ``input_range`` (they may also be in ``spec``), or ``"timm"`` for timm's pretrained config
+    (``{"timm": True, "crop_pct": 1.0}``: timm's values, the ones given overriding them).
+    ``ema``: the raw (False) or EMA (True; the default when both are there) weights of a
+    training checkpoint (:func:`lethe.models.load_weights`).
     """
     from lethe.models import load_weights, resolve_preprocessing
 
     say = log or (lambda _msg: None)
-    model, raw_spec, lethe_ckpt = load_weights(Path(checkpoint), spec, caller=caller)
-    use_timm = preprocessing == "timm"
-    options = preprocessing if isinstance(preprocessing, Mapping) else None
+    model, raw_spec, lethe_ckpt = load_weights(
+        Path(checkpoint), spec, caller=caller, ema=ema, log=say
+    )
+    options = dict(preprocessing) if isinstance(preprocessing, Mapping) else None
+    use_timm = preprocessing == "timm" or bool(options and options.pop("timm", False))
     if isinstance(preprocessing, str) and not use_timm:
         raise ModelRegistrationError(
             f"preprocessing must be a mapping or 'timm', got {preprocessing!r}"
         )
-    model_spec, source = resolve_preprocessing(
-        raw_spec, options, use_timm=use_timm, lethe_trained=lethe_ckpt, caller=caller
-    )
+    try:
+        model_spec, source = resolve_preprocessing(
+            raw_spec, options, use_timm=use_timm, caller=caller
+        )
+    except PreprocessingError as exc:
+        if not lethe_ckpt:
+            raise
+        raise PreprocessingError(f"{exc}. {_LEGACY_HINT}") from exc
     say(f"preprocessing ({source}): {model_spec.preprocess.describe()}")
     eval_arr = _as_arrays(eval_data, "eval_data", split="test", caller=caller)
     train_arr = (

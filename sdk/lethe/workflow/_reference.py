@@ -168,12 +168,14 @@ class ReferenceService:
 
     def _store_reference(self, name: str, made: _Made) -> DepthReference:
         from lethe._io import fsync_dir
-        from lethe.models import save_checkpoint
+        from lethe.models import TRAINED_BY_LETHE, save_checkpoint
 
         ref_id = "ref-" + secrets.token_hex(8)
         rdir = self._store.model_dir(name) / "references" / ref_id
         rdir.mkdir(parents=True)
-        path = save_checkpoint(made.model.cpu(), made.spec, rdir / "model.safetensors")
+        path = save_checkpoint(
+            made.model.cpu(), made.spec, rdir / "model.safetensors", trained_by=TRAINED_BY_LETHE
+        )
         fsync_dir(rdir)
         row = _row(ref_id, name, made, self._store.rel(path), path.read_bytes())
         info = _info(row)
