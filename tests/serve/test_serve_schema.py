@@ -69,3 +69,74 @@ def test_schemathesis_no_server_error_and_responses_match_the_schema(service: Se
             _fuzz(op, mode, service.url, service.headers(_role(op.label)))
             ran += 1
     assert ran >= 2 * 10  # every operation, both modes
+
+
+def test_openapi_links_chain_a_filing_to_its_follow_ups(service: Service) -> None:
+    from lethe.serve import create_app
+
+    paths = create_app(service.lt).openapi()["paths"]
+    links = paths["/v1/requests"]["post"]["responses"]["201"]["links"]
+    ops = {m["operationId"]: p for p, ms in paths.items() for m in ms.values()}
+    assert {ops[link["operationId"]] for link in links.values()} >= {
+        "/v1/requests/{request_id}",
+        "/v1/requests/{request_id}/approve",
+        "/v1/requests/{request_id}/reject",
+        "/v1/requests/{request_id}/receipt",
+    }
+    assert {link["parameters"]["request_id"] for link in links.values()} == {"$response.body#/id"}
+
+
+def test_schemathesis_stateful_no_server_error_and_responses_match_the_schema(
+    service: Service,
+) -> None:
+    """Scenarios that follow the schema's links (file -> get / approve / reject / shred /
+    receipt): every step's answer matches the schema, none is a 500. Applies and erases are
+    left out (a real apply per step would take the test's whole budget)."""
+    from lethe.serve import create_app
+
+    schema = schemathesis.openapi.from_dict(create_app(service.lt).openapi())
+    schema = schema.exclude(tag="operator").exclude(path_regex="^/v1/fides/")
+    # Only the schema's own links (no links Schemathesis would infer): they are under test.
+    schema.config.phases.stateful.inference.algorithms = []
+    seen: list[tuple[str, int]] = []  # (path called, status)
+    filed: set[str] = set()  # ids of the requests the scenarios filed
+
+    class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            headers = service.headers(_role(case.operation.label))
+            return {"base_url": service.url, "headers": headers}
+
+        def before_call(self, case: Any) -> None:
+            if case.operation.label == "POST /v1/requests" and isinstance(case.body, dict):
+                # A filing the project accepts (a known class), so the links have an id to
+                # follow; the runs above fuzz the filing body itself.
+                case.body.update(classes=["3"], legal_basis="gdpr-17-1-b")
+
+        def after_call(self, response: Any, case: Any) -> None:
+            super().after_call(response, case)
+            seen.append((case.formatted_path, response.status_code))
+            if response.status_code == 201 and case.formatted_path == "/v1/requests":
+                filed.add(response.json()["id"])
+
+        def validate_response(self, response: Any, case: Any, **kw: Any) -> None:
+            case.validate_response(
+                response,
+                excluded_checks=[schemathesis.checks.positive_data_acceptance],
+                transport_kwargs=kw or None,
+                recorder=self.recorder,
+            )
+
+    Machine.run(
+        settings=settings(
+            max_examples=_EXAMPLES,
+            stateful_step_count=4,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+    assert all(code < 500 for _, code in seen)
+    # The links were followed: a filed request was read, decided or shredded by its real id.
+    followed = [code for path, code in seen if path.split("/")[3:4] and path.split("/")[3] in filed]
+    assert filed and followed and any(code == 200 for code in followed), seen

@@ -23,6 +23,7 @@ from lethe.serve._auth import Gate
 from lethe.serve._console import install_console
 from lethe.serve._fides_routes import install_fides
 from lethe.serve._handlers import install_handlers
+from lethe.serve._openapi import install_links
 from lethe.serve._schemas import (
     ApplyBody,
     DecisionBody,
@@ -81,6 +82,7 @@ def create_app(lt: Lethe, *, max_in_flight: int = 32, fides_url: str | None = No
     app.include_router(router)
     install_fides(app, lt, gate, fides_url=fides_url)
     install_console(app, lt)
+    install_links(app)
     return app
 
 

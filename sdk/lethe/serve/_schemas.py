@@ -29,7 +29,8 @@ class FileBody(_Strict):
 
     subject: str = Field(min_length=1, max_length=1024)
     classes: list[int | str] = Field(min_length=1, max_length=1000)
-    legal_basis: str = Field(min_length=1, max_length=64)
+    #: A short code (``gdpr-17-1-b``), never free text: it is written to the log.
+    legal_basis: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9:._-]*$")
     model: str | None = Field(default=None, min_length=1, max_length=100)
     idempotency_key: str | None = _KEY
 
