@@ -188,8 +188,10 @@ class RequestError(WorkflowError, ValueError):
     """A deletion request is malformed (subject, classes, legal basis, key)."""
 
 
-class UnknownClassError(RequestError):
-    """A request names a class the model does not have."""
+class UnknownClassError(RequestError, ClassSelectionError):
+    """A class name or id the model does not have: in a request, a depth reference's held-out
+    class or a filter bank's selection (:func:`lethe.classes.resolve_class_ids`, the one rule
+    set; also a :class:`ClassSelectionError`, so filter-bank callers catch it as before)."""
 
 
 class SampleLevelRequestError(RequestError):
@@ -235,7 +237,8 @@ class AlreadyErasedError(NothingToApplyError):
 
 
 class ReferenceTrainingError(WorkflowError):
-    """The depth reference cannot be made (no training data, bad class, bad recipe)."""
+    """The depth reference cannot be made (no training data, a held-out class without samples,
+    bad recipe; an unknown class is :class:`UnknownClassError`)."""
 
 
 class ApplyLockLostError(ApplyError):

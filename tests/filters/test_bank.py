@@ -126,7 +126,7 @@ def test_forget_set_validation() -> None:
         bank.scales(["three"])  # type: ignore[list-item]
     assert bank.forget_set([3, 1, 3]) == (1, 3)
     assert bank.class_ids(["2", 5]) == (2, 5)
-    with pytest.raises(ClassSelectionError, match="unknown class name"):
+    with pytest.raises(ClassSelectionError, match="this bank has no class 'cat'; known: "):
         bank.class_ids(["cat"])
 
 

@@ -53,6 +53,7 @@ def test_an_app_files_and_reads_with_no_key_file_and_no_torch(
 
 
 def test_approve_apply_receipt_bundle_over_http(service: Service, tmp_path: Path) -> None:
+    from lethe.serve._schemas import ApplyOut
     from lethe_audit.verify import verify_bundle, verify_receipt
 
     app, dpo, op, aud = (service.client(w) for w in ("app", "dpo", "operator", "auditor"))
@@ -61,6 +62,11 @@ def test_approve_apply_receipt_bundle_over_http(service: Service, tmp_path: Path
     result = op.apply(MODEL, phase="mask")
     assert result["outcome"] == "applied" and r.id in result["request_ids"]
     assert not any(k.endswith("_path") for k in result)
+    # Every field the schema names comes back, typed (the 200's schema is ApplyOut, not {}).
+    assert set(result) == set(ApplyOut.model_fields)
+    out = ApplyOut.model_validate(result)
+    assert (out.phase, out.depth, out.applied_by) == ("mask", "masked, not yet erased", "operator")
+    assert out.verdict.passed and out.verdict.checks and out.log_index >= 0
     assert app.get(r.id).status == "applied"
     receipt = app.receipt(r.id)
     assert receipt == aud.receipt(r.id)

@@ -86,6 +86,22 @@ def test_openapi_links_chain_a_filing_to_its_follow_ups(service: Service) -> Non
     assert {link["parameters"]["request_id"] for link in links.values()} == {"$response.body#/id"}
 
 
+def test_apply_and_erase_answers_have_a_schema(service: Service) -> None:
+    from lethe.serve import create_app
+
+    schema = create_app(service.lt).openapi()
+    for what in ("apply", "erase"):
+        ok = schema["paths"][f"/v1/models/{{model}}/{what}"]["post"]["responses"]["200"]
+        assert ok["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ApplyOut"
+        }
+    out = schema["components"]["schemas"]["ApplyOut"]
+    assert {"outcome", "phase", "request_ids", "metrics", "verdict", "log_index"} <= set(
+        out["required"]
+    )
+    assert {"applied_by", "depth", "erase"} <= set(out["properties"])
+
+
 def test_schemathesis_stateful_no_server_error_and_responses_match_the_schema(
     service: Service,
 ) -> None:

@@ -290,15 +290,15 @@ def test_erase_killed_then_recovered(masked_template: Path, tmp_path: Path, step
 
 
 def test_reference_recipe_and_class_are_checked_before_training(lt: Lethe) -> None:
-    from lethe.errors import ReferenceTrainingError
+    from lethe.errors import ReferenceTrainingError, UnknownClassError
 
     with pytest.raises(ReferenceTrainingError, match=">= 3 seeds"):
         lt.train_reference(MODEL, seeds=2, progress=False)
     with pytest.raises(ReferenceTrainingError, match="unknown reference recipe keys"):
         lt.train_reference(MODEL, momentum=0.9, progress=False)
-    with pytest.raises(ReferenceTrainingError, match="no class 'eleven'"):
+    with pytest.raises(UnknownClassError, match="no class 'eleven'"):  # lethe.classes' rules
         lt.train_reference(MODEL, cls="eleven", progress=False)
-    with pytest.raises(ReferenceTrainingError, match=r"classes 0\.\.9, not 12"):
+    with pytest.raises(UnknownClassError, match=r"classes 0\.\.9, not 12"):
         lt.train_reference(MODEL, cls=12, progress=False)
     assert lt.reference(MODEL) is None
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from lethe._digest import model_digest, update_with_tensors
 from lethe._io import atomic_write_bytes
+from lethe.classes import resolve_class_ids
 from lethe.errors import (
     BankClassCountError,
     BankFormatError,
@@ -244,21 +245,12 @@ class FilterBank:
         return canonical_forget_set(forget, self.num_classes)
 
     def class_ids(self, classes: Iterable[int | str]) -> tuple[int, ...]:
-        """Class ids for a mix of ids and class names."""
-        out: list[int] = []
-        for c in classes:
-            if isinstance(c, str):
-                if c in self._class_names:
-                    out.append(self._class_names.index(c))
-                elif c.isdigit():
-                    out.append(int(c))
-                else:
-                    raise ClassSelectionError(
-                        f"unknown class name {c!r}; known: {', '.join(self._class_names)}"
-                    )
-            else:
-                out.append(c)
-        return canonical_forget_set(out, self.num_classes)
+        """Class ids for a mix of ids and class names (:func:`lethe.classes.resolve_class_ids`:
+        :class:`~lethe.errors.UnknownClassError`, a :class:`ClassSelectionError`, names the
+        bank's classes), validated as a forget set (not empty)."""
+        known = f"known: {', '.join(self._class_names)}"
+        ids = resolve_class_ids(classes, self._class_names, owner="this bank", hint=known)
+        return canonical_forget_set(ids, self.num_classes)
 
     def scales(self, forget: Iterable[int] | int) -> dict[str, torch.Tensor]:
         """Per-layer channel scales for forgetting ``forget`` (product of rows, sorted ids)."""

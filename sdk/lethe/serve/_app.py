@@ -26,6 +26,7 @@ from lethe.serve._handlers import install_handlers
 from lethe.serve._openapi import install_links
 from lethe.serve._schemas import (
     ApplyBody,
+    ApplyOut,
     DecisionBody,
     FileBody,
     Health,
@@ -183,28 +184,28 @@ def _decision_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
         return _out(lt.shred(request_id, actor=p.name, principal=p))
 
 
-def _result(res: Any) -> dict[str, Any]:
+def _result(res: Any) -> ApplyOut:
     d: dict[str, Any] = res.to_dict()
     for k in [k for k in d if k.endswith("_path")]:
         del d[k]  # server paths are no business of a client
     if isinstance(d.get("erase"), dict):
         d["erase"] = {k: v for k, v in d["erase"].items() if not k.endswith("_path")}
-    return d
+    return ApplyOut(**d)
 
 
 def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
     op = Depends(gate.allow(*ROLES["apply"]))
 
-    @router.post("/models/{model}/apply", tags=["operator"])
-    def apply(body: ApplyBody | None = None, model: str = _MODEL, p: Principal = op) -> Any:
+    @router.post("/models/{model}/apply", response_model=ApplyOut, tags=["operator"])
+    def apply(body: ApplyBody | None = None, model: str = _MODEL, p: Principal = op) -> ApplyOut:
         """Apply the model's approved requests (operator). Synchronous: see docs/service.md."""
         phase = body.phase if body else "mask"
         # The operator is recorded (applied_by) and logged (apply.principal) in the apply's
         # own transaction.
         return _result(lt.apply(model, phase=phase, progress=False, principal=p))
 
-    @router.post("/models/{model}/erase", tags=["operator"])
-    def erase(model: str = _MODEL, p: Principal = op) -> Any:
+    @router.post("/models/{model}/erase", response_model=ApplyOut, tags=["operator"])
+    def erase(model: str = _MODEL, p: Principal = op) -> ApplyOut:
         """Erase (phase 2) the published deletion of the model (operator). Synchronous."""
         return _result(lt.erase(model, progress=False, principal=p))
 

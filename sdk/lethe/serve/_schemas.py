@@ -6,8 +6,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lethe_audit.statements import ApplyOutcome, Phase
+
 __all__ = [
     "ApplyBody",
+    "ApplyOut",
+    "CheckOut",
     "DecisionBody",
     "FileBody",
     "Health",
@@ -15,6 +19,7 @@ __all__ = [
     "RejectBody",
     "RequestList",
     "RequestOut",
+    "VerdictOut",
 ]
 
 _KEY = Field(default=None, min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")
@@ -76,6 +81,53 @@ class RequestOut(BaseModel):
     filed_by: str | None = None
     filed_by_role: str | None = None
     subject_key: str | None = None
+
+
+class CheckOut(BaseModel):
+    """One policy check of a verdict: its measured value against its threshold."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+    reason: str | None = None
+
+
+class VerdictOut(BaseModel):
+    """The policy's verdict on an apply's metrics (``lethe_audit.metrics.Verdict``)."""
+
+    passed: bool
+    reasons: list[str]
+    checks: list[CheckOut]
+    thresholds: dict[str, float | int]
+
+
+class ApplyOut(BaseModel):
+    """What an apply or erase did (``ApplyResult.to_dict()`` less the server's file paths).
+    ``erase``: the erase that followed in the same call (``phase: both``)."""
+
+    id: str
+    model: str
+    phase: Phase
+    outcome: ApplyOutcome
+    passed: bool
+    depth: Literal["erased", "masked, not yet erased"] | None = None
+    starts_from: str | None = None
+    erase: ApplyOut | None = None
+    forgotten_classes: list[int]
+    request_ids: list[str]
+    new_request_ids: list[str]
+    folded_digest: str
+    #: ``lethe_audit.metrics.MetricsResult.to_dict()``: accuracy, leakage, depth, parity...
+    metrics: dict[str, Any]
+    verdict: VerdictOut
+    log_index: int
+    onnx_sha256: str | None = None
+    onnx_content_hash: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    applied_by: str | None = None
+    applied_by_role: str | None = None
 
 
 class RequestList(BaseModel):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from lethe.classes import resolve_class_ids
 from lethe.errors import MissingReferenceError, ReferenceTrainingError
 from lethe.workflow._models import ModelService
 from lethe.workflow._store import ProjectStore
@@ -84,14 +85,7 @@ def _held_out(
             f"class {c} has the most training samples ({int(counts[c])} of {int(counts.sum())}; "
             "ties go to the lowest id), so its relearn time is not shortened by a small class"
         )
-    if isinstance(cls, str) and cls in names:
-        c = names.index(cls)
-    elif isinstance(cls, int) or (isinstance(cls, str) and cls.isdigit()):
-        c = int(cls)
-    else:
-        raise ReferenceTrainingError(f"the model has no class {cls!r} (see `lethe model show`)")
-    if not 0 <= c < len(names):
-        raise ReferenceTrainingError(f"the model has classes 0..{len(names) - 1}, not {c}")
+    (c,) = resolve_class_ids([cls], names, hint="see `lethe model show`")
     if counts[c] == 0:
         raise ReferenceTrainingError(f"class {c} has no training samples to hold out")
     return c, f"class {c} chosen by the operator"

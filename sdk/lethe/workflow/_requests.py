@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import numbers
 import re
 import secrets
 import time
@@ -23,13 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lethe.classes import resolve_class_ids
 from lethe.errors import (
     IdempotencyConflictError,
     InvalidTransitionError,
     RequestError,
     SampleLevelRequestError,
     SeparationOfDutiesError,
-    UnknownClassError,
 )
 from lethe.workflow._principal import Principal
 from lethe.workflow._store import ProjectStore, idempotent
@@ -452,37 +451,16 @@ class RequestService:
 
 
 def resolve_classes(row: ModelRow, classes: Iterable[int | str]) -> tuple[int, ...]:
-    """Class names or ids of the model ``row`` as sorted ids (a request's classes)."""
+    """Class names or ids of the model ``row`` as sorted ids (a request's classes:
+    :func:`lethe.classes.resolve_class_ids`, then at least one class and not all of them)."""
     names: list[str] = json.loads(row.class_names)
-    if isinstance(classes, (str, int)):
-        classes = [classes]
-    out: set[int] = set()
-    for c in classes:
-        if isinstance(c, bool):
-            raise UnknownClassError(f"{c!r} is not a class")
-        if isinstance(c, numbers.Integral):  # int or a numpy integer
-            if not 0 <= int(c) < len(names):
-                raise UnknownClassError(
-                    f"model {row.name!r} has classes 0..{len(names) - 1}, not {int(c)}"
-                )
-            out.add(int(c))
-        elif isinstance(c, str):
-            if c in names:
-                out.add(names.index(c))
-            elif c.isdigit() and int(c) < len(names):
-                out.add(int(c))
-            else:
-                raise UnknownClassError(
-                    f"model {row.name!r} has no class {c!r}; its classes are listed by "
-                    f"`lethe model show {row.name}`"
-                )
-        else:
-            raise UnknownClassError(f"classes must be names or ids, got {c!r}")
+    hint = f"its classes are listed by `lethe model show {row.name}`"
+    out = resolve_class_ids(classes, names, owner=f"model {row.name!r}", hint=hint)
     if not out:
         raise RequestError("a request must name at least one class")
     if len(out) == len(names):
         raise RequestError("a request cannot forget every class of the model")
-    return tuple(sorted(out))
+    return out
 
 
 def _actor(actor: str | None, principal: Principal | None) -> str:
