@@ -57,13 +57,8 @@ def run_demo(cfg: DemoConfig, *, log: Callable[[str], None] | None = None) -> di
     try:
         spec, test_arr, base_acc, t_filters = _prepare(lt, cfg, project, log)
         _say(log, "training the depth reference once (the model retrained without one class)...")
-        ref = lt.train_reference(
-            MODEL_NAME,
-            epochs=cfg.reference_epochs or cfg.base_epochs,
-            lr=2e-3,
-            seed=cfg.seed,
-            progress=cfg.progress,
-        )
+        recipe = {"epochs": cfg.reference_epochs or cfg.base_epochs, "lr": 2e-3, "seed": cfg.seed}
+        ref = lt.train_reference(MODEL_NAME, config=recipe, progress=cfg.progress)
         r1, r2 = _file_requests(lt, cfg, log)
         _say(log, "applying: mask (compose, fold, verify, log, export, publish), then erase...")
         t0 = time.perf_counter()

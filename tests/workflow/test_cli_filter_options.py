@@ -42,3 +42,22 @@ def test_forget_loss_choices_are_the_library_choices() -> None:
     text = _help()
     m = re.search(r"--forget-loss \[([^\]]+)\]", text)
     assert m is not None and tuple(m.group(1).split("|")) == FORGET_LOSSES
+
+
+def test_model_reference_help_defaults_are_the_reference_config_defaults() -> None:
+    from lethe.workflow import ReferenceConfig
+
+    res = CliRunner().invoke(main, ["model", "reference", "--help"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    defaults = ReferenceConfig()
+    for option, field in [
+        ("--epochs", "epochs"),
+        ("--lr", "lr"),
+        ("--batch-size", "batch_size"),
+        ("--seeds", "seeds"),
+    ]:
+        m = re.search(re.escape(option) + r"\b.*?\(default ([^;:)]+)", text)
+        assert m is not None, f"{option} states no default"
+        assert m.group(1).strip() == str(getattr(defaults, field)), option
+    assert "--device" in text

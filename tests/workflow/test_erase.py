@@ -69,7 +69,7 @@ def masked_template(project_template: Path, tmp_path_factory: pytest.TempPathFac
         shutil.copytree(project_template, dest, symlinks=True)
         (dest / ".ready").unlink(missing_ok=True)
         with Lethe.open(dest) as lt:
-            lt.train_reference(MODEL, progress=False, **RECIPE)
+            lt.train_reference(MODEL, progress=False, config=RECIPE)
             r = lt.file(subject="erin@example.com", classes=[FORGET], legal_basis="gdpr-17-1-b")
             lt.approve(r.id, actor="dpo")
             assert lt.apply(MODEL, phase="mask", relearn=True, progress=False).passed
@@ -290,16 +290,24 @@ def test_erase_killed_then_recovered(masked_template: Path, tmp_path: Path, step
 
 
 def test_reference_recipe_and_class_are_checked_before_training(lt: Lethe) -> None:
-    from lethe.errors import ReferenceTrainingError, UnknownClassError
+    import torch
+
+    from lethe.errors import ConfigError, ReferenceTrainingError, UnknownClassError
+    from lethe.workflow import ReferenceConfig
 
     with pytest.raises(ReferenceTrainingError, match=">= 3 seeds"):
-        lt.train_reference(MODEL, seeds=2, progress=False)
+        lt.train_reference(MODEL, config=ReferenceConfig(seeds=2), progress=False)
     with pytest.raises(ReferenceTrainingError, match="unknown reference recipe keys"):
-        lt.train_reference(MODEL, momentum=0.9, progress=False)
+        lt.train_reference(MODEL, config={"momentum": 0.9}, progress=False)
     with pytest.raises(UnknownClassError, match="no class 'eleven'"):  # lethe.classes' rules
         lt.train_reference(MODEL, cls="eleven", progress=False)
     with pytest.raises(UnknownClassError, match=r"classes 0\.\.9, not 12"):
         lt.train_reference(MODEL, cls=12, progress=False)
+    with pytest.raises(ConfigError, match="cpu, cuda or cuda:N"):  # typed, not torch's error
+        lt.train_reference(MODEL, device="tpu", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            lt.train_reference(MODEL, device="cuda", progress=False)
     assert lt.reference(MODEL) is None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
+from lethe.workflow._recipe import ReferenceConfig  # torch-free: the help states its defaults
 from lethe_audit.cli.common import emit, json_option
 
 #: ``--device`` for the commands that run the model (validated by lethe.models.resolve_device).
@@ -389,6 +390,10 @@ def model_rollback(ref: ProjectRef, apply_id: str, as_json: bool) -> None:
     )
 
 
+_REF = ReferenceConfig()
+_OR_TABLE = "; the [reference] table of lethe.toml overrides it"
+
+
 @model.command("reference")
 @click.argument("name", required=False)
 @click.option(
@@ -396,12 +401,23 @@ def model_rollback(ref: ProjectRef, apply_id: str, as_json: bool) -> None:
     "cls",
     help="Class name or id to hold out (default: the class with most training samples).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), help="Training epochs (default 10).")
-@click.option("--lr", type=float, help="AdamW learning rate (default 1e-3).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size (default 128).")
 @click.option(
-    "--seeds", type=click.IntRange(min=3), help="Relearn repeats, one per seed (default 3)."
+    "--epochs",
+    type=click.IntRange(min=1),
+    help=f"Training epochs (default {_REF.epochs}{_OR_TABLE}).",
 )
+@click.option("--lr", type=float, help=f"AdamW learning rate (default {_REF.lr}{_OR_TABLE}).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help=f"Batch size (default {_REF.batch_size}{_OR_TABLE}).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=3),
+    help=f"Relearn repeats, one per seed (default {_REF.seeds}{_OR_TABLE}).",
+)
+@device_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
 @click.pass_obj
@@ -413,6 +429,7 @@ def model_reference(
     lr: float | None,
     batch_size: int | None,
     seeds: int | None,
+    device: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -422,7 +439,9 @@ def model_reference(
         name,
         cls=cls,
         progress=not quiet and not as_json,
-        **{k: v for k, v in recipe.items() if v is not None},
+        device=device,
+        config={k: v for k, v in recipe.items() if v is not None},
+        caller="cli",
     )
     info = r.info
     lines = [
@@ -542,7 +561,12 @@ def filters_train(
             )
 
     bank = lt.train_filters(
-        name, progress=not quiet and not as_json, on_epoch=on_epoch, device=device, config=config
+        name,
+        progress=not quiet and not as_json,
+        on_epoch=on_epoch,
+        device=device,
+        config=config,
+        caller="cli",
     )
     report = _class_report(lt, name, bank, device)
     data = {"bank_digest": bank.digest, "layers": len(bank.targets), "epochs": stats}

@@ -181,7 +181,11 @@ def load_image_folder(
         raise DataError(f"{root}: no images found in the class folders")
     shapes = {a.shape for a in xs}
     if len(shapes) > 1:
-        raise DataError(f"{root}: images have different sizes {sorted(shapes)}; pass size=(H, W)")
+        raise DataError(
+            f"{root}: images have different sizes {sorted(shapes)[:4]}; resize them to one size "
+            "first (in Python: lethe.data.load_image_folder(path, size=(H, W)); the CLI's "
+            "--eval-data / --train-data also read those arrays saved as a .npz with x, y, classes)"
+        )
     return ImageArrays(np.stack(xs), np.asarray(ys, dtype=np.int64), classes, root.name)
 
 

@@ -206,15 +206,10 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _pick_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"erase: unknown device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("erase: device='cuda' was asked for but CUDA is not available")
-    return dev
+    """Lethe's one device rule (``lethe.models.resolve_device``), worded for both callers."""
+    from lethe.models import resolve_device
+
+    return resolve_device(device)
 
 
 def _num_classes(model: nn.Module) -> int:

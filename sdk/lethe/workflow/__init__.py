@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lethe.workflow._exporting import ExportService
     from lethe.workflow._models import ModelService
     from lethe.workflow._project import Lethe, Services
+    from lethe.workflow._recipe import ReferenceConfig
     from lethe.workflow._reference import ReferenceService
     from lethe.workflow._requests import LEGAL_BASES, RequestService, normalize_subject
     from lethe.workflow._settings import CONFIG_NAME, Settings
@@ -39,6 +40,7 @@ _WHERE = {
     "LEGAL_BASES": "_requests",
     "Lethe": "_project",
     "normalize_subject": "_requests",
+    "ReferenceConfig": "_recipe",
     "ReferenceService": "_reference",
     "RequestService": "_requests",
     "Services": "_project",
@@ -71,6 +73,7 @@ __all__ = [
     "ModelInfo",
     "ModelService",
     "ProjectStore",
+    "ReferenceConfig",
     "ReferenceService",
     "RequestService",
     "Services",

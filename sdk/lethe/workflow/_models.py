@@ -334,25 +334,28 @@ class ModelService:
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
         device: str | None = None,
         config: TrainConfig | Mapping[str, Any] | None = None,
+        caller: Caller = "python",
     ) -> FilterBank:
         """Train the model's filter bank (all classes, one round) on its stored training data
         and attach it. ``config`` is a :class:`~lethe.filters.TrainConfig` (or its fields as a
         mapping). Resumes from the project's training checkpoint after an interruption. Runs on
-        ``device`` (default: CUDA when available, else the CPU)."""
-        import torch
-
+        ``device`` (``cpu``, ``cuda``, ``cuda:N``; default: CUDA when available, else the CPU;
+        a bad or missing device is a ``ConfigError``). ``caller="cli"`` words errors with flags."""
         from lethe.data import to_dataset
         from lethe.filters import FilterBank, train
+        from lethe.models import resolve_device, term
 
+        dev = resolve_device(device)
         info = self.model(name)
         if info.train_data_digest is None:
             raise ModelRegistrationError(
-                f"model {info.name!r} has no training data; register it with train_data"
+                f"model {info.name!r} has no training data; register it with "
+                f"{term('train_data', caller)}"
             )
         model, spec = self.load_model(info.name)
         ds = to_dataset(self.data(info.name, split="train"), spec.preprocess)
         bank = FilterBank.init(model, spec.num_classes, class_names=info.class_names)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model.to(dev)
         ckpt = self._store.model_dir(info.name) / "filter-train.ckpt"
         path = self._store.model_dir(info.name) / "bank-trained.safetensors"
         options = _train_options(config)

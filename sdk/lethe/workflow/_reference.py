@@ -11,6 +11,7 @@ every erase attestation as ``lethe_audit.metrics.ReferenceInfo``.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -24,6 +25,7 @@ from sqlalchemy import select
 from lethe.classes import resolve_class_ids
 from lethe.errors import MissingReferenceError, ReferenceTrainingError
 from lethe.workflow._models import ModelService
+from lethe.workflow._recipe import ReferenceConfig
 from lethe.workflow._store import ProjectStore
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._time import utc
@@ -36,36 +38,43 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from lethe.models import ModelSpec
+    from lethe.models import Caller, ModelSpec
     from lethe_audit.metrics import ReferenceInfo, RelearnMetric
 
-__all__ = ["DEFAULT_RECIPE", "REFERENCE_KIND", "REFERENCE_SEEDS", "ReferenceService"]
+__all__ = [
+    "DEFAULT_RECIPE",
+    "REFERENCE_KIND",
+    "REFERENCE_SEEDS",
+    "ReferenceConfig",
+    "ReferenceService",
+]
 
 REFERENCE_KIND = "retrain-holdout"
-REFERENCE_SEEDS = 3
+REFERENCE_SEEDS = ReferenceConfig().seeds
 #: ``lethe.models.fit`` arguments used when neither ``[reference]`` nor the caller sets them.
-DEFAULT_RECIPE: Mapping[str, Any] = {
-    "epochs": 10,
-    "lr": 1e-3,
-    "weight_decay": 5e-4,
-    "batch_size": 128,
-    "seed": 0,
-    "augment_flip": False,
-    "augment_pad": 0,
-    "label_smoothing": 0.0,
-}
+DEFAULT_RECIPE: Mapping[str, Any] = ReferenceConfig().fit_options()
 
 
-def _recipe(table: dict[str, Any], overrides: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    seeds = table.pop("seeds", REFERENCE_SEEDS)
-    given = {k: v for k, v in overrides.items() if v is not None}
-    seeds = given.pop("seeds", seeds)
-    unknown = sorted((set(table) | set(given)) - set(DEFAULT_RECIPE))
+def _recipe(
+    table: Mapping[str, Any], config: ReferenceConfig | Mapping[str, Any] | None
+) -> tuple[dict[str, Any], int]:
+    """The fit options and relearn seeds: a whole :class:`ReferenceConfig`, or the defaults
+    under the ``[reference]`` table under a mapping of overrides."""
+    if isinstance(config, ReferenceConfig):
+        layers: list[Mapping[str, Any]] = [dataclasses.asdict(config)]
+    else:
+        given = {k: v for k, v in dict(config or {}).items() if v is not None}
+        layers = [table, given]
+    known = ReferenceConfig.fields()
+    unknown = sorted({k for layer in layers for k in layer} - set(known))
     if unknown:
         raise ReferenceTrainingError(
-            f"unknown reference recipe keys {unknown}; known: {', '.join(DEFAULT_RECIPE)}, seeds"
+            f"unknown reference recipe keys {unknown}; known: {', '.join(known)}"
         )
-    recipe = {**DEFAULT_RECIPE, **table, **given}
+    recipe = dataclasses.asdict(ReferenceConfig())
+    for layer in layers:
+        recipe.update(layer)
+    seeds = recipe.pop("seeds")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 3:
         raise ReferenceTrainingError(
             f"the reference's relearn time needs >= 3 seeds, got seeds={seeds!r}"
@@ -101,35 +110,37 @@ class ReferenceService:
 
     def train(
         self,
-        /,  # ``**recipe_overrides`` may hold any name: ``self`` is positional (typed forwarding)
         model: str | None = None,
         *,
         cls: int | str | None = None,
         progress: bool = True,
         device: str | None = None,
-        **recipe_overrides: Any,
+        config: ReferenceConfig | Mapping[str, Any] | None = None,
+        caller: Caller = "python",
     ) -> DepthReference:
         """Retrain ``model`` from scratch once without one class (``cls``; default: the class
-        with most training samples) with ``lethe.models.fit`` (``recipe_overrides`` over the
-        ``[reference]`` settings: epochs, lr, batch_size, ..., seeds >= 3), measure its relearn
-        time and probe AUC on that class, store and log it: the depth scale every erase is
-        measured on."""
-        import torch
+        with most training samples) with ``lethe.models.fit``, measure its relearn time and
+        probe AUC on that class, store and log it: the depth scale every erase is measured on.
 
+        ``config``: a :class:`ReferenceConfig` (the whole recipe), or a mapping of some of its
+        fields (epochs, lr, batch_size, ..., seeds >= 3) over the ``[reference]`` settings.
+        ``device``: ``cpu``, ``cuda``, ``cuda:N`` (default: CUDA when present; a bad or missing
+        device is a ``ConfigError``). ``caller="cli"`` words errors with CLI flags."""
         from lethe.data import to_dataset
+        from lethe.models import resolve_device, term
 
+        dev = str(resolve_device(device))
         info = self._models.model(model)
         if info.train_data_digest is None:
             raise ReferenceTrainingError(
                 f"model {info.name!r} has no training data: the reference is retrained on it; "
-                "register the model with train_data"
+                f"register the model with {term('train_data', caller)}"
             )
-        recipe, seeds = _recipe(dict(self._store.settings.reference), recipe_overrides)
+        recipe, seeds = _recipe(self._store.settings.reference, config)
         _, spec = self._models.load_model(info.name)
         train_arr = self._models.data(info.name, split="train")
         c, reason = _held_out(info.class_names, train_arr.y, cls)
         retain = train_arr.of_classes([c], keep=False)
-        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         t0 = time.perf_counter()
         ref_model = _retrain(spec, to_dataset(retain, spec.preprocess), recipe, dev, progress)
         seconds = time.perf_counter() - t0
