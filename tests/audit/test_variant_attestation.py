@@ -60,12 +60,26 @@ def test_variant_statement_round_trips() -> None:
         ({"variant": "INT 8"}, "predicate.variant"),
         ({"metrics": {"x": float("inf")}}, "predicate.metrics"),
         ({"model": S.ModelRef("m", "sha256:" + "a" * 64, None)}, "predicate.model"),
+        (
+            {"quantization": {"format": "qdq", "calibration_source": "test"}},
+            "predicate.quantization.calibration_source",
+        ),
     ],
 )
 def test_variant_predicate_is_strict(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(StatementError) as err:
         _variant(**overrides)
     assert err.value.field is not None and err.value.field.startswith(field)
+
+
+def test_variant_records_its_calibration_source() -> None:
+    """``quantization.calibration_source`` is optional (older variants lack it) and, when
+    present, one of CALIBRATION_SOURCES."""
+    for source in S.CALIBRATION_SOURCES:
+        att = _variant(quantization={"format": "qdq", "calibration_source": source})
+        back = S.parse_predicate(att.to_statement())
+        assert isinstance(back, S.VariantAttestation)
+        assert back.quantization["calibration_source"] == source
 
 
 def test_variant_statement_subjects_must_name_both_files() -> None:

@@ -98,6 +98,7 @@ def test_exports_carry_openssf_signatures_and_int8_is_bound_to_the_receipt(
     (variant,) = [s for s in sts if s.predicate_type == VARIANT_V1]
     p = variant.predicate
     assert p["onnx"]["sha256"] == q.sha256 and p["requests"] == [req.id]
+    assert q.calibration_source == "train" == p["quantization"]["calibration_source"]
     assert p["policy"]["passed"] and "accuracy" in p["metrics"]
     source = Statement.from_envelope(Envelope.from_json(lt.log.entry(p["source"]["index"])))
     assert source.predicate["onnx"]["sha256"] == p["source"]["onnx_sha256"]
@@ -125,6 +126,42 @@ def _check_variant_page(own: Path, source: Path, vkey: str, rid: str, metrics: d
         audit_main, ["receipt", "show", str(own), "--key", vkey, "--source-receipt", str(source)]
     )
     assert res.exit_code == 0 and "The int8 version of the model" in res.output, res.output
+
+
+def test_int8_calibrated_on_the_eval_set_says_so_and_records_it(
+    lt: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A model with no training data: the int8 export still calibrates (on the evaluation
+    images, which then score it) but never silently: the CLI prints a warning line, the result
+    and the signed variant attestation record ``calibration_source: eval``, and its receipt
+    page says so."""
+    import json
+
+    from lethe.cli import main as lethe_main
+    from lethe_audit.report import build_receipt_page
+    from lethe_audit.store import ModelRow
+
+    req = lt.file(subject="bob@example.com", classes=[3], legal_basis="gdpr-17-1-b")
+    lt.approve(req.id, actor="dpo")
+    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
+    with lt.store.write() as s:  # as if registered without --train-data
+        s.query(ModelRow).filter_by(name=MODEL).update({"train_data_path": None})
+    out = tmp_path / "e8.onnx"
+    cmd = ["--project", str(lt.settings.project_dir), "export", "onnx", MODEL, "-o", str(out)]
+    res = CliRunner().invoke(lethe_main, [*cmd, "--quantize", "int8", "--json"])
+    assert res.exit_code == 0, res.output
+    warning = [x for x in res.stderr.splitlines() if x.startswith("lethe: warning:")]
+    assert len(warning) == 1 and "calibrated on the evaluation images" in warning[0], res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["calibration_source"] == "eval"
+    (variant,) = [s for s in _statements(lt) if s.predicate_type == VARIANT_V1]
+    assert variant.predicate["quantization"]["calibration_source"] == "eval"
+    own = tmp_path / "e8.tlog-proof"
+    own.write_text(lt.log.receipt(doc["attestation_index"]))
+    page = build_receipt_page(own, [lt.verifiers()[0].vkey])
+    assert page.data["variant"]["calibration"]["source"] == "eval"
+    assert "same test images that then measured it" in page.to_text()
 
 
 def test_an_encrypted_project_signs_with_its_passphrase(project_dir: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -10,6 +10,7 @@ from pathlib import Path
 from lethe.workflow import (
     ApplyService,
     ExportService,
+    KeyService,
     Lethe,
     ModelService,
     ReferenceService,
@@ -20,7 +21,14 @@ from lethe_audit.statements import RequestStatus
 
 from .conftest import MODEL
 
-_SERVICES = (ModelService, RequestService, ReferenceService, ApplyService, ExportService)
+_SERVICES = (
+    ModelService,
+    RequestService,
+    ReferenceService,
+    ApplyService,
+    ExportService,
+    KeyService,
+)
 #: What the facade itself does (opening, its own state) rather than forward.
 _OWN = {"open", "init", "close", "settings", "log", "keyring", "store", "engine", "services"}
 _OWN |= {"verifiers", "model_dir"}

@@ -68,8 +68,7 @@ def report(
     The report is written even when verification fails (its first line names the entry or
     checkpoint at fault); the command then exits with the verification error's code.
     """
-    from lethe_audit.report import build_report
-    from lethe_audit.report._build import format_for
+    from lethe_audit.report import build_report, format_for
 
     if (model is None) != (eval_data is None):
         raise click.UsageError("--model and --eval-data go together")

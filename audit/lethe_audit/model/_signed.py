@@ -717,7 +717,7 @@ def _check_key_window(
 ) -> None:
     """The model was signed when the log had ``log_size`` entries: a key must have been valid
     then (a key past its retirement signs nothing, see ``lethe_audit.keys.TrustedKey``)."""
-    from lethe_audit.verify._windows import KeyWindows
+    from lethe_audit.verify import KeyWindows
 
     try:
         KeyWindows(verifiers).check(

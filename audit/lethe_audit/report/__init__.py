@@ -18,6 +18,7 @@ from lethe_audit.report._build import (
     FORMATS,
     Report,
     build_report,
+    format_for,
     report_dict,
     write_report,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Report",
     "build_receipt_page",
     "build_report",
+    "format_for",
     "report_dict",
     "write_receipt_page",
     "write_report",

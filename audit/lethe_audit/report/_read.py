@@ -48,10 +48,11 @@ from lethe_audit.verify import (
     BundleSnapshot,
     Manifest,
     VerifiedBundle,
+    check_entry,
+    known_keys,
     read_verified_bundle,
     verify_bundle,
 )
-from lethe_audit.verify._entry import check_entry, known_keys
 
 #: Attachments larger than this are listed but never embedded in a report.
 MAX_EMBEDDED_BYTES = 8 << 20

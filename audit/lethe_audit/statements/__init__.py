@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     )
     from lethe_audit.statements._intoto import STATEMENT_TYPE, Statement, Subject
     from lethe_audit.statements._predicates import (
+        CALIBRATION_SOURCES,
         EVENT_V1,
         STATEMENT_VALIDATORS,
         UNLEARNING_V1,
@@ -66,6 +67,7 @@ _WHERE = {
     "STATEMENT_TYPE": "_intoto",
     "Statement": "_intoto",
     "Subject": "_intoto",
+    "CALIBRATION_SOURCES": "_predicates",
     "EVENT_V1": "_predicates",
     "STATEMENT_VALIDATORS": "_predicates",
     "UNLEARNING_V1": "_predicates",
@@ -94,6 +96,7 @@ _WHERE = {
 }
 
 __all__ = [
+    "CALIBRATION_SOURCES",
     "EVENT_V1",
     "INTOTO_PAYLOAD_TYPE",
     "STATEMENT_TYPE",

@@ -36,6 +36,10 @@ _COMMITMENT = re.compile(r"hmac-sha256:[0-9a-f]{64}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _VARIANT = re.compile(r"[a-z][a-z0-9]{0,31}")
+#: Where the images that calibrated a variant came from (``quantization.calibration_source``,
+#: optional: variants logged before it was recorded lack it): the model's training data, or its
+#: evaluation data (the images that then also scored the variant).
+CALIBRATION_SOURCES = ("train", "eval")
 _EVENT = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 
 
@@ -585,9 +589,11 @@ class VariantAttestation:
     attestation) and ``onnx_sha256`` (hex SHA-256 of the fp32 file quantized, which that
     attestation names). ``requests`` are the request ids that apply covers, ``forgotten_classes``
     the classes the model forgets (as in the source), ``onnx`` the variant file, ``quantization``
-    how it was made (JSON), ``metrics`` the metric results (same shape as an unlearning
-    attestation's ``metrics``), ``policy`` the verdict (must pass: a failing variant is not
-    exported). Subjects: the variant file, then the fp32 source file.
+    how it was made (JSON; its optional ``calibration_source``, one of
+    :data:`CALIBRATION_SOURCES`, says which data calibrated it), ``metrics`` the metric
+    results (same shape as an unlearning attestation's ``metrics``), ``policy`` the verdict
+    (must pass: a failing variant is not exported). Subjects: the variant file, then the fp32
+    source file.
     """
 
     variant: str
@@ -684,6 +690,13 @@ def validate_variant(p: Any) -> None:
         if not isinstance(p[key], Mapping):
             raise StatementError(f"predicate.{key} must be an object", field=f"predicate.{key}")
         _Check.json_value(p[key], f"predicate.{key}")
+    source = p["quantization"].get("calibration_source")
+    if source is not None and source not in CALIBRATION_SOURCES:
+        raise StatementError(
+            "predicate.quantization.calibration_source must be one of "
+            f"{', '.join(CALIBRATION_SOURCES)}",
+            field="predicate.quantization.calibration_source",
+        )
     _validate_policy(p["policy"], applied=True)
 
 

@@ -18,7 +18,7 @@ from lethe_audit.verify._bundle import (
     read_verified_bundle,
     verify_bundle,
 )
-from lethe_audit.verify._entry import VerifiedEntry
+from lethe_audit.verify._entry import VerifiedEntry, check_entry, known_keys
 from lethe_audit.verify._policies import (
     AllOf,
     AnyOf,
@@ -30,6 +30,7 @@ from lethe_audit.verify._policies import (
 )
 from lethe_audit.verify._receipt import Receipt, parse_receipt, verify_receipt
 from lethe_audit.verify._snapshot import BundleSnapshot, open_bundle
+from lethe_audit.verify._windows import KeyWindows
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -41,6 +42,7 @@ __all__ = [
     "ConsistentWith",
     "DeadlinesMet",
     "FileDigest",
+    "KeyWindows",
     "LogView",
     "Manifest",
     "MetricThreshold",
@@ -49,6 +51,8 @@ __all__ = [
     "VerifiedBundle",
     "VerifiedCheckpoint",
     "VerifiedEntry",
+    "check_entry",
+    "known_keys",
     "open_bundle",
     "parse_receipt",
     "read_manifest",

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from lethe.workflow import Lethe, Settings
-    from lethe.workflow._readonly import RequestReader
+    from lethe.workflow import Lethe, RequestReader, Settings
 
 __all__ = ["ProjectRef", "exit_codes_in_help", "out_option"]
 
@@ -38,14 +37,14 @@ class ProjectRef:
     def settings(self) -> Settings:
         """The project's settings (options > environment > lethe.toml > defaults)."""
         if self._settings is None:
-            from lethe.workflow._settings import Settings
+            from lethe.workflow import Settings
 
             self._settings = Settings.load(self.project_dir, config=self.config)
         return self._settings  # type: ignore[no-any-return]
 
     def check_initialised(self) -> Settings:
         """The settings of an initialised project (else a ProjectError naming `lethe init`)."""
-        from lethe.workflow._readonly import check_initialised
+        from lethe.workflow import check_initialised
 
         settings = self.settings()
         check_initialised(settings)
@@ -62,7 +61,7 @@ class ProjectRef:
     def reader(self) -> RequestReader | Lethe:
         """What reads requests fastest: the driver-only :class:`RequestReader` where the
         database URL allows it (no SQLAlchemy import), else the opened project."""
-        from lethe.workflow._readonly import RequestReader
+        from lethe.workflow import RequestReader
 
         reader = RequestReader.open(self.settings())
         return reader if reader is not None else self.open()

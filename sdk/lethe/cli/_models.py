@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,25 +23,41 @@ device_option = click.option(
 
 @contextmanager
 def progress_lines(enabled: bool) -> Iterator[None]:
-    """While a long command runs with stderr not a terminal (a CI log, a pipe), the ``lethe``
-    loggers' INFO lines on stderr: one per step or epoch, with the numbers the bars show."""
-    import logging
+    """While a long command runs: the ``lethe`` loggers' WARNING records as ``lethe: warning:``
+    lines on stderr (always), and, when ``enabled`` and stderr is not a terminal (a CI log, a
+    pipe), their INFO lines too: one per step or epoch, with the numbers the bars show."""
     import sys
 
-    if not enabled or sys.stderr.isatty():
-        yield
-        return
     logger = logging.getLogger("lethe")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handlers: list[logging.Handler] = [_WarningLines()]
+    if enabled and not sys.stderr.isatty():
+        info = logging.StreamHandler(sys.stderr)
+        info.setFormatter(logging.Formatter("%(message)s"))
+        info.addFilter(lambda record: record.levelno < logging.WARNING)
+        handlers.append(info)
     level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    for h in handlers:
+        logger.addHandler(h)
+    if len(handlers) > 1:
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
+        for h in handlers:
+            logger.removeHandler(h)
         logger.setLevel(level)
+
+
+class _WarningLines(logging.Handler):
+    """A library warning as one escaped ``lethe: warning: ...`` line on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from lethe_audit.cli.common import safe_text
+
+        click.echo(f"lethe: warning: {safe_text(record.getMessage(), one_line=True)}", err=True)
 
 
 @click.group()

@@ -110,17 +110,11 @@ def keys_show(ref: ProjectRef, as_json: bool) -> None:
 @click.pass_obj
 def keys_generate(ref: ProjectRef, origin: str | None, as_json: bool) -> None:
     """Create the project's first log key (refuses when one exists; use rotate)."""
-    from lethe.errors import ProjectError
-    from lethe.workflow import Settings
-    from lethe_audit.keys import KeyRing
+    from lethe.workflow import Lethe
 
     ref.check_initialised()
-    s = Settings.load(ref.project_dir, config=ref.config, origin=origin)
-    if (s.keys / "keyring.json").exists():
-        raise ProjectError(f"{s.keys} already holds the log keys; use `lethe keys rotate`")
-    ring = KeyRing.create(s.keys, name=s.origin, passphrase=s.key_passphrase)
-    vkey = ring.entries[0].vkey
-    emit({"key_dir": str(s.keys), "vkey": vkey}, as_json, f"new log key in {s.keys}\nvkey: {vkey}")
+    key = Lethe.generate_key(ref.project_dir, config=ref.config, origin=origin)
+    emit(key.to_dict(), as_json, f"new log key in {key.key_dir}\nvkey: {key.vkey}")
 
 
 @keys.command("rotate")
@@ -129,15 +123,5 @@ def keys_generate(ref: ProjectRef, origin: str | None, as_json: bool) -> None:
 @click.pass_obj
 def keys_rotate(ref: ProjectRef, retire_old: bool, as_json: bool) -> None:
     """Add a new log key; both keys sign until the old one is retired. Logged."""
-    lt = ref.open()
-    old = list(lt.keyring.active())
-    ring = lt.keyring.add_key(
-        passphrase=lt.settings.key_passphrase,
-        register=lambda signer: lt.log.add_key(signer),
-    )
-    new = [e for e in ring.active() if e.vkey not in {o.vkey for o in old}]
-    if retire_old:
-        for o in old:
-            ring = ring.retire(o.vkey, unregister=lambda key: lt.log.retire_key(key))
-    data = {"new": [e.vkey for e in new], "retired": [o.vkey for o in old] if retire_old else []}
-    emit(data, as_json, "new key: " + ", ".join(data["new"]))
+    rotation = ref.open().rotate_key(retire_old=retire_old)
+    emit(rotation.to_dict(), as_json, "new key: " + ", ".join(rotation.new))

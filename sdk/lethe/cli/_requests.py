@@ -390,7 +390,8 @@ def export_onnx(
     ref: ProjectRef, name: str | None, out: Path, quantize: str | None, as_json: bool
 ) -> None:
     """Write the published, signed ONNX model (optionally int8-quantized and re-verified)."""
-    res = ref.open().export_onnx(name, out, quantize=quantize).to_dict()
+    with progress_lines(True):
+        res = ref.open().export_onnx(name, out, quantize=quantize, progress=True).to_dict()
     text = f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)"
     if res.get("openssf_signature"):
         text += f"\nwrote {res['openssf_signature']} (OpenSSF Model Signing signature)"

@@ -21,7 +21,7 @@ from lethe.serve._errors import (
 from lethe.serve._problems import PROBLEM_BASE, status_of
 from lethe.serve._thread import serve_in_thread
 from lethe.serve._tokens import TokenInfo, authenticate, create_token, list_tokens, revoke_token
-from lethe.workflow._principal import Principal
+from lethe.workflow import Principal
 
 __all__ = [
     "PROBLEM_BASE",

@@ -35,8 +35,7 @@ from lethe.serve._schemas import (
     RequestList,
     RequestOut,
 )
-from lethe.workflow import Lethe
-from lethe.workflow._principal import Principal
+from lethe.workflow import Lethe, Principal
 
 __all__ = ["ROLES", "create_app"]
 
@@ -51,7 +50,7 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 403, 404, 409, 422, 429)
+    for code in (400, 401, 403, 404, 409, 422, 429, 503, 507)
 }
 _ID = PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 _MODEL = PathParam(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")

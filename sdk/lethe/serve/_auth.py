@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from lethe.serve._errors import AuthenticationError, ForbiddenError, RateLimitedError
 from lethe.serve._tokens import authenticate
-from lethe.workflow._principal import Principal
+from lethe.workflow import Principal
 
 __all__ = ["Gate"]
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from lethe._io import create_once
 from lethe.errors import ConfigError
-from lethe.workflow._principal import Principal
+from lethe.workflow import Principal
 from lethe_audit.store import TokenRow, retry_transient
 
 __all__ = ["KEY_FILE", "SESSION_TTL", "ConsoleSession", "SessionSigner", "load_or_create_key"]

@@ -8,7 +8,7 @@ until someone POSTs ``{"derived_identity": {}}`` to the reply-to URL with
 ``Authorization: Bearer <reply-to-token>``. See docs/service.md ("Fides") for the sources.
 
 :class:`FidesBridge` does Lethe's side: :meth:`~FidesBridge.webhook` maps the identities to the
-classes registered for them (:class:`~lethe.workflow._subjects.SubjectMap`), files one deletion
+classes registered for them (:class:`~lethe.workflow.SubjectMap`), files one deletion
 request per model (idempotency key derived from the privacy request id, so Fides' retries never
 file twice), keeps the reply-to path and the token (AES-GCM encrypted) and answers ``halt``;
 :meth:`~FidesBridge.resume_due` resumes, once each, every halted privacy request whose
@@ -26,7 +26,7 @@ import re
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -41,9 +41,7 @@ from lethe.serve._fides_schemas import (
     FidesResumeReport,
     FidesWebhookBody,
 )
-from lethe.workflow._principal import Principal
-from lethe.workflow._subjects import SubjectMap, normalize_identity
-from lethe.workflow._time import now as utcnow
+from lethe.workflow import Principal, SubjectMap, normalize_identity
 from lethe_audit.cli import safe_text
 from lethe_audit.errors import StoreError
 from lethe_audit.store import FidesRequestRow
@@ -57,6 +55,11 @@ _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,8192}")
 _DONE = ("applied", "superseded")
 #: A claim ("resuming") older than this is taken to be a crashed resumer and is retried.
 _STALE_CLAIM = timedelta(minutes=5)
+
+
+def _utcnow() -> datetime:
+    """Now, timezone-aware UTC (as the workflow stores times)."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ class FidesBridge:
         reply_to: str | None,
         sealed: bytes | None,
     ) -> FidesRequestRow:
-        now = utcnow()
+        now = _utcnow()
         with self._lt.store.write() as s:
             row: FidesRequestRow | None = s.get(FidesRequestRow, prid)
             if row is None:
@@ -281,7 +284,7 @@ class FidesBridge:
             _log.info("fides: resumed %d, failed %d", len(report.resumed), len(report.failed))
 
     def _candidates(self) -> list[FidesRequestRow]:
-        stale = utcnow() - _STALE_CLAIM
+        stale = _utcnow() - _STALE_CLAIM
         with self._lt.store.read() as s:
             rows = s.execute(
                 select(FidesRequestRow)
@@ -307,9 +310,9 @@ class FidesBridge:
             .where(FidesRequestRow.status == row.status)
         )
         if row.status == "resuming":  # a stale claim: still stale (nobody took it since)
-            stmt = stmt.where(FidesRequestRow.updated_at < utcnow() - _STALE_CLAIM)
+            stmt = stmt.where(FidesRequestRow.updated_at < _utcnow() - _STALE_CLAIM)
         with self._lt.store.write() as s:
-            res = s.execute(stmt.values(status="resuming", updated_at=utcnow()))
+            res = s.execute(stmt.values(status="resuming", updated_at=_utcnow()))
             return bool(getattr(res, "rowcount", 0) == 1)
 
     def _resume(self, row: FidesRequestRow) -> bool:
@@ -348,7 +351,7 @@ class FidesBridge:
         return False
 
     def _finish(self, prid: str, status: str, error: str | None, *, count: bool = True) -> None:
-        now = utcnow()
+        now = _utcnow()
         with self._lt.store.write() as s:
             row = s.get(FidesRequestRow, prid)
             if row is None:  # pragma: no cover - rows are never deleted

@@ -29,8 +29,7 @@ from lethe.serve._fides_schemas import (
     SubjectBody,
     SubjectOut,
 )
-from lethe.workflow._principal import Principal
-from lethe.workflow._subjects import SubjectMap
+from lethe.workflow import Principal, SubjectMap
 
 __all__ = ["FIDES_ROLES", "install_fides"]
 

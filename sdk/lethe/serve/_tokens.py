@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from lethe.errors import ConfigError
 from lethe.serve._errors import TokenError
-from lethe.workflow._principal import Principal
+from lethe.workflow import Principal
 from lethe_audit.store import TokenRow, retry_transient
 
 __all__ = [

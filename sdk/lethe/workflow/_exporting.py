@@ -4,19 +4,26 @@ set and bundle, and describing log entries for admins."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from lethe.errors import ApplyError, ModelRegistrationError
 from lethe.workflow._applies import ApplyService
+from lethe.workflow._keys import KeyService
 from lethe.workflow._models import ModelService
 from lethe.workflow._store import ProjectStore
-from lethe.workflow._types import EvalDataExport, LogEntry, ModelExport, ModelInfo
+from lethe.workflow._types import (
+    CalibrationSource,
+    EvalDataExport,
+    LogEntry,
+    ModelExport,
+    ModelInfo,
+)
 from lethe.workflow._versions import require_none_pending
-from lethe_audit.keys import KeyRing
 from lethe_audit.log import AuditLog
 from lethe_audit.statements import VARIANT_V1, EventType, LifecycleEvent, rfc3339
 
@@ -30,6 +37,14 @@ if TYPE_CHECKING:
 __all__ = ["CALIBRATION_SAMPLES", "ExportService"]
 
 CALIBRATION_SAMPLES = 256
+_log = logging.getLogger("lethe.workflow")
+
+
+class _Calibration(NamedTuple):
+    """How many retain images calibrated an int8 copy, and from which stored split."""
+
+    samples: int
+    source: CalibrationSource
 
 
 class ExportService:
@@ -39,13 +54,13 @@ class ExportService:
         self,
         store: ProjectStore,
         log: AuditLog,
-        keyring: KeyRing,
+        keys: KeyService,
         models: ModelService,
         applies: ApplyService,
     ) -> None:
         self._store = store
         self._log = log
-        self._ring = keyring
+        self._keys = keys
         self._models = models
         self._applies = applies
 
@@ -64,7 +79,11 @@ class ExportService:
         ``quantize="int8"``: a static QDQ int8 copy calibrated on real retain training images,
         measured like the fp32 model (forget/retain accuracy against the unfiltered model) and
         checked by the project's policy *before* it is signed and written
-        (:class:`~lethe.errors.PolicyError` otherwise). Logged (``model.exported``)."""
+        (:class:`~lethe.errors.PolicyError` otherwise). A model registered without training
+        data is calibrated on its evaluation images, the ones that then score it: a WARNING
+        record on the ``lethe.workflow`` logger says so, and the result's and the variant
+        attestation's ``calibration_source`` is ``"eval"`` (``"train"`` otherwise). Each
+        quantization step is an INFO record there. Logged (``model.exported``)."""
         from lethe._io import atomic_write_bytes
         from lethe_audit.model import verify_model
 
@@ -72,7 +91,7 @@ class ExportService:
             raise ApplyError(f"unknown quantization {quantize!r}; only int8 is supported")
         require_none_pending(self._store, self._models.model(model).name, what="export")
         info, src = self._published_onnx(model)
-        verify_model(src, self._ring.verifiers())
+        verify_model(src, self._keys.ring.verifiers())
         if quantize is None:
             data = src.read_bytes()
             atomic_write_bytes(Path(out), data)
@@ -122,17 +141,21 @@ class ExportService:
         meta = read_model(src).metadata()
         forget = list(meta.forgotten_classes)
         _, spec = self._models.load_model(info.name)
-        calib = self._calibration_images(info.name, spec, forget)
+        calib, calib_source = self._calibration_images(info.name, spec, forget)
         import onnx
 
         fp32 = src.read_bytes()
+        _log.info("int8 %s: calibrating on %d %s images", info.name, len(calib), calib_source)
         int8 = quantize_int8(onnx.load_from_string(fp32), calib, progress=progress)
+        _log.info("int8 %s: quantized; measuring it against the unfiltered model", info.name)
         checked = self._check_int8(info.name, spec, int8, forget, progress=progress)
         summary, result, verdict = checked
         md = replace(meta, variant="int8", source_sha256=hashlib.sha256(fp32).hexdigest())
         signed = sign_model(int8, md, list(self._log.signers))
         path, digest = save_model(signed, out)
-        index = self._log_variant(info, md, path.read_bytes(), result, verdict, len(calib))
+        calibration = _Calibration(len(calib), calib_source)
+        index = self._log_variant(info, md, path.read_bytes(), result, verdict, calibration)
+        _log.info("int8 %s: passed the policy; signed and logged as entry %d", info.name, index)
         return ModelExport(
             path=str(path),
             sha256=digest,
@@ -143,17 +166,28 @@ class ExportService:
             fp32_bytes=src.stat().st_size,
             int8_bytes=path.stat().st_size,
             attestation_index=index,
+            calibration_source=calib_source,
         )
 
-    def _calibration_images(self, name: str, spec: ModelSpec, forget: list[int]) -> Any:
-        """Preprocessed retain images for calibration: training data, or (a model registered
-        without it) the evaluation data."""
+    def _calibration_images(
+        self, name: str, spec: ModelSpec, forget: list[int]
+    ) -> tuple[Any, CalibrationSource]:
+        """Preprocessed retain images for calibration and where they come from: the training
+        data, or (a model registered without it) the evaluation data, with a warning."""
+        source: CalibrationSource = "train"
         try:
             calib_src = self._models.data(name, split="train")
         except ModelRegistrationError:
+            source = "eval"
             calib_src = self._models.data(name, split="eval")
+            _log.warning(
+                "model %r has no training data: its int8 copy is calibrated on the evaluation "
+                "images that also score it (recorded as calibration_source=eval in its variant "
+                "attestation); register the model with training data to calibrate on those",
+                name,
+            )
         retain = calib_src.of_classes(forget, keep=False)
-        return spec.preprocess.numpy(retain.x[:CALIBRATION_SAMPLES])
+        return spec.preprocess.numpy(retain.x[:CALIBRATION_SAMPLES]), source
 
     def _check_int8(
         self,
@@ -201,7 +235,7 @@ class ExportService:
         data: bytes,
         result: Any,
         verdict: Any,
-        calibration_samples: int,
+        calibration: _Calibration,
     ) -> int:
         """The int8 file's own attestation, bound to the apply it was quantized from; returns
         its log index."""
@@ -214,7 +248,8 @@ class ExportService:
             "activations": "uint8",
             "weights": "int8-per-channel",
             "calibration": "minmax",
-            "calibration_samples": calibration_samples,
+            "calibration_samples": calibration.samples,
+            "calibration_source": calibration.source,
         }
         att = variant_attestation(
             data,
@@ -283,7 +318,10 @@ class ExportService:
         with tempfile.TemporaryDirectory() as tmp:
             bundle = self._log.export_bundle(Path(tmp) / "bundle")
             verify_bundle(
-                bundle, list(self._ring.verifiers()), origin=self._log.origin(), workers=workers
+                bundle,
+                list(self._keys.ring.verifiers()),
+                origin=self._log.origin(),
+                workers=workers,
             )
 
     def log_entries(self, *, start: int = 0, limit: int = 50) -> list[LogEntry]:

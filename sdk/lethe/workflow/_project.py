@@ -20,6 +20,7 @@ from lethe.workflow._applies import ApplyService
 from lethe.workflow._exporting import ExportService
 from lethe.workflow._forward import Forward
 from lethe.workflow._init import create_project
+from lethe.workflow._keys import KeyService, NewKey
 from lethe.workflow._models import ModelService
 from lethe.workflow._principal import Principal
 from lethe.workflow._reference import ReferenceService
@@ -50,6 +51,7 @@ class Services:
     references: ReferenceService
     applies: ApplyService
     exports: ExportService
+    keys: KeyService
 
 
 class Lethe:
@@ -70,15 +72,16 @@ class Lethe:
             raise ProjectError(
                 f"no log keys in {settings.keys}: run `lethe init` (or `lethe keys generate`)"
             )
-        self._ring = KeyRing.open(settings.keys)
-        signers = self._ring.signers(passphrase=settings.key_passphrase)
+        ring = KeyRing.open(settings.keys)
+        signers = ring.signers(passphrase=settings.key_passphrase)
         self._log = AuditLog(self._store.engine, signers=signers)
+        self._keys = KeyService(settings, self._log, ring)
         self._models = ModelService(self._store, self._log)
         self._requests = RequestService(self._store, self._log)
         self._references = ReferenceService(self._store, self._log, self._models)
         self._applies = ApplyService(self._store, self._log, self._models, self._references)
         self._exports = ExportService(
-            self._store, self._log, self._ring, self._models, self._applies
+            self._store, self._log, self._keys, self._models, self._applies
         )
 
     # -- opening ------------------------------------------------------------------------------
@@ -125,6 +128,20 @@ class Lethe:
         create_project(settings)
         return cls(settings)
 
+    @classmethod
+    def generate_key(
+        cls,
+        project_dir: str | os.PathLike[str] | None = None,
+        *,
+        config: str | os.PathLike[str] | None = None,
+        origin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> NewKey:
+        """See :meth:`KeyService.generate` (with the settings :meth:`open` would load)."""
+        return KeyService.generate(
+            Settings.load(project_dir, config=config, env=env, origin=origin)
+        )
+
     def close(self) -> None:
         self._store.close()
 
@@ -145,7 +162,8 @@ class Lethe:
 
     @property
     def keyring(self) -> KeyRing:
-        return self._ring
+        """The log's keyring as it is now (:meth:`rotate_key` replaces it)."""
+        return self._keys.ring
 
     @property
     def store(self) -> ProjectStore:
@@ -161,12 +179,17 @@ class Lethe:
         """The services behind this facade (``lt.services.requests.file(...)``): the same
         objects the methods below forward to; their docstrings document the behaviour."""
         return Services(
-            self._models, self._requests, self._references, self._applies, self._exports
+            self._models,
+            self._requests,
+            self._references,
+            self._applies,
+            self._exports,
+            self._keys,
         )
 
     def verifiers(self) -> builtins.list[Verifier]:
         """Verifiers for every key the log has used (for checking receipts and bundles)."""
-        return list(self._ring.verifiers())
+        return list(self._keys.ring.verifiers())
 
     def model_dir(self, name: str) -> Path:
         return self._store.model_dir(name)
@@ -259,3 +282,7 @@ class Lethe:
     log_entries = Forward("_exports", ExportService.log_entries)
     export_bundle = Forward("_exports", ExportService.export_bundle)
     verify_log = Forward("_exports", ExportService.verify_log)
+
+    # -- the log's keys -------------------------------------------------------------------------
+
+    rotate_key = Forward("_keys", KeyService.rotate)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lethe.workflow._time import iso, utc
 from lethe_audit.statements import ApplyOutcome, Phase, RequestStatus
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # rows are only read here: importing this module loads no SQL
 __all__ = [
     "MASKED_NOT_ERASED",
     "ApplyResult",
+    "CalibrationSource",
     "DeletionRequest",
     "DepthReference",
     "EvalDataExport",
@@ -27,6 +28,9 @@ __all__ = [
 
 #: What every user-visible status of a phase-1-only deletion says (DESIGN §4).
 MASKED_NOT_ERASED = "masked, not yet erased"
+#: Which stored split calibrated an int8 export: ``train``, or ``eval`` for a model registered
+#: without training data (then the images that calibrated it also score it).
+CalibrationSource = Literal["train", "eval"]
 
 
 @dataclass(frozen=True)
@@ -357,7 +361,10 @@ class ModelExport:
     index of the int8 file's own variant attestation (its receipt:
     ``lt.log.receipt(attestation_index)``, or ``lethe-audit log receipt INDEX``).
     ``openssf_signature`` is the OpenSSF Model Signing signature written beside the file
-    (``<file>.sig``; None only for an export made without one)."""
+    (``<file>.sig``; None only for an export made without one). ``calibration_source`` (int8
+    only): ``"train"``, or ``"eval"`` when the model has no training data and its evaluation
+    images both calibrated and scored the int8 copy (a warning is logged; the variant
+    attestation records it too)."""
 
     path: str
     sha256: str
@@ -369,6 +376,7 @@ class ModelExport:
     int8_bytes: int | None = None
     openssf_signature: str | None = None
     attestation_index: int | None = None
+    calibration_source: CalibrationSource | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -385,6 +393,7 @@ class ModelExport:
                 fp32_bytes=self.fp32_bytes,
                 int8_bytes=self.int8_bytes,
                 attestation_index=self.attestation_index,
+                calibration_source=self.calibration_source,
             )
         return d
 
