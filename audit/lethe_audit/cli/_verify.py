@@ -49,7 +49,7 @@ def verify(
 ) -> None:
     """Verify the auditor BUNDLE (directory or .zip) with the log's public key (--key VKEY):
     every signature, the Merkle root at every checkpoint, every statement, the policies."""
-    from lethe_audit.errors import FormatError
+    from lethe_audit.errors import BundleError, FormatError
     from lethe_audit.verify import ConsistentWith, open_bundle, verify_bundle
 
     policies = build_policies(metrics, deadlines)
@@ -69,7 +69,8 @@ def verify(
             progress=want_progress(progress),
         )
         m = snap.manifest
-    assert m is not None  # verified
+    if m is None:  # verify_bundle raises first; never show an unread manifest
+        raise BundleError(f"{bundle}: no manifest was read")
     root = base64.b64encode(m.root).decode("ascii")
     emit(
         {"bundle": str(bundle), "origin": m.origin, "size": m.size, "root": root},

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -57,6 +57,8 @@ class _Sink:
     """Where bundle files go: a directory or a zip archive."""
 
     def __init__(self, root: Path | None, archive: zipfile.ZipFile | None) -> None:
+        if (root is None) == (archive is None):
+            raise ValueError("a bundle sink is a directory or a zip archive: give exactly one")
         self._root = root
         self._zip = archive
 
@@ -66,8 +68,7 @@ class _Sink:
             with self._zip.open(name, "w", force_zip64=True) as f:
                 yield _HashingWriter(f)
             return
-        assert self._root is not None
-        target = self._root / name
+        target = cast(Path, self._root) / name  # one of the two, checked in __init__
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as f:
             w = _HashingWriter(f)

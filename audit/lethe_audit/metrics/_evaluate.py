@@ -222,8 +222,15 @@ class _Evaluation:
             else _core.class_accuracy(z_base, self.data.labels, self.k, forget)
         )
         # check_coverage guarantees samples on both sides, so neither accuracy is None.
-        assert acc.forget is not None and acc.retain is not None
-        assert b is None or (b.forget is not None and b.retain is not None)
+        if (
+            acc.forget is None
+            or acc.retain is None
+            or (b is not None and (b.forget is None or b.retain is None))
+        ):
+            raise EvaluationSetError(
+                "the evaluation set needs samples of both the forgotten and the retained "
+                "classes (check_coverage was not run)"
+            )
         return AccuracyMetric(
             forget_accuracy=acc.forget,
             retain_accuracy=acc.retain,

@@ -85,7 +85,8 @@ def from_jsonable(cls: type[T], data: Any, where: str = "") -> T:
     name = where or cls.__name__
     if not isinstance(data, Mapping):
         raise ResultFormatError(f"{name}: expected an object, got {type(data).__name__}")
-    assert dataclasses.is_dataclass(cls)
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"from_jsonable rebuilds dataclasses, not {cls!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -281,7 +281,11 @@ def _find_cut(model: nn.Module, order: list[str], blocks: int | None) -> tuple[s
         )
     stage_name = best[1]
     stage = model.get_submodule(stage_name)
-    assert isinstance(stage, nn.Sequential)
+    if not isinstance(stage, nn.Sequential):  # a model whose get_submodule disagrees
+        raise FilterError(
+            f"erase: module {stage_name!r} is a {type(stage).__name__}, not the nn.Sequential "
+            "stage found; pass EraseConfig(boundary='<module name>')"
+        )
     starts = _block_starts(stage)
     if blocks is None:
         transformer = any(hasattr(c, "attn") for c in stage.children())

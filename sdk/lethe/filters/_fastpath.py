@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -139,8 +139,7 @@ def fast_top(
             patched.append(mod)
             fast.skipped_below += 1
         for name in convs:
-            conv = model.get_submodule(name)
-            assert isinstance(conv, nn.Conv2d)
+            conv = cast(nn.Conv2d, model.get_submodule(name))  # ``convs`` holds only Conv2d
             x = ins.get(name)
             tap = _one_tap(conv, x.shape) if isinstance(x, torch.Tensor) else None
             if tap is None or calls.get(name) != 1:
