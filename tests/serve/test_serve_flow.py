@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,6 +121,53 @@ def test_errors_are_typed_problems(service: Service) -> None:
             }
         ]
         assert http.get("/v1/requests", params={"status": "received"}).status_code == 200
+
+
+def _raising(exc: Exception) -> Any:
+    def boom() -> None:
+        raise exc
+
+    return boom
+
+
+def test_server_errors_leave_no_internal_detail(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typed 5xx keeps its status and name, but its message (server paths, database URLs)
+    goes to the server's log only; 503 and 507 are in the schema."""
+    from fastapi import HTTPException
+    from fastapi.testclient import TestClient
+
+    from lethe.errors import ApplyLockLostError, InsufficientSpaceError
+    from lethe.serve import create_app
+    from lethe_audit.errors import StoreError
+
+    secret = "/srv/secret-dir postgresql://u:pw@db.internal/x"
+    raised: dict[str, Exception] = {
+        "space": InsufficientSpaceError(f"no space left in {secret}"),
+        "store": StoreError(f"could not reach {secret}"),
+        "lock": ApplyLockLostError(f"lock lost on {secret}"),
+        "http": HTTPException(502, f"upstream {secret}"),
+    }
+    app = create_app(service.lt)
+    for name, exc in raised.items():
+        app.add_api_route(f"/v1/boom-{name}", _raising(exc))
+    want = {
+        "space": (507, "InsufficientSpaceError"),
+        "store": (503, "StoreError"),
+        "lock": (503, "ApplyLockLostError"),
+        "http": (502, "HTTPError"),
+    }
+    with caplog.at_level("ERROR", logger="lethe.serve"), TestClient(app) as http:
+        for name, (status, title) in want.items():
+            r = http.get(f"/v1/boom-{name}")
+            assert (r.status_code, r.json()["title"]) == (status, title)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert "secret" not in r.text and "pw@" not in r.text, r.text
+            assert (r.headers.get("Retry-After") == "1") == (status == 503)
+    assert caplog.text.count("secret-dir") == len(want)  # the real detail, server-side
+    responses = app.openapi()["paths"]["/v1/requests"]["post"]["responses"]
+    assert {"503", "507"} <= set(responses)
 
 
 def test_cli_tokens_and_subject_from_stdin(service: Service) -> None:

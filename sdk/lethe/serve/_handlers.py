@@ -29,6 +29,18 @@ _HTTP_NAMES = {
     413: "PayloadTooLarge",
     415: "UnsupportedMediaType",
 }
+#: What a client is told of a 5xx (the real message goes to the server's log only: it may name
+#: server paths, hosts or database errors).
+_SERVER_DETAIL = {
+    503: "the service is temporarily unavailable: retry after the Retry-After delay",
+    507: "the server lacks the disk space for this call: its log has the details",
+}
+_FAILED = "the server failed; its log has the details"
+
+
+def _client_detail(status: int, detail: str) -> str:
+    """``detail`` for a 4xx; for a 5xx, a generic line (no internal detail leaves the server)."""
+    return _SERVER_DETAIL.get(status, _FAILED) if status >= 500 else detail
 
 
 def _response(body: dict[str, Any], *, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -46,7 +58,8 @@ async def _typed(request: Request, exc: Exception) -> JSONResponse:
     detail = safe_text(str(exc), one_line=True)
     if status >= 500:
         _log.error("%s on %s %s: %s", name, request.method, request.url.path, detail)
-    return _response(problem(status, name, detail, instance=request.url.path))
+    body = problem(status, name, _client_detail(status, detail), instance=request.url.path)
+    return _response(body)
 
 
 async def _validation(request: Request, exc: Exception) -> JSONResponse:
@@ -65,12 +78,14 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     code = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     detail = str(exc.detail) if isinstance(exc, StarletteHTTPException) else "error"
     name = _HTTP_NAMES.get(code, "HTTPError")
-    return _response(problem(code, name, safe_text(detail, one_line=True)))
+    if code >= 500:
+        _log.error("HTTP %d on %s %s: %s", code, request.method, request.url.path, detail)
+    return _response(problem(code, name, _client_detail(code, safe_text(detail, one_line=True))))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     _log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return _response(problem(500, "InternalError", "the server failed; its log has the details"))
+    return _response(problem(500, "InternalError", _FAILED))
 
 
 def install_handlers(app: FastAPI) -> None:
