@@ -565,6 +565,27 @@ def test_cli_prints_how_to_feed_the_model(signer: note.Signer, tmp_path: Path) -
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[-2] == (
-        "feed: resize 8x8 bilinear, crop_pct 1.0, scale to [0.0,1.0], (x-[0.5])/[0.25]"
+        "feed: pixels/255 -> [0, 1]; 1 channel (an RGB image: 0.299 R + 0.587 G + 0.114 B); "
+        "resize to 8x8 bilinear (antialiased when shrinking); (x - mean) / std with mean "
+        "[0.5], std [0.25]; float32 NCHW [N, 1, 8, 8]"
     )
     assert lines[-1].startswith("OK: m.onnx")
+
+
+def test_feed_steps_are_in_order() -> None:
+    """timm's ImageNet evaluation transform, step by step, in the order that reproduces it."""
+    from lethe_audit.feed import feed_steps
+
+    pre = {
+        "input_size": [3, 224, 224], "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225], "interpolation": "bicubic", "crop_pct": 0.95,
+        "input_range": [-1.0, 1.0],
+    }  # fmt: skip
+    steps = feed_steps(pre).split("; ")
+    assert steps[0] == "pixels/255 -> [-1, 1]"
+    assert steps[1].startswith("3 channels RGB (a gray image: copied")
+    assert steps[2] == "resize to 235x235 bicubic (antialiased when shrinking), clamp to [-1, 1]"
+    assert steps[3] == "centre-crop 224x224"
+    assert steps[4].startswith("(x - mean) / std with mean [0.485")
+    assert steps[5] == "float32 NCHW [N, 3, 224, 224]"
+    assert feed_steps({"odd": 1}) == '{"odd": 1}'

@@ -29,7 +29,8 @@ def test_preprocess_crop_interpolation_range_and_record() -> None:
     t = torch.from_numpy(x).float().permute(0, 3, 1, 2)[..., 4:12, 4:12] / 255.0
     assert torch.allclose(out, ((t * 2 - 1) - 0.25) / 0.5)
     assert Preprocess.from_config(pre.to_dict()) == pre
-    assert "crop 0.5" in pre.describe() and "[-1, 1]" in pre.describe()
+    assert "resize to 16x16 nearest; centre-crop 8x8" in pre.describe()
+    assert pre.describe().startswith("pixels/255 -> [-1, 1]; 1 channel")
     with pytest.raises(Exception, match="interpolation"):
         Preprocess((1, 8, 8), (0.5,), (0.5,), "lanczos9")
 

@@ -103,6 +103,11 @@ def test_admin_flow_through_the_cli(project_dir: Path, tmp_path: Path) -> None:
     assert q["metrics"]["forget_accuracy"] <= 0.01 and q["metrics"]["passed"]
     check = CliRunner().invoke(audit_main, ["model", "verify", q["path"], "--key", vkey])
     assert check.exit_code == 0, check.output
+    # one feed line, step by step, from the export, the signed metadata and `model show`
+    assert onnx["feed"].startswith("pixels/255 -> [0, 1]; 1 channel") and "; " in onnx["feed"]
+    assert f"feed: {onnx['feed']}\n" in check.output
+    show = CliRunner().invoke(main, ["--project", str(p), "model", "show"])
+    assert f"feed:        {onnx['feed']}\n" in show.output, show.output
 
     rot = run(p, "keys", "rotate")
     assert len(rot["new"]) == 1

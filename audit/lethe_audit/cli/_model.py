@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -98,21 +97,10 @@ def model_verify(
 
 
 def _feed_line(pre: Mapping[str, Any] | None) -> str | None:
-    """How to feed the model, in one line, from its signed ``lethe.preprocessing``."""
-    if not pre:
-        return None
-    parts = []
-    size = pre.get("input_size")
-    if isinstance(size, list) and len(size) == 3:
-        parts.append(f"resize {size[1]}x{size[2]} {pre.get('interpolation', '')}".rstrip())
-    if "crop_pct" in pre:
-        parts.append(f"crop_pct {pre['crop_pct']}")
-    if isinstance(pre.get("input_range"), list):
-        lo, hi = (pre["input_range"] + [None, None])[:2]
-        parts.append(f"scale to [{lo},{hi}]")
-    if "mean" in pre and "std" in pre:
-        parts.append(f"(x-{pre['mean']})/{pre['std']}")
-    return "feed: " + (", ".join(parts) if parts else json.dumps(pre, sort_keys=True))
+    """How to feed the model, step by step, from its signed ``lethe.preprocessing``."""
+    from lethe_audit.feed import feed_steps
+
+    return "feed: " + feed_steps(pre) if pre else None
 
 
 def _check_openssf(file: Path, key: Path, signature: Path | None) -> dict[str, object]:

@@ -314,7 +314,7 @@ def model_show(ref: ProjectRef, name: str | None, as_json: bool) -> None:
     lines = [
         f"name:        {info.name}",
         f"arch:        {info.spec['arch']} in={info.spec['in_chans']}x{info.spec['input_size']}",
-        f"feed:        {_feed(info.spec)}",
+        f"feed:        {feed_line(info.spec)}",
         "base acc:    " + _accuracy_text(_base_accuracy(info.spec)),
         f"digest:      {info.base_digest}",
         f"supersedes:  {info.supersedes or '-'}",
@@ -482,8 +482,9 @@ def _accuracy_text(acc: float | None) -> str:
     return f"{acc:.4f} (measured at registration)" if acc is not None else "-"
 
 
-def _feed(spec: dict[str, Any]) -> str:
-    """How the model is fed (its recorded preprocessing), in one line."""
+def feed_line(spec: dict[str, Any]) -> str:
+    """How the model is fed (its recorded preprocessing), step by step in one line (the
+    formatter ``lethe-audit model verify`` uses too)."""
     from lethe.errors import LetheError
     from lethe.models import ModelSpec
 

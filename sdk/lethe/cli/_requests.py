@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
-from lethe.cli._models import device_option, progress_lines
+from lethe.cli._models import device_option, feed_line, progress_lines
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.cli.metric_policy import policy_options
 from lethe_audit.statements import RequestStatus  # the enums only (no signing code loaded)
@@ -391,8 +391,10 @@ def export_onnx(
 ) -> None:
     """Write the published, signed ONNX model (optionally int8-quantized and re-verified)."""
     with progress_lines(True):
-        res = ref.open().export_onnx(name, out, quantize=quantize, progress=True).to_dict()
-    text = f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)"
+        lt = ref.open()
+        res = lt.export_onnx(name, out, quantize=quantize, progress=True).to_dict()
+    res["feed"] = feed_line(lt.model(name).spec)
+    text = f"wrote {res['path']} (sha256 {res['sha256'][:16]}...)\nfeed: {res['feed']}"
     if res.get("openssf_signature"):
         text += f"\nwrote {res['openssf_signature']} (OpenSSF Model Signing signature)"
     if res.get("attestation_index") is not None:

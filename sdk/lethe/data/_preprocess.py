@@ -103,15 +103,11 @@ class Preprocess:
         }
 
     def describe(self) -> str:
-        """One line saying how to feed the model, e.g. for a user preparing ONNX inputs."""
-        c, h, w = self.input_size
-        lo, hi = self.input_range
-        crop = "" if self.crop_pct == 1.0 else f", centre crop {self.crop_pct:g}"
-        return (
-            f"{c}x{h}x{w} float32 (NCHW): resize ({self.interpolation}{crop}), scale pixels to "
-            f"[{lo:g}, {hi:g}], then (x - mean) / std with mean "
-            f"{[round(m, 6) for m in self.mean]}, std {[round(s, 6) for s in self.std]}"
-        )
+        """One line saying how to feed the model, step by step in order, e.g. for a user
+        preparing ONNX inputs (:func:`lethe_audit.feed.feed_steps`, shared with the auditor)."""
+        from lethe_audit.feed import feed_steps
+
+        return feed_steps(self.to_dict())
 
     def __call__(self, x: npt.NDArray[np.uint8], *, batch_size: int = 4096) -> torch.Tensor:
         """``uint8`` [N, H, W, C] -> ``float32`` [N, C, H, W] ready for the model."""
