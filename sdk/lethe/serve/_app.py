@@ -23,6 +23,7 @@ from lethe.serve._auth import Gate
 from lethe.serve._console import install_console
 from lethe.serve._fides_routes import install_fides
 from lethe.serve._handlers import install_handlers
+from lethe.serve._keyfiles import check_key_files
 from lethe.serve._openapi import install_links
 from lethe.serve._schemas import (
     ApplyBody,
@@ -62,7 +63,10 @@ _TEXT: dict[int | str, dict[str, Any]] = {
 
 def create_app(lt: Lethe, *, max_in_flight: int = 32, fides_url: str | None = None) -> FastAPI:
     """The app over an open project (its process holds the log's signing key). ``fides_url``
-    (else ``$LETHE_FIDES_URL``): Fides' API base URL, for its policy webhook (docs/service.md)."""
+    (else ``$LETHE_FIDES_URL``): Fides' API base URL, for its policy webhook (docs/service.md).
+    ``ConfigError`` when a private key file is readable by others than its owner (POSIX)."""
+    ring = lt.keyring
+    check_key_files(ring.directory, [e.file for e in ring.entries])
     app = FastAPI(
         title="Lethe",
         version=__version__,
