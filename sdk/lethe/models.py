@@ -8,6 +8,7 @@ small-image stem), so a registered model can be re-created anywhere without pick
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -54,6 +55,10 @@ _ARCH_FIELDS = ("arch", "num_classes", "in_chans", "input_size", "small_stem", "
 
 
 _CHECKPOINT_FORMAT = "lethe/model-checkpoint/v1"
+
+#: With ``progress``, :func:`fit` logs one INFO line per epoch (the bar's numbers), which
+#: ``lethe`` commands print when stderr is not a terminal.
+_log = logging.getLogger("lethe.models")
 
 
 @dataclass(frozen=True)
@@ -606,6 +611,8 @@ def fit(
                 n += len(yb)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / max(n, 1):.3f}")
+            if progress:
+                _log.info("%s epoch %d/%d: loss %.3f", desc, epoch + 1, epochs, total / max(n, 1))
             if on_epoch is not None:
                 on_epoch(epoch, total / max(n, 1))
     finally:

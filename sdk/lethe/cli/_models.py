@@ -452,14 +452,15 @@ def model_reference(
 ) -> None:
     """Retrain the model once without one class: the depth reference erase is measured on."""
     recipe: dict[str, Any] = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seeds": seeds}
-    r = ref.open().train_reference(
-        name,
-        cls=cls,
-        progress=not quiet and not as_json,
-        device=device,
-        config={k: v for k, v in recipe.items() if v is not None},
-        caller="cli",
-    )
+    with progress_lines(not quiet):  # non-tty stderr: a line per epoch and relearn step
+        r = ref.open().train_reference(
+            name,
+            cls=cls,
+            progress=not quiet and not as_json,
+            device=device,
+            config={k: v for k, v in recipe.items() if v is not None},
+            caller="cli",
+        )
     info = r.info
     lines = [
         f"reference {r.id} for {r.model}: retrained without class {list(info.classes)} "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,10 @@ from lethe_audit.metrics import RelearnConfig, RelearnRun
 __all__ = ["RANDOM_TORCH_SCHEME", "TorchBackend", "randomized_copy"]
 
 RANDOM_TORCH_SCHEME = "torch-reset-parameters-v1"
+
+#: With ``progress``, one INFO line per inference pass and per relearn step (the bars' numbers),
+#: which ``lethe`` commands print when stderr is not a terminal.
+_log = logging.getLogger("lethe.metrics")
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -154,6 +160,7 @@ class TorchBackend:
         self, images: npt.NDArray[np.float32], desc: str, progress: bool
     ) -> Iterator[torch.Tensor]:
         n = images.shape[0]
+        t0 = time.perf_counter()
         with tqdm(
             total=n, disable=None if progress else True, desc=desc, unit="img", leave=False
         ) as bar:
@@ -161,6 +168,8 @@ class TorchBackend:
                 batch = images[start : start + self._batch_size]
                 yield _tensor(batch).to(self._device)
                 bar.update(batch.shape[0])
+        if progress:
+            _log.info("%s: %d images in %.1f s", desc, n, time.perf_counter() - t0)
 
     def _forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         try:
@@ -319,6 +328,11 @@ class TorchBackend:
                 optimizer.step()
                 accs.append(accuracy())
                 bar.update(1)
+                if progress:
+                    _log.info(
+                        "relearn step %d/%d: accuracy %.3f (threshold %.3f)",
+                        step, config.max_steps, accs[-1], config.threshold,
+                    )  # fmt: skip
                 if accs[-1] >= config.threshold:
                     return RelearnRun(reached=True, steps=step, accuracies=tuple(accs))
         return RelearnRun(reached=False, steps=config.max_steps, accuracies=tuple(accs))
