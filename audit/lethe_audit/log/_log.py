@@ -19,6 +19,7 @@ from lethe_audit.log._source import DatabaseHashSource
 from lethe_audit.note import Signer, Verifier
 from lethe_audit.statements import (
     Envelope,
+    EventType,
     LifecycleEvent,
     Statement,
     UnlearningAttestation,
@@ -431,7 +432,7 @@ class AuditLog:
             if conn.execute(select(TlogKey.vkey).where(TlogKey.vkey == signer.vkey)).first():
                 raise LogStateError(f"key {signer.key_hint} was already used by this log")
             event = LifecycleEvent(
-                "key.rotated",
+                EventType.KEY_ROTATED,
                 rfc3339(_utcnow()),
                 details={
                     "action": "added",
@@ -478,7 +479,7 @@ class AuditLog:
             self._lock_head(conn)
             self._check_signers(conn)
             event = LifecycleEvent(
-                "key.rotated",
+                EventType.KEY_ROTATED,
                 rfc3339(_utcnow()),
                 details={
                     "action": "retired",

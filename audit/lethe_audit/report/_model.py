@@ -17,7 +17,11 @@ from lethe_audit.note import Verifier
 from lethe_audit.report import _metrics
 from lethe_audit.report._read import AttachmentFile, BundleContents, Inclusion, inclusions
 from lethe_audit.statements import (
+    ApplyOutcome,
+    EventType,
     LifecycleEvent,
+    Phase,
+    RequestStatus,
     UnlearningAttestation,
     VariantAttestation,
     parse_rfc3339,
@@ -48,8 +52,8 @@ class VerifiedDocument:
 
 
 REPORT_FORMAT = "lethe.report.v1"
-FIGURES_EVENT = "apply.figures"
-EXPORT_EVENT = "model.exported"
+FIGURES_EVENT = EventType.APPLY_FIGURES
+EXPORT_EVENT = EventType.MODEL_EXPORTED
 #: Figure kinds the apply step writes, in display order, with their captions.
 FIGURE_KINDS = {
     "alpha_summary": "Share of each filtered layer's channels that each class suppresses (α)",
@@ -210,22 +214,22 @@ def _cover(index: int, p: UnlearningAttestation, req: Callable[[str], dict[str, 
         r["due_at"] = q.due_at
         r["approved_at"] = q.approved_at
         r["model"] = p.model.name
-        if p.outcome == "applied" and p.phase.value == "erase":
+        if p.outcome == ApplyOutcome.APPLIED and p.phase == Phase.ERASE:
             r["erase_indexes"].append(index)
             if r["erase_index"] is None:
                 r["erase_index"] = index
                 r["erased_at"] = p.applied_at
-            r["status"] = "applied"
-        elif p.outcome == "applied":
+            r["status"] = RequestStatus.APPLIED.value
+        elif p.outcome == ApplyOutcome.APPLIED:
             r["covered_by"].append(index)
             if r["apply_index"] is None:
                 r["apply_index"] = index
                 r["applied_at"] = p.applied_at
-            r["status"] = "applied"
+            r["status"] = RequestStatus.APPLIED.value
         else:
             r["failed_applies"].append(index)
-            if r["status"] != "applied":
-                r["status"] = "failed"
+            if r["status"] != RequestStatus.APPLIED:
+                r["status"] = RequestStatus.FAILED.value
 
 
 class _Walk:
@@ -299,23 +303,23 @@ class _Walk:
 def _request_event(r: dict[str, Any], p: LifecycleEvent) -> None:
     """What one ``request.*`` event says about its request."""
     d = dict(p.details or {})
-    if p.event == "request.received":
+    if p.event == EventType.REQUEST_RECEIVED:
         r["received_at"] = p.at
-        r["status"] = "received"
+        r["status"] = RequestStatus.RECEIVED.value
         r["model"] = d.get("model", r["model"])
         if isinstance(d.get("classes"), list):
             r["classes"] = [c for c in d["classes"] if isinstance(c, int)]
         r["legal_basis"] = d.get("legal_basis", r["legal_basis"])
         r["subject_commitment"] = d.get("subject_commitment", r["subject_commitment"])
         r["due_at"] = d.get("due_at", r["due_at"])
-    elif p.event == "request.approved":
+    elif p.event == EventType.REQUEST_APPROVED:
         r["approved_at"] = p.at
-        if r["status"] in ("received", "failed", "unknown"):
-            r["status"] = "approved"
-    elif p.event == "request.rejected":
+        if r["status"] in (RequestStatus.RECEIVED, RequestStatus.FAILED, "unknown"):
+            r["status"] = RequestStatus.APPROVED.value
+    elif p.event == EventType.REQUEST_REJECTED:
         r["rejected_at"] = p.at
-        r["status"] = "rejected"
-    elif p.event == "request.shredded":
+        r["status"] = RequestStatus.REJECTED.value
+    elif p.event == EventType.REQUEST_SHREDDED:
         r["shredded_at"] = p.at
 
 
@@ -393,16 +397,18 @@ def _finish_requests(
 def _summary(requests: list[dict[str, Any]], applies: list[dict[str, Any]]) -> dict[str, int]:
     return {
         "requests": len(requests),
-        "applied": sum(r["status"] == "applied" for r in requests),
-        "failed": sum(r["status"] == "failed" for r in requests),
-        "rejected": sum(r["status"] == "rejected" for r in requests),
-        "pending": sum(r["status"] in ("received", "approved") for r in requests),
+        "applied": sum(r["status"] == RequestStatus.APPLIED for r in requests),
+        "failed": sum(r["status"] == RequestStatus.FAILED for r in requests),
+        "rejected": sum(r["status"] == RequestStatus.REJECTED for r in requests),
+        "pending": sum(
+            r["status"] in (RequestStatus.RECEIVED, RequestStatus.APPROVED) for r in requests
+        ),
         "overdue": sum(r["overdue"] for r in requests),
         "shredded": sum(r["shredded_at"] is not None for r in requests),
         "masked_only": sum(r["phase"] == "masked" for r in requests),
         "erased": sum(r["phase"] == "erased" for r in requests),
-        "applies": sum(a["outcome"] == "applied" for a in applies),
-        "failed_applies": sum(a["outcome"] == "failed" for a in applies),
+        "applies": sum(a["outcome"] == ApplyOutcome.APPLIED for a in applies),
+        "failed_applies": sum(a["outcome"] == ApplyOutcome.FAILED for a in applies),
     }
 
 
@@ -491,9 +497,9 @@ ERASED_LABEL = "erased"
 
 def phase_label(phase: str, outcome: str) -> str:
     """How an apply's phase reads beside its verdict."""
-    if phase == "erase":
-        return ERASED_LABEL if outcome == "applied" else "erase failed"
-    return MASKED_LABEL if outcome == "applied" else "mask failed"
+    if phase == Phase.ERASE:
+        return ERASED_LABEL if outcome == ApplyOutcome.APPLIED else "erase failed"
+    return MASKED_LABEL if outcome == ApplyOutcome.APPLIED else "mask failed"
 
 
 def comparison(
@@ -504,7 +510,8 @@ def comparison(
     if mask is None or erase is None:
         return None
     rows: dict[str, dict[str, Any]] = {}
-    for phase, a in (("erase", erase), ("mask", mask)):  # in the erase table's row order
+    # in the erase table's row order; the row keys are the phases' names
+    for phase, a in ((Phase.ERASE.value, erase), (Phase.MASK.value, mask)):
         m = a["metrics"]
         if not m.get("structured"):
             continue
@@ -546,7 +553,7 @@ def _link_phases(applies: list[dict[str, Any]]) -> None:
     by_digest: dict[str, int] = {}
     for a in applies:
         folded = a["model"].get("folded_digest")
-        if a["phase"] == "mask" and a["outcome"] == "applied" and folded:
+        if a["phase"] == Phase.MASK and a["outcome"] == ApplyOutcome.APPLIED and folded:
             by_digest.setdefault(str(folded).removeprefix("sha256:"), a["index"])
     for a in applies:
         sf = a["starts_from"]
@@ -564,7 +571,7 @@ def _link_exports(applies: list[dict[str, Any]], walk: _Walk, warnings: list[str
         d = ev.details if isinstance(ev.details, Mapping) else {}
         if isinstance(d.get("apply_id"), str) and isinstance(d.get("log_index"), int):
             by_apply_id[d["apply_id"]] = d["log_index"]
-    by_index = {a["index"]: a for a in applies if a["outcome"] == "applied"}
+    by_index = {a["index"]: a for a in applies if a["outcome"] == ApplyOutcome.APPLIED}
     for index, ev in walk.export_events:
         d = dict(ev.details) if isinstance(ev.details, Mapping) else {}
         target = by_index.get(by_apply_id.get(str(d.get("apply_id")), -1))
@@ -707,7 +714,7 @@ def _claims(
                 f"entry {index}: an {FIGURES_EVENT} event without log_index/attachments"
             )
             continue
-        if log_index not in by_index or by_index[log_index]["outcome"] != "applied":
+        if log_index not in by_index or by_index[log_index]["outcome"] != ApplyOutcome.APPLIED:
             warnings.append(
                 f"entry {index}: {FIGURES_EVENT} names entry {log_index}, which is not an "
                 "applied attestation in this bundle"

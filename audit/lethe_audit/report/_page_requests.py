@@ -40,6 +40,7 @@ from lethe_audit.report._view import (
     joined,
     rich,
 )
+from lethe_audit.statements import RequestStatus
 
 PHASE_WORDS = {"masked": "masked, not yet erased", "erased": "erased"}
 
@@ -47,7 +48,7 @@ PHASE_WORDS = {"masked": "masked, not yet erased", "erased": "erased"}
 def is_pending(q: Mapping[str, Any]) -> bool:
     """Waiting and never attempted: shown as one row of the pending table."""
     return (
-        q["status"] not in ("rejected", "applied")
+        q["status"] not in (RequestStatus.REJECTED, RequestStatus.APPLIED)
         and q["apply_index"] is None
         and q["erase_index"] is None
         and not q["failed_applies"]
@@ -56,7 +57,7 @@ def is_pending(q: Mapping[str, Any]) -> bool:
 
 def requests_section(r: Mapping[str, Any]) -> Section:
     applies = {a["index"]: a for a in r["applies"]}
-    shown = [q for q in r["requests"] if q["status"] != "rejected"]
+    shown = [q for q in r["requests"] if q["status"] != RequestStatus.REJECTED]
     handled = [q for q in shown if not is_pending(q)]
     pending = [q for q in shown if is_pending(q)]
     blocks: list[Block] = []

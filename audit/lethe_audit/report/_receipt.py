@@ -25,7 +25,10 @@ from lethe_audit.report._metrics import in_words
 from lethe_audit.report._model import VerifiedDocument, _deadline, error_dict, phase_label
 from lethe_audit.report._view import Document
 from lethe_audit.statements import (
+    ApplyOutcome,
+    EventType,
     LifecycleEvent,
+    Phase,
     PolicyVerdict,
     RequestRecord,
     UnlearningAttestation,
@@ -38,18 +41,19 @@ from lethe_audit.statements import (
 RECEIPT_PAGE_FORMAT = "lethe.receipt-page.v1"
 
 _EVENT_WORDS = {
-    "request.received": "was received",
-    "request.approved": "was approved",
-    "request.rejected": "was rejected",
-    "request.shredded": "had the key of its subject commitment destroyed (crypto-shredding)",
-    "request.superseded": "is covered by a newer version of the model",
+    EventType.REQUEST_RECEIVED: "was received",
+    EventType.REQUEST_APPROVED: "was approved",
+    EventType.REQUEST_REJECTED: "was rejected",
+    EventType.REQUEST_SHREDDED: "had the key of its subject commitment destroyed "
+    "(crypto-shredding)",
+    EventType.REQUEST_SUPERSEDED: "is covered by a newer version of the model",
     # model versions and rollbacks (events of a model, logged without a request id)
-    "model.superseded": "is inherited by a retrained version of the model, which must forget "
-    "its classes too",
-    "model.attested_without": "is covered by a retrained version of the model, measured not to "
-    "recognise its classes",
-    "apply.rolled_back": "is covered by an earlier deletion of the model published again (a "
-    "rollback that forgets no less)",
+    EventType.MODEL_SUPERSEDED: "is inherited by a retrained version of the model, which must "
+    "forget its classes too",
+    EventType.MODEL_ATTESTED_WITHOUT: "is covered by a retrained version of the model, measured "
+    "not to recognise its classes",
+    EventType.APPLY_ROLLED_BACK: "is covered by an earlier deletion of the model published "
+    "again (a rollback that forgets no less)",
 }
 
 
@@ -411,7 +415,7 @@ def _fill_unlearning(
     doc["starts_from"] = None if p.starts_from is None else dict(p.starts_from)
     doc["definitions"] = _definitions(doc["metrics"])
     req = own.to_dict()
-    closed = p.applied_at if p.outcome == "applied" else None
+    closed = p.applied_at if p.outcome == ApplyOutcome.APPLIED else None
     req["deadline"] = _deadline(
         {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
     )
@@ -453,7 +457,7 @@ def _fill_variant(
     alone = len(p.requests) == 1
     classes = list(own.classes) if own else list(p.forgotten_classes) if alone else []
     doc["kind"] = "variant"
-    doc["outcome"] = "applied"
+    doc["outcome"] = ApplyOutcome.APPLIED.value
     doc["applied_at"] = None if src is None else src.applied_at
     doc["shared"] = len(p.requests) > 1
     doc["model"] = {
@@ -483,7 +487,7 @@ def _fill_variant(
         ) | {"id": own_id, "classes": classes}
         return None
     req = own.to_dict()
-    closed = src.applied_at if src is not None and src.outcome == "applied" else None
+    closed = src.applied_at if src is not None and src.outcome == ApplyOutcome.APPLIED else None
     req["deadline"] = _deadline(
         {"due_at": own.due_at, "applied_at": closed, "rejected_at": None}, when
     )
@@ -531,9 +535,9 @@ def _fill_event(doc: dict[str, Any], p: LifecycleEvent, request_id: str | None) 
         "id": p.request_id,
         "classes": [c for c in d.get("classes", []) if isinstance(c, int)],
         "legal_basis": d.get("legal_basis"),
-        "received_at": p.at if p.event == "request.received" else None,
+        "received_at": p.at if p.event == EventType.REQUEST_RECEIVED else None,
         "due_at": d.get("due_at"),
-        "approved_at": p.at if p.event == "request.approved" else None,
+        "approved_at": p.at if p.event == EventType.REQUEST_APPROVED else None,
         "subject_commitment": d.get("subject_commitment"),
         "at": p.at,
     }
@@ -596,12 +600,12 @@ def _headline(d: Mapping[str, Any]) -> str:
             "receipt verified. It is not yet a receipt of the deletion itself."
         )
     when = _fmt.when(d["applied_at"])
-    if d["outcome"] == "applied" and d["phase"] == "erase":
+    if d["outcome"] == ApplyOutcome.APPLIED and d["phase"] == Phase.ERASE:
         return (
             f"Your deletion request {rid} was erased from the model's weights on {when}, and "
             "this receipt verified."
         )
-    if d["outcome"] == "applied":
+    if d["outcome"] == ApplyOutcome.APPLIED:
         return (
             f"Your deletion request {rid} was carried out on {when} (masked, not yet erased): "
             "the model no longer recognises your classes, but its weights still hold them "
@@ -616,7 +620,7 @@ def _headline(d: Mapping[str, Any]) -> str:
 def _what_section(d: Mapping[str, Any]) -> dict[str, Any]:
     model = d["model"]["name"]
     return _section(
-        "What was deleted" if d["outcome"] == "applied" else "What you asked to delete",
+        "What was deleted" if d["outcome"] == ApplyOutcome.APPLIED else "What you asked to delete",
         f"Your request asked the operator to make the image classifier “{model}” forget "
         f"{_classes_of(d['request'])}. Classes appear here only by number: the log holds no "
         "names, and the operator knows which person or category each number stands for.",
@@ -639,7 +643,7 @@ def _when_section(d: Mapping[str, Any]) -> dict[str, Any]:
     }.get(dl["state"], "")
     done = (
         f"carried out on {_fmt.when(d['applied_at'])}"
-        if d["outcome"] == "applied"
+        if d["outcome"] == ApplyOutcome.APPLIED
         else f"attempted on {_fmt.when(d['applied_at'])} without success"
     )
     return _section(
@@ -761,7 +765,7 @@ def _verified_parts(d: Mapping[str, Any]) -> list[str]:
     if not m["passed"] and m["failures"]:
         parts.append("What failed: " + "; ".join(m["failures"]) + ".")
     rc = d["receipt"]
-    if d["outcome"] == "applied":
+    if d["outcome"] == ApplyOutcome.APPLIED:
         parts.append(
             "Only then was the model published, and a signed record of this was added to a "
             f"tamper-evident log (entry {rc['index']} of {rc['origin']})."
@@ -839,7 +843,8 @@ def _commands(d: Mapping[str, Any], vkey: str) -> list[str]:
         f"lethe-audit receipt show {name} --key {key} --request {sh(d['request']['id'])} "
         "--subject 'YOUR IDENTIFIER' --subject-key YOUR-KEY-HEX",
     ]
-    if d["kind"] == "unlearning" and d["outcome"] == "applied" and d["model"]["onnx_sha256"]:
+    applied = d["outcome"] == ApplyOutcome.APPLIED
+    if d["kind"] == "unlearning" and applied and d["model"]["onnx_sha256"]:
         cmds.append(f"lethe-audit model verify MODEL.onnx --key {key} --receipt {name}")
     if d["kind"] == "variant":
         v = sh(d["variant"]["name"])
@@ -853,13 +858,13 @@ def _commands(d: Mapping[str, Any], vkey: str) -> list[str]:
 
 def _phase_words(d: Mapping[str, Any]) -> str:
     """What the phase of this record means, in words."""
-    if d["phase"] == "erase":
+    if d["phase"] == Phase.ERASE:
         return (
             "This record is the second phase of the deletion (erase): the model's weights were "
             "changed so that they no longer hold your classes. It starts from the first phase "
             "(masked model) of the same request."
         )
-    if d["outcome"] == "applied":
+    if d["outcome"] == ApplyOutcome.APPLIED:
         return (
             "This record is the first phase of the deletion (mask): a filter stops the model "
             "from recognising your classes, but what it learned about them is still in its "
@@ -872,7 +877,7 @@ def _phase_words(d: Mapping[str, Any]) -> str:
 def _depth_words(m: Mapping[str, Any]) -> list[str]:
     """The erase phase's depth checks, in words."""
     depth = m.get("depth")
-    if m.get("phase") != "erase":
+    if m.get("phase") != Phase.ERASE:
         return []
     if not depth:
         return ["This erase record carries no depth measurement against a reference model."]

@@ -16,7 +16,7 @@ from typing import Any
 from lethe_audit.errors import SignatureError
 from lethe_audit.keys import TrustedKey, merge_trusted
 from lethe_audit.note import Verifier
-from lethe_audit.statements import EVENT_V1, Statement
+from lethe_audit.statements import EVENT_V1, EventType, Statement
 from lethe_audit.verify._entry import known_keys
 
 #: A ``key.rotated`` event found in the log: (entry index, action, vkey of the key).
@@ -26,7 +26,7 @@ KeyEvent = tuple[int, str, str]
 def key_event(index: int, statement: Statement) -> KeyEvent | None:
     """The ``key.rotated`` event of a (verified) entry's statement, if it is one."""
     p = statement.predicate
-    if statement.predicate_type != EVENT_V1 or p.get("event") != "key.rotated":
+    if statement.predicate_type != EVENT_V1 or p.get("event") != EventType.KEY_ROTATED:
         return None
     details: Any = p.get("details")
     if not isinstance(details, dict):

@@ -13,7 +13,7 @@ from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
 from lethe.cli._models import device_option, feed_line, progress_lines
 from lethe_audit.cli.common import emit, json_option
 from lethe_audit.cli.metric_policy import policy_options
-from lethe_audit.statements import RequestStatus  # the enums only (no signing code loaded)
+from lethe_audit.statements import Phase, RequestStatus  # the enums only (no signing code)
 
 
 def _request_line(r: Any) -> str:
@@ -296,7 +296,7 @@ def _apply_lines(res: Any) -> list[str]:
         f"(base {acc.get('base_retain_accuracy')})",
     ]
     depth = metrics.get("depth") or {}
-    if res.phase == "erase" and depth:
+    if res.phase == Phase.ERASE and depth:
         lines.append(
             f"  relearn ratio {depth.get('relearn_ratio')} (reference = 1.0, higher is deeper), "
             f"probe AUC gap {depth.get('probe_auc_gap')} (lower is better)"
@@ -304,12 +304,13 @@ def _apply_lines(res: Any) -> list[str]:
     if not res.passed:
         lines += [f"  policy failed: {r}" for r in _reasons(res)]
         lines += [f"  what usually helps: {h}" for h in _hints(_reasons(res))]
-        if res.phase == "erase":
+        if res.phase == Phase.ERASE:
             lines.append(f"  nothing published: the mask phase stays ({MASKED_NOT_ERASED})")
-    elif res.phase == "mask" and res.erase is None:
+    elif res.phase == Phase.MASK and res.erase is None:
         lines.append(f"  published {res.onnx_path} ({MASKED_NOT_ERASED}: run `lethe erase`)")
     else:
-        lines.append(f"  published {res.onnx_path}" + (" (erased)" if res.phase == "erase" else ""))
+        erased = " (erased)" if res.phase == Phase.ERASE else ""
+        lines.append(f"  published {res.onnx_path}{erased}")
     return lines
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from lethe.workflow import MASKED_NOT_ERASED, ApplyResult, Lethe
+from lethe_audit.statements import Phase
 
 __all__ = ["ApplyRowView", "apply_rows", "apply_summary", "download", "report_bytes"]
 
@@ -47,8 +48,8 @@ def _pct(x: float | None) -> str:
 def _state(res: ApplyResult, current: bool) -> str:
     """What this apply left deployed, in the report's words."""
     if not res.passed:
-        return "failed: nothing published" if res.phase == "mask" else "failed: the mask stays"
-    if res.phase == "erase":
+        return "failed: nothing published" if res.phase == Phase.MASK else "failed: the mask stays"
+    if res.phase == Phase.ERASE:
         return "erased" + ("" if current else " (superseded)")
     return MASKED_NOT_ERASED + ("" if current else " (superseded)")
 

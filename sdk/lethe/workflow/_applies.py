@@ -25,7 +25,7 @@ from lethe.workflow._store import ProjectStore, idempotent
 from lethe.workflow._types import ApplyResult
 from lethe.workflow._versions import AttestedWithout, VersionService, require_none_pending
 from lethe_audit.log import AuditLog
-from lethe_audit.statements import RequestStatus
+from lethe_audit.statements import Phase, RequestStatus
 from lethe_audit.store import ApplyRow
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ class ApplyService:
             device=device,
             principal=principal,
         )
-        if phase == "mask" or not mask.passed:
+        if phase == Phase.MASK or not mask.passed:
             return mask
         erased = self.erase(
             name, progress=progress, policy=pol, config=erase_config, device=device, fault=fault,

@@ -44,7 +44,7 @@ class DeletionRequest:
     classes: tuple[int, ...]
     class_names: tuple[str, ...]
     legal_basis: str
-    status: str
+    status: RequestStatus
     subject_commitment: str
     received_at: datetime
     due_at: datetime
@@ -70,14 +70,14 @@ class DeletionRequest:
         """``"erased"`` once the published model covering it was erased (phase 2),
         ``"masked, not yet erased"`` while only the mask (phase 1) is published; None before
         it is applied."""
-        if not RequestStatus(self.status).is_done:
+        if not self.status.is_done:
             return None
         return "erased" if self.erased_at is not None else MASKED_NOT_ERASED
 
     @property
     def overdue(self) -> bool:
         """Still open (not applied, rejected or superseded) after its due date."""
-        return RequestStatus(self.status).is_open and datetime.now(timezone.utc) > self.due_at
+        return self.status.is_open and datetime.now(timezone.utc) > self.due_at
 
     @property
     def shredded(self) -> bool:
@@ -94,7 +94,7 @@ class DeletionRequest:
             classes=classes,
             class_names=tuple(class_names[c] for c in classes),
             legal_basis=row.legal_basis,
-            status=row.status,
+            status=RequestStatus(row.status),
             subject_commitment=row.subject_commitment,
             received_at=utc(row.received_at),
             due_at=utc(row.due_at),
@@ -213,12 +213,12 @@ class ApplyResult:
     ``metrics`` is the :class:`~lethe_audit.metrics.MetricsResult` the policy judged and
     ``verdict`` its :class:`~lethe_audit.metrics.Verdict` (read back from the database: its
     ``checks`` are not stored, ``passed``, ``reasons`` and ``thresholds`` are). ``outcome`` is an
-    :class:`~lethe_audit.statements.ApplyOutcome` value, ``phase`` a
-    :class:`~lethe_audit.statements.Phase` value."""
+    :class:`~lethe_audit.statements.ApplyOutcome`, ``phase`` a
+    :class:`~lethe_audit.statements.Phase` (string enums: equal to their stored strings)."""
 
     id: str
     model: str
-    outcome: str  # "applied" | "failed"
+    outcome: ApplyOutcome
     forgotten_classes: tuple[int, ...]
     request_ids: tuple[str, ...]
     new_request_ids: tuple[str, ...]
@@ -233,7 +233,7 @@ class ApplyResult:
     onnx_path: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    phase: str = "mask"
+    phase: Phase = Phase.MASK
     #: For an erase: the phase-1 apply it started from.
     starts_from: str | None = None
     #: The erase phase that followed this apply in the same call (``Lethe.apply(phase="both")``).
@@ -265,7 +265,7 @@ class ApplyResult:
         return cls(
             id=row.id,
             model=row.model_name,
-            outcome=row.outcome,
+            outcome=ApplyOutcome(row.outcome),
             forgotten_classes=tuple(json.loads(row.forgotten_classes)),
             request_ids=tuple(json.loads(row.request_ids)),
             new_request_ids=(),
@@ -280,7 +280,7 @@ class ApplyResult:
             onnx_path=paths[1],
             started_at=utc(row.started_at),
             finished_at=utc(row.finished_at),
-            phase=row.phase,
+            phase=Phase(row.phase),
             starts_from=row.starts_from,
             applied_by=row.applied_by,
             applied_by_role=row.applied_by_role,

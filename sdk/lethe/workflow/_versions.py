@@ -40,7 +40,14 @@ from lethe.workflow._publish import ApplyContext, read_result, reconcile, swap_l
 from lethe.workflow._store import ProjectStore, idempotent
 from lethe.workflow._time import now as utcnow
 from lethe.workflow._types import ApplyResult
-from lethe_audit.statements import ApplyOutcome, EventType, LifecycleEvent, RequestStatus, rfc3339
+from lethe_audit.statements import (
+    ApplyOutcome,
+    EventType,
+    LifecycleEvent,
+    Phase,
+    RequestStatus,
+    rfc3339,
+)
 from lethe_audit.store import ApplyRow, CoverageRow, ModelRow, RequestRow
 
 if TYPE_CHECKING:
@@ -420,7 +427,7 @@ class VersionService:
                 mrow = store.model_row(s, name, lock=True)
                 target = store.apply_row(s, apply_id)
                 current = _check_rollback(store, s, mrow, target)
-                if target.phase == "mask":  # the published model is masked, not yet erased
+                if target.phase == Phase.MASK:  # the published model is masked, not yet erased
                     for r in s.execute(
                         select(RequestRow).where(
                             RequestRow.model_name == name, RequestRow.erased_at.is_not(None)
