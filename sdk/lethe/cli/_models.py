@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from lethe.cli._context import ProjectRef, exit_codes_in_help, out_option
-from lethe.workflow._recipe import ReferenceConfig  # torch-free: the help states its defaults
+from lethe.workflow import ReferenceConfig  # torch-free: the help states its defaults
 from lethe_audit.cli.common import emit, json_option
 
 #: ``--device`` for the commands that run the model (validated by lethe.models.resolve_device).
