@@ -212,6 +212,7 @@ def bench(
             lt.verify_log()
             res["log_verified_s"] = round(time.perf_counter() - t0, 2)
     res["database"] = "postgresql" if database_url else "sqlite"
+    res["load_avg_1m"] = round(os.getloadavg()[0], 1)  # the machine may be shared
     return res
 
 
@@ -252,6 +253,11 @@ def _check(res: dict[str, Any]) -> None:
         raise SystemExit(f"bench_serve: invariants broken: {bad}: {res}")
 
 
+def _import_cell(label: str, seconds: float) -> str:
+    code = _IMPORTS.get(label, label)
+    return f"`{code}` {seconds} s" if code == label else f"`{code}` ({label}) {seconds} s"
+
+
 def _docs(res: dict[str, Any]) -> str:
     return (
         "## Service (`benchmarks/bench_serve.py`)\n\n"
@@ -260,7 +266,8 @@ def _docs(res: dict[str, Any]) -> str:
         f"{res['filings_per_client']} filings with idempotency keys, each client raced by a "
         "second one filing the same keys with the same token at the same time, then one more "
         f"retry of every key ({res['calls']} calls), on {os.cpu_count()} CPU cores shared with "
-        "the clients.\n\n"
+        f"the clients (1-minute load average {res.get('load_avg_1m', '?')} at the end of the "
+        "run; uvicorn's access log on, one line per call).\n\n"
         "| filings | p50 | p99 | calls/s | wall | duplicates | race / retry mismatches | log |\n"
         "|---|---|---|---|---|---|---|---|\n"
         f"| {res['filings']} | {res['p50_ms']} ms | {res['p99_ms']} ms | {res['calls_per_s']} | "
@@ -271,7 +278,9 @@ def _docs(res: dict[str, Any]) -> str:
         "p50/p99: latency of the original client's filings (its racer's calls and the "
         "retries count only in calls/s).\n\n"
         "Import time of the client against the full SDK (fresh interpreter, median of 5, same "
-        "machine): " + ", ".join(f"`{k}` {v} s" for k, v in res["import_s"].items()) + "."
+        "machine): " + ", ".join(_import_cell(k, v) for k, v in res["import_s"].items()) + ". "
+        "`from lethe import Client` imports neither torch nor SQLAlchemy nor cryptography "
+        "(`tests/serve/test_serve_flow.py` checks it)."
     )
 
 
