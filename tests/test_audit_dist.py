@@ -4,12 +4,17 @@ pip resolves no torch, and the core commands verify what the SDK produced in thi
 Both wheels (``lethe-audit`` from ``audit/``, ``lethe-sdk`` from the root) are built once, from
 a copy of the tree, without build isolation (this interpreter's setuptools). One environment
 without pip of its own (this interpreter's pip installs into it with ``--python``) gets the core
-wheel, is measured and used, then gets ``[report,remeasure]`` on top and is measured again.
+wheel, is measured and used (bundle, receipt, fp32 and int8 model; the commands of a missing
+extra exit 70 naming it), then gets the extras one at a time, each with the line the docs give
+for it (``pip install './audit[report]'`` in the copy of the source, then ``pip install
+'lethe-audit[remeasure]'`` and ``[store]``), is measured after each and runs what the extra
+adds (``report``, ``report --model --eval-data`` and the edge loader, ``db upgrade``).
 A second one gets ``[openssf]`` alone (core + model-signing, pyOpenSSL), is measured, and
 checks the SDK's exported model there with ``lethe-audit model verify --openssf`` and with
 ``model_signing``'s own command-line verifier (which refuses a copy with one flipped weight
-byte). Installs from the package index through pip's own cache (a second run downloads
-nothing).
+byte). The sizes are printed and written to ``benchmarks/results/audit-size.json`` (MB of
+10^6 bytes of file contents in site-packages; these venvs hold no pip or setuptools).
+Installs from the package index through pip's own cache (a second run downloads nothing).
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lethe_audit._extras import install_line
 from lethe_audit.keys import OPENSSF_PUBLIC_FILE
 from tests.workflow.conftest import (  # noqa: F401  (fixtures)
     MODEL,
@@ -41,11 +49,15 @@ HEAVY = {"torch", "torchvision", "timm", "lethe-sdk", "onnxscript"}
 pytestmark = pytest.mark.slow
 
 
-def _pip(env: Path, *args: str) -> None:
+def _pip(env: Path, *args: str, cwd: Path | None = None) -> None:
     """This interpreter's pip, acting on ``env`` (which has no pip of its own)."""
     cmd = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--python"]
     res = subprocess.run(
-        [*cmd, str(env / "bin" / "python"), *args], capture_output=True, text=True, timeout=1800
+        [*cmd, str(env / "bin" / "python"), *args],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=cwd,
     )
     assert res.returncode == 0, (
         f"pip {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
@@ -78,6 +90,11 @@ def _site_mb(env: Path) -> float:
     return total / 1e6
 
 
+#: The auditor's environment, not this checkout: no PYTHONPATH (the subprocesses also run
+#: with their venv as working directory, outside the tree).
+_CLEAN = {**os.environ, "PYTHONPATH": ""}
+
+
 def _run(env: Path, *args: str) -> dict[str, Any]:
     exe = env / "bin" / "lethe-audit"
     res = subprocess.run(
@@ -85,7 +102,7 @@ def _run(env: Path, *args: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "PYTHONPATH": ""},
+        env=_CLEAN,
         cwd=env,
     )
     assert res.returncode == 0, f"lethe-audit {args[0]} exited {res.returncode}: {res.stderr}"
@@ -97,7 +114,7 @@ def _run(env: Path, *args: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both wheels, built once from a copy of the tree (audit/, migrations/ its link points at,
-    sdk/, the root pyproject and README): ``{"audit": ..., "sdk": ...}``."""
+    sdk/, the root pyproject and README): ``{"audit": ..., "sdk": ..., "src": the copy}``."""
     work = tmp_path_factory.mktemp("dist-src")
     src = work / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
@@ -111,7 +128,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     built = {w.name.split("-")[0]: w for w in out.glob("*.whl")}
-    return {"audit": built["lethe_audit"], "sdk": built["lethe_sdk"]}
+    return {"audit": built["lethe_audit"], "sdk": built["lethe_sdk"], "src": src}
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +167,66 @@ def test_the_sdk_wheel_depends_on_lethe_audit_and_does_not_ship_it(
     assert not any(n.startswith("lethe/") for n in names)
 
 
+@dataclass(frozen=True)
+class _Made:
+    """What the SDK (this interpreter) produced for the auditor's environment to check."""
+
+    bundle: Path
+    receipt: Path
+    model: Path  # the published fp32 file
+    int8: Path  # `export_onnx(quantize="int8")`, bound to the request's receipt
+    exported: Path  # `export_onnx` (with its OpenSSF signature beside it)
+    eval_data: Path  # `export_eval_data`
+    vkey: str
+
+
+def _produce(lt: Any, tmp_path: Path) -> _Made:  # noqa: F811
+    req = lt.file(subject="alice@example.com", classes=[3], legal_basis="gdpr-17-1-b")
+    lt.approve(req.id, actor="dpo")
+    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
+    receipt = tmp_path / "receipt.tlog-proof"
+    receipt.write_text(lt.receipt(req.id))
+    int8 = lt.export_onnx(MODEL, tmp_path / "int8" / "m8.onnx", quantize="int8")
+    exported = lt.export_onnx(MODEL, tmp_path / "exported" / "m.onnx")  # with m.onnx.sig
+    return _Made(
+        bundle=lt.export_bundle(tmp_path / "bundle.zip"),
+        receipt=receipt,
+        model=Path(lt.published(MODEL)["onnx"]),
+        int8=Path(int8.path),
+        exported=Path(exported.path),
+        eval_data=Path(lt.export_eval_data(MODEL, tmp_path / "eval.npz").path),
+        vkey=lt.verifiers()[0].vkey,
+    )
+
+
+def _fails_naming(env: Path, extra: str, *args: str) -> None:
+    """``lethe-audit ARGS`` exits 70 with one line naming the missing extra."""
+    exe = str(env / "bin" / "lethe-audit")
+    res = subprocess.run(
+        [exe, *args], capture_output=True, text=True, timeout=600, env=_CLEAN, cwd=env
+    )
+    assert res.returncode == 70, (args, res.returncode, res.stderr)
+    assert f"pip install 'lethe-audit[{extra}]'" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+#: The edge recipe: load_verified, then one inference on zeros.
+_EDGE = (
+    "import sys, numpy as np\n"
+    "from lethe_audit.model import load_verified\n"
+    "s = load_verified(sys.argv[1], sys.argv[2], receipt=open(sys.argv[3], 'rb').read())\n"
+    "name = s.get_inputs()[0].name\n"
+    "shape = [1 if not isinstance(d, int) else d for d in s.get_inputs()[0].shape]\n"
+    "print(s.run(None, {name: np.zeros(shape, np.float32)})[0].shape)\n"
+)
+
+
+def _edge(env: Path, m: _Made) -> subprocess.CompletedProcess[str]:
+    """The edge recipe in ``env``'s own interpreter (no PYTHONPATH, run outside the tree)."""
+    argv = [str(env / "bin" / "python"), "-c", _EDGE, str(m.model), m.vkey, str(m.receipt)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=_CLEAN, cwd=env)
+
+
 def test_core_install_verifies_what_the_sdk_produced(
     audit_env: Path,
     wheels: dict[str, Path],
@@ -162,81 +239,105 @@ def test_core_install_verifies_what_the_sdk_produced(
     for extra_only in ("sqlalchemy", "jinja2", "matplotlib", "onnxruntime", "scikit-learn"):
         assert extra_only not in installed  # core = onnx, cryptography, numpy, rfc8785, click
     core_mb = _site_mb(audit_env)
+    wheel = wheels["audit"].name
+    sizes = [{"install": "core", "pip": f"pip install {wheel}", "mb": round(core_mb, 1)}]
     print(f"\nlethe-audit core: {core_mb:.0f} MB of site-packages (without pip/setuptools)")
     assert core_mb <= 150, f"the core install is {core_mb:.0f} MB (target 150)"
 
-    # The SDK (this interpreter) produces a bundle, a receipt and a signed model.
-    req = lt.file(subject="alice@example.com", classes=[3], legal_basis="gdpr-17-1-b")
-    lt.approve(req.id, actor="dpo")
-    assert lt.apply(MODEL, phase="mask", relearn=False, progress=False).passed
-    bundle = lt.export_bundle(tmp_path / "bundle.zip")
-    receipt = tmp_path / "receipt.tlog-proof"
-    receipt.write_text(lt.receipt(req.id))
-    model = lt.published(MODEL)["onnx"]
-    vkey = lt.verifiers()[0].vkey
-    exported = lt.export_onnx(MODEL, tmp_path / "exported" / "m.onnx")  # with m.onnx.sig
-
-    assert _run(audit_env, "verify", str(bundle), "--key", vkey)["ok"]
-    assert _run(audit_env, "receipt", "verify", str(receipt), "--key", vkey)["ok"]
-    doc = _run(audit_env, "model", "verify", str(model), "--key", vkey, "--receipt", str(receipt))
-    assert doc["ok"]
+    m = _produce(lt, tmp_path)
+    assert _run(audit_env, "verify", str(m.bundle), "--key", m.vkey)["ok"]
+    assert _run(audit_env, "receipt", "verify", str(m.receipt), "--key", m.vkey)["ok"]
+    for model in (m.model, m.int8):  # the int8 file is bound to the same request's receipt
+        doc = _run(audit_env, "model", "verify", str(model), "--key", m.vkey, "--receipt",
+                   str(m.receipt))  # fmt: skip
+        assert doc["ok"]
 
     # A command that needs an extra says which one, in one line, with its own exit code.
-    res = subprocess.run(
-        [
-            str(audit_env / "bin" / "lethe-audit"),
-            "report",
-            str(bundle),
-            "--key",
-            vkey,
-            "-o",
-            str(tmp_path / "r.html"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 70, res.stderr
-    assert "pip install 'lethe-audit[report]'" in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
-
-    # The edge loader needs onnxruntime: the core names the extra; with it, it runs the model.
-    edge = (
-        "import sys, numpy as np\n"
-        "from lethe_audit.model import load_verified\n"
-        "s = load_verified(sys.argv[1], sys.argv[2], receipt=open(sys.argv[3], 'rb').read())\n"
-        "name = s.get_inputs()[0].name\n"
-        "shape = [1 if not isinstance(d, int) else d for d in s.get_inputs()[0].shape]\n"
-        "print(s.run(None, {name: np.zeros(shape, np.float32)})[0].shape)\n"
-    )
-    py = str(audit_env / "bin" / "python")
-    no_ort = subprocess.run(
-        [py, "-c", edge, str(model), vkey, str(receipt)], capture_output=True, text=True
-    )
+    _fails_naming(audit_env, "report", "report", str(m.bundle), "--key", m.vkey, "-o",
+                  str(tmp_path / "r.html"))  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    _fails_naming(audit_env, "store", "db", "upgrade", db)
+    _fails_naming(audit_env, "store", "log", "export", "--db", db, str(tmp_path / "b.zip"))
+    no_ort = _edge(audit_env, m)  # the edge loader needs onnxruntime: the core names it
     assert no_ort.returncode != 0 and "pip install 'lethe-audit[remeasure]'" in no_ort.stderr
 
-    # With [report,remeasure] the report renders there too.
-    _pip(audit_env, "install", f"{wheels['audit']}[report,remeasure]")
-    assert not _installed(audit_env) & HEAVY
+    sizes += _grow(audit_env, wheels, m, tmp_path)
+    openssf = _check_openssf_extra(audit_env, wheels, m.exported, _openssf_pub(lt), m.vkey,
+                                   m.receipt)  # fmt: skip
+    sizes.append({"install": "core + [openssf]", "pip": f"pip install '{wheel}[openssf]'",
+                  "mb": round(openssf, 1), "added_mb": round(openssf - core_mb, 1)})  # fmt: skip
+    _write_sizes(sizes)
+
+
+def _openssf_pub(lt: Any) -> Path:  # noqa: F811
+    return Path(lt.store.settings.keys / OPENSSF_PUBLIC_FILE)
+
+
+def _step(env: Path, name: str, pip_args: list[str], shown: str, cwd: Path | None = None) -> dict:
+    """Install one more extra into ``env``; its size and what it added."""
+    before, mb_before = _installed(env), _site_mb(env)
+    _pip(env, *pip_args, cwd=cwd)
+    after, mb = _installed(env), _site_mb(env)
+    assert not after & HEAVY, f"{name} pulled {after & HEAVY}"
+    print(f"lethe-audit {name}: {mb:.0f} MB of site-packages (+{mb - mb_before:.0f} MB)")
+    added = sorted(after - before)
+    return {"install": name, "pip": shown, "mb": round(mb, 1),
+            "added_mb": round(mb - mb_before, 1), "added": added}  # fmt: skip
+
+
+def _grow(env: Path, wheels: dict[str, Path], m: _Made, tmp_path: Path) -> list[dict]:
+    """The extras one by one, each with the line the docs give for it: the auditor's
+    ``pip install './audit[report]'`` run in a copy of Lethe's source (built as pip builds it
+    there: in an isolated environment), then ``pip install 'lethe-audit[EXTRA]'`` (the
+    line a missing extra names: pip keeps the installed lethe-audit, which is on no index)."""
+    line = shlex.split(install_line("report"))
+    assert line[:2] == ["pip", "install"]
+    steps = [_step(env, "core + [report]", ["install", *line[2:]],
+                   shlex.join(line), cwd=wheels["src"])]  # fmt: skip
+    _run(env, "report", str(m.bundle), "--key", m.vkey, "-o", str(tmp_path / "plain.html"))
+
+    steps.append(_step(env, "core + [report,remeasure]", ["install", "lethe-audit[remeasure]"],
+                       "pip install 'lethe-audit[remeasure]'"))  # fmt: skip
+    assert steps[-1]["mb"] <= 600, f"core + [report,remeasure] is {steps[-1]['mb']} MB (600)"
     out = tmp_path / "report.html"
-    _run(audit_env, "report", str(bundle), "--key", vkey, "-o", str(out))
-    assert out.stat().st_size > 0
-    ran = subprocess.run(
-        [py, "-c", edge, str(model), vkey, str(receipt)], capture_output=True, text=True
-    )
+    doc = _run(env, "report", str(m.bundle), "--key", m.vkey, "-o", str(out), "--model",
+               str(m.model), "--eval-data", str(m.eval_data))  # fmt: skip
+    assert doc["remeasured"] is True and out.stat().st_size > 0
+    ran = _edge(env, m)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("(1, ")  # the verified model's logits for one image
-    full_mb = _site_mb(audit_env)
-    print(f"lethe-audit[report,remeasure]: {full_mb:.0f} MB of site-packages")
-    assert full_mb <= 600, f"core + [report,remeasure] is {full_mb:.0f} MB (target 600)"
 
-    pub = lt.store.settings.keys / OPENSSF_PUBLIC_FILE
-    _check_openssf_extra(audit_env, wheels, Path(exported.path), pub, vkey, receipt)
+    steps.append(_step(env, "core + [report,remeasure,store]", ["install", "lethe-audit[store]"],
+                       "pip install 'lethe-audit[store]'"))  # fmt: skip
+    _run(env, "db", "upgrade", f"sqlite:///{tmp_path / 'log.db'}")  # migrations shipped too
+    return steps
+
+
+def _write_sizes(sizes: list[dict]) -> None:
+    """Print the sizes and write them to ``benchmarks/results/audit-size.json`` (what
+    docs/benchmarks.md's "lethe-audit install size" table is updated from)."""
+    import platform
+    from datetime import datetime, timezone
+
+    doc = {
+        "format": "lethe-bench/audit-size/v1",
+        "measured_by": "tests/test_audit_dist.py",
+        "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "unit": "MB = 10^6 bytes of file contents under site-packages of a venv created "
+        "without pip (pip and setuptools are not in it, nor counted)",
+        "targets_mb": {"core": 150, "core + [report,remeasure]": 600},
+        "installs": sizes,
+    }
+    print(json.dumps(doc["installs"], indent=1))
+    out = REPO / "benchmarks" / "results" / "audit-size.json"
+    out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def _check_openssf_extra(
     core_env: Path, wheels: dict[str, Path], model: Path, pub: Path, vkey: str, receipt: Path
-) -> None:
+) -> float:
     """``lethe-audit[openssf]`` in a fresh environment: no torch; both verifiers accept the
     SDK's export and model_signing's refuses one flipped weight byte."""
     from tests.audit.test_openssf import _flip_weight_byte
@@ -266,6 +367,7 @@ def _check_openssf_extra(
     bad.write_bytes(_flip_weight_byte(model.read_bytes()))
     res = subprocess.run([*ms, str(bad)], capture_output=True, text=True, cwd=env)
     assert res.returncode != 0 and "Signature mismatch" in res.stdout + res.stderr
+    return mb
 
 
 def test_the_sdk_pins_lethe_audit_at_its_own_version() -> None:

@@ -22,4 +22,13 @@ def test_bench_verify_times_every_verifier(tmp_path: Path) -> None:
     text = _section(
         {"verify": res, "settings": {"repeats": 1}, "machine": {"cpu": "x", "cpu_count": 1}}
     )
-    assert "lethe.onnx/v2" in text and "× baseline" in text
+    assert "lethe.onnx/v2" in text and "× hashing baseline" in text
+    # The issue's target, as it states it: against model_signing's verifier, headlined first.
+    assert res["target_vs_model_signing"] == 1.5
+    paired = res["paired_ratios"]["lethe_v2_vs_model_signing"]
+    assert paired["min"] <= paired["median"] <= paired["max"]
+    assert res["ratios"]["lethe_v2_vs_model_signing"] == paired["median"]
+    headline = text.split("\n\n")[2]
+    assert headline.startswith("Target (issue 18): Lethe's verification within 1.5x of OpenSSF")
+    assert f"`verify_model` **{paired['median']:.2f}x**" in headline
+    assert "| what | median s | × `model_signing` | × hashing baseline |" in text
