@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serve.conftest import Service, file_body
+from tests.serve.conftest import ROLES, Service, file_body
 
 # A one-way post-execution Fides webhook (needs no LETHE_FIDES_URL); see test_fides.py.
 _FIDES_POST = {
@@ -62,6 +62,23 @@ def test_authorization_matrix(service: Service) -> None:
                 seen += 1
         assert http.get("/v1/health").status_code == 200  # no token needed
     assert seen == len(MATRIX) * len(WHO)
+
+
+def test_health_tells_the_log_size_only_to_a_token(service: Service) -> None:
+    """Unauthenticated health says only that the server lives (the log size is the filing
+    volume); a valid token of any role also gets ``log_size``."""
+    size = service.lt.log.size()
+    with httpx.Client(base_url=service.url) as http:
+        for who in (None, "invalid", "revoked"):
+            r = http.get("/v1/health", headers=service.headers(who))
+            assert r.status_code == 200 and "log_size" not in r.json(), (who, r.text)
+        for who in ROLES:
+            r = http.get("/v1/health", headers=service.headers(who))
+            assert r.json()["log_size"] == size, who
+    from lethe.serve import create_app
+
+    op = create_app(service.lt).openapi()["paths"]["/v1/health"]["get"]
+    assert {} in op["security"] and {"HTTPBearer": []} in op["security"]  # a token is optional
 
 
 def test_an_app_sees_only_its_own_requests(service: Service) -> None:

@@ -76,7 +76,8 @@ def test_approve_apply_receipt_bundle_over_http(service: Service, tmp_path: Path
     bundle = aud.export_bundle(tmp_path / "bundle.zip")
     verify_bundle(bundle, service.lt.verifiers(), origin=service.lt.log.origin())
     shredded = dpo.shred(r.id)
-    assert shredded.shredded and shredded.shredded_by == "dpo"
+    assert shredded.shredded and (shredded.shredded_by, shredded.shredded_by_role) == ("dpo", "dpo")
+    assert aud.get(r.id).shredded_by_role == "dpo"  # read back from the database, not the answer
 
 
 def test_errors_are_typed_problems(service: Service) -> None:
@@ -211,7 +212,7 @@ def test_cli_tokens_and_subject_from_stdin(service: Service) -> None:
     assert both.exit_code == 2
 
 
-def test_lethe_serve_command_serves_the_project(service: Service) -> None:
+def test_lethe_serve_command_serves_the_project(service: Service, tmp_path: Path) -> None:
     import socket
     import time
 
@@ -220,7 +221,8 @@ def test_lethe_serve_command_serves_the_project(service: Service) -> None:
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("lethe")
     cmd = [str(exe), "--project", str(service.project), "serve", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = (tmp_path / "stderr").open("wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     try:
         for _ in range(300):
             try:
@@ -237,6 +239,24 @@ def test_lethe_serve_command_serves_the_project(service: Service) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        err.close()
+    assert "lethe: warning" not in (tmp_path / "stderr").read_text()  # loopback: no warning
+
+
+def test_lethe_serve_beyond_loopback_warns_on_stderr(service: Service) -> None:
+    from click.testing import CliRunner
+
+    from lethe.cli import main
+    from lethe.cli._serve import is_loopback
+
+    assert all(map(is_loopback, ["127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "::", "192.0.2.1", "example.org", "lethe"]))
+    # 192.0.2.1 (TEST-NET-1) is no address of this machine: uvicorn cannot bind it and exits.
+    base = ["--project", str(service.project), "serve", "--host", "192.0.2.1", "--port", "8765"]
+    out = CliRunner().invoke(main, base)
+    assert out.exit_code != 0
+    warning = [x for x in out.output.splitlines() if x.startswith("lethe: warning:")]
+    assert len(warning) == 1 and "192.0.2.1" in warning[0] and "TLS" in warning[0], out.output
 
 
 def test_a_token_with_too_many_calls_in_flight_gets_429(service: Service) -> None:

@@ -38,6 +38,7 @@ class RemoteRequest:
     failure_reason: str | None = None
     shredded_at: datetime | None = None
     shredded_by: str | None = None
+    shredded_by_role: str | None = None
     erased_at: datetime | None = None
     depth: str | None = None
     filed_by: str | None = None

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from lethe.cli._context import ProjectRef
+from lethe_audit.cli import safe_text
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is this machine only (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
 
 
 @click.command("serve")
@@ -31,4 +44,11 @@ def serve(ref: ProjectRef, host: str, port: int, max_in_flight: int) -> None:
     from lethe.serve import create_app
 
     app = create_app(ref.open(), max_in_flight=max_in_flight)
+    if not is_loopback(host):
+        click.echo(
+            f"lethe: warning: serving plain HTTP on {safe_text(host, one_line=True)}, beyond "
+            "loopback: tokens and subject identifiers cross the network unencrypted unless a "
+            "TLS-terminating proxy is in front (docs/service.md)",
+            err=True,
+        )
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

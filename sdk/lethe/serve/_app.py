@@ -92,7 +92,7 @@ def create_app(lt: Lethe, *, max_in_flight: int = 32, fides_url: str | None = No
 
 def _out(r: Any, *, with_key: bool = False) -> RequestOut:
     d = r.to_dict(include_subject_key=with_key)
-    for name in ("filed_by", "filed_by_role", "decided_by_role", "shredded_by"):
+    for name in ("filed_by", "filed_by_role", "decided_by_role", "shredded_by", "shredded_by_role"):
         d.setdefault(name, getattr(r, name, None))
     filer, key = d.get("filed_by"), d.get("idempotency_key")
     if filer and key and key.startswith(f"{filer}/"):
@@ -214,10 +214,13 @@ def _operator_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
 
 
 def _log_routes(router: APIRouter, lt: Lethe, gate: Gate) -> None:
-    @router.get("/health", response_model=Health, tags=["log"])
-    def health() -> Health:
-        """Liveness (no token needed)."""
-        return Health(status="ok", version=__version__, log_size=lt.log.size())
+    # The token is optional here: ``{}`` joins the security requirements (OpenAPI: "or none").
+    @router.get("/health", response_model=Health, response_model_exclude_none=True,
+                openapi_extra={"security": [{}]}, tags=["log"])  # fmt: skip
+    def health(p: Principal | None = Depends(gate.optional())) -> Health:  # noqa: B008
+        """Liveness (no token needed; ``log_size`` only with a valid token)."""
+        size = lt.log.size() if p is not None else None
+        return Health(status="ok", version=__version__, log_size=size)
 
     @router.get("/log/checkpoint", response_class=PlainTextResponse, responses=_TEXT,
                 tags=["log"])  # fmt: skip

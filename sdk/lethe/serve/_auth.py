@@ -38,6 +38,19 @@ class Gate:
             raise AuthenticationError("the token is unknown or revoked: ask an admin for a token")
         return p
 
+    def optional(self) -> Callable[..., Principal | None]:
+        """A FastAPI dependency: the call's principal if it sends a valid token, else None
+        (no token, an unknown or a revoked one: the call goes on unauthenticated)."""
+
+        def dependency(
+            creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+        ) -> Principal | None:
+            if creds is None or creds.scheme.lower() != "bearer":
+                return None
+            return authenticate(self.engine, creds.credentials)
+
+        return dependency
+
     def allow(self, *roles: str) -> Callable[..., Iterator[Principal]]:
         """A FastAPI dependency: the call's principal when its role is one of ``roles``."""
 

@@ -76,6 +76,7 @@ class RequestOut(BaseModel):
     failure_reason: str | None = None
     shredded_at: str | None = None
     shredded_by: str | None = None
+    shredded_by_role: str | None = None
     erased_at: str | None = None
     depth: str | None = None
     filed_by: str | None = None
@@ -135,9 +136,12 @@ class RequestList(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness. ``log_size`` (how many entries the log holds, i.e. the filing volume) only
+    for a caller with a valid token of any role."""
+
     status: Literal["ok"]
     version: str
-    log_size: int
+    log_size: int | None = None
 
 
 class Problem(BaseModel):

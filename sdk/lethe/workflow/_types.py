@@ -64,6 +64,7 @@ class DeletionRequest:
     filed_by_role: str | None = None
     decided_by_role: str | None = None
     shredded_by: str | None = None
+    shredded_by_role: str | None = None
 
     @property
     def depth(self) -> str | None:
@@ -112,6 +113,7 @@ class DeletionRequest:
             filed_by_role=row.filed_by_role,
             decided_by_role=row.decided_by_role,
             shredded_by=row.shredded_by,
+            shredded_by_role=row.shredded_by_role,
         )
 
     def to_dict(self, *, include_subject_key: bool = False) -> dict[str, Any]:
@@ -140,6 +142,7 @@ class DeletionRequest:
             "filed_by_role": self.filed_by_role,
             "decided_by_role": self.decided_by_role,
             "shredded_by": self.shredded_by,
+            "shredded_by_role": self.shredded_by_role,
         }
         if include_subject_key:
             d["subject_key"] = self.subject_key
