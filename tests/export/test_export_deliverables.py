@@ -153,6 +153,9 @@ def test_int8_calibrated_on_the_eval_set_says_so_and_records_it(
     assert res.exit_code == 0, res.output
     warning = [x for x in res.stderr.splitlines() if x.startswith("lethe: warning:")]
     assert len(warning) == 1 and "calibrated on the evaluation images" in warning[0], res.stderr
+    steps = [x for x in res.stderr.splitlines() if x.startswith(f"int8 {MODEL}: ")]
+    assert steps[0].startswith(f"int8 {MODEL}: calibrating on ") and "eval images" in steps[0]
+    assert "passed the policy; signed and logged as entry" in steps[-1]  # no terminal: lines
     doc = json.loads(res.stdout)
     assert doc["calibration_source"] == "eval"
     (variant,) = [s for s in _statements(lt) if s.predicate_type == VARIANT_V1]
