@@ -19,22 +19,32 @@ def _help() -> str:
 
 
 def test_filters_train_help_defaults_are_the_train_config_defaults() -> None:
-    text = _help()
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    for option, field in [
-        ("--epochs", "epochs"),
-        ("--lr", "lr"),
-        ("--batch-size", "batch_size"),
-        ("--max-set-size", "max_set_size"),
-        ("--seed", "seed"),
-        ("--forget-loss", "forget_loss"),
-        ("--set-size-power", "set_size_power"),
-    ]:
+    _assert_help_defaults(
+        _help(),
+        defaults,
+        [
+            ("--epochs", "epochs"),
+            ("--lr", "lr"),
+            ("--batch-size", "batch_size"),
+            ("--max-set-size", "max_set_size"),
+            ("--seed", "seed"),
+            ("--forget-loss", "forget_loss"),
+            ("--set-size-power", "set_size_power"),
+        ],
+    )
+
+
+def _assert_help_defaults(
+    text: str, defaults: dict[str, object], pairs: list[tuple[str, str]]
+) -> None:
+    """Each option's "(default X)" in ``text`` is its dataclass field's default."""
+    for option, field in pairs:
         m = re.search(re.escape(option) + r"\b.*?\(default ([^;:)]+)", text)
         assert m is not None, f"{option} states no default"
         stated = m.group(1).strip()
         assert stated == str(defaults[field]), (
-            f"{option}: help says {stated}, TrainConfig has {defaults[field]!r}"
+            f"{option}: help says {stated}, the dataclass has {defaults[field]!r}"
         )
 
 
@@ -50,14 +60,15 @@ def test_model_reference_help_defaults_are_the_reference_config_defaults() -> No
     res = CliRunner().invoke(main, ["model", "reference", "--help"], terminal_width=200)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    defaults = ReferenceConfig()
-    for option, field in [
-        ("--epochs", "epochs"),
-        ("--lr", "lr"),
-        ("--batch-size", "batch_size"),
-        ("--seeds", "seeds"),
-    ]:
-        m = re.search(re.escape(option) + r"\b.*?\(default ([^;:)]+)", text)
-        assert m is not None, f"{option} states no default"
-        assert m.group(1).strip() == str(getattr(defaults, field)), option
+    defaults = {f.name: f.default for f in dataclasses.fields(ReferenceConfig)}
+    _assert_help_defaults(
+        text,
+        defaults,
+        [
+            ("--epochs", "epochs"),
+            ("--lr", "lr"),
+            ("--batch-size", "batch_size"),
+            ("--seeds", "seeds"),
+        ],
+    )
     assert "--device" in text
