@@ -9,7 +9,8 @@ extra exit 70 naming it), then gets the extras one at a time, each with the line
 for it (``pip install './audit[report]'`` in the copy of the source, then ``pip install
 'lethe-audit[remeasure]'`` and ``[store]``), is measured after each and runs what the extra
 adds (``report``, ``report --model --eval-data`` and the edge loader, ``db upgrade``).
-A second one gets ``[openssf]`` alone (core + model-signing, pyOpenSSL), is measured, and
+A second one gets ``[edge]`` alone (onnxruntime, no scikit-learn or SciPy) and runs the edge
+loader there; a third gets ``[openssf]`` alone (core + model-signing, pyOpenSSL), is measured, and
 checks the SDK's exported model there with ``lethe-audit model verify --openssf`` and with
 ``model_signing``'s own command-line verifier (which refuses a copy with one flipped weight
 byte). The sizes are printed and written to ``benchmarks/results/audit-size.json`` (MB of
@@ -259,7 +260,10 @@ def test_core_install_verifies_what_the_sdk_produced(
     _fails_naming(audit_env, "store", "db", "upgrade", db)
     _fails_naming(audit_env, "store", "log", "export", "--db", db, str(tmp_path / "b.zip"))
     no_ort = _edge(audit_env, m)  # the edge loader needs onnxruntime: the core names it
-    assert no_ort.returncode != 0 and "pip install 'lethe-audit[remeasure]'" in no_ort.stderr
+    assert no_ort.returncode != 0 and "pip install 'lethe-audit[edge]'" in no_ort.stderr
+    edge = _check_edge_extra(audit_env, wheels, m)
+    sizes.append({"install": "core + [edge]", "pip": f"pip install '{wheel}[edge]'",
+                  "mb": round(edge, 1), "added_mb": round(edge - core_mb, 1)})  # fmt: skip
 
     sizes += _grow(audit_env, wheels, m, tmp_path)
     openssf = _check_openssf_extra(audit_env, wheels, m.exported, _openssf_pub(lt), m.vkey,
@@ -333,6 +337,23 @@ def _write_sizes(sizes: list[dict]) -> None:
     print(json.dumps(doc["installs"], indent=1))
     out = REPO / "benchmarks" / "results" / "audit-size.json"
     out.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def _check_edge_extra(core_env: Path, wheels: dict[str, Path], m: _Made) -> float:
+    """``lethe-audit[edge]`` in a fresh environment: onnxruntime without scikit-learn or
+    scipy, and the edge recipe runs there; its size."""
+    env = core_env.parent / "edge-venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+    _pip(env, "install", f"{wheels['audit']}[edge]")
+    installed = _installed(env)
+    assert "onnxruntime" in installed and not installed & HEAVY
+    assert not installed & {"scikit-learn", "scipy", "jinja2", "sqlalchemy"}, installed
+    mb = _site_mb(env)
+    print(f"lethe-audit[edge]: {mb:.0f} MB of site-packages (core + onnxruntime)")
+    ran = _edge(env, m)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("(1, ")  # the verified model's logits for one image
+    return mb
 
 
 def _check_openssf_extra(

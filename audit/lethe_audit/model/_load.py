@@ -51,7 +51,8 @@ def load_verified(
     object: replacing the file after the read cannot change what runs. Raises
     :class:`~lethe_audit.errors.ModelVerificationError` (``what`` names the part at fault),
     :class:`~lethe_audit.errors.FormatError` for a file that is not a self-contained ONNX model,
-    or the receipt verifier's errors. Needs ``onnxruntime`` (the ``[remeasure]`` extra).
+    or the receipt verifier's errors. Needs ``onnxruntime`` (the ``[edge]`` extra;
+    ``[remeasure]`` has it too).
     """
     verifiers = _as_verifiers(key)
     if isinstance(path_or_bytes, bytes):
@@ -85,5 +86,5 @@ def _session(data: bytes, providers: Sequence[str], options: Any) -> onnxruntime
     try:
         import onnxruntime as ort
     except ImportError:
-        raise MissingExtraError("load_verified", "remeasure", "onnxruntime") from None
+        raise MissingExtraError("load_verified", "edge", "onnxruntime") from None
     return ort.InferenceSession(data, sess_options=options, providers=list(providers))
