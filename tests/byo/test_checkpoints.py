@@ -218,3 +218,25 @@ def test_device_names_are_checked() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda:1")
+
+
+def test_the_cli_escapes_a_checkpoints_own_text(
+    outside: Outside, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training checkpoint's ``arch`` is quoted when registration says which weights it used;
+    the CLI prints it, and every progress line, with control characters escaped."""
+    import logging
+
+    from lethe.cli._models import _say, progress_lines
+    from lethe.models import load_weights
+
+    hostile = "resnet18\x1b[2J\x1b]0;owned\x07\nforged line"
+    path = tmp_path / "ckpt.pth.tar"
+    sd = outside.state_dict
+    torch.save({"epoch": 1, "arch": hostile, "state_dict": sd, "state_dict_ema": sd}, path)
+    load_weights(path, OUTSIDE_SPEC, log=_say)
+    with progress_lines(True):
+        logging.getLogger("lethe.test").info("step 1 of %s", hostile)
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err, repr(err)
+    assert err.count("\n") == 2 and err.count("resnet18") == 2, repr(err)

@@ -32,7 +32,7 @@ def progress_lines(enabled: bool) -> Iterator[None]:
     handlers: list[logging.Handler] = [_WarningLines()]
     if enabled and not sys.stderr.isatty():
         info = logging.StreamHandler(sys.stderr)
-        info.setFormatter(logging.Formatter("%(message)s"))
+        info.setFormatter(_EscapedLines())
         info.addFilter(lambda record: record.levelno < logging.WARNING)
         handlers.append(info)
     level = logger.level
@@ -46,6 +46,16 @@ def progress_lines(enabled: bool) -> Iterator[None]:
         for h in handlers:
             logger.removeHandler(h)
         logger.setLevel(level)
+
+
+class _EscapedLines(logging.Formatter):
+    """An INFO record as one line, control characters escaped (messages can quote a file's
+    own text: a checkpoint's ``arch``, a file name)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from lethe_audit.cli.common import safe_text
+
+        return safe_text(record.getMessage(), one_line=True)
 
 
 class _WarningLines(logging.Handler):
@@ -259,7 +269,9 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 
 def _say(msg: str) -> None:
-    click.echo(msg, err=True)
+    from lethe_audit.cli.common import safe_text
+
+    click.echo(safe_text(msg, one_line=True), err=True)  # it may quote the checkpoint's text
 
 
 def _floats(text: str | None, flag: str, *, n: int | None = None) -> tuple[float, ...] | None:
