@@ -572,6 +572,21 @@ def test_cli_prints_how_to_feed_the_model(signer: note.Signer, tmp_path: Path) -
     assert lines[-1].startswith("OK: m.onnx")
 
 
+def test_the_feed_line_stays_one_escaped_line(signer: note.Signer, tmp_path: Path) -> None:
+    """A signed record whose interpolation holds a newline and an escape sequence cannot add
+    a line (say, a forged verdict) or drive the terminal."""
+    path = tmp_path / "m.onnx"
+    pre = {**PREPROCESSING, "interpolation": "bilinear\nOK: forged.onnx\x1b[2J"}
+    model = sign_model(tiny_model(), metadata(preprocessing=pre), signer)
+    path.write_bytes(model.SerializeToString())
+    res = CliRunner().invoke(main, ["model", "verify", str(path), "--key", signer.vkey])
+    assert res.exit_code == 0, res.output
+    assert "\x1b" not in res.output and not any(
+        line.startswith("OK: forged") for line in res.output.splitlines()
+    ), res.output
+    assert res.output.splitlines()[-1].startswith("OK: m.onnx")
+
+
 def test_feed_steps_are_in_order() -> None:
     """timm's ImageNet evaluation transform, step by step, in the order that reproduces it."""
     from lethe_audit.feed import feed_steps

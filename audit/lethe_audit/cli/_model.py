@@ -98,9 +98,11 @@ def model_verify(
 
 def _feed_line(pre: Mapping[str, Any] | None) -> str | None:
     """How to feed the model, step by step, from its signed ``lethe.preprocessing``."""
+    from lethe_audit.cli._terminal import safe_text
     from lethe_audit.feed import feed_steps
 
-    return "feed: " + feed_steps(pre) if pre else None
+    # One line even if a (signed) record's interpolation held a newline.
+    return safe_text("feed: " + feed_steps(pre), one_line=True) if pre else None
 
 
 def _check_openssf(file: Path, key: Path, signature: Path | None) -> dict[str, object]:
