@@ -66,21 +66,6 @@ def _one_client(
     out[c] = {"latencies": lat, "ids": ids}
 
 
-def _retries(
-    url: str, token: str, c: int, filings: int, out: dict[Any, Any], stop: threading.Event
-) -> None:
-    """Once everything is filed: every key of client ``c`` again -> ``out[c]`` its ids."""
-    from lethe import Client
-
-    with Client(url, token, retries=5) as cl:
-        ids = {}
-        for i in range(filings):
-            if stop.is_set():
-                return
-            ids[f"k-{c}-{i}"] = _file(cl, c, i)
-    out[c] = ids
-
-
 def _run_phase(threads: list[threading.Thread], deadline: float, stop: threading.Event) -> None:
     """Start ``threads`` and join them, all by the monotonic ``deadline``; past it, tell them
     to stop and raise :class:`LoadDeadlineError`."""
@@ -122,7 +107,8 @@ def run_load(
     both = [*_threads(_one_client, url, tokens, filings, out, stop),
             *_threads(_one_client, url, tokens, filings, raced, stop)]  # fmt: skip
     _run_phase(both, deadline, stop)
-    _run_phase(_threads(_retries, url, tokens, filings, again, stop), deadline, stop)
+    # once everything is filed: every key again (its latencies are not reported)
+    _run_phase(_threads(_one_client, url, tokens, filings, again, stop), deadline, stop)
     wall = time.perf_counter() - t0
     if not len(out) == len(raced) == len(again) == len(tokens):
         raise RuntimeError("a client failed (see its traceback above)")
@@ -135,7 +121,7 @@ def _summary(
     lat = sorted(x for o in out.values() for x in o["latencies"])
     ids = {k: i for o in out.values() for k, i in o["ids"].items()}
     rival = {k: i for o in raced.values() for k, i in o["ids"].items()}
-    retried = {k: i for ids_c in again.values() for k, i in ids_c.items()}
+    retried = {k: i for o in again.values() for k, i in o["ids"].items()}
     all_ids = [*ids.values(), *rival.values(), *retried.values()]
     return {
         "clients": len(out),
