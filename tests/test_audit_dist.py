@@ -339,16 +339,25 @@ def _write_sizes(sizes: list[dict]) -> None:
     out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def _fresh_with_extra(
+    core_env: Path, wheels: dict[str, Path], extra: str
+) -> tuple[Path, set[str], float]:
+    """A fresh environment beside ``core_env`` with ``lethe-audit[extra]`` alone: the env, what
+    it holds (never torch and friends) and its size in MB."""
+    env = core_env.parent / f"{extra}-venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
+    _pip(env, "install", f"{wheels['audit']}[{extra}]")
+    installed = _installed(env)
+    assert not installed & HEAVY, f"[{extra}] pulled {installed & HEAVY}"
+    return env, installed, _site_mb(env)
+
+
 def _check_edge_extra(core_env: Path, wheels: dict[str, Path], m: _Made) -> float:
     """``lethe-audit[edge]`` in a fresh environment: onnxruntime without scikit-learn or
     scipy, and the edge recipe runs there; its size."""
-    env = core_env.parent / "edge-venv"
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
-    _pip(env, "install", f"{wheels['audit']}[edge]")
-    installed = _installed(env)
-    assert "onnxruntime" in installed and not installed & HEAVY
+    env, installed, mb = _fresh_with_extra(core_env, wheels, "edge")
+    assert "onnxruntime" in installed
     assert not installed & {"scikit-learn", "scipy", "jinja2", "sqlalchemy"}, installed
-    mb = _site_mb(env)
     print(f"lethe-audit[edge]: {mb:.0f} MB of site-packages (core + onnxruntime)")
     ran = _edge(env, m)
     assert ran.returncode == 0, ran.stderr
@@ -369,12 +378,8 @@ def _check_openssf_extra(
         [str(core_env / "bin" / "lethe-audit"), *args], capture_output=True, text=True
     )
     assert res.returncode == 70 and "pip install 'lethe-audit[openssf]'" in res.stderr, res.stderr
-    env = core_env.parent / "openssf-venv"
-    venv.EnvBuilder(with_pip=False, symlinks=True).create(env)
-    _pip(env, "install", f"{wheels['audit']}[openssf]")
-    installed = _installed(env)
-    assert {"model-signing", "pyopenssl"} <= installed and not installed & HEAVY
-    mb = _site_mb(env)
+    env, installed, mb = _fresh_with_extra(core_env, wheels, "openssf")
+    assert {"model-signing", "pyopenssl"} <= installed
     print(f"lethe-audit[openssf]: {mb:.0f} MB of site-packages (core + model-signing, pyOpenSSL)")
     doc = _run(env, *args, "--receipt", str(receipt))
     assert doc["openssf"]["signature"] == str(model) + ".sig"
